@@ -1,0 +1,40 @@
+"""``edgevit models [PATTERN]``: the zoo as a table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the model zoo", description="List the model zoo.")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over model names, e.g. 'tiny_vit*'")
+    p.add_argument("--all", action="store_true", help="include the tiny test_* models")
+    p.add_argument("--info", action="store_true", help="print every field of each model's info")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgevit.cli._table import format_table
+    from edgevit.errors import UnknownNameError
+    from edgevit.models import list_models, model_info
+    from edgevit.models._info import MODELS
+
+    names = list_models(args.pattern, include_test=args.all or args.pattern.startswith("test"))
+    if not names:
+        close = MODELS.closest(args.pattern.strip("*"))
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise UnknownNameError(f"no model matches {args.pattern!r}{hint}")
+    if args.info:
+        for name in names:
+            info = model_info(name)
+            print(name)
+            for key, value in info.to_dict().items():
+                print(f"  {key}: {value}")
+        return 0
+    rows = []
+    for name in names:
+        info = model_info(name)
+        size = f"{info.image_size}" + (" (fixed)" if info.fixed_size else "")
+        rows.append((name, f"{info.params / 1e6:.2f}M", f"{info.gmacs:.3g}", size, info.family))
+    print(format_table(["model", "params", "GMACs", "input", "family"], rows, align="lrrll"))
+    return 0

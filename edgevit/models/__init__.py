@@ -1,0 +1,141 @@
+"""The model zoo: CAS-ViT, TinyViT, EfficientFormer V1/V2 and ViT/DeiT in plain PyTorch.
+
+Example:
+    >>> from edgevit.models import create_model, list_models, model_info
+    >>> list_models("efficientformer*")
+    ['efficientformer_l1', 'efficientformer_l3', 'efficientformer_l7', 'efficientformerv2_l', ...]
+    >>> model = create_model("efficientformer_l1", weights="l1.pth")
+    >>> model_info("efficientformer_l1").gmacs
+    1.3
+
+Every model follows the edge contract of :class:`~edgevit.models._base.EdgeModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.models._base import EdgeModel
+from edgevit.models._checkpoint import Checkpoint, EdgeVitWarning, load_weights, read_checkpoint
+from edgevit.models._info import MODELS, ModelInfo, Preprocess, register_model
+
+__all__ = [
+    "EdgeModel",
+    "ModelInfo",
+    "Preprocess",
+    "EdgeVitWarning",
+    "create_model",
+    "list_models",
+    "model_info",
+    "read_checkpoint",
+    "register_model",
+]
+
+FAMILY_MODULES = ("cas_vit", "tiny_vit", "efficientformer", "efficientformer_v2", "vit")
+
+
+@lru_cache(maxsize=1)
+def _load_families() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"edgevit.models.{module}")
+
+
+def list_models(pattern: str = "*", include_test: bool = True) -> list[str]:
+    """Registered model names matching the glob ``pattern``.
+
+    Args:
+        pattern: a glob such as ``"tiny_vit*"``.
+        include_test: include the tiny ``test_*`` variants used by the test suite.
+    """
+    _load_families()
+    names = MODELS.names(pattern)
+    if not include_test:
+        names = [n for n in names if not MODELS.meta(n).is_test]
+    return names
+
+
+def model_info(name: str) -> ModelInfo:
+    """What is known of model ``name``: family, paper, params, GMACs, input size, split points...
+
+    Raises:
+        UnknownNameError: with the closest valid names.
+    """
+    _load_families()
+    return _info_with_split_points(name)
+
+
+@lru_cache(maxsize=None)
+def _info_with_split_points(name: str) -> ModelInfo:
+    info: ModelInfo = MODELS.meta(name)
+    with torch.device("meta"):
+        model = MODELS.get(name)()
+    return dataclasses.replace(info, split_points=tuple(model.split_points()))
+
+
+def check_image_size(info: ModelInfo, image_size: int) -> None:
+    """Refuse an input size that model ``info`` cannot be built for, naming what it takes."""
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size <= 0:
+        raise InvalidArgumentError(f"image_size must be a positive integer, got {image_size!r}")
+    if info.allowed_sizes is not None and image_size not in info.allowed_sizes:
+        raise InvalidArgumentError(
+            f"{info.name} cannot take {image_size}x{image_size} input: it takes "
+            f"{info.size_policy()} (its attention-bias tables are sized for that)"
+        )
+    if image_size % info.size_multiple:
+        lower = max(info.size_multiple, image_size - image_size % info.size_multiple)
+        raise InvalidArgumentError(
+            f"{info.name} cannot take {image_size}x{image_size} input: it takes {info.size_policy()}; "
+            f"try {lower} or {lower + info.size_multiple}"
+        )
+
+
+def create_model(
+    name: str,
+    weights: str | Path | Checkpoint | None = None,
+    num_classes: int | None = None,
+    image_size: int | None = None,
+    **kwargs,
+) -> EdgeModel:
+    """Build zoo model ``name``, optionally loading a weights file.
+
+    Args:
+        name: a registered name (``list_models()``).
+        weights: path to an official (or timm-named) checkpoint, ``.pth``/``.pt`` or
+            ``.safetensors``. Loaded strictly; mismatches are listed in the error.
+        num_classes: classifier size. With ``weights`` of another class count, only the
+            head is re-initialised (with a warning). Defaults to the checkpoint's class count
+            when weights are given, else the model's default (1000).
+        image_size: square input size; fixed-size models rebuild their bias tables for it
+            and refuse sizes they cannot take.
+        **kwargs: passed to the family's constructor (e.g. ``drop_path_rate``).
+
+    Returns:
+        The model in eval mode.
+    """
+    _load_families()
+    factory = MODELS.get(name)
+    info: ModelInfo = MODELS.meta(name)
+    if image_size is not None:
+        check_image_size(info, image_size)
+        kwargs["image_size"] = image_size
+    ckpt = None
+    if weights is not None:
+        ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
+        if num_classes is None and "head.weight" in ckpt.state_dict:
+            num_classes = int(ckpt.state_dict["head.weight"].shape[0])
+    if num_classes is not None:
+        if not isinstance(num_classes, int) or num_classes <= 0:
+            raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
+        kwargs["num_classes"] = num_classes
+    model = factory(**kwargs)
+    model.model_name = name
+    if ckpt is not None:
+        load_weights(model, ckpt, checkpoint_filter=getattr(model, "checkpoint_filter", None), model_name=name)
+        model.labels = ckpt.labels
+    return model.eval()

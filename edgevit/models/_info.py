@@ -1,0 +1,103 @@
+"""Model metadata as frozen value objects, and the model registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgevit.registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input tensor.
+
+    ``resize_mode``:
+      * ``"crop"``: resize the shorter side to ``round(size / crop_pct)``, centre-crop ``size``.
+      * ``"warp"``: resize directly to ``size x size`` (no crop).
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    resize_mode: str = "crop"
+
+    def resize_size(self, size: int) -> int:
+        """Shorter-side target before the centre crop (``size`` itself in warp mode)."""
+        return size if self.resize_mode == "warp" else int(size / self.crop_pct)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is known of a registered model, without building it.
+
+    ``params`` and ``gmacs`` are for the default build (``num_classes`` classes, default
+    size, no distillation head unless ``has_dist_head``); a registry test recomputes both.
+    ``paper_params_m`` / ``paper_gmacs`` are the published figures they are checked against.
+    """
+
+    name: str
+    family: str
+    paper: str
+    input_size: tuple[int, int, int]
+    params: int
+    gmacs: float
+    fixed_size: bool
+    size_multiple: int = 32
+    allowed_sizes: tuple[int, ...] | None = None
+    num_classes: int = 1000
+    has_dist_head: bool = False
+    paper_params_m: float | None = None
+    paper_gmacs: float | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    is_test: bool = False
+    split_points: tuple[str, ...] = ()
+
+    @property
+    def image_size(self) -> int:
+        return self.input_size[-1]
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocess.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocess.std
+
+    def size_policy(self) -> str:
+        """A sentence saying which input sizes a build of this model can take."""
+        if self.allowed_sizes:
+            return f"only {', '.join(str(s) for s in self.allowed_sizes)} pixels"
+        fixed = " (fixed once built)" if self.fixed_size else ""
+        return f"square sizes that are multiples of {self.size_multiple}{fixed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+ModelFactory = Callable[..., Any]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+def register_model(info: ModelInfo) -> Callable[[ModelFactory], ModelFactory]:
+    """Register a factory ``f(num_classes=..., image_size=...) -> nn.Module`` with its info.
+
+    Example:
+        >>> @register_model(ModelInfo(name="vit_tiny_patch16_224", family="vit", ...))
+        ... def vit_tiny_patch16_224(**kwargs):
+        ...     return VisionTransformer(embed_dim=192, depth=12, num_heads=3, **kwargs)
+    """
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        MODELS.register(info.name, factory, meta=info)
+        return factory
+
+    return decorator

@@ -1,0 +1,132 @@
+"""The edge contract, checked for every registered model (parametrized over the registry).
+
+Full-size models are built and run once at their default size (forward pass, parameter
+and MAC counts against the papers); the deeper checks (reparameterize, split points,
+checkpoint round trip) run on every model too, since they are cheap at batch 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgevit.models import create_model, list_models, model_info
+from edgevit.models._count import count_macs, count_params
+
+ALL = list_models()
+FULL = list_models(include_test=False)
+TEST = [n for n in ALL if n not in FULL]
+
+FAMILIES = {"cas_vit", "tiny_vit", "efficientformer", "efficientformerv2", "vit"}
+
+
+def test_registry_has_every_named_model():
+    expected = {
+        "cas_vit_xs", "cas_vit_s", "cas_vit_m", "cas_vit_t",
+        "tiny_vit_5m_224", "tiny_vit_11m_224", "tiny_vit_21m_224", "tiny_vit_21m_384", "tiny_vit_21m_512",
+        "efficientformer_l1", "efficientformer_l3", "efficientformer_l7",
+        "efficientformerv2_s0", "efficientformerv2_s1", "efficientformerv2_s2", "efficientformerv2_l",
+        "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+    }
+    assert expected <= set(FULL)
+    assert {model_info(n).family for n in TEST} == FAMILIES, "one test_* variant per family"
+
+
+def _input(name: str, batch: int = 1) -> torch.Tensor:
+    info = model_info(name)
+    return torch.randn(batch, *info.input_size)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_builds_runs_and_counts(name):
+    info = model_info(name)
+    model = create_model(name)
+    assert not model.training
+    with torch.no_grad():
+        out = model(_input(name))
+    assert out.shape == (1, info.num_classes)
+    assert torch.isfinite(out).all()
+    params = count_params(model)
+    assert params == info.params, f"{name}: built {params:,} params, info says {info.params:,}"
+    macs = count_macs(model, info.image_size) / 1e9
+    assert macs == pytest.approx(info.gmacs, rel=0.01), f"{name}: counted {macs:.4f} GMACs"
+    if info.paper_params_m is not None:
+        assert params / 1e6 == pytest.approx(info.paper_params_m, rel=0.02)
+    if info.paper_gmacs is not None:
+        assert macs == pytest.approx(info.paper_gmacs, rel=0.05), f"{name}: {macs:.3f} vs paper {info.paper_gmacs}"
+    if info.is_test:
+        assert params <= 400_000, f"{name} is a test model but has {params:,} params"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reparameterize_keeps_outputs(name):
+    model = create_model(name)
+    _randomize_norm_stats(model)
+    x = _input(name, batch=2)
+    deploy = model.reparameterize()
+    assert deploy is not model and deploy.is_reparameterized and not deploy.training
+    with torch.no_grad():
+        ref, out = model(x), deploy(x)
+    scale = ref.abs().max().clamp_min(1e-6)
+    assert ((out - ref).abs().max() / scale).item() < 1e-4
+    names = {type(m).__name__ for m in deploy.modules()}
+    assert not names & {"BatchNorm2d", "BatchNorm1d", "DropPath", "Dropout"}, names
+    assert getattr(deploy, "dist_head", None) is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_split_points_compose_to_forward(name):
+    model = create_model(name)
+    points = model.split_points()
+    assert points, "every model can be cut somewhere"
+    assert tuple(points) == model_info(name).split_points
+    x = _input(name)
+    with torch.no_grad():
+        ref = model(x)
+        mid = points[len(points) // 2]
+        first, rest = model.stage(None, mid), model.stage(mid, None)
+        torch.testing.assert_close(rest(first(x)), ref, rtol=1e-5, atol=1e-5)
+        h = x
+        for _, piece in model.segments():
+            h = piece(h)
+        torch.testing.assert_close(h, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TEST)
+def test_checkpoint_round_trip(name, tmp_path):
+    model = create_model(name)
+    _randomize_norm_stats(model)
+    path = tmp_path / "w.pth"
+    torch.save({"model": model.state_dict()}, path)
+    fresh = create_model(name, weights=path)
+    x = _input(name, batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x))
+
+
+@pytest.mark.parametrize("name", TEST)
+def test_reparameterized_graph_is_export_friendly(name):
+    """No gather on attention biases and no tensor above rank 4 in the traced inference graph."""
+    deploy = create_model(name).reparameterize()
+    graph = torch.export.export(deploy, (_input(name),)).graph
+    for node in graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            assert val.dim() <= 4, (
+                f"{node.name} ({node.target}) has rank {val.dim()}"
+            )
+        if node.op == "call_function":
+            assert "index.Tensor" not in str(node.target), f"gather in inference graph: {node.name}"
+
+
+def _randomize_norm_stats(model: torch.nn.Module) -> None:
+    """Give every BatchNorm non-trivial statistics so that folding is really tested."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
