@@ -6,19 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgevit.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from edgevit.registry import Registry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How an image becomes the model's input tensor.
+    """How a model's images are prepared (everything but the size; see PreprocessSpec).
 
-    ``resize_mode``:
-      * ``"crop"``: resize the shorter side to ``round(size / crop_pct)``, centre-crop ``size``.
-      * ``"warp"``: resize directly to ``size x size`` (no crop).
+    ``resize_mode``: ``"crop"`` resizes the shorter side to ``int(size / crop_pct)`` and
+    centre-crops; ``"warp"`` resizes straight to ``size x size``.
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -27,9 +24,10 @@ class Preprocess:
     crop_pct: float = 0.875
     resize_mode: str = "crop"
 
-    def resize_size(self, size: int) -> int:
-        """Shorter-side target before the centre crop (``size`` itself in warp mode)."""
-        return size if self.resize_mode == "warp" else int(size / self.crop_pct)
+    def spec(self, size: int, layout: str = "NCHW") -> PreprocessSpec:
+        """The full preprocessing for ``size`` pixels (what export writes to the manifest)."""
+        return PreprocessSpec(size=size, mean=self.mean, std=self.std, interpolation=self.interpolation,
+                              crop_pct=self.crop_pct, resize_mode=self.resize_mode, layout=layout)
 
 
 @dataclass(frozen=True)
