@@ -1,0 +1,90 @@
+"""ONNX Runtime on the CPU: runs ``.onnx`` artifacts.
+
+``threads`` sets ``intra_op_num_threads`` (the threads one operator may use); inter-op
+parallelism is off (one op at a time, ``ORT_SEQUENTIAL``), which is what a single-image
+edge workload wants and what makes ``threads`` mean the number of busy cores. The graph
+is optimised at ``ORT_ENABLE_ALL`` (constant folding, layout and fusion passes).
+
+Example:
+    >>> from edgevit.runtime import load
+    >>> session = load("model.onnx", backend="onnxruntime", threads=2)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.artifact import TensorSpec
+from edgevit.errors import require
+from edgevit.runtime._backend import Backend, BackendModel
+
+#: ONNX Runtime type strings -> numpy dtype names
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+class OnnxRuntimeModel(BackendModel):
+    """An ``onnxruntime.InferenceSession`` behind the backend interface."""
+
+    def __init__(self, session, threads: int | None) -> None:
+        self.session = session
+        self.threads = threads
+        self.input_specs = tuple(_spec(arg) for arg in session.get_inputs())
+        self.output_specs = tuple(_spec(arg) for arg in session.get_outputs())
+        self._output_names = [spec.name for spec in self.output_specs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values))
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    suffixes = (".onnx",)
+    extra = "onnxruntime"
+    priority = 10
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    @classmethod
+    def version(cls) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("onnxruntime")
+        except PackageNotFoundError:
+            return "unknown"
+
+    def open(self, model_path: Path, threads: int | None) -> OnnxRuntimeModel:
+        ort = require("onnxruntime", self.extra, "running ONNX artifacts")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        return OnnxRuntimeModel(session, threads)
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(dim if isinstance(dim, int) and dim >= 0 else None for dim in (arg.shape or ()))
+    return TensorSpec(arg.name, shape, ORT_DTYPES.get(arg.type, arg.type))
