@@ -1,0 +1,36 @@
+"""``edgevit eval MODEL_OR_ARTIFACT --data DIR|digits``: top-1/top-5 on a labelled set."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="top-1/top-5 of a zoo model or an exported artifact on a labelled set",
+        description="Evaluate a zoo model (through PyTorch) or an exported artifact (through the runtime).",
+    )
+    p.add_argument("model", help="zoo model name, or an artifact folder / model file")
+    p.add_argument("--data", required=True, help="image folder (one sub-folder per class) or 'digits'")
+    p.add_argument("--split", default="val", choices=["train", "val", "all"])
+    p.add_argument("--weights", default=None, help="weights for a zoo model")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--backend", default="auto", help="runtime backend for artifacts")
+    p.add_argument("--json", default=None, help="also write the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from edgevit.evaluate import evaluate_source
+
+    result = evaluate_source(args.model, args.data, split=args.split, weights=args.weights,
+                             image_size=args.image_size, backend=args.backend)
+    print(f"{args.model} on {args.data} ({args.split}, {result['count']} images): "
+          f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

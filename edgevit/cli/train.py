@@ -1,0 +1,52 @@
+"""``edgevit train MODEL --data DIR|digits``: fine-tune a zoo model, write safetensors + labels."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a zoo model on an image folder or the bundled digits",
+        description="Fine-tune a zoo model (AdamW, cosine schedule) and write its weights as safetensors "
+        "together with the class labels.",
+    )
+    p.add_argument("model", help="zoo model name (edgevit models)")
+    p.add_argument("--data", required=True, help="image folder (one sub-folder per class) or 'digits'")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=None, help="train at this size (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weights", default=None, help="start from these weights (default: random init)")
+    p.add_argument("--out", default=None, help="output .safetensors (default: <model>-<data>.safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgevit.data.datasets import load_dataset
+    from edgevit.errors import InvalidArgumentError
+    from edgevit.models import create_model
+    from edgevit.train import TrainConfig, dataset_spec, save_weights, train
+
+    out = Path(args.out or f"{args.model}-{Path(str(args.data)).name}.safetensors")
+    if out.suffix != ".safetensors":
+        raise InvalidArgumentError(f"--out must end in .safetensors, got {str(out)!r}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise InvalidArgumentError(f"--out folder {str(out.parent)!r} is not a folder")
+    train_set = load_dataset(args.data, "train")
+    val_set = load_dataset(args.data, "val")
+    model = create_model(args.model, weights=args.weights, num_classes=train_set.num_classes,
+                         image_size=args.image_size)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size)
+    spec = dataset_spec(args.model, train_set, args.image_size)
+    result = train(model, train_set, val_set, config, spec, progress=None if not args.quiet else False)
+    save_weights(model, out, labels=train_set.classes,
+                 metadata={"model": args.model, "image_size": str(spec.size), "data": str(args.data)})
+    top1 = result.final_top1
+    print(f"wrote {out} ({len(train_set)} training images, {train_set.num_classes} classes"
+          + (f", validation top-1 {top1:.2f}%" if top1 is not None else "") + ")")
+    return 0
