@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from edgevit.cli import main
+
+
+def test_models_table(capsys):
+    assert main(["models", "vit*"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["model", "params", "GMACs", "input", "family"]
+    assert "vit_tiny_patch16_224" in out and "5.72M" in out and "test_vit" not in out
+
+
+def test_models_all_includes_test_models(capsys):
+    assert main(["models", "--all", "*vit*"]) == 0
+    assert "test_vit" in capsys.readouterr().out
+
+
+def test_unknown_pattern_is_one_line_error(capsys):
+    assert main(["models", "efficientformer_l2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("UnknownNameError: no model matches 'efficientformer_l2'")
+    assert "Traceback" not in err
+
+
+def test_debug_shows_traceback(capsys):
+    assert main(["--debug", "models", "nope_nothing"]) == 1
+    assert "Traceback" in capsys.readouterr().err
