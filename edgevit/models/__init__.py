@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -70,7 +70,7 @@ def model_info(name: str) -> ModelInfo:
     return _info_with_split_points(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _info_with_split_points(name: str) -> ModelInfo:
     info: ModelInfo = MODELS.meta(name)
     with torch.device("meta"):
