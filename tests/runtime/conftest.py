@@ -1,0 +1,88 @@
+"""Artifacts the runtime tests load.
+
+* ``tiny_onnx``: a hand-built ONNX classifier (mean-pool + MatMul, dynamic batch) with a
+  manifest, made with ``onnx.helper`` in milliseconds; used for the session's input checks,
+  predict and batching.
+* ``family_artifacts``: each family's ``test_*`` model exported to every format a Linux
+  backend runs, once per test session, with the PyTorch output on one input to compare with.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from runtime_helpers import write_tiny_onnx
+
+from edgevit.artifact import Manifest, TensorSpec
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> Path:
+    return write_tiny_onnx(tmp_path / "tiny-onnx-fp32")
+
+
+def _test_models() -> list[str]:
+    from edgevit.models import list_models
+
+    return list_models("test_*")
+
+
+@pytest.fixture(scope="session", params=_test_models())
+def family_artifacts(request, tmp_path_factory):
+    """``(model name, {target: artifact folder}, input, PyTorch logits)`` for one test model."""
+    import torch
+
+    from edgevit.models import create_model, model_info
+
+    name = request.param
+    folder = tmp_path_factory.mktemp(name)
+    model = create_model(name).eval()
+    x = torch.randn(1, *model_info(name).input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    artifacts = {target: _export(model, name, target, folder) for target in ("onnx", "tflite")}
+    return name, artifacts, x.numpy(), expected
+
+
+def _export(model, name: str, target: str, folder: Path) -> Path:
+    """Export with ``edgevit.export`` when it exists; until then convert directly."""
+    try:
+        from edgevit.export import export
+    except ImportError:
+        return _convert_directly(model, name, target, folder)
+    artifact = export(model, target=target, out=folder, verify=False)
+    return Path(getattr(artifact, "path", artifact))
+
+
+def _convert_directly(model, name: str, target: str, folder: Path) -> Path:
+    import torch
+
+    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.models import model_info
+
+    info = model_info(name)
+    model = copy.deepcopy(model).reparameterize()
+    x = torch.zeros(1, *info.input_size)
+    out = folder / f"{name}-{target}-fp32"
+    out.mkdir()
+    if target == "onnx":
+        file = "model.onnx"
+        torch.onnx.export(model, (x,), str(out / file), dynamo=True, input_names=["pixel_values"],
+                          output_names=["logits"], verbose=False)
+    else:
+        import litert_torch
+
+        file = "model.tflite"
+        litert_torch.convert(model, (x,)).export(str(out / file))
+    Manifest(
+        model={"name": name, "family": info.family, "num_classes": info.num_classes},
+        target=target,
+        precision="fp32",
+        model_file=file,
+        inputs=(TensorSpec("pixel_values", (1, *info.input_size), "float32", "NCHW"),),
+        outputs=(TensorSpec("logits", (1, info.num_classes)),),
+        preprocessing=PreprocessSpec(size=info.input_size[-1]).to_dict(),
+    ).write(out)
+    return out

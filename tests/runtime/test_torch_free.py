@@ -1,0 +1,53 @@
+"""The device side never needs torch: a fresh interpreter imports and runs the runtime without it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_runtime_does_not_import_torch():
+    result = _fresh(
+        "import sys\n"
+        "import edgevit.runtime\n"
+        "from edgevit.runtime import BACKENDS\n"
+        "for name in BACKENDS.names():\n"
+        "    try:\n"
+        "        BACKENDS.get(name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "from edgevit.runtime import load, Session\n"
+        "heavy = sorted(m for m in ('torch', 'coremltools', 'tensorflow', 'litert_torch') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
+
+
+def test_running_onnx_and_predicting_does_not_import_torch(tiny_onnx):
+    result = _fresh(
+        "import sys, numpy as np\n"
+        "from edgevit.runtime import load\n"
+        f"with load({str(tiny_onnx)!r}, threads=1) as s:\n"
+        "    s.run({'pixel_values': np.zeros((2, 3, 8, 8), np.float32)})\n"
+        "    assert s.predict([np.zeros((20, 30, 3), np.uint8)])[0].ok\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "TORCH False" in result.stdout
+
+
+def test_core_install_pulls_no_torch():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [dep.split(">")[0].split("=")[0].strip() for dep in project["dependencies"]] == ["numpy"]
+    for extra in ("onnxruntime", "litert", "coreml", "coreml-reference", "bench"):
+        deps = project["optional-dependencies"].get(extra, [])
+        assert not any(dep.startswith("torch") for dep in deps), f"extra {extra!r} pulls torch: {deps}"
