@@ -319,19 +319,30 @@ def resolve_backend(model_path: str | Path, backend: str = "auto") -> type[Backe
         if backend_cls.available():
             return backend_cls
     extras = ", ".join(f"pip install 'edgevit[{cls.extra}]' ({cls.name})" for cls in candidates)
-    raise MissingDependencyError(f"no backend that runs {suffix} files is installed here; install one: {extras}")
+    broken = "".join(f"; backend {name!r} could not be imported ({why})" for name, why in _BROKEN.items())
+    raise MissingDependencyError(
+        f"no backend that runs {suffix} files is installed here; install one: {extras or 'none registered'}{broken}"
+    )
 
 
 def _backends_for(suffix: str) -> list[type[Backend]]:
-    found = []
+    return sorted(
+        (cls for cls in _importable_backends().values() if suffix in cls.suffixes), key=lambda c: (c.priority, c.name)
+    )
+
+
+def _importable_backends() -> dict[str, type[Backend]]:
+    """Registered backends whose module imports; a broken one must not stop the others."""
+    found = {}
     for name in BACKENDS.names():
         try:
-            backend_cls = BACKENDS.get(name)
-        except ImportError:  # a registered backend whose module is not importable here
-            continue
-        if suffix in backend_cls.suffixes:
-            found.append(backend_cls)
-    return sorted(found, key=lambda cls: (cls.priority, cls.name))
+            found[name] = BACKENDS.get(name)
+        except (ImportError, AttributeError) as exc:
+            _BROKEN[name] = f"{type(exc).__name__}: {exc}"
+    return found
+
+
+_BROKEN: dict[str, str] = {}
 
 
 def _open(backend_cls: type[Backend], model_path: Path, threads: int | None) -> BackendModel:

@@ -1,0 +1,80 @@
+"""A latency plot a person can read at a glance: one box per model, its median written on it.
+
+Each model gets a horizontal box (quartiles, whiskers to the 5th and 95th percentiles) over
+its individual timings drawn as faint dots, with the p50 printed beside the box; the
+PyTorch baseline is drawn in grey and each artifact's speed-up over it is printed. A
+logarithmic axis is used when the medians differ by more than 10x. matplotlib (Agg, no
+display) is imported inside the function.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import require
+
+
+def plot_latency(report, path: str | Path) -> Path:
+    """Write the PNG for ``report`` to ``path`` and return it."""
+    matplotlib = require("matplotlib", "bench", "plotting benchmark results")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    results = list(reversed(report.results))  # first model at the top
+    baseline = report.baseline()
+    height = 1.4 + 0.55 * len(results)
+    fig, ax = plt.subplots(figsize=(9, height), dpi=110)
+    data = [np.asarray(r.samples_ms) for r in results]
+    positions = np.arange(1, len(results) + 1)
+    style = {"whis": (5, 95), "widths": 0.55, "showfliers": False, "patch_artist": True,
+             "medianprops": {"color": "black", "linewidth": 1.6}}
+    try:
+        boxes = ax.boxplot(data, positions=positions, orientation="horizontal", **style)
+    except TypeError:  # matplotlib < 3.10
+        boxes = ax.boxplot(data, positions=positions, vert=False, **style)
+    rng = np.random.default_rng(0)
+    for pos, result, samples, box in zip(positions, results, data, boxes["boxes"]):
+        colour = "#9e9e9e" if result.kind == "torch" else "#4c8bd6"
+        box.set_facecolor(colour)
+        box.set_alpha(0.55)
+        jitter = pos + rng.uniform(-0.18, 0.18, size=samples.size)
+        ax.scatter(samples, jitter, s=4, color=colour, alpha=0.35, linewidths=0, zorder=1)
+        label = f"p50 {result.latency.p50_ms:.3g} ms"
+        if baseline is not None and result is not baseline:
+            label += f"  ({_versus(baseline.latency.p50_ms / result.latency.p50_ms)})"
+        right = np.percentile(samples, 95)
+        ax.annotate(label, (right, pos), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
+    ax.set_yticks(positions, [f"{r.name}\n{r.backend}" for r in results], fontsize=8)
+    medians = [r.latency.p50_ms for r in results]
+    low = min(float(np.min(d)) for d in data)
+    high = max(float(np.percentile(d, 95)) for d in data)
+    if max(medians) / max(min(medians), 1e-9) > 10:
+        ax.set_xscale("log")
+        ax.set_xlim(low / 1.3, high * 4)
+    else:
+        ax.set_xlim(max(0.0, low - 0.05 * (high - low)), high + 0.45 * (high - low) + 1e-9)
+    o = report.options
+    ax.set_xlabel(f"latency per call (ms), batch {o.batch}, threads {o.threads or 'default'}; box: quartiles, whiskers: p5-p95")
+    ax.set_title(f"{report.environment.cpu_model} - {o.runs} interleaved runs per model" if o.interleave
+                 else f"{report.environment.cpu_model} - {o.runs} runs per model", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _versus(speedup: float) -> str:
+    return f"{speedup:.2f}x faster than torch" if speedup >= 1 else f"{1 / speedup:.2f}x slower than torch"

@@ -1,0 +1,99 @@
+"""Turning a :class:`~edgevit.bench.runner.BenchReport` into a table, JSON and CSV.
+
+The table puts the models side by side (one column each, the PyTorch baseline last) and
+the measurements down the side, so a reader compares along a row. Files are written to a
+temporary name and renamed into place, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgevit.cli._table import format_table
+
+MB = 1024 * 1024
+
+#: (row label, function of (result, baseline) -> cell)
+ROWS = (
+    ("backend", lambda r, b: f"{r.backend} {r.backend_version}".strip()),
+    ("threads / batch", lambda r, b: f"{r.threads or 'default'} / {r.batch}"),
+    ("model size (MB)", lambda r, b: _num(r.file_bytes, MB)),
+    ("load (ms)", lambda r, b: _num(r.load_s, 1e-3)),
+    ("first run (ms)", lambda r, b: _num(r.first_run_s, 1e-3)),
+    ("min (ms)", lambda r, b: r.latency.min_ms),
+    ("p50 (ms)", lambda r, b: r.latency.p50_ms),
+    ("p90 (ms)", lambda r, b: r.latency.p90_ms),
+    ("p99 (ms)", lambda r, b: r.latency.p99_ms),
+    ("mean (ms)", lambda r, b: r.latency.mean_ms),
+    ("std (ms)", lambda r, b: r.latency.std_ms),
+    ("throughput (img/s)", lambda r, b: r.throughput_ips),
+    ("peak memory (MB)", lambda r, b: _num(r.peak_rss_bytes, MB)),
+    ("runtime overhead", lambda r, b: None if r.overhead_pct is None else f"{r.overhead_pct:.2f}%"),
+    ("speed-up vs torch", lambda r, b: None if b is None else f"{b.latency.p50_ms / r.latency.p50_ms:.2f}x"),
+)
+
+CSV_FIELDS = (
+    "name", "kind", "backend", "backend_version", "target", "precision", "threads", "batch", "file_bytes",
+    "load_s", "first_run_s", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "max_ms", "runs",
+    "throughput_ips", "peak_rss_bytes", "baseline_rss_bytes", "overhead_us", "overhead_pct", "path",
+)  # fmt: skip
+
+
+def format_report(report) -> str:
+    """Models as columns, measurements as rows, with the environment stamp above."""
+    baseline = report.baseline()
+    headers = ["", *[r.name for r in report.results]]
+    rows = [[label, *[cell(r, baseline) for r in report.results]] for label, cell in ROWS]
+    if baseline is None:
+        rows = [row for row in rows if row[0] != "speed-up vs torch"]
+    o = report.options
+    memory = "peak memory and cold load measured in a fresh process per model" if o.memory else "memory not measured"
+    order = "interleaved round-robin" if o.interleave else "one model after another"
+    head = (
+        f"{report.environment.summary()}\n"
+        f"{o.runs} timed runs after {o.warmup} warm-up, {order}; {memory}\n"
+    )
+    return head + format_table(headers, rows, align="l" + "r" * len(report.results))
+
+
+def write_json(report, path: str | Path) -> Path:
+    return _write_atomic(Path(path), json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def write_csv(report, path: str | Path) -> Path:
+    """One row per model with every scalar measurement (latency samples are in the JSON)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for result in report.results:
+        writer.writerow(_flat(result))
+    return _write_atomic(Path(path), buffer.getvalue())
+
+
+def _flat(result) -> dict[str, Any]:
+    data = result.to_dict()
+    data.update(data.pop("latency_ms"))
+    return {k: data.get(k) for k in CSV_FIELDS}
+
+
+def _num(value: float | None, unit: float) -> float | None:
+    return None if value is None else value / unit
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,365 @@
+"""Timing artifacts side by side: :func:`benchmark`.
+
+Steps, in order:
+
+1. **probe** each model in a fresh process (:mod:`edgevit.bench.probe`): cold load time,
+   first-run time and peak resident memory, which only a process holding one model can
+   attribute to it;
+2. **open** every model in this process (the same session settings) with a fixed random input;
+3. **warm up** each model ``warmup`` times;
+4. **time** ``runs`` rounds; in each round every model runs once, in an order rotated by
+   one every round (round-robin), so that machine drift and the other processes on a
+   shared machine hit every model alike;
+5. **overhead**: the runtime's own cost per ``Session.run`` call (validation and renaming),
+   timed with the backend replaced by a stub returning the last outputs, relative to the
+   backend's bare run time.
+
+Example:
+    >>> report = benchmark(["m-onnx-fp32", "m-tflite-fp32"], BenchOptions(threads=2, runs=50), torch_model="test_vit")
+    >>> print(report.table())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgevit.bench.environment import Environment, environment
+from edgevit.bench.probe import probe
+from edgevit.bench.progress import Progress
+from edgevit.bench.stats import LatencyStats, latency_stats
+from edgevit.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to time. The CLI parses into this; :func:`benchmark` takes it.
+
+    Attributes:
+        backend: runtime backend for every artifact ("auto" picks per file type).
+        threads: CPU threads per model (None: each backend's default).
+        warmup / runs: untimed and timed calls per model.
+        batch: images per call.
+        memory: probe cold start and peak memory in a subprocess per model.
+        interleave: round-robin the models (False: time each model's runs back to back).
+    """
+
+    backend: str = "auto"
+    threads: int | None = None
+    warmup: int = 10
+    runs: int = 100
+    batch: int = 1
+    memory: bool = True
+    interleave: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("warmup", 0), ("runs", 2), ("batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InvalidArgumentError(f"threads must be a positive integer or None, got {self.threads!r}")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Everything measured for one model. Unknown or not-measured values are None."""
+
+    name: str
+    kind: str  # "artifact" or "torch"
+    path: str | None
+    backend: str
+    backend_version: str
+    threads: int | None
+    batch: int
+    target: str | None
+    precision: str | None
+    file_bytes: int | None
+    latency: LatencyStats
+    throughput_ips: float
+    load_s: float | None = None
+    first_run_s: float | None = None
+    peak_rss_bytes: int | None = None
+    baseline_rss_bytes: int | None = None
+    overhead_us: float | None = None
+    overhead_pct: float | None = None
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("latency", "samples_ms")}
+        data["latency_ms"] = self.latency.to_dict()
+        data["samples_ms"] = list(self.samples_ms)
+        return data
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A benchmark run: the machine, the options and one result per model (baseline last)."""
+
+    environment: Environment
+    options: BenchOptions
+    results: tuple[BenchResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "environment": self.environment.to_dict(),
+            "options": asdict(self.options),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def baseline(self) -> BenchResult | None:
+        return next((r for r in self.results if r.kind == "torch"), None)
+
+    def table(self) -> str:
+        from edgevit.bench.report import format_report
+
+        return format_report(self)
+
+
+def benchmark(
+    artifacts: Sequence[str | Path],
+    options: BenchOptions | None = None,
+    torch_model: str | None = None,
+    progress: bool | None = None,
+    **overrides: Any,
+) -> BenchReport:
+    """Time artifacts (and optionally the PyTorch eager model) side by side.
+
+    Args:
+        artifacts: artifact folders or bare model files.
+        options: :class:`BenchOptions`; keyword ``overrides`` replace single fields.
+        torch_model: a zoo model name to add as the PyTorch eager fp32 baseline (imports torch).
+        progress: draw progress on stderr (None: only when stderr is a terminal).
+
+    Returns:
+        A :class:`BenchReport`; ``.table()`` formats it, :mod:`edgevit.bench.report` writes it.
+    """
+    options = replace(options or BenchOptions(), **overrides)
+    if not artifacts and torch_model is None:
+        raise InvalidArgumentError("nothing to benchmark: pass at least one artifact (or a --torch model)")
+    env = environment()
+    candidates = [_ArtifactCandidate(Path(a), options) for a in artifacts]
+    if torch_model is not None:
+        candidates.append(_TorchCandidate(torch_model, options))
+    _name_uniquely(candidates)
+    steps = len(candidates) * (int(options.memory) + 1) + len(candidates) * (options.warmup + options.runs)
+    with Progress(steps, "bench", enabled=progress) as bar:
+        cold = {}
+        for candidate in candidates:
+            if options.memory:
+                bar.note(f"probing {candidate.name} in a fresh process")
+                cold[candidate.name] = probe(candidate.probe_spec())
+                bar.update()
+        try:
+            for candidate in candidates:
+                bar.note(f"loading {candidate.name}")
+                candidate.open()
+                bar.update()
+            samples = _time(candidates, options, bar)
+            return BenchReport(env, options, tuple(c.result(samples[c.name], cold.get(c.name, {})) for c in candidates))
+        finally:
+            for candidate in candidates:
+                candidate.close()
+
+
+def _time(candidates: list[Any], options: BenchOptions, bar: Progress) -> dict[str, list[float]]:
+    """Warm up then time every candidate; interleaved round-robin unless told otherwise."""
+    samples: dict[str, list[float]] = {c.name: [] for c in candidates}
+    clock = time.perf_counter_ns
+    if options.interleave:
+        bar.note("warming up")
+        for _ in range(options.warmup):
+            for candidate in candidates:
+                candidate.call()
+                bar.update()
+        bar.note(f"timing {options.runs} interleaved rounds")
+        for round_index in range(options.runs):
+            shift = round_index % len(candidates)
+            for candidate in candidates[shift:] + candidates[:shift]:
+                start = clock()
+                candidate.call()
+                samples[candidate.name].append((clock() - start) / 1e6)
+                bar.update()
+        return samples
+    for candidate in candidates:
+        bar.note(f"timing {candidate.name}")
+        for _ in range(options.warmup):
+            candidate.call()
+            bar.update()
+        for _ in range(options.runs):
+            start = clock()
+            candidate.call()
+            samples[candidate.name].append((clock() - start) / 1e6)
+            bar.update()
+    return samples
+
+
+class _ArtifactCandidate:
+    """An artifact loaded with the runtime."""
+
+    kind = "artifact"
+
+    def __init__(self, path: Path, options: BenchOptions) -> None:
+        self.path, self.options = path, options
+        self.name = path.name if path.suffix not in (".onnx", ".tflite", ".mlpackage") else path.parent.name + "/" + path.name
+        self.session = None
+        self.feeds: dict = {}
+
+    def probe_spec(self) -> dict[str, Any]:
+        o = self.options
+        return {"kind": "artifact", "path": str(self.path), "backend": o.backend, "threads": o.threads, "batch": o.batch}
+
+    def open(self) -> None:
+        from edgevit.bench.inputs import random_feeds
+        from edgevit.runtime import load
+
+        start = time.perf_counter()
+        self.session = load(self.path, backend=self.options.backend, threads=self.options.threads)
+        self.load_s = time.perf_counter() - start
+        self.feeds = random_feeds(self.session.input_specs, self.options.batch, where=self.name)
+        start = time.perf_counter()
+        self.last = self.session.run(self.feeds)
+        self.first_run_s = time.perf_counter() - start
+
+    def call(self) -> None:
+        self.session.run(self.feeds)
+
+    def result(self, samples: list[float], cold: dict[str, Any]) -> BenchResult:
+        stats = latency_stats(samples)
+        manifest = self.session.manifest
+        overhead_us = runtime_overhead_us(self.session, self.feeds)
+        bare_us = stats.p50_ms * 1000 - overhead_us
+        return BenchResult(
+            name=self.name,
+            kind=self.kind,
+            path=str(self.path),
+            backend=self.session.backend,
+            backend_version=self.session.backend_version,
+            threads=self.options.threads,
+            batch=self.options.batch,
+            target=manifest.target if manifest else None,
+            precision=manifest.precision if manifest else None,
+            file_bytes=model_bytes(self.session.model_path, manifest.files if manifest else None),
+            latency=stats,
+            throughput_ips=self.options.batch * 1000.0 / stats.mean_ms,
+            load_s=cold.get("load_s", self.load_s),
+            first_run_s=cold.get("first_run_s", self.first_run_s),
+            peak_rss_bytes=cold.get("peak_rss_bytes"),
+            baseline_rss_bytes=cold.get("baseline_rss_bytes"),
+            overhead_us=overhead_us,
+            overhead_pct=100.0 * overhead_us / bare_us if bare_us > 0 else None,
+            samples_ms=tuple(samples),
+        )
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+class _TorchCandidate:
+    """The PyTorch eager baseline."""
+
+    kind = "torch"
+
+    def __init__(self, model: str, options: BenchOptions) -> None:
+        self.model_name, self.options = model, options
+        self.name = f"torch:{model}"
+        self.eager = None
+
+    def probe_spec(self) -> dict[str, Any]:
+        return {"kind": "torch", "model": self.model_name, "threads": self.options.threads, "batch": self.options.batch}
+
+    def open(self) -> None:
+        from edgevit.bench.torch_eager import TorchEager
+
+        start = time.perf_counter()
+        self.eager = TorchEager(self.model_name, threads=self.options.threads, batch=self.options.batch)
+        self.load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.eager.call()
+        self.first_run_s = time.perf_counter() - start
+
+    def call(self) -> None:
+        self.eager.call()
+
+    def result(self, samples: list[float], cold: dict[str, Any]) -> BenchResult:
+        stats = latency_stats(samples)
+        return BenchResult(
+            name=self.name,
+            kind=self.kind,
+            path=None,
+            backend="torch-eager",
+            backend_version=self.eager.version,
+            threads=self.options.threads,
+            batch=self.options.batch,
+            target="pytorch",
+            precision="fp32",
+            file_bytes=None,
+            latency=stats,
+            throughput_ips=self.options.batch * 1000.0 / stats.mean_ms,
+            load_s=cold.get("load_s", self.load_s),
+            first_run_s=cold.get("first_run_s", self.first_run_s),
+            peak_rss_bytes=cold.get("peak_rss_bytes"),
+            baseline_rss_bytes=cold.get("baseline_rss_bytes"),
+            samples_ms=tuple(samples),
+        )
+
+    def close(self) -> None:
+        if self.eager is not None:
+            self.eager.close()
+
+
+def runtime_overhead_us(session, feeds: dict, calls: int = 2000, repeats: int = 5) -> float:
+    """Microseconds one ``Session.run`` spends outside the backend (best of ``repeats``).
+
+    The backend model is swapped for a stub that returns cached outputs, so what is timed is
+    exactly the session's own work: checking names, shapes and dtypes and renaming outputs.
+    """
+    real = session.backend_model
+    cached = real.run({session._to_backend[k]: v for k, v in feeds.items()})
+    session.backend_model = _Stub(cached)
+    try:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                session.run(feeds)
+            best = min(best, (time.perf_counter_ns() - start) / calls / 1000)
+        return best
+    finally:
+        session.backend_model = real
+
+
+class _Stub:
+    def __init__(self, outputs: dict) -> None:
+        self.outputs = outputs
+
+    def run(self, feeds: dict) -> dict:
+        return self.outputs
+
+
+def model_bytes(model_path: Path, files: dict[str, int] | None = None) -> int | None:
+    """Bytes a device must store: the manifest's file list (minus the manifest) or the files on disk."""
+    if files:
+        return int(sum(size for name, size in files.items() if name != "manifest.json"))
+    if model_path.is_dir():
+        return sum(f.stat().st_size for f in model_path.rglob("*") if f.is_file())
+    if not model_path.exists():
+        return None
+    data = model_path.with_name(model_path.name + ".data")  # ONNX external weights
+    return model_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def _name_uniquely(candidates: list[Any]) -> None:
+    seen: dict[str, int] = {}
+    for candidate in candidates:
+        count = seen.get(candidate.name, 0)
+        seen[candidate.name] = count + 1
+        if count:
+            candidate.name = f"{candidate.name} ({count + 1})"
+

@@ -1,0 +1,60 @@
+"""``edgevit bench ARTIFACT [ARTIFACT ...]``: time artifacts side by side on this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="time exported artifacts (and optionally PyTorch eager) side by side",
+        description=(
+            "Load each artifact with the torch-free runtime and time it: cold load, first run, then "
+            "min/p50/p90/p99/mean/std latency after warm-up, throughput, peak memory and file size, "
+            "with the machine stamped. Models run interleaved so machine drift hits them equally."
+        ),
+    )
+    parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="artifact folders or model files")
+    parser.add_argument("--backend", default="auto", help="runtime backend (default: auto, by file type)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: backend's)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model (default 10)")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument("--torch", metavar="MODEL", default=None, help="add zoo MODEL in PyTorch eager as the baseline")
+    parser.add_argument("--json", metavar="FILE", help="write every measurement (and the raw timings) as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write one CSV row per model")
+    parser.add_argument("--plot", metavar="FILE.png", help="write a latency-distribution plot")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-model subprocess (cold start, memory)")
+    parser.add_argument("--sequential", action="store_true", help="time models one after another, not interleaved")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgevit.bench.report import write_csv, write_json
+    from edgevit.bench.runner import BenchOptions, benchmark
+
+    options = BenchOptions(
+        backend=args.backend,
+        threads=args.threads,
+        warmup=args.warmup,
+        runs=args.runs,
+        batch=args.batch,
+        memory=not args.no_memory,
+        interleave=not args.sequential,
+    )
+    report = benchmark(args.artifacts, options, torch_model=args.torch, progress=False if args.quiet else None)
+    print(report.table())
+    written = []
+    if args.json:
+        written.append(write_json(report, args.json))
+    if args.csv:
+        written.append(write_csv(report, args.csv))
+    if args.plot:
+        from edgevit.bench.plot import plot_latency
+
+        written.append(plot_latency(report, args.plot))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
