@@ -1,0 +1,77 @@
+"""``edgevit export MODEL --target onnx,tflite,coreml``: a thin skin over ``edgevit.export``.
+
+The flags parse into one :class:`~edgevit.export.ExportOptions`; the command calls
+:func:`edgevit.export.export_all`, prints each artifact's report, one summary table when
+several were asked for, and how to load the result. Exit code 1 when any cell failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")  # kept equal to edgevit.export.options (a test checks)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="convert a model to ONNX, TFLite or Core ML and verify it",
+        description="Convert a zoo model to ONNX, TFLite or Core ML from its reparameterized graph, run the "
+        "artifact with the torch-free runtime and compare it with PyTorch.",
+    )
+    p.add_argument("model", help="zoo model name (see 'edgevit models')")
+    p.add_argument("--target", default="onnx", help="onnx, tflite or coreml; several separated by commas (default onnx)")
+    p.add_argument("--precision", default="fp32", help="fp32 or fp16; several separated by commas (default fp32)")
+    p.add_argument("--weights", help="checkpoint file for the model (default: random init)")
+    p.add_argument("--image-size", type=int, help="square input size (default: the model's)")
+    p.add_argument("--num-classes", type=int, help="classifier size (default: the checkpoint's or the model's)")
+    p.add_argument("--batch", default="1", help="fixed batch size, or 'dynamic' (onnx, coreml) (default 1)")
+    p.add_argument("--out", default=".", help="folder to write <model>-<target>-<precision>/ into (default .)")
+    p.add_argument("--no-verify", action="store_true", help="skip running the artifact against PyTorch")
+    p.add_argument("--quiet", action="store_true", help="print only the artifact paths (and errors)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC input (tflite)")
+    p.add_argument("--deployment-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
+                   help="Core ML minimum deployment target (default iOS16)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    p.add_argument("--name", help="artifact name instead of the model name")
+    p.set_defaults(run=run)
+
+
+def options_from_args(args: argparse.Namespace):
+    """The :class:`ExportOptions` the flags describe (target/precision: the first of each list)."""
+    from edgevit.export import ExportOptions
+    from edgevit.export.options import split_names
+
+    return ExportOptions(
+        target=split_names(args.target)[0], precision=split_names(args.precision)[0], weights=args.weights,
+        image_size=args.image_size, num_classes=args.num_classes, batch=args.batch, out=args.out,
+        verify=not args.no_verify, quiet=args.quiet, channels_last=args.channels_last,
+        deployment_target=args.deployment_target, opset=args.opset, name=args.name,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgevit.export import export_all, summary_table
+
+    options = options_from_args(args)
+    several = len(args.target.split(",")) > 1 or len(args.precision.split(",")) > 1
+    outcomes = export_all(args.model, targets=args.target, precisions=args.precision, options=options,
+                          raise_errors=not several)
+    done = [o.artifact for o in outcomes if o.artifact is not None]
+    if args.quiet:
+        for artifact in done:
+            print(artifact.path)
+    else:
+        for artifact in done:
+            print(artifact.report())
+            print()
+        if several:
+            print(summary_table(outcomes))
+            print()
+        if done:
+            print(done[0].usage())
+    failed = [o for o in outcomes if o.error is not None]
+    for o in failed:
+        print(f"{type(o.error).__name__}: {o.target} {o.precision}: {o.error}", file=sys.stderr)
+    return 1 if failed else 0

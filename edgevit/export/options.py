@@ -1,0 +1,153 @@
+"""Export options and precisions, as frozen value objects.
+
+:class:`ExportOptions` is what both ``edgevit.export(...)`` and ``edgevit export ...`` take;
+the CLI parses its flags into one and calls the same function.
+
+A *precision* is a named numeric format from the :data:`PRECISIONS` registry. Each target
+says which precisions it can produce (``Target.precisions``); the verification tolerances
+live in one table in :mod:`edgevit.export.verify`. Adding a precision later (``int8``,
+``w8``, ``w4``...) means: register it here, add its row to the tolerance table, and add it
+to the ``precisions`` of the targets that implement it::
+
+    PRECISIONS.register("int8", Precision("int8", "int8 weights and activations", "int8", "int8",
+                                          needs_calibration=True))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.registry import Registry
+
+#: Core ML deployment targets an ML Program can be built for (ML Programs need iOS15+).
+DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
+DEFAULT_DEPLOYMENT_TARGET = "iOS16"
+#: ONNX opsets: 18 is the oldest with everything the zoo needs (LayerNormalization, ReduceMean axes as input).
+MIN_OPSET = 18
+DEFAULT_OPSET = 18
+MAX_BATCH = 1024
+
+Batch = int | Literal["dynamic"]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A numeric format an artifact can be stored and run in.
+
+    Attributes:
+        name: registry name (``"fp32"``).
+        description: one line for reports and ``--help``.
+        weight_dtype: how weights are stored.
+        activation_dtype: what the target computes activations in where it honours the format.
+        needs_calibration: whether conversion needs representative data (int8 activations).
+    """
+
+    name: str
+    description: str
+    weight_dtype: str
+    activation_dtype: str
+    needs_calibration: bool = False
+
+
+PRECISIONS: Registry[Precision] = Registry("precision")
+PRECISIONS.register("fp32", Precision("fp32", "32-bit float weights and compute", "float32", "float32"))
+PRECISIONS.register(
+    "fp16",
+    Precision("fp16", "16-bit float weights; fp16 compute where the target computes in fp16", "float16", "float16"),
+)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything an export is asked to do, besides the model itself.
+
+    Attributes:
+        target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (``edgevit.export.TARGETS``).
+        precision: ``"fp32"`` or ``"fp16"`` (``edgevit.export.PRECISIONS``).
+        weights: a checkpoint for a zoo model given by name (None: random init).
+        image_size / num_classes: build the zoo model at this size / with this many classes.
+        batch: a fixed batch size, or ``"dynamic"`` (targets that support it).
+        out: the folder in which ``<name>-<target>-<precision>/`` is written.
+        verify: run the artifact and compare it with PyTorch (default True).
+        quiet: no progress output (progress is also off when stdout is not a terminal).
+        channels_last: NHWC input (TFLite), so that a phone's camera frames need no transpose.
+        deployment_target: Core ML minimum deployment target (``"iOS16"``...).
+        opset: ONNX opset (18 or newer).
+        name: the artifact's model name (default: the zoo name or the module's class name).
+    """
+
+    target: str = "onnx"
+    precision: str = "fp32"
+    weights: Path | None = None
+    image_size: int | None = None
+    num_classes: int | None = None
+    batch: Batch = 1
+    out: Path = Path(".")
+    verify: bool = True
+    quiet: bool = False
+    channels_last: bool = False
+    deployment_target: str = DEFAULT_DEPLOYMENT_TARGET
+    opset: int = DEFAULT_OPSET
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.weights is not None:
+            object.__setattr__(self, "weights", Path(self.weights))
+        object.__setattr__(self, "batch", parse_batch(self.batch))
+        PRECISIONS.get(self.precision)  # unknown precision: lists the valid ones
+        if self.deployment_target not in DEPLOYMENT_TARGETS:
+            raise InvalidArgumentError(
+                f"unknown Core ML deployment target {self.deployment_target!r}; valid: {', '.join(DEPLOYMENT_TARGETS)}"
+            )
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < MIN_OPSET:
+            raise InvalidArgumentError(
+                f"ONNX opset must be an integer >= {MIN_OPSET} (LayerNormalization and the torch.onnx dynamo "
+                f"exporter need it), got {self.opset!r}"
+            )
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise InvalidArgumentError(f"artifact name must be a plain file name, got {self.name!r}")
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch == "dynamic"
+
+    @property
+    def layout(self) -> str:
+        return "NHWC" if self.channels_last else "NCHW"
+
+    def replace(self, **changes: Any) -> ExportOptions:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as written to the manifest (paths as strings)."""
+        data = dataclasses.asdict(self)
+        data["out"] = str(self.out)
+        data["weights"] = str(self.weights) if self.weights else None
+        return data
+
+
+def parse_batch(value: Any) -> Batch:
+    """``1``, ``"4"`` or ``"dynamic"`` -> ``1``, ``4`` or ``"dynamic"``; anything else is refused."""
+    if value == "dynamic":
+        return "dynamic"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH:
+        raise InvalidArgumentError(
+            f"batch must be a positive integer up to {MAX_BATCH} or 'dynamic', got {value!r}"
+        )
+    return value
+
+
+def split_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"onnx,tflite"`` or ``["onnx", "tflite"]`` -> ``["onnx", "tflite"]`` (order kept, duplicates dropped)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [item.strip() for item in items if item and item.strip()]
+    if not names:
+        raise InvalidArgumentError(f"expected at least one name, got {value!r}")
+    return list(dict.fromkeys(names))

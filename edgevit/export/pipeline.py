@@ -1,0 +1,289 @@
+"""The export pipeline: named steps over one :class:`ExportJob`, written atomically.
+
+:data:`PIPELINE` is plain data (a tuple of :class:`Step`), so a user can see what an export
+does and in which order::
+
+    >>> [step.name for step in PIPELINE]
+    ['prepare', 'convert', 'inspect', 'verify', 'write']
+
+Everything is written into a hidden staging folder next to the destination
+(``.<name>-<target>-<precision>.XXXX.partial``) and renamed into place by the last step; any
+failure removes the staging folder, so an export either produces a whole artifact or
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgevit.artifact import Manifest, TensorSpec
+from edgevit.errors import ConversionError, EdgeVitError, InvalidArgumentError, VerificationError
+from edgevit.export.ops import OpReport
+from edgevit.export.options import ExportOptions
+from edgevit.export.prepare import PreparedModel, prepare_model
+from edgevit.export.targets import Target, get_target
+
+
+@dataclass
+class ExportJob:
+    """The working state of one export (one model, one target, one precision)."""
+
+    source: Any
+    options: ExportOptions
+    target: Target
+    prepared: PreparedModel | None = None
+    staging: Path | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    ops: OpReport | None = None
+    verification: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
+    converter_log: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    path: Path | None = None
+
+    @property
+    def artifact_name(self) -> str:
+        if self.prepared is not None:
+            name = self.prepared.name
+        else:
+            name = self.options.name or (self.source if isinstance(self.source, str) else type(self.source).__name__)
+        return f"{name}-{self.options.target}-{self.options.precision}"
+
+    @property
+    def model_path(self) -> Path:
+        assert self.staging is not None
+        return self.staging / self.target.model_file
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step of the pipeline and what it does."""
+
+    name: str
+    run: Callable[[ExportJob], None]
+    doc: str
+
+
+def prepare(job: ExportJob) -> None:
+    """Build (or reuse) the reparameterized model, its reference outputs and the staging folder."""
+    if job.prepared is None:
+        job.prepared = prepare_model(job.source, job.options)
+    input_spec, output_spec = job.target.io_specs(job.options, job.prepared.image_size, job.prepared.num_outputs)
+    job.inputs, job.outputs = (input_spec,), (output_spec,)
+    job.staging = Path(tempfile.mkdtemp(prefix=f".{job.artifact_name}.", suffix=".partial", dir=job.options.out))
+    job.staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the artifact gets normal permissions
+
+
+def convert(job: ExportJob) -> None:
+    """Run the target's converter; a failure names the op and the model module it came from."""
+    from edgevit.export._capture import captured_output
+    from edgevit.export.diagnose import explain_failure
+
+    prepared = job.prepared
+    example = prepared.example(job.options)
+    log = None
+    try:
+        with captured_output() as log:
+            job.target.convert(prepared.model, example, job.options, job.model_path)
+    except EdgeVitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - converters raise anything; explain it in one error
+        text = log.text if log is not None else ""
+        message = explain_failure(job.options.target, prepared.name, exc, text,
+                                  lambda: prepared.exported_programs(example, job.options))
+        raise ConversionError(message) from exc
+    job.converter_log = log.text
+    if not job.model_path.exists():
+        raise ConversionError(f"the {job.options.target} converter reported success but wrote no {job.model_path.name}")
+
+
+def inspect(job: ExportJob) -> None:
+    """Read the written model back: op histogram and warnings."""
+    from edgevit.export._capture import captured_output
+
+    with captured_output():
+        job.ops = job.target.inspect(job.model_path, job.options)
+
+
+def verify(job: ExportJob) -> None:
+    """Run the artifact with the torch-free runtime and compare with PyTorch (unless --no-verify)."""
+    from edgevit.export._capture import captured_output
+    from edgevit.export.verify import verify_artifact
+
+    job.manifest = build_manifest(job)
+    job.manifest.write(job.staging)
+    if not job.options.verify:
+        return
+    prepared = job.prepared
+    with captured_output():
+        job.verification = verify_artifact(job.staging, job.manifest, prepared.samples, prepared.reference,
+                                           job.target, job.options)
+    if job.verification["status"] == "failed":
+        problems = "; ".join(job.verification["failures"])
+        raise VerificationError(
+            f"{job.artifact_name} does not match PyTorch: {problems}. No artifact was written; "
+            "rerun with --no-verify to keep it anyway"
+        )
+
+
+def write(job: ExportJob) -> None:
+    """Write the final manifest and rename the staging folder into place."""
+    job.manifest = build_manifest(job)
+    job.manifest.write(job.staging)
+    final = job.options.out / job.artifact_name
+    install(job.staging, final)
+    job.staging = None
+    job.path = final
+
+
+PIPELINE: tuple[Step, ...] = (
+    Step("prepare", prepare, "build the model, reparameterize it, compute PyTorch reference outputs"),
+    Step("convert", convert, "run the target's converter into a staging folder"),
+    Step("inspect", inspect, "op histogram and warnings of the written model"),
+    Step("verify", verify, "run the artifact with edgevit.runtime and compare with PyTorch"),
+    Step("write", write, "write manifest.json and rename the staging folder into place"),
+)
+
+
+def run_pipeline(job: ExportJob, progress: Progress | None = None,
+                 steps: tuple[Step, ...] = PIPELINE) -> ExportJob:
+    """Run ``steps`` on ``job``; on any failure the staging folder is removed and the error raised."""
+    progress = progress or Progress(enabled=False)
+    try:
+        for step in steps:
+            with progress.step(job, step.name):
+                start = time.perf_counter()
+                step.run(job)
+                job.timings[step.name] = round(time.perf_counter() - start, 3)
+    finally:
+        if job.staging is not None:
+            shutil.rmtree(job.staging, ignore_errors=True)
+            job.staging = None
+    return job
+
+
+# -- the manifest ------------------------------------------------------------------------------
+
+
+def build_manifest(job: ExportJob) -> Manifest:
+    from edgevit import __version__
+
+    prepared, options = job.prepared, job.options
+    return Manifest(
+        model=prepared.model_meta,
+        target=options.target,
+        precision=options.precision,
+        model_file=job.target.model_file,
+        inputs=job.inputs,
+        outputs=job.outputs,
+        preprocessing=prepared.preprocessing(options.layout).to_dict(),
+        weights=prepared.weights,
+        labels=prepared.labels,
+        converter=job.target.converter_versions(),
+        files=file_sizes(job.staging, job.target.model_file),
+        ops=job.ops.to_dict() if job.ops else {},
+        verification=job.verification,
+        options=options.to_dict(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        edgevit_version=__version__,
+        extra={"notes": job.target.notes(options), "timings": dict(job.timings)},
+    )
+
+
+def file_sizes(folder: Path, model_file: str) -> dict[str, int]:
+    """``{relative path: bytes}`` of the model file(s); an ``.mlpackage`` lists its files."""
+    sizes = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != "manifest.json":
+            sizes[str(path.relative_to(folder))] = path.stat().st_size
+    return sizes
+
+
+# -- writing atomically ------------------------------------------------------------------------
+
+
+def check_writable(out: Path) -> Path:
+    """Create ``out`` if needed and prove a folder can be made in it, before any conversion work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the artifacts")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".edgevit-write-check.", dir=out)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write artifacts to {str(out)!r}: {exc.strerror or exc}; pass a writable folder with --out"
+        ) from exc
+    return out
+
+
+def install(staging: Path, final: Path) -> None:
+    """Rename ``staging`` to ``final``; an existing ``final`` is replaced only once the new one is in place."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.{os.getpid()}.old")
+        os.replace(final, old)
+    try:
+        os.replace(staging, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class Progress:
+    """Step-by-step progress lines on stdout; silent when disabled (``--quiet``, not a terminal)."""
+
+    def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        if enabled is None:
+            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = enabled
+
+    @contextlib.contextmanager
+    def step(self, job: ExportJob, name: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        label = f"[{job.artifact_name}] {name}"
+        self.stream.write(f"{label} ...")
+        self.stream.flush()
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.stream.write(f"\r{label} failed after {time.perf_counter() - start:.1f} s\n")
+            self.stream.flush()
+            raise
+        self.stream.write(f"\r{label} done in {time.perf_counter() - start:.1f} s\n")
+        self.stream.flush()
+
+
+def new_job(source: Any, options: ExportOptions, prepared: PreparedModel | None = None) -> ExportJob:
+    """A job with its target resolved and checked against the options (no work done yet)."""
+    target = get_target(options.target)
+    target.check(options)
+    return ExportJob(source=source, options=options, target=target, prepared=prepared)

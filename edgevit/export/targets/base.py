@@ -1,0 +1,128 @@
+"""The interface every export target implements.
+
+A target is a small class found by name in :data:`edgevit.export.targets.TARGETS`; its
+converter is imported inside the methods that need it::
+
+    class OnnxTarget(Target):
+        name = "onnx"
+        precisions = ("fp32", "fp16")
+        dynamic_batch = True
+        packages = ("torch", "onnx", "onnxscript")
+
+        def convert(self, model, example, options, path) -> None: ...
+        def inspect(self, path, options) -> OpReport: ...
+
+``convert`` is given the reparameterized float32 model and an example input in the
+artifact's layout; it wraps the model with :func:`edgevit.export.graph.prepare_graph`
+(input named ``input``, float32 in and out, the requested layout and compute precision) and
+writes the model file at ``path``. ``inspect`` reads the file back into an op histogram and
+warnings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgevit.artifact import MODEL_SUFFIXES, TensorSpec
+from edgevit.errors import InvalidArgumentError, UnknownNameError
+from edgevit.export.options import PRECISIONS, ExportOptions
+
+if TYPE_CHECKING:
+    from edgevit.export.ops import OpReport
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+class Target(ABC):
+    """One deployable model format."""
+
+    name: ClassVar[str]
+    #: precisions this target can produce (names in ``PRECISIONS``)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    #: input layouts it can take ("NCHW", "NHWC")
+    layouts: ClassVar[tuple[str, ...]] = ("NCHW",)
+    #: whether ``batch="dynamic"`` works
+    dynamic_batch: ClassVar[bool] = False
+    #: why dynamic batch does not work, for the error message
+    dynamic_batch_note: ClassVar[str] = ""
+    #: distributions whose versions go into the manifest
+    packages: ClassVar[tuple[str, ...]] = ("torch",)
+    #: pip extra that provides the converter
+    extra: ClassVar[str] = "export"
+
+    @property
+    def suffix(self) -> str:
+        return MODEL_SUFFIXES[self.name]
+
+    @property
+    def model_file(self) -> str:
+        return "model" + self.suffix
+
+    # -- checks before any work -------------------------------------------------------------
+
+    def check(self, options: ExportOptions) -> None:
+        """Refuse options this target cannot honour, naming what it can do."""
+        PRECISIONS.get(options.precision)
+        if options.precision not in self.precisions:
+            raise UnknownNameError(
+                f"precision {options.precision!r} not supported by this target ({self.name}): "
+                f"valid are {', '.join(self.precisions)}"
+            )
+        if options.layout not in self.layouts:
+            raise InvalidArgumentError(
+                f"the {self.name} target takes {' or '.join(self.layouts)} input, not {options.layout} "
+                f"(--channels-last is for: tflite)"
+            )
+        if options.dynamic_batch and not self.dynamic_batch:
+            raise InvalidArgumentError(
+                f"the {self.name} target cannot export a dynamic batch{': ' + self.dynamic_batch_note if self.dynamic_batch_note else ''}; "
+                "pass a fixed batch size, e.g. --batch 1"
+            )
+
+    # -- the work ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def convert(self, model: Any, example: Any, options: ExportOptions, path: Path) -> None:
+        """Convert ``model`` (float32, NCHW; traced with ``example``) and write the model file at ``path``."""
+
+    @abstractmethod
+    def inspect(self, path: Path, options: ExportOptions) -> OpReport:
+        """The op histogram of the written model, and warnings for ops that hurt on this target."""
+
+    def io_specs(self, options: ExportOptions, image_size: int, num_outputs: int) -> tuple[TensorSpec, TensorSpec]:
+        """The input and output the converted model declares."""
+        batch = None if options.dynamic_batch else options.batch
+        shape = (batch, image_size, image_size, 3) if options.channels_last else (batch, 3, image_size, image_size)
+        return (
+            TensorSpec(INPUT_NAME, shape, "float32", options.layout),
+            TensorSpec(OUTPUT_NAME, (batch, num_outputs), "float32"),
+        )
+
+    # -- verification -----------------------------------------------------------------------
+
+    def verification_backends(self) -> tuple[str, ...]:
+        """Runtime backends that can run this target's files, most preferred first."""
+        return ()
+
+    def structural_check(self, path: Path, options: ExportOptions, inputs: tuple[TensorSpec, ...],
+                         outputs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+        """Checks that need no execution; ``{"ok": bool, "checks": [...], "problems": [...]}``."""
+        return {"ok": True, "checks": [], "problems": []}
+
+    def converter_versions(self) -> dict[str, str]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions = {}
+        for package in self.packages:
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                versions[package] = "not installed"
+        return versions
+
+    def notes(self, options: ExportOptions) -> list[str]:
+        """Facts about this artifact a user should know (what fp16 means here, ...)."""
+        return []

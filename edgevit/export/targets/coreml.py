@@ -1,0 +1,166 @@
+"""Core ML: ``torch.export`` then ``coremltools.convert`` to an ML Program (``.mlpackage``).
+
+* The deployment target (``iOS15``..``iOS18``) sets the MIL opset; fp16 and fp32 are
+  coremltools' ``compute_precision`` (fp16 is what the Neural Engine computes in). Inputs
+  and outputs are float32 either way.
+* A dynamic batch becomes a ``RangeDim`` on the first input dimension.
+* Core ML cannot predict on Linux. Verification runs where a backend can: ``coreml`` on
+  macOS, the numpy reference executor (``coreml-reference``) elsewhere; otherwise it is
+  :meth:`CoreMLTarget.structural_check`, and the report says the numbers were not checked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edgevit.errors import require
+from edgevit.export.graph import batch_dim, prepare_graph
+from edgevit.export.ops import MIL_OFF_ANE_OPS, OpReport, gather_warning, rank_warning
+from edgevit.export.options import MAX_BATCH, ExportOptions
+from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
+
+#: Core ML model specification version of each deployment target
+SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
+#: multiArray data types (ArrayFeatureType.ArrayDataType) -> numpy names
+ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
+
+
+class CoreMLTarget(Target):
+    name = "coreml"
+    precisions = ("fp32", "fp16")
+    dynamic_batch = True
+    packages = ("torch", "coremltools")
+    extra = "export"
+
+    def convert(self, model: Any, example: Any, options: ExportOptions, path: Path) -> None:
+        import numpy as np
+        import torch
+
+        ct = require("coremltools", self.extra, "Core ML export")
+        graph = prepare_graph(model, "NCHW", half=False)
+        dynamic = ({0: batch_dim(MAX_BATCH)},) if options.dynamic_batch else None
+        program = torch.export.export(graph, (example,), dynamic_shapes=dynamic).run_decompositions({})
+        shape = tuple(example.shape)
+        if options.dynamic_batch:
+            shape = (ct.RangeDim(1, MAX_BATCH, default=1), *shape[1:])
+        mlmodel = ct.convert(
+            program,
+            inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
+            outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, options.deployment_target),
+            compute_precision=ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32,
+            compute_units=ct.ComputeUnit.ALL,
+            skip_model_load=True,
+        )
+        mlmodel.save(str(path))
+
+    def inspect(self, path: Path, options: ExportOptions) -> OpReport:
+        spec = _load_spec(path)
+        ops = list(_operations(spec))
+        counts = Counter(op.type for op in ops if op.type != "const")
+        high_rank = {out.name: out.type.tensorType.rank for op in ops for out in op.outputs
+                     if out.type.WhichOneof("type") == "tensorType" and out.type.tensorType.rank > 4}
+        off_ane = {op: n for op, n in counts.items() if op in MIL_OFF_ANE_OPS}
+        warnings = [
+            gather_warning({k: v for k, v in off_ane.items() if "gather" in k or "scatter" in k},
+                           "leave the Neural Engine (they run on the CPU or GPU)"),
+            rank_warning(high_rank, "the Neural Engine"),
+        ]
+        others = {k: v for k, v in off_ane.items() if "gather" not in k and "scatter" not in k}
+        if others:
+            listing = ", ".join(f"{op} x{n}" for op, n in sorted(others.items()))
+            warnings.append(f"{listing}: ops that are reported to leave the Neural Engine")
+        if options.precision == "fp32":
+            warnings.append("fp32 compute: the Neural Engine computes only in fp16, so Core ML runs this model "
+                            "on the GPU or CPU; export --precision fp16 to use the Neural Engine")
+        if options.dynamic_batch:
+            warnings.append("dynamic batch: flexible input shapes can keep Core ML off the Neural Engine; "
+                            "prefer a fixed batch for on-device use")
+        details = {"mil_ops": len(ops) - sum(1 for op in ops if op.type == "const"),
+                   "const_ops": sum(1 for op in ops if op.type == "const"),
+                   "opset": _opset_name(spec), "spec_version": int(spec.specificationVersion)}
+        return OpReport.build(counts, [w for w in warnings if w], details)
+
+    def verification_backends(self) -> tuple[str, ...]:
+        from edgevit.runtime._backend import is_macos
+
+        return ("coreml",) if is_macos() else ("coreml-reference",)
+
+    def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
+        checks, problems = [], []
+        spec = _load_spec(path)
+        checks.append("the spec loads")
+        if spec.WhichOneof("Type") != "mlProgram":
+            problems.append(f"the model is a {spec.WhichOneof('Type')}, not an ML Program")
+        expected_version = SPEC_VERSIONS[options.deployment_target]
+        checks.append(f"spec version {expected_version} ({options.deployment_target})")
+        if spec.specificationVersion > expected_version:
+            problems.append(f"spec version {spec.specificationVersion} needs a newer OS than {options.deployment_target}")
+        unknown = unknown_ops({op.type for op in _operations(spec)}, options.deployment_target)
+        checks.append(f"every op is a MIL op of {options.deployment_target}")
+        if unknown:
+            problems.append(f"ops unknown to {options.deployment_target}: {', '.join(sorted(unknown))}")
+        checks.append("inputs and outputs as declared")
+        problems += _io_problems(spec.description.input, inputs, "input")
+        problems += _io_problems(spec.description.output, outputs, "output")
+        return {"ok": not problems, "checks": checks, "problems": problems}
+
+    def notes(self, options: ExportOptions) -> list[str]:
+        if options.precision == "fp16":
+            return ["fp16: Core ML compute precision float16 (weights stored in fp16); inputs and outputs float32"]
+        return []
+
+
+def unknown_ops(op_types: set[str], deployment_target: str) -> set[str]:
+    """MIL op types not defined in coremltools' op registry for ``deployment_target`` or older."""
+    import coremltools as ct
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    limit = getattr(ct.target, deployment_target)
+    unknown = set()
+    for op_type in op_types:
+        versions = SSAOpRegistry.core_ops.get(op_type, {})
+        if not any(version <= limit for version in versions):
+            unknown.add(op_type)
+    return unknown
+
+
+def _load_spec(path: Path):
+    ct = require("coremltools", "export", "reading Core ML files")
+    return ct.utils.load_spec(str(path))
+
+
+def _operations(spec):
+    """Every MIL operation of every function, including those in nested blocks."""
+    for function in spec.mlProgram.functions.values():
+        stack = [function.block_specializations[function.opset]]
+        while stack:
+            block = stack.pop()
+            for op in block.operations:
+                yield op
+                stack.extend(op.blocks)
+
+
+def _opset_name(spec) -> str | None:
+    for function in spec.mlProgram.functions.values():
+        return function.opset
+    return None
+
+
+def _io_problems(features, expected, kind: str) -> list[str]:
+    problems = []
+    if [f.name for f in features] != [s.name for s in expected]:
+        return [f"{kind}s are {[f.name for f in features]}, expected {[s.name for s in expected]}"]
+    for feature, spec in zip(features, expected):
+        array = feature.type.multiArrayType
+        dtype = ARRAY_DTYPES.get(int(array.dataType), str(array.dataType))
+        if dtype != spec.dtype:
+            problems.append(f"{kind} {spec.name!r} is {dtype}, expected {spec.dtype}")
+        shape = tuple(int(d) for d in array.shape)
+        fixed = tuple(1 if d is None else d for d in spec.shape)  # a flexible dim declares its default
+        if shape != fixed:
+            problems.append(f"{kind} {spec.name!r} has shape {shape}, expected {fixed}")
+    return problems

@@ -1,0 +1,146 @@
+"""TFLite (LiteRT): ``litert_torch.convert``, run with the LiteRT interpreter and XNNPACK.
+
+* Input ``input``, output ``logits`` (the signature names), float32 at both ends.
+* ``--channels-last`` takes NHWC input, so camera frames need no transpose on the phone;
+  the permute is folded into the first convolution by the converter.
+* fp16 is TFLite's float16 quantization: convolution and fully-connected weights are stored
+  as float16 with a DEQUANTIZE op (ai-edge-quantizer's float-casting recipe). XNNPACK on
+  the CPU computes in float32 (or fp16 where the CPU has it); the GPU delegate in fp16.
+* A dynamic batch is refused: litert-torch cannot lower reshapes with a symbolic batch size.
+
+The op report counts the flatbuffer's builtin operators and asks the interpreter which of
+them XNNPACK took (node fusion off, so every delegated op becomes its own delegate node).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edgevit.errors import require
+from edgevit.export.graph import prepare_graph
+from edgevit.export.ops import TFLITE_GATHER_OPS, OpReport, gather_warning, rank_warning
+from edgevit.export.options import ExportOptions
+from edgevit.export.targets.base import INPUT_NAME, Target
+
+#: ops the fp16 recipe stores in float16 (ai-edge-quantizer's float casting supports these)
+FP16_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
+
+
+class TfliteTarget(Target):
+    name = "tflite"
+    precisions = ("fp32", "fp16")
+    layouts = ("NCHW", "NHWC")
+    dynamic_batch = False
+    dynamic_batch_note = "litert-torch cannot lower reshapes whose batch size is symbolic"
+    packages = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+
+    def convert(self, model: Any, example: Any, options: ExportOptions, path: Path) -> None:
+        litert_torch = require("litert_torch", self.extra, "TFLite export")
+        graph = prepare_graph(model, options.layout, half=False, named_output=True)
+        edge_model = litert_torch.convert(graph, sample_kwargs={INPUT_NAME: example})
+        if options.precision == "fp16":
+            fp32_path = path.with_name(path.stem + ".fp32" + path.suffix)
+            edge_model.export(str(fp32_path))
+            _float16_weights(fp32_path, path)
+            fp32_path.unlink()
+        else:
+            edge_model.export(str(path))
+
+    def inspect(self, path: Path, options: ExportOptions) -> OpReport:
+        schema = require("ai_edge_litert.schema_py_generated", "litert", "reading TFLite files")
+        model = schema.Model.GetRootAs(path.read_bytes(), 0)
+        op_names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+        counts: Counter[str] = Counter()
+        high_rank: dict[str, int] = {}
+        for s in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(s)
+            for i in range(subgraph.OperatorsLength()):
+                counts[_op_name(model, subgraph.Operators(i).OpcodeIndex(), op_names)] += 1
+            for t in range(subgraph.TensorsLength()):
+                tensor = subgraph.Tensors(t)
+                if tensor.ShapeLength() > 4:
+                    high_rank[tensor.Name().decode(errors="replace")] = tensor.ShapeLength()
+        gathers = {op: n for op, n in counts.items() if op in TFLITE_GATHER_OPS}
+        warnings = [gather_warning(gathers, "run outside XNNPACK on the reference kernels"),
+                    rank_warning(high_rank, "XNNPACK and the GPU delegate")]
+        details: dict[str, Any] = {}
+        delegation = xnnpack_delegation(path)
+        if delegation is not None:
+            delegated, total, missing = delegation
+            details["xnnpack_delegated"] = f"{delegated}/{total}"
+            if missing:
+                listing = ", ".join(f"{op} x{n}" for op, n in sorted(Counter(missing).items()))
+                warnings.append(f"{total - delegated} of {total} ops are not delegated to XNNPACK and run on "
+                                f"the slow reference CPU kernels: {listing}")
+        else:
+            details["xnnpack_delegated"] = "not checked (LiteRT interpreter unavailable)"
+        return OpReport.build(counts, [w for w in warnings if w], details)
+
+    def verification_backends(self) -> tuple[str, ...]:
+        return ("litert",)
+
+    def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
+        problems = []
+        try:
+            self.inspect(path, options)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the finding
+            problems.append(f"the flatbuffer cannot be read: {exc}")
+        return {"ok": not problems, "checks": ["flatbuffer parses"], "problems": problems}
+
+    def notes(self, options: ExportOptions) -> list[str]:
+        notes = []
+        if options.precision == "fp16":
+            notes.append("fp16: conv/fully-connected weights stored as float16 with DEQUANTIZE (TFLite float16 "
+                         "quantization); XNNPACK computes in float32 on most CPUs, the GPU delegate in fp16")
+        if options.channels_last:
+            notes.append("channels-last: the input is NHWC [N, H, W, 3]")
+        return notes
+
+
+def xnnpack_delegation(path: Path) -> tuple[int, int, list[str]] | None:
+    """(delegated ops, all ops, names of the ops left out) as the XNNPACK delegate partitions them."""
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:
+        return None
+    from edgevit.export._capture import captured_output
+
+    with captured_output():
+        interpreter = litert.Interpreter(model_path=str(path), num_threads=1,
+                                         experimental_disable_delegate_node_fusion=True)
+        interpreter.allocate_tensors()
+        ops = interpreter._get_ops_details()  # every node: the model's ops, then the delegate nodes
+    delegate_outputs = {tuple(op["outputs"]) for op in ops if op["op_name"] == "DELEGATE"}
+    model_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
+    missing = [op["op_name"] for op in model_ops if tuple(op["outputs"]) not in delegate_outputs]
+    return len(model_ops) - len(missing), len(model_ops), missing
+
+
+def _float16_weights(source: Path, destination: Path) -> None:
+    """Store conv / fully-connected weights of ``source`` as float16 with DEQUANTIZE ops."""
+    from edgevit.export._capture import captured_output
+
+    require("ai_edge_quantizer", "export", "fp16 TFLite export")
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    with captured_output():
+        qt = quantizer.Quantizer(str(source))
+        for op in FP16_WEIGHT_OPS:
+            qt.add_weight_only_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                      num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+        result = qt.quantize()
+    tmp = destination.with_name(destination.name + ".tmp")
+    tmp.write_bytes(bytes(result.quantized_model))
+    os.replace(tmp, destination)
+
+
+def _op_name(model, opcode_index: int, names: dict[int, str]) -> str:
+    code = model.OperatorCodes(opcode_index)
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if names.get(builtin) == "CUSTOM":
+        return f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
+    return names.get(builtin, f"BUILTIN_{builtin}")
