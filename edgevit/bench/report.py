@@ -55,10 +55,9 @@ def format_report(report) -> str:
     o = report.options
     memory = "peak memory and cold load measured in a fresh process per model" if o.memory else "memory not measured"
     order = "interleaved round-robin" if o.interleave else "one model after another"
-    head = (
-        f"{report.environment.summary()}\n"
-        f"{o.runs} timed runs after {o.warmup} warm-up, {order}; {memory}\n"
-    )
+    head = f"{report.environment.summary()}\n{o.runs} timed runs after {o.warmup} warm-up, {order}; {memory}\n"
+    if baseline is not None and sum(r.kind == "torch" for r in report.results) > 1:
+        head += f"speed-ups are against the fastest PyTorch eager setting, {baseline.name}\n"
     return head + format_table(headers, rows, align="l" + "r" * len(report.results))
 
 

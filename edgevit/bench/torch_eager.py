@@ -41,6 +41,8 @@ class TorchEager:
         self.version = torch.__version__
 
     def call(self):
+        if self.threads is not None and self.torch.get_num_threads() != self.threads:
+            self.torch.set_num_threads(self.threads)  # another baseline in this process may use other counts
         with self.torch.inference_mode():
             return self.model(self.input)
 

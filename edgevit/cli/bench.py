@@ -22,6 +22,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--torch", metavar="MODEL", default=None, help="add zoo MODEL in PyTorch eager as the baseline")
+    parser.add_argument(
+        "--torch-threads",
+        metavar="N[,N]",
+        default=None,
+        help="run the --torch baseline at these thread counts (e.g. 1,2); speed-ups are against its fastest",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every measurement (and the raw timings) as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write one CSV row per model")
     parser.add_argument("--plot", metavar="FILE.png", help="write a latency-distribution plot")
@@ -44,7 +50,13 @@ def run(args: argparse.Namespace) -> int:
         memory=not args.no_memory,
         interleave=not args.sequential,
     )
-    report = benchmark(args.artifacts, options, torch_model=args.torch, progress=False if args.quiet else None)
+    report = benchmark(
+        args.artifacts,
+        options,
+        torch_model=args.torch,
+        torch_threads=_counts(args.torch_threads),
+        progress=False if args.quiet else None,
+    )
     print(report.table())
     written = []
     if args.json:
@@ -58,3 +70,17 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _counts(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        from edgevit.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"--torch-threads takes positive integers separated by commas, got {text!r}")
+    return counts

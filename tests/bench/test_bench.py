@@ -30,8 +30,11 @@ def test_latency_stats():
 
 
 def test_benchmark_measures_every_field(two_artifacts):
-    report = benchmark(two_artifacts, BenchOptions(threads=1, warmup=2, runs=6), progress=False)
-    assert [r.name for r in report.results] == ["tiny-a-onnx-fp32", "tiny-b-onnx-fp32"]
+    report = benchmark(two_artifacts, BenchOptions(threads=1, warmup=2, runs=6), torch_model="test_vit", progress=False)
+    assert [r.name for r in report.results] == ["tiny-a-onnx-fp32", "tiny-b-onnx-fp32", "torch:test_vit"]
+    torch_result = report.results[2]
+    assert torch_result.backend == "torch-eager" and torch_result.peak_rss_bytes > torch_result.baseline_rss_bytes
+    assert report.baseline() is torch_result
     for result, folder in zip(report.results, two_artifacts):
         assert result.backend == "onnxruntime" and result.backend_version
         assert result.threads == 1 and result.batch == 1
@@ -90,19 +93,21 @@ def test_runtime_overhead_is_measured_without_the_backend(two_artifacts):
 def test_cli_writes_table_json_csv_and_png(two_artifacts, tmp_path, capsys):
     out = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "png")}
     code = main(["bench", *map(str, two_artifacts), "--threads", "1", "--warmup", "1", "--runs", "5",
-                 "--torch", "test_vit", "--json", str(out["json"]), "--csv", str(out["csv"]),
-                 "--plot", str(out["png"]), "--quiet"])  # fmt: skip
+                 "--torch", "test_vit", "--torch-threads", "1,2", "--json", str(out["json"]), "--csv", str(out["csv"]),
+                 "--plot", str(out["png"]), "--quiet", "--no-memory"])  # fmt: skip
     assert code == 0
     stdout = capsys.readouterr().out
-    for needle in ("tiny-a-onnx-fp32", "tiny-b-onnx-fp32", "torch:test_vit", "p50 (ms)", "p99 (ms)",
+    for needle in ("tiny-a-onnx-fp32", "tiny-b-onnx-fp32", "torch:test_vit@1t", "torch:test_vit@2t", "p50 (ms)", "p99 (ms)",
                    "peak memory (MB)", "speed-up vs torch", "throughput (img/s)", "cores"):  # fmt: skip
         assert needle in stdout
     data = json.loads(out["json"].read_text())
-    assert [r["kind"] for r in data["results"]] == ["artifact", "artifact", "torch"]
-    torch_row = data["results"][-1]
-    assert torch_row["backend"] == "torch-eager" and torch_row["peak_rss_bytes"] > 0
+    assert [r["kind"] for r in data["results"]] == ["artifact", "artifact", "torch", "torch"]
+    assert [r["threads"] for r in data["results"]] == [1, 1, 1, 2]
+    for row in data["results"]:
+        assert row["peak_rss_bytes"] is None  # not measured is None, never 0
+    assert {r["backend"] for r in data["results"][2:]} == {"torch-eager"}
     rows = list(csv.DictReader(out["csv"].open()))
-    assert [r["name"] for r in rows] == ["tiny-a-onnx-fp32", "tiny-b-onnx-fp32", "torch:test_vit"]
+    assert [r["name"] for r in rows] == ["tiny-a-onnx-fp32", "tiny-b-onnx-fp32", "torch:test_vit@1t", "torch:test_vit@2t"]
     assert float(rows[0]["p50_ms"]) > 0
     png = out["png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,6 +121,24 @@ def test_cli_writes_table_json_csv_and_png(two_artifacts, tmp_path, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing")]) == 1
     assert "ArtifactError" in capsys.readouterr().err
+    assert main(["bench", "--torch", "test_vit", "--torch-threads", "two"]) == 1
+    assert "--torch-threads takes positive integers" in capsys.readouterr().err
+
+
+def test_speedups_are_against_the_fastest_torch_setting():
+    from edgevit.bench.environment import environment
+    from edgevit.bench.runner import BenchReport, BenchResult
+
+    def result(name, kind, p50):
+        stats = latency_stats([p50, p50])
+        return BenchResult(name, kind, None, "b", "1", 1, 1, None, None, None, stats, 1000 / p50)
+
+    report = BenchReport(environment(), BenchOptions(), (result("a", "artifact", 5.0), result("t1", "torch", 20.0),
+                                                         result("t2", "torch", 40.0)))
+    assert report.baseline().name == "t1"
+    table = report.table()
+    assert "against the fastest PyTorch eager setting, t1" in table
+    assert "4.00x" in table
 
 
 def test_progress_is_silent_off_a_terminal(capsys):

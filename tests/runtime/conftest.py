@@ -52,7 +52,7 @@ def _export(model, name: str, target: str, folder: Path) -> Path:
         from edgevit.export import export
     except ImportError:
         return _convert_directly(model, name, target, folder)
-    artifact = export(model, target=target, out=folder, verify=False)
+    artifact = export(copy.deepcopy(model), target=target, out=folder, verify=False, quiet=True)
     return Path(getattr(artifact, "path", artifact))
 
 
