@@ -83,6 +83,8 @@ class Program:
         self.constants: dict[str, Any] = {}
         self.types: dict[str, TensorType | None] = {name: ttype for name, ttype in self.inputs}
         self.nodes: list[Node] = []
+        #: every op type of the program with its count, including consts and folded ops
+        self.op_counts: dict[str, int] = {}
         for operation in block.operations:
             self._add(operation)
         self.outputs = tuple(block.outputs)
@@ -104,6 +106,7 @@ class Program:
         outputs = tuple((out.name, tensor_type(out.type, self._data_type)) for out in operation.outputs)
         produced = outputs[0][0] if outputs else "nothing"
         where = f"op {operation.type!r} producing {produced!r}"
+        self.op_counts[operation.type] = self.op_counts.get(operation.type, 0) + 1
         if operation.type == "const":
             value = self._decode(operation.attributes["val"], where) if "val" in operation.attributes else None
             if value is None or len(outputs) != 1:
@@ -216,6 +219,10 @@ class Program:
         for node in self.nodes:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def op_types(self) -> set[str]:
+        """Every op type the program holds (consts and load-time folded ops included)."""
+        return set(self.op_counts)
 
     def describe_inputs(self) -> str:
         return ", ".join(f"{name}: {ttype.describe()}" for name, ttype in self.inputs)
