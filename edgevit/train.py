@@ -147,7 +147,7 @@ def train(
                 if config.augment:
                     images = _random_shift(images, rng)
                 labels = torch.from_numpy(y_all[idx])
-                loss = criterion(model(images), labels, images)
+                loss = _loss(criterion, model(images), labels, images)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip:
@@ -164,6 +164,14 @@ def train(
                     (f", val top-1 {row['val_top1']:.2f}%" if "val_top1" in row else ""))
     model.eval()
     return result
+
+
+def _loss(criterion: LossFn, outputs, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Models with a distillation head return (head, dist_head) logits in training, as the
+    official code does; without a teacher both heads learn the labels (loss averaged)."""
+    if isinstance(outputs, (tuple, list)):
+        return sum(criterion(o, labels, images) for o in outputs) / len(outputs)
+    return criterion(outputs, labels, images)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
