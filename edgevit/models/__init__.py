@@ -127,15 +127,31 @@ def create_model(
     ckpt = None
     if weights is not None:
         ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
-        if num_classes is None and "head.weight" in ckpt.state_dict:
-            num_classes = int(ckpt.state_dict["head.weight"].shape[0])
     if num_classes is not None:
-        if not isinstance(num_classes, int) or num_classes <= 0:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
             raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
         kwargs["num_classes"] = num_classes
     model = factory(**kwargs)
+    if ckpt is not None and num_classes is None:
+        # Keep the checkpoint's class count (read after the family's name mapping, so a
+        # timm-named 22k head counts too).
+        ckpt_classes = _checkpoint_classes(model, ckpt)
+        if ckpt_classes is not None and ckpt_classes != getattr(model, "num_classes", ckpt_classes):
+            kwargs["num_classes"] = ckpt_classes
+            model = factory(**kwargs)
     model.model_name = name
     if ckpt is not None:
         load_weights(model, ckpt, checkpoint_filter=getattr(model, "checkpoint_filter", None), model_name=name)
         model.labels = ckpt.labels
     return model.eval()
+
+
+def _checkpoint_classes(model: EdgeModel, ckpt: Checkpoint) -> int | None:
+    state_dict = ckpt.state_dict
+    if hasattr(model, "checkpoint_filter"):
+        try:
+            state_dict = model.checkpoint_filter(dict(state_dict))
+        except Exception:  # noqa: BLE001 - load_weights reports the real problem
+            return None
+    head = state_dict.get("head.weight")
+    return int(head.shape[0]) if head is not None and head.ndim == 2 else None
