@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")  # kept equal to edgevit.export.options (a test checks)
+from edgevit.export.options import DEFAULT_DEPLOYMENT_TARGET, DEFAULT_OPSET, DEPLOYMENT_TARGETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip running the artifact against PyTorch")
     p.add_argument("--quiet", action="store_true", help="print only the artifact paths (and errors)")
     p.add_argument("--channels-last", action="store_true", help="NHWC input (tflite)")
-    p.add_argument("--deployment-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
-                   help="Core ML minimum deployment target (default iOS16)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or newer (default 18)")
+    p.add_argument("--deployment-target", default=DEFAULT_DEPLOYMENT_TARGET, choices=DEPLOYMENT_TARGETS,
+                   help=f"Core ML minimum deployment target (default {DEFAULT_DEPLOYMENT_TARGET})")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 18 or newer (default {DEFAULT_OPSET})")
     p.add_argument("--name", help="artifact name instead of the model name")
     p.set_defaults(run=run)
 

@@ -63,11 +63,15 @@ def export(model: Any, target: str | None = None, *, options: ExportOptions | No
 
 def export_all(model: Any, targets: str | list[str] | None = None, precisions: str | list[str] | None = None, *,
                options: ExportOptions | None = None, progress: bool | None = None, raise_errors: bool = False,
-               **kwargs: Any) -> list[ExportOutcome]:
+               supported_only: bool = False, **kwargs: Any) -> list[ExportOutcome]:
     """Export ``model`` to several targets and precisions, preparing the model once.
 
     Every target and precision is checked before any work. A failing cell does not stop the
     others (unless ``raise_errors``); its :class:`ExportOutcome` holds the error.
+
+    Args:
+        supported_only: leave out the precisions a target does not offer instead of refusing
+            (for matrices over every target and precision).
     """
     import time
 
@@ -76,7 +80,13 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     options = _options(options, None, kwargs)
     target_names = split_names(targets if targets is not None else options.target)
     precision_names = split_names(precisions if precisions is not None else options.precision)
-    cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
+    if supported_only:
+        from edgevit.export.targets import TARGETS as _targets
+
+        cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names
+                 if p in _targets.get(t).precisions]
+    else:
+        cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
     jobs = [new_job(model, cell) for cell in cells]  # unknown target / unsupported precision: fail now
     check_writable(options.out)
     printer = Progress(enabled=False if options.quiet else progress)

@@ -14,15 +14,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-#: patterns that name the failing op in converters' messages, most specific first
+#: patterns that name the failing op in converters' messages, most specific first; a pattern
+#: without a namespace group means an aten op
 OP_PATTERNS = (
-    re.compile(r"target=torch\.ops\.aten\.([A-Za-z0-9_]+)"),
-    re.compile(r"target=aten\.([A-Za-z0-9_]+)"),
-    re.compile(r"op='aten\.([A-Za-z0-9_]+)'"),
+    re.compile(r"target=torch\.ops\.([a-z_]+)\.([A-Za-z0-9_]+)"),
+    re.compile(r"target=([a-z_]+)\.([A-Za-z0-9_]+)\.[A-Za-z0-9_]+\]?\("),
+    re.compile(r"op='([a-z_]+)\.([A-Za-z0-9_]+)'"),
     re.compile(r"convert function for op '([A-Za-z0-9_]+)' not implemented"),
-    re.compile(r"aten(?:::|\.)([A-Za-z0-9_]+)"),
+    re.compile(r"Unsupported fx node ([A-Za-z0-9_]+)"),
+    re.compile(r"lowering for Torch `([A-Za-z0-9_]+)` op"),
+    re.compile(r"(aten)(?:::|\.)([A-Za-z0-9_]+)"),
 )
 NODE_PATTERN = re.compile(r"%([A-Za-z0-9_]+) : \[num_users")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SKIP_OPS = {"default", "Tensor", "ops"}
 
 
@@ -36,7 +40,7 @@ class FailurePlace:
     source: str | None = None
 
     def describe(self) -> str:
-        where = f"op aten.{self.op}"
+        where = f"op {self.op}"
         if self.module_path is not None:
             where += f" in module {self.module_path or '<root>'} ({self.module_class})"
         if self.source:
@@ -45,19 +49,21 @@ class FailurePlace:
 
 
 def find_op(text: str) -> tuple[str | None, str | None]:
-    """The aten op name and (when given) the graph node name mentioned in a converter's error text."""
+    """The op (``"aten.cumsum"``) and the graph node name mentioned in a converter's error text."""
     node = NODE_PATTERN.search(text)
     for pattern in OP_PATTERNS:
         for match in pattern.finditer(text):
-            if match.group(1) not in SKIP_OPS:
-                return match.group(1), node.group(1) if node else None
+            groups = match.groups()
+            namespace, op = groups if len(groups) == 2 else ("aten", groups[0])
+            if op not in SKIP_OPS:
+                return f"{namespace}.{op}", node.group(1) if node else None
     return None, node.group(1) if node else None
 
 
 def locate(program: Any, op: str, node_name: str | None = None) -> FailurePlace:
-    """The first node of ``program`` (an ExportedProgram or GraphModule) calling ``aten.<op>``."""
+    """The first node of ``program`` (an ExportedProgram or GraphModule) calling ``op`` (``"aten.cumsum"``)."""
     graph = program.graph_module.graph if hasattr(program, "graph_module") else program.graph
-    candidates = [n for n in graph.nodes if n.op == "call_function" and _aten_name(n.target) == op]
+    candidates = [n for n in graph.nodes if n.op == "call_function" and _op_name(n.target) == op]
     if node_name:
         named = [n for n in candidates if n.name == node_name]
         candidates = named or candidates
@@ -71,11 +77,12 @@ def locate(program: Any, op: str, node_name: str | None = None) -> FailurePlace:
 def explain_failure(target: str, model_name: str, exc: BaseException, log: str, program_factory) -> str:
     """The message of a :class:`~edgevit.errors.ConversionError` for ``exc``.
 
-    ``program_factory()`` returns the model's exported program(s) to search; it is only called
-    when an op name was found, since exporting costs time.
+    ``program_factory()`` returns the model's exported programs to search (as traced and
+    decomposed the way the converter decomposes); it is only called when an op name was found,
+    since exporting costs time.
     """
-    text = _exception_text(exc) + "\n" + log
-    first = _first_line(exc)
+    text = ANSI.sub("", _exception_text(exc) + "\n" + log)
+    first = _first_line(_root_cause(exc))
     op, node_name = find_op(text)
     if op is None:
         return (f"{target} conversion of {model_name} failed: {first}. The failing op could not be identified "
@@ -93,13 +100,10 @@ def explain_failure(target: str, model_name: str, exc: BaseException, log: str, 
             "(see docs/export.md), or try another target")
 
 
-def _aten_name(target: Any) -> str | None:
-    name = str(getattr(target, "__name__", target))
-    # OpOverload names look like "cumsum.default"; str(target) like "aten.cumsum.default"
-    text = str(target)
-    if text.startswith("aten."):
-        return text.split(".")[1]
-    return name.split(".")[0] if "." in name else None
+def _op_name(target: Any) -> str | None:
+    """``"aten.cumsum"`` for the OpOverload ``aten.cumsum.default`` (``str(target)``)."""
+    parts = str(target).split(".")
+    return f"{parts[0]}.{parts[1]}" if len(parts) >= 3 else None
 
 
 def _module_of(node: Any) -> tuple[str | None, str | None]:
@@ -140,8 +144,16 @@ def _exception_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while (exc.__cause__ or exc.__context__) is not None and id(exc.__cause__ or exc.__context__) not in seen:
+        exc = exc.__cause__ or exc.__context__
+        seen.add(id(exc))
+    return exc
+
+
 def _first_line(exc: BaseException) -> str:
-    for line in str(exc).strip().splitlines():
+    for line in ANSI.sub("", str(exc)).strip().splitlines():
         if line.strip():
             return f"{type(exc).__name__}: {line.strip()[:300]}"
     return type(exc).__name__

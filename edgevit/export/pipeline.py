@@ -101,7 +101,7 @@ def convert(job: ExportJob) -> None:
     except Exception as exc:  # noqa: BLE001 - converters raise anything; explain it in one error
         text = log.text if log is not None else ""
         message = explain_failure(job.options.target, prepared.name, exc, text,
-                                  lambda: prepared.exported_programs(example, job.options))
+                                  lambda: job.target.diagnosis_programs(prepared.exported_program(example, job.options)))
         raise ConversionError(message) from exc
     job.converter_log = log.text
     if not job.model_path.exists():

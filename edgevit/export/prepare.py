@@ -45,15 +45,13 @@ class PreparedModel:
         batch = 2 if options.dynamic_batch else options.batch
         return example_input(batch, self.image_size, options.layout)
 
-    def exported_programs(self, example: Any, options: ExportOptions) -> list[Any]:
-        """The model's ``torch.export`` graphs (as traced and decomposed), to locate a failing op."""
+    def exported_program(self, example: Any, options: ExportOptions) -> Any:
+        """The model's ``torch.export`` graph as converters see it, to locate a failing op."""
         import torch
 
         from edgevit.export.graph import prepare_graph
 
-        graph = prepare_graph(self.model, options.layout, half=False)
-        program = torch.export.export(graph, (example,))
-        return [program, program.run_decompositions({})]
+        return torch.export.export(prepare_graph(self.model, options.layout, half=False), (example,))
 
 
 def prepare_model(source: Any, options: ExportOptions) -> PreparedModel:
@@ -78,8 +76,8 @@ def prepare_model(source: Any, options: ExportOptions) -> PreparedModel:
             )
         model, info, weights = source.eval(), _info_of(source), {"path": None, "sha256": None, "note": "user module"}
         name = options.name or getattr(source, "model_name", None) or type(source).__name__
-    image_size = options.image_size or getattr(model, "image_size", None) or (info.image_size if info else None)
-    if image_size is None:
+    image_size = options.image_size or (info.image_size if info else getattr(model, "image_size", None))
+    if not isinstance(image_size, int):
         raise InvalidArgumentError(f"the input size of {name} is unknown; pass image_size=...")
     preprocess = info.preprocess if info else Preprocess()
     samples = make_samples(preprocess.spec(image_size))

@@ -101,6 +101,10 @@ class Target(ABC):
             TensorSpec(OUTPUT_NAME, (batch, num_outputs), "float32"),
         )
 
+    def diagnosis_programs(self, program: Any) -> list[Any]:
+        """``program`` (the model's ExportedProgram) in the forms this converter sees, to locate a failing op."""
+        return [program, program.run_decompositions({})]
+
     # -- verification -----------------------------------------------------------------------
 
     def verification_backends(self) -> tuple[str, ...]:

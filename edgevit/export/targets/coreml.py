@@ -79,8 +79,7 @@ class CoreMLTarget(Target):
         if options.dynamic_batch:
             warnings.append("dynamic batch: flexible input shapes can keep Core ML off the Neural Engine; "
                             "prefer a fixed batch for on-device use")
-        details = {"mil_ops": len(ops) - sum(1 for op in ops if op.type == "const"),
-                   "const_ops": sum(1 for op in ops if op.type == "const"),
+        details = {"const_ops": sum(1 for op in ops if op.type == "const"),
                    "opset": _opset_name(spec), "spec_version": int(spec.specificationVersion)}
         return OpReport.build(counts, [w for w in warnings if w], details)
 

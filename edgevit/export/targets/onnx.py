@@ -62,6 +62,18 @@ class OnnxTarget(Target):
             details["constant_index_gathers"] = constant_gathers
         return OpReport.build(counts, [w for w in warnings if w], details)
 
+    def diagnosis_programs(self, program: Any) -> list[Any]:
+        """Also decomposed the way torch.onnx does (ops without an ONNX function become prims)."""
+        programs = super().diagnosis_programs(program)
+        try:  # private API, used only to name a failing op; without it the op is still named
+            from torch.onnx._internal.exporter import _fx_passes, _registration
+
+            registry = _registration.ONNXRegistry.from_torchlib()
+            programs.append(_fx_passes.decompose_with_registry(program, registry))
+        except Exception:  # noqa: BLE001
+            pass
+        return programs
+
     def verification_backends(self) -> tuple[str, ...]:
         return ("onnxruntime",)
 

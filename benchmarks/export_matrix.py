@@ -1,0 +1,229 @@
+"""The export matrix: every zoo model to every target at every precision (not a test).
+
+For every zoo model (not the ``test_*`` variants) at its default size, batch 1, this calls
+``edgevit.export.export_all`` with every registered target and every precision each target
+offers, verification on (the default), and records per cell: success, export seconds, the
+artifact's size, the worst max relative error, the lowest cosine similarity, top-1
+agreement with PyTorch, what verified it, and the op warnings.
+
+Seconds are what one standalone export of that cell would cost on a warm process: the
+model's shared ``prepare`` step plus the cell's convert, inspect, verify and write. Converter
+imports are paid once by a warm-up export of ``test_vit`` to each target and reported on
+their own. The machine is shared (2 cores, several engineers), so compare within one run.
+
+Usage::
+
+    python benchmarks/export_matrix.py                  # every zoo model (an hour or more)
+    python benchmarks/export_matrix.py cas_vit_* --resume
+
+Writes ``benchmarks/results/export_matrix.md`` and ``export_matrix.json``; each model's rows
+are written as soon as they are measured, so an interrupted run keeps what it has
+(``--resume`` skips models already in the JSON). Artifacts go to a temporary folder and are
+deleted after each model unless ``--keep DIR`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import gc
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SPEED_GOAL_S = 60.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from edgevit.export import TARGETS
+    from edgevit.models import list_models
+
+    torch.set_num_threads(args.threads)
+    names = [n for n in list_models(include_test=False) if any(fnmatch.fnmatchcase(n, p) for p in args.models)]
+    if not names:
+        print(f"no zoo model matches {args.models}", file=sys.stderr)
+        return 2
+    json_path = RESULTS / "export_matrix.json"
+    data = load_previous(json_path) if args.resume else {}
+    data.setdefault("rows", [])
+    data["environment"] = environment(args.threads)
+    data["targets"] = {t: list(TARGETS.get(t).precisions) for t in TARGETS.names()}
+    if "warmup" not in data or not args.resume:
+        data["warmup"] = warm_up(TARGETS.names())
+    done = {row["model"] for row in data["rows"]}
+    for name in names:
+        if name in done:
+            continue
+        print(f"== {name}", flush=True)
+        rows = export_model(name, TARGETS.names(), args.keep)
+        data["rows"] = [r for r in data["rows"] if r["model"] != name] + rows
+        data["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_results(data, json_path)
+        for row in rows:
+            print(f"   {row['target']:7s} {row['precision']:5s} {row['status']:7s} {row['seconds']:6.1f} s  "
+                  f"{row.get('verified', '-')}", flush=True)
+        gc.collect()
+    write_results(data, json_path)
+    failed = [r for r in data["rows"] if r["status"] != "ok"]
+    return 1 if failed else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=["*"], help="glob patterns over zoo names (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for conversion (default 1)")
+    parser.add_argument("--resume", action="store_true", help="skip models already in export_matrix.json")
+    parser.add_argument("--keep", type=Path, help="keep the artifacts in this folder (default: delete them)")
+    return parser.parse_args(argv)
+
+
+def warm_up(targets: list[str]) -> dict[str, float]:
+    """Import every converter once (an export of test_vit per target); returns seconds per target."""
+    from edgevit.export import export_all
+
+    seconds = {}
+    with tempfile.TemporaryDirectory() as out:
+        for target in targets:
+            start = time.perf_counter()
+            export_all("test_vit", targets=target, precisions="fp32", out=out, quiet=True)
+            seconds[target] = round(time.perf_counter() - start, 1)
+    return seconds
+
+
+def export_model(name: str, targets: list[str], keep: Path | None) -> list[dict]:
+    """Every target and precision for one model; one row per cell."""
+    from edgevit.export import PRECISIONS, export_all
+
+    out = Path(tempfile.mkdtemp(prefix=f"export-matrix-{name}-")) if keep is None else keep
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        outcomes = export_all(name, targets=targets, precisions=PRECISIONS.names(), out=out, quiet=True,
+                              supported_only=True)
+    finally:
+        if keep is None:
+            shutil.rmtree(out, ignore_errors=True)
+    prepare_s = next((o.artifact.manifest.extra["timings"].get("prepare", 0.0) for o in outcomes if o.ok), 0.0)
+    return [row_of(o, prepare_s) for o in outcomes]
+
+
+def row_of(outcome, prepare_s: float) -> dict:
+    row = {"model": outcome.model, "target": outcome.target, "precision": outcome.precision}
+    if not outcome.ok:
+        row.update(status="FAILED", seconds=round(outcome.seconds, 1),
+                   error=f"{type(outcome.error).__name__}: {outcome.error}")
+        return row
+    manifest = outcome.artifact.manifest
+    timings = dict(manifest.extra.get("timings", {}))
+    timings["prepare"] = prepare_s
+    verification = manifest.verification
+    metrics = list((verification.get("outputs") or {}).values())
+    worst = max(metrics, key=lambda m: m["max_rel_err"]) if metrics else None
+    row.update(
+        status="ok",
+        seconds=round(sum(timings.values()), 1),
+        timings=timings,
+        size_bytes=outcome.artifact.size_bytes,
+        verified=verified_by(verification),
+        max_abs_err=worst["max_abs_err"] if worst else None,
+        max_rel_err=worst["max_rel_err"] if worst else None,
+        min_cosine=worst["min_cosine"] if worst else None,
+        top1_agreement=worst["top1_agreement"] if worst else None,
+        verification_note=verification.get("note"),
+        op_total=manifest.ops.get("total"),
+        op_details=manifest.ops.get("details", {}),
+        warnings=manifest.ops.get("warnings", []),
+    )
+    return row
+
+
+def verified_by(verification: dict) -> str:
+    if verification.get("numbers_checked"):
+        return f"{verification['status']} ({verification['backend']})"
+    return f"{verification.get('status')} (numbers not checked)"
+
+
+def environment(threads: int) -> dict:
+    from importlib.metadata import version
+
+    packages = {p: version(p) for p in ("torch", "onnx", "onnxruntime", "onnxscript", "litert-torch",
+                                         "ai-edge-litert", "ai-edge-quantizer", "coremltools")}
+    return {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "torch_threads": threads, "packages": packages,
+            "note": "shared machine: 2 cores used by several engineers at once; seconds include that load"}
+
+
+def load_previous(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_results(data: dict, json_path: Path) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for path, text in ((json_path, json.dumps(data, indent=1) + "\n"),
+                       (json_path.with_suffix(".md"), markdown(data))):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+def markdown(data: dict) -> str:
+    rows = sorted(data["rows"], key=lambda r: (r["model"], r["target"], r["precision"]))
+    env = data["environment"]
+    ok = sum(r["status"] == "ok" for r in rows)
+    slow = [r for r in rows if r["status"] == "ok" and r["seconds"] > SPEED_GOAL_S]
+    lines = [
+        "# Export matrix",
+        "",
+        f"Every zoo model to every target at every precision, verified (`benchmarks/export_matrix.py`). "
+        f"{ok}/{len(rows)} cells succeeded; {len(slow)} took longer than the {SPEED_GOAL_S:.0f} s goal.",
+        "",
+        f"Machine: {env['system']} {env['machine']}, {env['cpus']} CPUs shared with other engineers, torch threads "
+        f"{env['torch_threads']}, Python {env['python']}. Finished {data.get('finished', '?')}.",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) + ".",
+        "",
+        "Seconds: the model's prepare step (build, reference outputs, reparameterize) plus this cell's convert, "
+        "inspect, verify and write, in a warm process. Converter import/warm-up (paid once per process): "
+        + ", ".join(f"{t} {s} s" for t, s in data.get("warmup", {}).items()) + ".",
+        "Errors are against the PyTorch fp32 model on 4 random tensors and 4 photographs; max rel err = max |diff| "
+        "/ max |reference|. 'numbers not checked' marks a structural check only.",
+        "",
+        "| model | target | precision | status | seconds | size | verified | max rel err | min cosine | top-1 | "
+        "op warnings |",
+        "|---|---|---|---|--:|--:|---|--:|--:|--:|---|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | **FAILED** | {r['seconds']} | - | - | "
+                         f"- | - | - | {escape(r['error'][:300])} |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['target']} | {r['precision']} | ok | {r['seconds']:.1f} | "
+            f"{r['size_bytes'] / 2**20:.1f} MB | {r['verified']} | {fmt(r['max_rel_err'], '.2g')} | "
+            f"{fmt(r['min_cosine'], '.6f')} | {fmt(r['top1_agreement'], '.0%')} | "
+            f"{escape('; '.join(r['warnings'])) or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
