@@ -1,0 +1,206 @@
+"""The interface of a target's quantizer, and the registry that finds one by target name.
+
+A quantizer works on a converted float model file (``model.onnx``, ``model.tflite``,
+``model.mlpackage``) and knows four things about it::
+
+    class OnnxQuantizer(TargetQuantizer):
+        target = "onnx"
+        precisions = ("int8",)
+        backend = "onnxruntime"
+
+        def units(self) -> list[Unit]: ...            # the quantizable ops, with kind, scope, block
+        def calibrate(self, images, method): ...      # activation ranges, once
+        def build(self, selected, recipe, out): ...   # write a file quantizing exactly `selected`
+        def kinds(self) / default_kinds(self): ...    # what it can quantize / what pays off
+
+The search (:mod:`edgevit.quantize.search`) is written once against this interface: the
+sensitivity pass, the default recipe and ``--max-drop`` build many candidate files from one
+calibration and run them with the torch-free runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.quantize.recipe import SCHEMES, Recipe, Scheme, Unit
+from edgevit.registry import Registry
+
+#: threads the quantizers run candidate models with
+RUN_THREADS = 2
+
+
+class TargetQuantizer(ABC):
+    """Quantizes one converted float model file of one target.
+
+    Args:
+        float_path: the converted float32 model file.
+        scheme: the precision to produce.
+        work: a scratch folder for candidate files (removed by the caller).
+        blocks: module path -> model segment (see :func:`module_blocks`).
+        layout: the model input's layout (``NCHW`` or ``NHWC``); calibration images are NCHW.
+        options: target settings (e.g. the Core ML deployment target).
+    """
+
+    target: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    backend: ClassVar[str]
+
+    def __init__(self, float_path: Path, scheme: Scheme, work: Path, blocks: dict[str, str] | None = None,
+                 layout: str = "NCHW", options: dict[str, Any] | None = None) -> None:
+        if scheme.name not in self.precisions:
+            raise InvalidArgumentError(
+                f"the {self.target} quantizer cannot produce {scheme.name!r}; it produces {', '.join(self.precisions)}"
+            )
+        self.float_path = Path(float_path)
+        self.scheme = scheme
+        self.work = Path(work)
+        self.blocks = blocks or {}
+        self.layout = layout
+        self.options = dict(options or {})
+
+    # -- what the model offers -------------------------------------------------------------------
+
+    @abstractmethod
+    def units(self) -> list[Unit]:
+        """Every op this quantizer could quantize, in graph order."""
+
+    @abstractmethod
+    def kinds(self) -> tuple[str, ...]:
+        """Op kinds this quantizer can put in low precision for ``self.scheme``."""
+
+    def default_kinds(self) -> tuple[str, ...]:
+        """Kinds quantized unless measured to hurt: those with faster low-precision kernels."""
+        return self.kinds()
+
+    def kind_note(self, kind: str) -> str:
+        """Why ``kind`` is not among :meth:`default_kinds` (for the recipe's reasons)."""
+        return f"{self.target} has no faster low-precision kernel for {kind}"
+
+    # -- the work ----------------------------------------------------------------------------------
+
+    def calibrate(self, images: np.ndarray, method: str) -> None:  # noqa: B027 - weight-only needs none
+        """Record activation ranges on ``images`` (NCHW float32) with ``method``."""
+
+    @abstractmethod
+    def build(self, selected: list[Unit], recipe: Recipe, out: Path) -> None:
+        """Write a model file at ``out`` that quantizes exactly ``selected`` (weights, and
+        activations when the scheme has them)."""
+
+    def recipe_options(self) -> dict[str, Any]:
+        """Target settings recorded in the recipe (per channel, symmetric, palettization...)."""
+        return {}
+
+    def run(self, path: Path, images: np.ndarray) -> np.ndarray:
+        """Logits of the model file at ``path`` on NCHW ``images``, through edgevit.runtime."""
+        return run_model_file(path, self.backend, images, self.layout)
+
+    def describe_file(self, path: Path) -> dict[str, Any]:
+        """Facts about a built file for the report (op counts, integer kernels...)."""
+        return {}
+
+
+QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("quantizer")
+QUANTIZERS.register("onnx", "edgevit.quantize.onnx:OnnxQuantizer")
+QUANTIZERS.register("tflite", "edgevit.quantize.tflite:TfliteQuantizer")
+QUANTIZERS.register("coreml", "edgevit.quantize.coreml:CoreMLQuantizer")
+
+#: precisions each target's quantizer produces (kept equal to the classes' ``precisions``; a test checks)
+TARGET_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnx": ("int8",),
+    "tflite": ("int8", "w8"),
+    "coreml": ("int8", "w8", "w6", "w4"),
+}
+
+
+def supported_precisions(target: str) -> tuple[str, ...]:
+    """Quantized precisions ``target`` supports (without importing its quantizer)."""
+    return TARGET_PRECISIONS.get(target, ())
+
+
+def get_quantizer(target: str, precision: str) -> type[TargetQuantizer]:
+    """The quantizer class of ``target``; an unsupported precision lists the ones it has."""
+    if precision not in SCHEMES:
+        raise InvalidArgumentError(f"{precision!r} is not a quantized precision; valid: {', '.join(SCHEMES)}")
+    if precision not in supported_precisions(target):
+        have = supported_precisions(target)
+        raise InvalidArgumentError(
+            f"the {target} target does not support precision {precision!r}; it supports "
+            f"{', '.join(have) if have else 'no quantized precision'}"
+        )
+    return QUANTIZERS.get(target)
+
+
+# -- helpers shared by the quantizers ----------------------------------------------------------------
+
+
+def module_blocks(model: Any) -> dict[str, str]:
+    """``{module path: segment name}`` for every submodule of an edge-contract model.
+
+    Segments are the pieces ``model.segments()`` returns (``patch_embed``, ``blocks.3``,
+    ``head``); a module belongs to the segment that holds it. Models without segments give ``{}``.
+    """
+    try:
+        segments = model.segments()
+    except (AttributeError, NotImplementedError):
+        return {}
+    owner: dict[int, str] = {}
+    for name, segment in segments:
+        for module in segment.modules():
+            owner.setdefault(id(module), name)
+    return {path: owner[id(module)] for path, module in model.named_modules() if path and id(module) in owner}
+
+
+def block_of(scope: str, blocks: dict[str, str]) -> str:
+    """The segment of module path ``scope`` (the longest known prefix), or ``""``."""
+    scope = scope.removeprefix("model.")
+    parts = scope.split(".")
+    for end in range(len(parts), 0, -1):
+        block = blocks.get(".".join(parts[:end]))
+        if block is not None:
+            return block
+    return ""
+
+
+def run_model_file(path: Path, backend: str, images: np.ndarray, layout: str = "NCHW") -> np.ndarray:
+    """Run NCHW ``images`` through a bare model file with one runtime backend, batch by batch."""
+    from edgevit.runtime import load
+
+    outs = []
+    with quiet(), load(path, backend=backend, threads=RUN_THREADS) as session:
+        spec = session.input_specs[0]
+        fixed = spec.shape[0] if spec.shape else None
+        step = fixed if isinstance(fixed, int) else 16
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            if layout == "NHWC":
+                chunk = chunk.transpose(0, 2, 3, 1)
+            count = len(chunk)
+            if isinstance(fixed, int) and count < fixed:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
+            result = session.run({spec.name: np.ascontiguousarray(chunk, dtype=np.float32)})
+            outs.append(np.asarray(next(iter(result.values())), np.float32).reshape(len(chunk), -1)[:count])
+    return np.concatenate(outs)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence converters' prints, progress bars, Python warnings and logging for a block."""
+    level = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(level)

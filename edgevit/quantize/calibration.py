@@ -1,0 +1,119 @@
+"""Calibration images and activation ranges.
+
+:func:`calibration_set` draws ``count`` preprocessed images from ``"digits"`` (the training
+split of the bundled handwritten digits) or from a folder of images (flat, or one
+sub-folder per class); an empty or unreadable folder is an error naming it, and fewer
+images than asked is a warning with the count used (see
+:func:`edgevit.data.datasets.calibration_images`).
+
+:class:`RangeCollector` turns the float values an activation takes on those images into the
+range its int8 grid covers, by one of three methods (:data:`~edgevit.quantize.recipe.CALIB_METHODS`):
+
+* ``minmax``: the smallest and largest value seen (nothing clipped; outliers widen the grid);
+* ``percentile``: the 99.999th percentile of ``|x|`` (clips the rarest outliers);
+* ``entropy``: the threshold whose 128-level quantized histogram is closest in KL divergence
+  to the float one (TensorRT's method).
+
+The ONNX quantizer uses onnxruntime's own calibrators for this; TFLite and Core ML use this
+collector, which reuses onnxruntime's histogram code so that the three targets compute a
+method's ranges the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevit.errors import InvalidArgumentError, require
+from edgevit.quantize.recipe import CALIB_METHODS, check_calib_size
+
+PERCENTILE = 99.999
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Preprocessed calibration images, float32 NCHW ``[N, 3, S, S]``.
+
+    Attributes:
+        source: ``"digits"`` or the folder.
+        asked: how many images were asked for; ``len(images)`` how many there were.
+    """
+
+    source: str
+    asked: int
+    images: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "asked": self.asked, "used": len(self)}
+
+
+def calibration_set(source: str | Path, count: int, spec: Any, seed: int = 0) -> CalibrationSet:
+    """``count`` calibration images preprocessed with ``spec`` (digits are warped, not cropped).
+
+    Raises:
+        DataError: the folder is missing, empty or holds no readable image (names it).
+    """
+    from edgevit.data.datasets import DIGITS, calibration_images
+    from edgevit.data.preprocess import PreprocessSpec
+
+    check_calib_size(count)
+    spec = PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
+                          crop_pct=1.0 if str(source) == DIGITS else spec.crop_pct,
+                          resize_mode="warp" if str(source) == DIGITS else spec.resize_mode, layout="NCHW")
+    images = calibration_images(source, count, spec, seed=seed)
+    return CalibrationSet(str(source), count, images.astype(np.float32))
+
+
+class RangeCollector:
+    """Accumulates activation values batch by batch and returns ``{name: (low, high)}``.
+
+    Example:
+        >>> collector = RangeCollector("percentile")
+        >>> collector.collect({"relu_out": batch_values})
+        >>> collector.ranges()["relu_out"]
+        (0.0, 5.91)
+    """
+
+    def __init__(self, method: str) -> None:
+        if method not in CALIB_METHODS:
+            raise InvalidArgumentError(f"unknown calibration method {method!r}; valid: {', '.join(CALIB_METHODS)}")
+        self.method = method
+        self._min: dict[str, float] = {}
+        self._max: dict[str, float] = {}
+        self._histograms = None
+        if method != "minmax":
+            calibrate = require("onnxruntime.quantization.calibrate", "export", f"{method} calibration")
+            bins = 2048 if method == "percentile" else 128
+            self._histograms = calibrate.HistogramCollector(
+                method=method, symmetric=method == "percentile", num_bins=bins, num_quantized_bins=128,
+                percentile=PERCENTILE, scenario="same")
+
+    def collect(self, values: dict[str, np.ndarray]) -> None:
+        floats = {name: np.asarray(v) for name, v in values.items()
+                  if np.asarray(v).dtype.kind == "f" and np.asarray(v).size}
+        for name, value in floats.items():
+            low, high = float(np.nanmin(value)), float(np.nanmax(value))
+            self._min[name] = min(low, self._min.get(name, low))
+            self._max[name] = max(high, self._max.get(name, high))
+        if self._histograms is not None and floats:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._histograms.collect({name: [v.astype(np.float32)] for name, v in floats.items()})
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        if self._histograms is None:
+            return {name: (self._min[name], self._max[name]) for name in self._min}
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = self._histograms.compute_collection_result()
+        out = {}
+        for name, value in result.items():
+            low, high = float(value[0]), float(value[1])
+            out[name] = (max(low, self._min[name]), min(high, self._max[name]))
+        return out

@@ -1,0 +1,264 @@
+"""ONNX int8: static QDQ with onnxruntime's quantizer, arranged so its integer kernels run.
+
+Given the converted float ``model.onnx``:
+
+1. **pre-process** with ``onnxruntime.quantization.quant_pre_process`` (shape inference and
+   onnxruntime's basic graph optimisation: ``MatMul + Add`` become ``Gemm``...), then give
+   every node its own copy of any initializer it shares with another node (the exporter
+   de-duplicates equal tensors, so a LayerNorm bias of zeros can be the same initializer
+   as a Linear bias, and quantizing one would put a ``DequantizeLinear`` in front of the
+   other at run time);
+2. **calibrate once** with onnxruntime's calibrator (MinMax, Percentile or Entropy), fed a
+   few images at a time so memory stays bounded, and keep the ranges in a cache file;
+3. **build** any number of candidate files from that one calibration, each quantizing an
+   explicit list of nodes (``nodes_to_quantize``): QDQ format, weights int8 symmetric per
+   output channel, activations uint8 asymmetric (u8 x s8 is what the VNNI kernels of
+   onnxruntime's MLAS take on x86).
+
+What runs as integer arithmetic is decided by onnxruntime's QDQ fusions, so the layout of
+Q/DQ pairs matters. ``MatMul``/``Gemm`` outputs are left in float
+(``OpTypesToExcludeOutputQuantization``): onnxruntime then fuses them into ``QGemm`` /
+``MatMulIntegerToFloat``, which take int8 inputs and give float outputs straight into
+the float LayerNorm, GELU or residual add, with no requantize/dequantize pair in between.
+Convolutions keep a quantized output because that is what ``QLinearConv`` needs.
+:meth:`OnnxQuantizer.describe_file` reads onnxruntime's optimised graph back and counts
+which compute nodes became integer kernels and which stayed float.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevit.errors import ConversionError, require
+from edgevit.quantize.base import TargetQuantizer, block_of, quiet
+from edgevit.quantize.recipe import Recipe, Unit, mark_positions
+
+#: onnxruntime ops that compute in integers (after its QDQ fusions), and float compute ops
+INTEGER_OPS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat", "MatMulInteger", "ConvInteger",
+               "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "QLinearSoftmax", "QLinearAveragePool",
+               "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu")
+FLOAT_COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "FusedMatMul", "FusedConv", "FusedGemm", "NchwcConv")
+OTHER_OPS = ("AveragePool", "GlobalAveragePool", "MaxPool", "Concat", "Resize", "Sigmoid", "HardSigmoid",
+             "Sub", "Div", "ReduceMean")
+CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+#: images fed to the calibrator per call (it keeps one call's activations in memory)
+CALIBRATION_CHUNK = 8
+
+
+class OnnxQuantizer(TargetQuantizer):
+    target = "onnx"
+    precisions = ("int8",)
+    backend = "onnxruntime"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.onnx = require("onnx", "export", "ONNX quantization")
+        scopes, classes = _scopes(self.onnx.load(str(self.float_path), load_external_data=False))
+        self.prepared = self.work / "prepared.onnx"
+        self.cache = self.work / "calibration.json"
+        _pre_process(self.float_path, self.prepared)
+        model = self.onnx.load(str(self.prepared))
+        _untie_initializers(model)
+        self.onnx.save(model, str(self.prepared))
+        self.input_name = model.graph.input[0].name
+        self.method: str | None = None
+        self._units = mark_positions(self._classify(model, scopes, classes))
+
+    # -- units ------------------------------------------------------------------------------------
+
+    def _classify(self, model: Any, scopes: dict[str, str], classes: dict[str, str]) -> list[Unit]:
+        constants = {init.name for init in model.graph.initializer}
+        units = []
+        for node in model.graph.node:
+            origin = node.name.split("/")[0]
+            scope = scopes.get(origin) or next((scopes[o] for o in node.output if o in scopes), "")
+            klass = classes.get(origin) or next((classes[o] for o in node.output if o in classes), "")
+            kind = _kind(node, constants, klass)
+            if kind is None:
+                continue
+            weighted = node.op_type in ("Conv", "ConvTranspose", "Gemm") or (
+                node.op_type == "MatMul" and any(i in constants for i in node.input))
+            units.append(Unit(node.name, node.op_type, kind, scope.removeprefix("model."),
+                              block_of(scope, self.blocks), weighted=weighted))
+        return units
+
+    def units(self) -> list[Unit]:
+        return list(self._units)
+
+    def kinds(self) -> tuple[str, ...]:
+        return ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+
+    def default_kinds(self) -> tuple[str, ...]:
+        return ("conv", "linear", "matmul", "add", "mul")
+
+    def kind_note(self, kind: str) -> str:
+        return {
+            "softmax": "onnxruntime's QLinearSoftmax is slower than its float Softmax on this CPU (table lookups "
+                       "per element), so an int8 softmax would add error and time",
+            "layernorm": "onnxruntime has no int8 LayerNormalization kernel: quantizing it only adds Q/DQ pairs",
+            "gelu": "onnxruntime has no int8 GELU kernel: quantizing it only adds Q/DQ pairs",
+            "other": "pooling/concat/sigmoid int8 kernels save little here; kept in float",
+        }.get(kind, super().kind_note(kind))
+
+    # -- calibration -------------------------------------------------------------------------------
+
+    def calibrate(self, images: np.ndarray, method: str) -> None:
+        calibrate = require("onnxruntime.quantization.calibrate", "export", "ONNX calibration")
+        quantization = require("onnxruntime.quantization.quantize", "export", "ONNX calibration")
+        op_types = sorted({u.op for u in self._units} | {"Reshape", "Transpose", "Split", "Flatten", "Squeeze",
+                                                          "Unsqueeze", "Slice", "Gather", "Concat"})
+        calibration_method = getattr(calibrate.CalibrationMethod, CALIBRATION_METHODS[method])
+        with quiet():
+            calibrator = calibrate.create_calibrator(
+                self.prepared, op_types, augmented_model_path=str(self.work / "augmented.onnx"),
+                calibrate_method=calibration_method, providers=["CPUExecutionProvider"],
+                extra_options={"symmetric": False} if method != "percentile" else {},
+            )
+            for start in range(0, len(images), CALIBRATION_CHUNK):
+                calibrator.collect_data(_Reader(self.input_name, images[start:start + CALIBRATION_CHUNK]))
+            ranges = calibrator.compute_data()
+            quantization.save_tensors_data(ranges, self.cache)
+        self.method = method
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def build(self, selected: list[Unit], recipe: Recipe, out: Path) -> None:
+        quantization = require("onnxruntime.quantization", "export", "ONNX quantization")
+        if self.method != recipe.calib_method:
+            raise ConversionError(f"calibrate with {recipe.calib_method!r} before building")
+        if not selected:  # nothing to quantize: the float model, as it is
+            out.write_bytes(self.prepared.read_bytes())
+            return
+        names = [u.id for u in selected]
+        op_types = sorted({u.op for u in selected})
+        method = getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[recipe.calib_method])
+        with quiet():
+            quantization.quantize_static(
+                str(self.prepared), str(out), calibration_data_reader=None, calibration_cache_path=self.cache,
+                calibrate_method=method, quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+                nodes_to_quantize=names, op_types_to_quantize=op_types,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                               "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]},
+            )
+
+    def recipe_options(self) -> dict[str, Any]:
+        return {"format": "QDQ", "weights": "int8 symmetric, per output channel",
+                "activations": "uint8 asymmetric, per tensor", "pre_processed": True,
+                "matmul_outputs": "float (QGemm / MatMulIntegerToFloat)"}
+
+    def describe_file(self, path: Path) -> dict[str, Any]:
+        """Which compute nodes onnxruntime runs as integer kernels after its graph optimisations."""
+        counts = optimized_op_counts(path)
+        integer = {op: n for op, n in counts.items() if op in INTEGER_OPS}
+        floating = {op: n for op, n in counts.items() if op in FLOAT_COMPUTE_OPS}
+        return {"runtime_graph": "onnxruntime CPU, ORT_ENABLE_ALL", "integer_kernels": integer,
+                "float_compute_kernels": floating,
+                "quantize_linear": counts.get("QuantizeLinear", 0),
+                "dequantize_linear": counts.get("DequantizeLinear", 0)}
+
+
+def optimized_op_counts(path: Path) -> dict[str, int]:
+    """Op histogram of the graph onnxruntime actually runs (CPU provider, all optimisations)."""
+    import tempfile
+
+    ort = require("onnxruntime", "onnxruntime", "reading the optimised graph")
+    onnx = require("onnx", "export", "reading the optimised graph")
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+        return dict(collections.Counter(node.op_type for node in graph.node).most_common())
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a batch of NCHW images, one at a time."""
+
+    def __init__(self, name: str, images: np.ndarray) -> None:
+        self._items = iter([{name: images[i:i + 1].astype(np.float32)} for i in range(len(images))])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+    def __len__(self) -> int:  # pragma: no cover - protocol
+        return 0
+
+
+def _pre_process(source: Path, destination: Path) -> None:
+    shape_inference = require("onnxruntime.quantization.shape_inference", "export", "ONNX quantization")
+    with quiet():
+        try:
+            shape_inference.quant_pre_process(str(source), str(destination))
+        except Exception:  # noqa: BLE001 - symbolic shape inference fails on some graphs; ONNX's suffices
+            shape_inference.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
+
+
+def _untie_initializers(model: Any) -> None:
+    """Give every node input its own initializer (the exporter shares equal tensors between nodes)."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    users = collections.Counter(name for node in model.graph.node for name in node.input if name in initializers)
+    seen: collections.Counter[str] = collections.Counter()
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if users.get(name, 0) > 1:
+                seen[name] += 1
+                if seen[name] > 1:
+                    copy = numpy_helper.from_array(numpy_helper.to_array(initializers[name]),
+                                                   f"{name}__{node.name or i}_{seen[name]}")
+                    model.graph.initializer.append(copy)
+                    node.input[i] = copy.name
+
+
+def _scopes(model: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Module path and innermost module class of each exported node, by node name and output name.
+
+    The torch.onnx dynamo exporter records ``pkg.torch.onnx.name_scopes`` (module paths, then
+    the FX node) and ``pkg.torch.onnx.class_hierarchy`` on every node.
+    """
+    scopes, classes = {}, {}
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        try:
+            names = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+            hierarchy = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
+        except (ValueError, SyntaxError):
+            continue
+        scope = names[-2] if len(names) >= 2 else ""
+        klass = hierarchy[-2] if len(hierarchy) >= 2 else ""
+        for key in (node.name, *node.output):
+            scopes[key] = scope
+            classes[key] = klass
+    return scopes, classes
+
+
+def _kind(node: Any, constants: set[str], klass: str) -> str | None:
+    op = node.op_type
+    if op in ("Conv", "ConvTranspose"):
+        return "conv"
+    if op == "Gemm":
+        return "linear"
+    if op == "MatMul":
+        return "linear" if any(i in constants for i in node.input) else "matmul"
+    if op == "Softmax":
+        return "softmax"
+    if op == "LayerNormalization" or "Norm" in klass.rsplit(".", 1)[-1]:
+        return "layernorm" if op in ("LayerNormalization", "Add", "Mul", "Sub", "Div", "ReduceMean") else None
+    if op == "Gelu" or "GELU" in klass:
+        return "gelu" if op in ("Gelu", "Add", "Mul", "Div", "Erf") else None
+    if op == "Add":
+        return "add"
+    if op == "Mul":
+        return "mul"
+    if op in OTHER_OPS:
+        return "other"
+    return None

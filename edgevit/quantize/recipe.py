@@ -1,0 +1,223 @@
+"""Quantization schemes and recipes as frozen value objects.
+
+A *scheme* says what a quantized precision means (``int8``: int8 weights and activations;
+``w8``: int8 weights, float activations; ``w4``/``w6``: 4/6-bit palettized weights). A
+*recipe* says how one artifact was quantized: the scheme, the calibration (method, number
+of images) and which parts of the network stay in float, with the measured reason for each.
+The recipe is written into the artifact's manifest (``quantization.recipe``).
+
+Parts of a network are named in two ways that every target understands:
+
+* **kinds** of op: ``conv``, ``linear`` (a matrix product with a weight), ``matmul`` (a
+  product of two activations: attention), ``softmax``, ``layernorm``, ``gelu``, ``add``,
+  ``mul``, ``other``; plus the positions ``first`` and ``last`` (the first and last layers
+  with weights: the stem and the classifier);
+* **blocks**: the model's segments (``model.segments()``: ``patch_embed``, ``blocks.3``,
+  ``stages.2``, ``head``...).
+
+Example:
+    >>> recipe = Recipe("int8", calib_method="percentile", float_kinds=("softmax",))
+    >>> recipe.to_dict()["float_kinds"]
+    ['softmax']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgevit.errors import InvalidArgumentError
+
+KINDS = ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+POSITIONS = ("first", "last")
+#: the ops that published ViT PTQ studies single out as fragile; kept in float only where measured to matter
+FRAGILE = ("layernorm", "softmax", "gelu", "first", "last")
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIB_SIZE = 128
+DEFAULT_CALIB_SOURCE = "digits"
+#: images used by the one-group-at-a-time sensitivity pass (a subset of the calibration set)
+DEFAULT_SENSITIVITY_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """What a quantized precision stores and computes.
+
+    Attributes:
+        name: the precision's name (``int8``, ``w8``, ``w4``, ``w6``).
+        weight_bits: bits per stored weight.
+        activation_bits: bits of the activations the runtime computes with; None = float.
+        weights: ``"linear"`` (scale and zero point per output channel) or ``"palettized"``
+            (a look-up table of ``2**weight_bits`` values per weight tensor, k-means).
+    """
+
+    name: str
+    description: str
+    weight_bits: int
+    activation_bits: int | None
+    weights: str = "linear"
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.activation_bits is not None
+
+
+SCHEMES: dict[str, Scheme] = {
+    "int8": Scheme("int8", "int8 weights (per channel) and int8 activations (calibrated)", 8, 8),
+    "w8": Scheme("w8", "int8 weights (per channel), float activations", 8, None),
+    "w6": Scheme("w6", "6-bit palettized weights (k-means look-up table), float activations", 6, None, "palettized"),
+    "w4": Scheme("w4", "4-bit palettized weights (k-means look-up table), float activations", 4, None, "palettized"),
+}
+
+
+def scheme(name: str) -> Scheme:
+    if name not in SCHEMES:
+        raise InvalidArgumentError(f"{name!r} is not a quantized precision; valid: {', '.join(SCHEMES)}")
+    return SCHEMES[name]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one artifact is (to be) quantized.
+
+    Attributes:
+        precision: a name in :data:`SCHEMES`.
+        calib_method: activation ranges from ``minmax``, ``percentile`` (99.999th) or
+            ``entropy`` (KL divergence), for ``int8``.
+        calib_size: calibration images asked for; ``calib_used`` how many there were.
+        calib_source: ``"digits"`` or the folder the images came from.
+        float_kinds: op kinds (and ``first``/``last``) kept in float.
+        float_blocks: model segments kept in float.
+        max_drop: the ``--max-drop`` budget (top-1 points on the calibration set), if any.
+        chosen_by: ``"default"`` (measured fragile-op rule), ``"max-drop"`` or ``"given"``.
+        reasons: ``{group: why it is float}`` (e.g. its measured SQNR).
+        options: target-specific settings actually used (per channel, palettization mode...).
+    """
+
+    precision: str
+    calib_method: str = "minmax"
+    calib_size: int = DEFAULT_CALIB_SIZE
+    calib_source: str = DEFAULT_CALIB_SOURCE
+    calib_used: int | None = None
+    float_kinds: tuple[str, ...] = ()
+    float_blocks: tuple[str, ...] = ()
+    max_drop: float | None = None
+    chosen_by: str = "default"
+    reasons: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        scheme(self.precision)
+        if self.calib_method not in CALIB_METHODS:
+            raise InvalidArgumentError(
+                f"unknown calibration method {self.calib_method!r}; valid: {', '.join(CALIB_METHODS)}"
+            )
+        check_calib_size(self.calib_size)
+        unknown = [k for k in self.float_kinds if k not in KINDS + POSITIONS]
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown op kind(s) {', '.join(map(repr, unknown))} to keep in float; valid: "
+                f"{', '.join(KINDS + POSITIONS)}"
+            )
+        if self.max_drop is not None:
+            check_max_drop(self.max_drop)
+        object.__setattr__(self, "float_kinds", tuple(dict.fromkeys(self.float_kinds)))
+        object.__setattr__(self, "float_blocks", tuple(dict.fromkeys(self.float_blocks)))
+
+    @property
+    def scheme(self) -> Scheme:
+        return SCHEMES[self.precision]
+
+    @property
+    def float_groups(self) -> tuple[str, ...]:
+        """Everything kept in float, as group names (``kind:softmax``, ``first``, ``block:head``)."""
+        return tuple(group_name(k) for k in self.float_kinds) + tuple(f"block:{b}" for b in self.float_blocks)
+
+    def with_float(self, group: str, reason: str) -> Recipe:
+        """A copy that also keeps ``group`` (``kind:x``, ``first``, ``last`` or ``block:x``) in float."""
+        kinds, blocks = list(self.float_kinds), list(self.float_blocks)
+        if group.startswith("block:"):
+            blocks.append(group[len("block:"):])
+        else:
+            kinds.append(group[len("kind:"):] if group.startswith("kind:") else group)
+        return dataclasses.replace(self, float_kinds=tuple(kinds), float_blocks=tuple(blocks),
+                                   reasons={**self.reasons, group: reason})
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["float_kinds"] = list(self.float_kinds)
+        data["float_blocks"] = list(self.float_blocks)
+        data["scheme"] = self.scheme.description
+        return data
+
+
+def group_name(kind_or_position: str) -> str:
+    """``"softmax"`` -> ``"kind:softmax"``; positions stay ``"first"`` / ``"last"``."""
+    return kind_or_position if kind_or_position in POSITIONS else f"kind:{kind_or_position}"
+
+
+def check_calib_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"--calib-size must be a positive number of images, got {value!r}")
+    return value
+
+
+def check_max_drop(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise InvalidArgumentError(
+            f"--max-drop is a top-1 drop in percentage points between 0 and 100, got {value!r}"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One quantizable op of a converted model, as a target's quantizer sees it.
+
+    Attributes:
+        id: what the target's quantizer selects by (ONNX node name, TFLite op scope, MIL op name).
+        op: the target's op type (``Gemm``, ``FULLY_CONNECTED``, ``linear``).
+        kind: one of :data:`KINDS`.
+        scope: the torch module path it came from (``blocks.0.attn.qkv``), or ``""``.
+        block: the model segment it belongs to (``blocks.0``), or ``""``.
+        position: ``"first"``, ``"last"`` or ``""`` (first/last op with weights).
+        weighted: whether it has a weight tensor.
+    """
+
+    id: str
+    op: str
+    kind: str
+    scope: str = ""
+    block: str = ""
+    position: str = ""
+    weighted: bool = False
+
+    def groups(self) -> tuple[str, ...]:
+        out = [f"kind:{self.kind}"]
+        if self.position:
+            out.append(self.position)
+        if self.block:
+            out.append(f"block:{self.block}")
+        return tuple(out)
+
+
+def mark_positions(units: list[Unit]) -> list[Unit]:
+    """Mark the first and last weighted units (in graph order) as ``first`` and ``last``."""
+    weighted = [i for i, unit in enumerate(units) if unit.weighted]
+    if not weighted:
+        return units
+    out = list(units)
+    out[weighted[0]] = dataclasses.replace(out[weighted[0]], position="first")
+    if weighted[-1] != weighted[0]:
+        out[weighted[-1]] = dataclasses.replace(out[weighted[-1]], position="last")
+    return out
+
+
+def select(units: list[Unit], recipe: Recipe, kinds: tuple[str, ...]) -> list[Unit]:
+    """The units a recipe quantizes: of the given kinds and in no float group."""
+    floats = set(recipe.float_groups)
+    return [u for u in units if u.kind in kinds and not floats.intersection(u.groups())]

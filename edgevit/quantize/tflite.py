@@ -1,0 +1,244 @@
+"""TFLite int8 and w8 with ai-edge-quantizer, on the converted float ``model.tflite``.
+
+* ``int8``: static range quantization (``add_static_config``): weights int8 symmetric per
+  output channel, activations int8 with ranges from our calibration (min/max, percentile or
+  entropy over the float model's tensors, read with the interpreter's
+  ``experimental_preserve_all_tensors``), so XNNPACK's QS8 kernels run the convolutions,
+  fully-connected layers, adds and multiplies. The model keeps float32 input and output
+  (ai-edge-quantizer inserts the QUANTIZE / DEQUANTIZE ops), so it is fed like the fp32
+  artifact.
+* ``w8``: weight-only (``add_weight_only_config``): int8 weights with a DEQUANTIZE op in
+  front of each float convolution or fully-connected layer; smaller, not faster.
+
+Ops are selected one by one: each op's ai-edge-quantizer *scope* (its output tensor names
+joined by ``;``) goes into an anchored regular expression, so a candidate file quantizes
+exactly the ops the search chose. litert-torch names tensors after the module path
+(``.../edgevit.models.vit.Block_3/edgevit.models.vit.Attention_attn/...``), which gives
+each op its module and model block.
+
+Which int8 ops XNNPACK actually takes was measured with the interpreter's delegation
+report (:meth:`TfliteQuantizer.describe_file`): with ai-edge-litert 2.x, int8
+FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ADD and MUL are delegated; int8 BATCH_MATMUL
+(attention), SOFTMAX, GELU and the LayerNorm arithmetic (SQUARED_DIFFERENCE, RSQRT, SUB)
+are not, and would run on the reference kernels, so those kinds stay float.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevit.errors import ConversionError, require
+from edgevit.quantize.base import RUN_THREADS, TargetQuantizer, block_of, quiet
+from edgevit.quantize.calibration import RangeCollector
+from edgevit.quantize.recipe import Recipe, Unit, mark_positions
+
+#: TFLite op -> kind; LayerNorm / GELU arithmetic is recognised by the module it came from
+OP_KINDS = {
+    "FULLY_CONNECTED": "linear", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "BATCH_MATMUL": "matmul",
+    "SOFTMAX": "softmax", "GELU": "gelu", "ADD": "add", "MUL": "mul", "SUB": "other", "MEAN": "other",
+    "AVERAGE_POOL_2D": "other", "MAX_POOL_2D": "other", "CONCATENATION": "other", "LOGISTIC": "other",
+    "HARD_SWISH": "other", "SQUARED_DIFFERENCE": "other", "RSQRT": "other", "DIV": "other", "TANH": "other",
+    "RESIZE_BILINEAR": "other",
+}
+WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+LAYERNORM_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "ADD", "MUL", "DIV")
+GELU_OPS = ("MUL", "ADD", "TANH", "DIV", "LOGISTIC")
+
+
+class TfliteQuantizer(TargetQuantizer):
+    target = "tflite"
+    precisions = ("int8", "w8")
+    backend = "litert"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ops, self._tensors = _read_ops(self.float_path)
+        self._units = mark_positions(self._classify())
+        self._qsvs: dict[str, dict[str, np.ndarray]] | None = None
+
+    # -- units ------------------------------------------------------------------------------------
+
+    def _classify(self) -> list[Unit]:
+        known = set(self.blocks)
+        units = []
+        for op in self._ops:
+            name = op["op_name"]
+            names = [self._tensors[i]["name"] for i in op["outputs"] if i >= 0]
+            inputs = [self._tensors[i]["name"] for i in op["inputs"] if i >= 0]
+            # the model's output tensor is named after the signature: fall back to the op's inputs
+            described = max(names, key=len) if names and "/" in max(names, key=len) else max(inputs, key=len, default="")
+            scope = module_path(described, known)
+            kind = _kind(name, described)
+            if kind is None:
+                continue
+            units.append(Unit(_scope(names), name, kind, scope, block_of(scope, self.blocks),
+                              weighted=name in WEIGHTED_OPS))
+        return units
+
+    def units(self) -> list[Unit]:
+        return list(self._units)
+
+    def kinds(self) -> tuple[str, ...]:
+        if self.scheme.activation_bits is None:
+            return ("conv", "linear")
+        return ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+
+    def default_kinds(self) -> tuple[str, ...]:
+        if self.scheme.activation_bits is None:
+            return ("conv", "linear")
+        return ("conv", "linear", "add", "mul")
+
+    def kind_note(self, kind: str) -> str:
+        if kind in ("matmul", "softmax", "gelu", "layernorm"):
+            return (f"XNNPACK does not take int8 {kind} ops in this LiteRT (measured: they fall back to the "
+                    "reference kernels), so int8 would add error and time")
+        return "pooling/concat/other int8 ops save little here; kept in float"
+
+    # -- calibration -------------------------------------------------------------------------------
+
+    def calibrate(self, images: np.ndarray, method: str) -> None:
+        interpreter_module = require("ai_edge_litert.interpreter", "litert", "TFLite calibration")
+        collector = RangeCollector(method)
+        activations = sorted({i for op in self._ops for i in op["outputs"] if i >= 0}
+                             | {d["index"] for d in _inputs(self.float_path)})
+        with quiet():
+            interpreter = interpreter_module.Interpreter(model_path=str(self.float_path), num_threads=RUN_THREADS,
+                                                         experimental_preserve_all_tensors=True)
+            interpreter.allocate_tensors()
+        input_detail = interpreter.get_input_details()[0]
+        batch = int(input_detail["shape"][0])
+        for start in range(0, len(images), batch):
+            chunk = images[start:start + batch]
+            if self.layout == "NHWC":
+                chunk = chunk.transpose(0, 2, 3, 1)
+            if len(chunk) < batch:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            interpreter.set_tensor(input_detail["index"], np.ascontiguousarray(chunk, np.float32))
+            interpreter.invoke()
+            collector.collect({self._tensors[i]["name"]: interpreter.get_tensor(i) for i in activations})
+        ranges = collector.ranges()
+        self._qsvs = {}
+        for i in activations:
+            name = self._tensors[i]["name"]
+            if name in ranges:
+                rank = max(len(self._tensors[i]["shape"]), 1)
+                low, high = ranges[name]
+                self._qsvs[name] = {"min": np.full([1] * rank, low, np.float32),
+                                    "max": np.full([1] * rank, high, np.float32)}
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def build(self, selected: list[Unit], recipe: Recipe, out: Path) -> None:
+        require("ai_edge_quantizer", "export", "TFLite quantization")
+        from ai_edge_quantizer import qtyping, quantizer
+
+        if not selected:
+            out.write_bytes(self.float_path.read_bytes())
+            return
+        if self.scheme.needs_calibration and self._qsvs is None:
+            raise ConversionError("calibrate before building an int8 TFLite model")
+        by_op: dict[str, list[str]] = {}
+        for unit in selected:
+            by_op.setdefault(unit.op, []).append(unit.id)
+        with quiet():
+            qt = quantizer.Quantizer(str(self.float_path))
+            for op, scopes in by_op.items():
+                regex = "^(?:" + "|".join(re.escape(s) for s in scopes) + ")$"
+                operation = getattr(qtyping.TFLOperationName, op)
+                if self.scheme.needs_calibration:
+                    qt.add_static_config(regex=regex, operation_name=operation, activation_num_bits=8,
+                                         weight_num_bits=8, weight_granularity=qtyping.QuantGranularity.CHANNELWISE)
+                else:
+                    qt.add_weight_only_config(regex=regex, operation_name=operation, num_bits=8,
+                                              granularity=qtyping.QuantGranularity.CHANNELWISE)
+            result = qt.quantize(self._qsvs if self.scheme.needs_calibration else None,
+                                 enable_progress_bar=False, enable_progress_report=False)
+        out.write_bytes(bytes(result.quantized_model))
+
+    def recipe_options(self) -> dict[str, Any]:
+        if self.scheme.needs_calibration:
+            return {"tool": "ai-edge-quantizer static range quantization", "weights": "int8 symmetric, per channel",
+                    "activations": "int8, per tensor, ranges from edgevit calibration", "io": "float32"}
+        return {"tool": "ai-edge-quantizer weight-only", "weights": "int8 symmetric, per channel",
+                "activations": "float32"}
+
+    def describe_file(self, path: Path) -> dict[str, Any]:
+        """Int8 op counts and which ops XNNPACK takes (the export op report's delegation check)."""
+        from edgevit.export.targets.tflite import xnnpack_delegation
+
+        ops, tensors = _read_ops(path)
+        int8 = Counter(op["op_name"] for op in ops
+                       if any(tensors[i]["dtype"] == np.int8 for i in op["outputs"] if i >= 0))
+        with quiet():
+            delegation = xnnpack_delegation(path)
+        info: dict[str, Any] = {"int8_ops": dict(int8.most_common())}
+        if delegation is not None:
+            delegated, total, missing = delegation
+            info["xnnpack_delegated"] = f"{delegated}/{total}"
+            info["not_delegated"] = dict(Counter(missing).most_common())
+        return info
+
+
+def _read_ops(path: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    interpreter_module = require("ai_edge_litert.interpreter", "litert", "reading TFLite files")
+    with quiet():
+        interpreter = interpreter_module.Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        ops = interpreter._get_ops_details()  # no public API lists the ops with their tensors
+        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    return [op for op in ops if op["op_name"] != "DELEGATE"], tensors
+
+
+def _inputs(path: Path) -> list[dict[str, Any]]:
+    interpreter_module = require("ai_edge_litert.interpreter", "litert", "reading TFLite files")
+    with quiet():
+        return interpreter_module.Interpreter(model_path=str(path)).get_input_details()
+
+
+def _scope(names: list[str]) -> str:
+    """ai-edge-quantizer's scope of an op: its output tensor names joined by ';', then ';'."""
+    return ";".join(names) + ";" if names else ""
+
+
+def _longest_piece(tensor_name: str) -> str:
+    """litert-torch joins the names of fused tensors with ';' (and appends ';N'): the most specific one."""
+    return max(tensor_name.split(";"), key=len)
+
+
+def _kind(op: str, tensor_name: str) -> str | None:
+    innermost = _longest_piece(tensor_name).rsplit("/", 1)[-1]
+    if op in LAYERNORM_OPS and "Norm" in innermost.split("_")[0]:
+        return "layernorm"
+    if op in GELU_OPS and "GELU" in innermost:
+        return "gelu"
+    return OP_KINDS.get(op)
+
+
+def module_path(tensor_name: str, known: set[str]) -> str:
+    """The module path a litert-torch tensor name encodes.
+
+    Names look like ``root.Class/pkg.Block_3/pkg.Attention_attn/torch...Linear_qkv;1``: after
+    the root, each ``/`` segment is ``<qualified class>_<attribute>``. Attributes may hold
+    underscores, so the split is checked against the model's ``known`` module paths.
+    """
+    path = ""
+    for segment in _longest_piece(tensor_name).split("/")[1:]:
+        tail = segment.rsplit(".", 1)[-1]
+        choices = [tail[i + 1:] for i, ch in enumerate(tail) if ch == "_" and i + 1 < len(tail)]
+        pick = None
+        for attr in choices:
+            candidate = f"{path}.{attr}" if path else attr
+            if candidate.removeprefix("model.") in known or candidate == "model":
+                pick = candidate
+                break
+        if pick is None:
+            if not choices:
+                break
+            pick = f"{path}.{choices[0]}" if path else choices[0]
+        path = pick
+    return path.removeprefix("model.")
