@@ -574,8 +574,9 @@ def _info(name: str, params: int, gmacs: float, paper_params_m: float | None, pa
     )
 
 
-# Params include dist_head (as the checkpoints and the timm cards do); the repo README's smaller
-# 3.5/6.1/12.6/26.1 M come from toolbox.py's profiler, which skips BN, layer scales and biases.
+# Params include dist_head (as the checkpoints and the timm cards do). The repo README's smaller
+# 3.5/6.1/12.6/26.1 M come from toolbox.py's profiler (also with dist_head), which skips BN, layer
+# scales and attention biases and counts a conv's bias as weight.size(1): 3.53/6.09/12.55/26.07 M.
 @register_model(_info("efficientformerv2_s0", 3_600_256, 0.39589, 3.6, 0.40))
 def efficientformerv2_s0(**kwargs) -> EfficientFormerV2:
     ratios = ((4, 4), (4, 4), (4, 3, 3, 3, 4, 4), (4, 3, 3, 4))
