@@ -159,6 +159,9 @@ CASES += [
            [T, rand(2, 3, 2, seed=20), rand(2, 3, 1, seed=21)], lambda *v: np.concatenate(v, axis=-1)),
     OpCase("concat", "interleave", lambda mb, x, y: mb.concat(values=[x, y], axis=1, interleave=True),
            [T, rand(2, 3, 4, seed=22)], lambda x, y: np.stack([x, y], axis=2).reshape(2, 6, 4)),
+    OpCase("concat", "scalars", lambda mb, x: mb.reshape(x=x, shape=mb.concat(values=[mb.gather(
+        x=mb.shape(x=x), indices=np.int32(1), axis=0), np.int32(-1)], axis=0)), [T], lambda x: x.reshape(3, -1),
+           also=("reshape", "shape", "gather")),
     OpCase("stack", "axis-1", lambda mb, x, y: mb.stack(values=[x, y], axis=1), [T, rand(2, 3, 4, seed=23)],
            lambda x, y: np.stack([x, y], axis=1)),
     OpCase("split", "sizes", lambda mb, x: mb.split(x=x, split_sizes=[1, 3], axis=-1), [T],

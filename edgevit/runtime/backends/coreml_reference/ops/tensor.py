@@ -84,6 +84,8 @@ def squeeze(args: OpArgs) -> np.ndarray:
 @op("concat")
 def concat(args: OpArgs) -> np.ndarray:
     values = [np.asarray(v) for v in args.many("values")]
+    if all(v.ndim == 0 for v in values):  # scalars (shape arithmetic) concatenate as 1-element vectors
+        values = [v.reshape(1) for v in values]
     axis = args.axis("axis", values[0].ndim)
     if args.bool("interleave"):
         stacked = np.stack(values, axis=axis + 1)
