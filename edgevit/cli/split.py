@@ -1,0 +1,92 @@
+"""``edgevit split MODEL --devices devices.toml --out DIR``: split a model across edge devices."""
+
+from __future__ import annotations
+
+import argparse
+
+DEVICE_FILE_HELP = """device file (TOML), one [[device]] table per device:
+  name = "pi-a"; memory_mb = 256; speed = 0.25 (relative to this machine) or gmacs_per_s = 12.0;
+  speed_origin = "where the figure came from"; link_mbps = 100; link_latency_ms = 2.0"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from edgevit.split.options import GROUPINGS, SplitOptions
+
+    defaults = SplitOptions()
+    p = sub.add_parser(
+        "split",
+        help="split a model across edge devices (ED-ViT class-wise sub-models, or pipeline stages)",
+        description="Split a model across the devices of a device file and write a plan folder: one exported "
+        "artifact per sub-model or stage, the fusion head (classwise), and plan.json with classes, devices, sizes, "
+        "MACs and predicted latencies. Run it locally with edgevit.partition.run_local(DIR, images).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="zoo model name (edgevit models)")
+    p.add_argument("--devices", required=True, help=DEVICE_FILE_HELP)
+    p.add_argument("--out", required=True, help="plan folder to write (replaced atomically)")
+    p.add_argument("--data", default=None, help="image folder (one sub-folder per class) or 'digits'; "
+                   "required by classwise")
+    p.add_argument("--strategy", default="classwise", help="classwise (ED-ViT) or pipeline")
+    p.add_argument("--weights", default=None, help="trained weights (required by classwise); edgevit train writes them")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: the weights' recorded size)")
+    p.add_argument("--target", default=defaults.target, help="onnx, tflite or coreml")
+    p.add_argument("--precision", default=defaults.precision, help="fp32 or fp16")
+    p.add_argument("--grouping", default=defaults.grouping, choices=GROUPINGS, help="class split (classwise)")
+    p.add_argument("--reduction", type=float, default=defaults.reduction,
+                   help="parameter reduction of each sub-model (classwise; default %(default)s)")
+    p.add_argument("--prune-steps", type=int, default=defaults.prune_steps)
+    p.add_argument("--recover-epochs", type=int, default=defaults.recover_epochs)
+    p.add_argument("--fusion-epochs", type=int, default=defaults.fusion_epochs)
+    p.add_argument("--threads", type=int, default=defaults.threads, help="threads when timing pieces")
+    p.add_argument("--no-verify", action="store_true", help="do not run the exported plan against PyTorch")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgevit.split.api import split
+    from edgevit.split.options import SplitOptions
+
+    options = SplitOptions(
+        strategy=args.strategy, target=args.target, precision=args.precision, grouping=args.grouping,
+        reduction=args.reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
+        fusion_epochs=args.fusion_epochs, threads=args.threads, verify=not args.no_verify,
+    )
+    plan = split(args.model, args.data, args.devices, args.out, options, weights=args.weights,
+                 image_size=args.image_size, progress=False if args.quiet else None)
+    print(summary(plan, args.out))
+    return 0
+
+
+def summary(plan, out) -> str:
+    """The plan as a table, then the predicted latency and the accuracy."""
+    from edgevit.cli._table import format_table
+
+    rows = []
+    for piece in plan.pieces:
+        what = ",".join(plan.labels[c] for c in piece.classes) if piece.classes is not None else \
+            f"{piece.span[0] or 'input'} .. {piece.span[1] or 'logits'}"
+        rows.append([piece.name, what, piece.device, f"{piece.cost['params']:,}",
+                     f"{plan.model['params'] / piece.cost['params']:.1f}x", f"{piece.cost['macs'] / 1e6:.2f}",
+                     f"{piece.cost['memory_bytes'] / 1e6:.2f}", f"{piece.predicted.get('compute_ms', 0):.2f}"])
+    table = format_table(["piece", "classes" if plan.strategy == "classwise" else "span", "device", "params",
+                          "smaller", "MMACs", "memory MB", "compute ms"], rows)
+    latency = plan.latency
+    lines = [f"wrote {out} ({plan.strategy}, {len(plan.pieces)} pieces, {plan.target} {plan.precision})", table]
+    line = (f"predicted end-to-end {latency['end_to_end_ms']:.2f} ms = measured compute {latency['measured_part_ms']:.2f}"
+            f" ms + modelled transfers {latency['modelled_part_ms']:.2f} ms")
+    if latency.get("unsplit_device_ms"):
+        line += f"; unsplit on {latency['unsplit_device']}: {latency['unsplit_device_ms']:.2f} ms"
+    if "bottleneck_ms" in latency:
+        line += f"; stream: {latency['frames_per_second']:.1f} frames/s (slowest stage {latency['bottleneck_ms']:.2f} ms)"
+    lines.append(line)
+    acc = plan.accuracy
+    if acc.get("unsplit_top1") is not None:
+        text = f"validation top-1 ({acc['images']} images): unsplit {acc['unsplit_top1']:.2f}%"
+        if acc.get("fused_top1") is not None:
+            text += f", fused {acc['fused_top1']:.2f}%"
+        exported = acc.get("exported", {})
+        if "top1" in exported:
+            text += f", exported plan {exported['top1']:.2f}% (agrees with PyTorch on {exported['agreement_with_pytorch']:.1%})"
+        lines.append(text)
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Cost model: sizes, multiply-accumulates, memory and time of the pieces of a plan.
+
+Pure arithmetic on value objects. :class:`ViTShape` describes a (possibly class-wise pruned)
+ViT by its widths, and :func:`vit_params` / :func:`vit_macs` count it the way
+``edgevit.models._count`` does (tests check they agree). :class:`PieceCost` is what
+placement and pipeline balancing see of any piece: its size, its memory and its compute
+time measured on the planning machine.
+
+Device time of a piece::
+
+    compute_ms = measured_ms / device.speed            (device gives a relative speed)
+               = macs / (device.gmacs_per_s * 1e9)     (device gives a measured throughput)
+    transfer_ms(bytes) = link_latency_ms + bytes * 8 / (link_mbps * 1e6) * 1e3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edgevit.devices import Device
+from edgevit.errors import PlanningError
+
+#: bytes per weight and per activation value for each export precision
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 4}
+
+
+def weight_bytes_per_value(precision: str) -> int:
+    return WEIGHT_BYTES.get(precision, 4)
+
+
+def activation_bytes_per_value(precision: str) -> int:
+    return ACTIVATION_BYTES.get(precision, 4)
+
+
+@dataclass(frozen=True)
+class ViTShape:
+    """The widths of a ViT: enough to count its parameters, MACs and memory.
+
+    ``mlp_hidden`` has one entry per block (class-wise FFN pruning keeps different widths).
+    """
+
+    image_size: int
+    patch_size: int
+    embed_dim: int
+    num_heads: int
+    head_dim: int
+    mlp_hidden: tuple[int, ...]
+    num_classes: int
+    in_chans: int = 3
+
+    @property
+    def depth(self) -> int:
+        return len(self.mlp_hidden)
+
+    @property
+    def tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 + 1
+
+    @property
+    def attn_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    def with_widths(self, embed_dim: int, head_dim: int, mlp_hidden: tuple[int, ...],
+                    num_classes: int | None = None) -> ViTShape:
+        return replace(self, embed_dim=embed_dim, head_dim=head_dim, mlp_hidden=tuple(mlp_hidden),
+                       num_classes=self.num_classes if num_classes is None else num_classes)
+
+    def to_dict(self) -> dict:
+        return {"image_size": self.image_size, "patch_size": self.patch_size, "embed_dim": self.embed_dim,
+                "num_heads": self.num_heads, "head_dim": self.head_dim, "mlp_hidden": list(self.mlp_hidden),
+                "num_classes": self.num_classes, "in_chans": self.in_chans}
+
+
+def vit_params(shape: ViTShape) -> int:
+    """Parameters of a ViT of this shape (head included when ``num_classes > 0``)."""
+    d, a, p = shape.embed_dim, shape.attn_dim, shape.patch_size
+    total = d * shape.in_chans * p * p + d  # patch embedding
+    total += d + shape.tokens * d  # class token, position embedding
+    for hidden in shape.mlp_hidden:
+        total += 2 * d + (d * 3 * a + 3 * a) + (a * d + d)  # norm1, qkv, proj
+        total += 2 * d + (d * hidden + hidden) + (hidden * d + d)  # norm2, fc1, fc2
+    total += 2 * d  # final norm
+    if shape.num_classes > 0:
+        total += d * shape.num_classes + shape.num_classes
+    return total
+
+
+def vit_macs(shape: ViTShape) -> int:
+    """Multiply-accumulates of one image (matmuls and convs only, the papers' convention)."""
+    d, a, t = shape.embed_dim, shape.attn_dim, shape.tokens
+    patches = t - 1
+    total = patches * d * shape.in_chans * shape.patch_size**2
+    for hidden in shape.mlp_hidden:
+        total += t * d * 3 * a + 2 * shape.num_heads * t * t * shape.head_dim + t * a * d
+        total += 2 * t * d * hidden
+    if shape.num_classes > 0:
+        total += d * shape.num_classes
+    return total
+
+
+def vit_activation_values(shape: ViTShape) -> int:
+    """Peak activation values held at once in one forward pass (batch 1), an estimate.
+
+    The input image, the residual stream and a normalised copy of it, and the largest
+    intermediate (qkv plus the attention matrix, or the MLP hidden layer).
+    """
+    t, d = shape.tokens, shape.embed_dim
+    largest = max(t * 3 * shape.attn_dim + shape.num_heads * t * t, max(shape.mlp_hidden, default=0) * t)
+    return shape.in_chans * shape.image_size**2 + 2 * t * d + largest
+
+
+@dataclass(frozen=True)
+class PieceCost:
+    """What planning knows of one piece (a sub-model, a pipeline stage or the fusion head).
+
+    Attributes:
+        params / macs: size and compute of one image.
+        weight_bytes: the weights at the export precision.
+        activation_bytes: peak activations of one image (an estimate).
+        input_bytes / output_bytes: what is sent to the piece and what it sends back.
+        measured_ms: compute time measured on the planning machine (None: not measured).
+    """
+
+    name: str
+    params: int
+    macs: int
+    weight_bytes: int
+    activation_bytes: int
+    input_bytes: int
+    output_bytes: int
+    measured_ms: float | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.weight_bytes + self.activation_bytes
+
+    def to_dict(self) -> dict:
+        return {"params": self.params, "macs": self.macs, "weight_bytes": self.weight_bytes,
+                "activation_bytes": self.activation_bytes, "memory_bytes": self.memory_bytes,
+                "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
+                "measured_ms": self.measured_ms}
+
+
+def vit_piece_cost(name: str, shape: ViTShape, precision: str = "fp32", output_values: int | None = None,
+                   measured_ms: float | None = None) -> PieceCost:
+    """The cost of a ViT sub-model that sends back ``output_values`` floats (default: its feature vector)."""
+    act = activation_bytes_per_value(precision)
+    return PieceCost(
+        name=name,
+        params=vit_params(shape),
+        macs=vit_macs(shape),
+        weight_bytes=vit_params(shape) * weight_bytes_per_value(precision),
+        activation_bytes=vit_activation_values(shape) * act,
+        input_bytes=shape.in_chans * shape.image_size**2 * 4,
+        output_bytes=(shape.embed_dim if output_values is None else output_values) * 4,
+        measured_ms=measured_ms,
+    )
+
+
+def compute_ms(piece: PieceCost, device: Device) -> float:
+    """Compute time of ``piece`` on ``device`` (see the module docstring)."""
+    if device.gmacs_per_s is not None:
+        return piece.macs / (device.gmacs_per_s * 1e9) * 1e3
+    if piece.measured_ms is None:
+        raise PlanningError(
+            f"device {device.name!r} gives a relative speed, but piece {piece.name!r} has no measured time "
+            "on this machine; measure it, or give the device gmacs_per_s"
+        )
+    return piece.measured_ms / float(device.speed)  # type: ignore[arg-type]
+
+
+def transfer_ms(num_bytes: int, device: Device) -> float:
+    """Time to send ``num_bytes`` over ``device``'s link (latency plus size over bandwidth)."""
+    return device.link_latency_ms + num_bytes * 8 / (device.link_mbps * 1e6) * 1e3
+
+
+def link_ms(num_bytes: int, sender: Device, receiver: Device) -> float:
+    """Device-to-device transfer through the coordinator's switch: both latencies, the slower link."""
+    slower = min(sender.link_mbps, receiver.link_mbps)
+    return sender.link_latency_ms + receiver.link_latency_ms + num_bytes * 8 / (slower * 1e6) * 1e3

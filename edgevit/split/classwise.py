@@ -1,0 +1,250 @@
+"""The ``classwise`` strategy: ED-ViT's class-wise split, pruning, placement and fusion.
+
+Steps (each a method below):
+
+1. ``groups``: the C classes into K groups (K = number of devices), balanced or
+   confusion-aware; a device that cannot hold even the smallest feasible sub-model is refused.
+2. ``build_sub``: per group, a full-width copy with the group's head rows, then
+   ``prune_steps`` rounds of *score on the group's images* -> *prune to the next keep ratio* ->
+   *distil from the full model on the group's data*, down to the keep ratio that meets the
+   parameter budget (``1 / reduction`` of the full model).
+3. ``place``: measure every sub-model on this machine, place them greedily (largest first,
+   where each finishes earliest); a sub-model that fits no device is pruned harder (one more
+   round, at the keep ratio that fits the most free memory) and placement is retried.
+4. ``fuse``: train the fusion MLP on the concatenated sub-model features, sub-models frozen.
+5. ``assemble``: accuracy of the unsplit model and of the split on the validation split,
+   final timings (unsplit model, sub-models and fusion head interleaved), the plan.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import torch
+
+from edgevit.errors import PlanningError
+from edgevit.models._count import count_params
+from edgevit.partition.classes import balanced_split, confusion_split, group_sizes
+from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place, single_device
+from edgevit.partition.plan import Plan, PlanPiece
+from edgevit.split.fusion import FeatureExtractor, SplitModel, train_fusion
+from edgevit.split.measure import interleaved_ms, piece_cost
+from edgevit.split.pruners import pruner_for
+from edgevit.split.recover import distill
+from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest
+from edgevit.train import TrainConfig, accuracy, predict_logits
+
+__all__ = ["ClasswiseStrategy"]
+
+CHECK_IMAGES = 8
+
+
+class ClasswiseStrategy:
+    """ED-ViT: one class-wise pruned sub-model per device and a fusion MLP (see the module docstring)."""
+
+    name = "classwise"
+
+    def build(self, request: SplitRequest) -> BuiltPlan:
+        if request.train_set is None or request.val_set is None:
+            raise PlanningError("the classwise strategy needs labelled data (--data) to prune, recover and fuse")
+        pruner = pruner_for(request.model)
+        groups = self.groups(request)
+        largest = max(len(g) for g in groups)
+        check_devices_fit(request.cluster, pruner.smallest_cost(request.model, largest, request.options.precision))
+        budget = int(count_params(request.model) / request.options.reduction)
+        ratios = [pruner.ratio_for_budget(request.model, len(g), max_params=budget, precision=request.options.precision)
+                  for g in groups]
+        subs = []
+        for i, (group, ratio) in enumerate(zip(groups, ratios)):
+            request.log(f"sub{i}: classes {list(group)}, keep ratio {ratio:.3f}")
+            subs.append(self.build_sub(request, pruner, group, ratio))
+        subs, ratios = self.place(request, pruner, groups, subs, ratios)
+        extractors = [FeatureExtractor(sub) for sub in subs]
+        request.log("training the fusion head")
+        fusion, history = train_fusion(extractors, request.train_set, request.val_set, request.spec,
+                                       num_classes=request.train_set.num_classes, hidden=request.options.fusion_hidden,
+                                       epochs=request.options.fusion_epochs, seed=request.options.seed)
+        return self.assemble(request, pruner, groups, subs, ratios, extractors, fusion, history)
+
+    # -- 1. groups -----------------------------------------------------------------------------
+    def groups(self, request: SplitRequest) -> tuple[tuple[int, ...], ...]:
+        num_classes, k = request.train_set.num_classes, len(request.cluster)
+        group_sizes(num_classes, k)  # more devices than classes: an error
+        if request.options.grouping == "balanced":
+            return balanced_split(num_classes, k)
+        x, y = request.train_set.arrays(request.spec)
+        predicted = predict_logits(request.model, x).argmax(1)
+        confusion = np.zeros((num_classes, num_classes))
+        np.add.at(confusion, (y, predicted), 1)
+        return confusion_split(confusion.tolist(), k)
+
+    # -- 2. prune and recover ---------------------------------------------------------------------
+    def build_sub(self, request: SplitRequest, pruner, group: tuple[int, ...], ratio: float, start=None,
+                  start_ratio: float = 1.0):
+        options = request.options
+        classes = list(group)
+        train_group = request.train_set.with_classes(classes)
+        x, _ = train_group.arrays(request.spec)
+        pick = np.random.default_rng(options.seed).permutation(len(x))[: options.score_images]
+        images = np.ascontiguousarray(x[np.sort(pick)])
+        sub = start if start is not None else pruner.group_model(request.model, classes)
+        steps = options.prune_steps if start is None else 1
+        config = TrainConfig(epochs=max(options.recover_epochs, 1), batch_size=options.batch_size, lr=options.lr,
+                             warmup_epochs=0.3, seed=options.seed)
+        for step in range(1, steps + 1):
+            keep = start_ratio * (ratio / start_ratio) ** (step / steps)
+            sub = pruner.prune(sub, images, keep, reference=request.model, batch_size=options.batch_size)
+            if options.recover_epochs:
+                distill(sub, request.model, classes, train_group, None, config, request.spec,
+                        temperature=options.distill_temperature, alpha=options.distill_alpha,
+                        progress=request.progress)
+        return sub.eval()
+
+    # -- 3. place, tightening what fits nowhere ------------------------------------------------------
+    def place(self, request: SplitRequest, pruner, groups, subs: list, ratios: list[float]):
+        options = request.options
+        for attempt in range(options.max_tighten + 1):
+            costs = self.costs(request, pruner, subs)
+            try:
+                place(costs, request.cluster)
+                return subs, ratios
+            except NoFeasibleDevice as exc:
+                if attempt == options.max_tighten:
+                    raise PlanningError(f"{exc} (after pruning it harder {attempt} times)") from exc
+                i = int(exc.piece.removeprefix("sub"))
+                fit = pruner.ratio_for_budget(request.model, len(groups[i]), max_memory_bytes=exc.best_free_bytes,
+                                              precision=options.precision)
+                new = min(fit, ratios[i] * 0.85)
+                request.log(f"sub{i} fits no device ({exc.needed_bytes:,} bytes, at most {exc.best_free_bytes:,} "
+                            f"free): keep ratio {ratios[i]:.3f} -> {new:.3f}")
+                subs[i] = self.build_sub(request, pruner, groups[i], new, start=subs[i], start_ratio=ratios[i])
+                ratios[i] = new
+        raise AssertionError("unreachable")
+
+    def costs(self, request: SplitRequest, pruner, subs: list, extra: dict | None = None, rounds: int | None = None):
+        """Piece costs of the sub-models (feature extractors), timed interleaved on this machine."""
+        example = _example(request)
+        modules = {f"sub{i}": FeatureExtractor(sub) for i, sub in enumerate(subs)}
+        modules.update(extra or {})
+        inputs = {name: example for name in modules}
+        if extra and "fusion" in extra:
+            inputs["fusion"] = torch.zeros(1, extra["fusion"].fc1.in_features)
+        times = interleaved_ms(modules, inputs, rounds=rounds or max(3, request.options.measure_rounds // 3),
+                               threads=request.options.threads)
+        costs = [pruner.cost(f"sub{i}", sub, example, request.options.precision, times[f"sub{i}"])
+                 for i, sub in enumerate(subs)]
+        if extra is None:
+            return costs
+        others = {name: piece_cost(name, modules[name], inputs[name], request.options.precision, times[name])
+                  for name in extra}
+        return costs, others
+
+    # -- 5. the plan -------------------------------------------------------------------------------
+    def assemble(self, request, pruner, groups, subs, ratios, extractors, fusion, history) -> BuiltPlan:
+        options, model = request.options, request.model
+        split_model = SplitModel(extractors, fusion).eval()
+        vx, vy = request.val_set.arrays(request.spec)
+        unsplit = accuracy(predict_logits(model, vx), vy)
+        fused = accuracy(predict_logits(split_model, vx), vy)
+        request.log(f"validation top-1: unsplit {unsplit.top1:.2f}%, fused {fused.top1:.2f}%")
+        full_extractor = _FullLogits(model)
+        costs, others = self.costs(request, pruner, subs, {"unsplit": full_extractor, "fusion": fusion},
+                                   rounds=options.measure_rounds)
+        placement = place(costs, request.cluster, others["fusion"])
+        full_params = count_params(model)
+        pieces = []
+        for i, (group, sub, cost, ratio) in enumerate(zip(groups, subs, costs, ratios)):
+            group_val = request.val_set.with_classes(list(group))
+            gx, gy = group_val.arrays(request.spec)
+            group_top1 = accuracy(predict_logits(sub, gx), gy).top1
+            assignment = placement.assignments[i]
+            piece = PlanPiece(
+                name=f"sub{i}", role="submodel", artifact=f"sub{i}", device=assignment.device,
+                input_name="input", output_name="logits", cost=cost.to_dict(),
+                predicted={"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms},
+                classes=tuple(group),
+                info={"class_names": [request.train_set.classes[c] for c in group], "keep_ratio": ratio,
+                      "param_reduction": full_params / cost.params, "group_val_top1": group_top1,
+                      "feature_dim": int(extractors[i](torch.from_numpy(vx[:1])).shape[1]),
+                      **pruner.describe(sub)},
+            )
+            check = np.ascontiguousarray(vx[:CHECK_IMAGES])
+            pieces.append(BuiltPiece(piece, extractors[i], torch.from_numpy(vx[:1]), True, check))
+        fusion_cost = others["fusion"]
+        with torch.no_grad():
+            fusion_check = torch.cat([e(torch.from_numpy(vx[:CHECK_IMAGES])) for e in extractors], 1).numpy()
+        fusion_piece = BuiltPiece(
+            PlanPiece(name="fusion", role="fusion", artifact="fusion", device=None, input_name="input",
+                      output_name="logits", cost=fusion_cost.to_dict(),
+                      predicted={"compute_ms": placement.fusion_ms},
+                      info={"feature_order": [p.piece.name for p in pieces], "hidden": options.fusion_hidden,
+                            "history": history[-1]}),
+            fusion, torch.from_numpy(fusion_check[:1]), False, fusion_check)
+        plan = Plan(
+            strategy=self.name,
+            model={"name": request.model_name, "image_size": request.spec.size, "num_classes": request.train_set.num_classes,
+                   "params": full_params, "macs": others["unsplit"].macs, "measured_ms": others["unsplit"].measured_ms},
+            labels=tuple(request.train_set.classes), target=options.target, precision=options.precision,
+            preprocessing=request.spec.to_dict(), pieces=tuple(p.piece for p in pieces), fusion=fusion_piece.piece,
+            devices=request.cluster.to_dict(), latency=latency_report(placement, others["unsplit"], request),
+            accuracy={"split": request.val_set.name, "images": int(len(vy)), "unsplit_top1": unsplit.top1,
+                      "fused_top1": fused.top1, "evaluated_with": "PyTorch"},
+            notes=_notes(request),
+        )
+        return BuiltPlan(plan, pieces, fusion_piece, split_model)
+
+
+class _FullLogits(torch.nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def _example(request: SplitRequest) -> torch.Tensor:
+    size = request.spec.size
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def latency_report(placement: Placement, unsplit, request: SplitRequest) -> dict:
+    """Predicted latency, the measured and the modelled parts apart, and the unsplit reference."""
+    loads = [load for load in placement.loads if load.pieces]
+    critical = max(loads, key=lambda load: load.total_ms)
+    alone = single_device(unsplit, request.cluster)
+    report = {
+        "measured_on": f"{platform.machine()} {platform.processor() or platform.system()}, PyTorch "
+                       f"{torch.__version__}, {request.options.threads} thread(s), median of interleaved runs",
+        "model": "device time = input transfer (modelled) + sum of its sub-models' compute (measured here / "
+                 "device speed) + feature transfers (modelled); end-to-end = slowest device + fusion head (measured "
+                 "here / coordinator speed)",
+        "per_device": [{"device": load.device, "pieces": list(load.pieces), "input_transfer_ms": load.input_transfer_ms,
+                        "compute_ms": load.compute_ms, "output_transfer_ms": load.output_transfer_ms,
+                        "total_ms": load.total_ms, "memory_bytes": load.memory_bytes} for load in placement.loads],
+        "fusion_ms": placement.fusion_ms,
+        "end_to_end_ms": placement.end_to_end_ms,
+        "measured_part_ms": critical.compute_ms + placement.fusion_ms,
+        "modelled_part_ms": critical.input_transfer_ms + critical.output_transfer_ms,
+        "critical_device": critical.device,
+        "unsplit_measured_ms": unsplit.measured_ms,
+    }
+    if alone is not None:
+        report["unsplit_device"] = alone.device
+        report["unsplit_device_ms"] = alone.total_ms
+        report["unsplit_compute_ms"] = alone.compute_ms
+        report["ratio_to_unsplit"] = placement.end_to_end_ms / alone.total_ms
+    else:
+        report["unsplit_device"] = None
+        report["unsplit_note"] = "the unsplit model fits in no single device's memory"
+    return report
+
+
+def _notes(request: SplitRequest) -> tuple[str, ...]:
+    return (
+        "sub-model sizes: parameters counted exactly; memory = weights at the export precision + an estimate of "
+        "peak activations for one image (runtime overheads not included)",
+        "unit importance: second-order (diagonal Fisher) estimate of the KL divergence between the unpruned and "
+        "the masked output distributions over the group's classes, on the group's training images",
+    )

@@ -1,0 +1,81 @@
+"""What a strategy is given (:class:`SplitRequest`) and what it returns (:class:`BuiltPlan`).
+
+A strategy (``edgevit.partition.STRATEGIES``) is a class with
+``build(request: SplitRequest) -> BuiltPlan``: it sees the trained model, the data, the
+devices and the options, and returns the plan together with the torch modules to export.
+Writing the plan folder (export of every piece, ``plan.json``) is the same for every
+strategy (:mod:`edgevit.split.writer`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgevit.data.datasets import ImageDataset
+from edgevit.data.preprocess import PreprocessSpec
+from edgevit.devices import Cluster
+from edgevit.partition.plan import Plan, PlanPiece
+from edgevit.split.options import SplitOptions
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """Everything a strategy needs.
+
+    Attributes:
+        model: the trained full model (an ``EdgeModel``, eval mode).
+        model_name: its zoo name.
+        train_set / val_set: the data (same classes as the model's head, in the same order).
+        spec: the images' preprocessing.
+        cluster: the devices.
+    """
+
+    model: Any
+    model_name: str
+    train_set: ImageDataset | None
+    val_set: ImageDataset | None
+    spec: PreprocessSpec
+    cluster: Cluster
+    options: SplitOptions
+    progress: bool | None = None
+
+    def log(self, message: str) -> None:
+        """One progress line on stderr (unless progress is off)."""
+        if self.progress is not False:
+            print(f"[split] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class BuiltPiece:
+    """A piece of the plan with the module to export.
+
+    Attributes:
+        module: the torch module (batch-1 ``example`` in, one tensor out).
+        image_input: whether its input is the preprocessed image (exported with
+            ``edgevit.export``) or an intermediate tensor.
+        check_inputs: a few real inputs (``[N, ...]`` float32) to verify the artifact on.
+    """
+
+    piece: PlanPiece
+    module: Any
+    example: Any
+    image_input: bool
+    check_inputs: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+
+
+@dataclass
+class BuiltPlan:
+    """A strategy's result: the plan (artifact sizes still unknown) and the pieces to export.
+
+    ``reference`` is the whole split as one torch module (images to the final output), the
+    in-process result the exported plan is checked against.
+    """
+
+    plan: Plan
+    pieces: list[BuiltPiece]
+    fusion: BuiltPiece | None
+    reference: Any

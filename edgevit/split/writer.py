@@ -1,0 +1,212 @@
+"""Writing a plan folder: every piece exported and verified, then ``plan.json``; all or nothing.
+
+Pieces whose input is the image (sub-models, the first pipeline stage) go through the
+public ``edgevit.export`` like any zoo model; its verification runs them against PyTorch on
+random tensors and photos. Pieces whose input is an intermediate tensor (the fusion head,
+later pipeline stages) use the same target converters (``Target.convert`` /
+``Target.inspect``) and are verified here against PyTorch on real intermediate tensors with
+the export tolerance table; ``edgevit.export`` only builds image inputs.
+
+Everything is written to a hidden staging folder beside ``out`` and renamed into place at
+the end, so a failed split leaves no half-written plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgevit.artifact import Manifest, TensorSpec, read_manifest
+from edgevit.errors import VerificationError
+from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
+from edgevit.split.request import BuiltPiece, BuiltPlan
+
+__all__ = ["export_piece", "write_plan"]
+
+
+def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.ndarray] | None = None,
+               log=print) -> Plan:
+    """Export every piece of ``built`` into ``out`` and write ``plan.json``.
+
+    Args:
+        check: validation ``(images, labels)``; when given (and ``plan`` asks to verify) the
+            exported plan is run in this process through ``edgevit.runtime`` and compared
+            with the PyTorch split, and its accuracy recorded.
+    """
+    from edgevit.export.pipeline import check_writable, install
+
+    out = Path(out)
+    check_writable(out.parent if str(out.parent) else Path("."))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        plan = built.plan
+        pieces = []
+        for item in built.pieces:
+            log(f"exporting {item.piece.name} to {plan.target} ({plan.precision})")
+            pieces.append(export_piece(item, plan, staging))
+        fusion = None
+        if built.fusion is not None:
+            log(f"exporting fusion head to {plan.target} ({plan.precision})")
+            fusion = export_piece(built.fusion, plan, staging)
+        plan = dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion)
+        _write_json(staging / PLAN_NAME, plan.to_dict())
+        if check is not None and plan.target != "coreml":
+            plan = dataclasses.replace(plan, accuracy={**plan.accuracy, **_check_exported(staging, plan, built, check)})
+            _write_json(staging / PLAN_NAME, plan.to_dict())
+        elif check is not None:
+            note = "the exported Core ML plan was not run: Core ML cannot predict on Linux"
+            plan = dataclasses.replace(plan, accuracy={**plan.accuracy, "exported": {"status": "not run", "note": note}})
+            _write_json(staging / PLAN_NAME, plan.to_dict())
+        install(staging, out)
+        staging = None
+        return plan
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_piece(item: BuiltPiece, plan: Plan, folder: Path) -> PlanPiece:
+    """Export one piece into ``folder``; returns its plan entry with artifact name, tensor names and sizes."""
+    if item.image_input:
+        artifact = _export_image_piece(item, plan, folder)
+    else:
+        artifact = _export_tensor_piece(item, plan, folder)
+    manifest = read_manifest(artifact)
+    cost = {**item.piece.cost, "file_bytes": int(sum(manifest.files.values()))}
+    info = {**item.piece.info, "verification": manifest.verification.get("status", "skipped")}
+    return dataclasses.replace(item.piece, artifact=artifact.name, input_name=manifest.inputs[0].name,
+                               output_name=manifest.outputs[0].name, cost=cost, info=info)
+
+
+def _export_image_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
+    import edgevit.export as export
+
+    artifact = export.export(item.module, target=plan.target, precision=plan.precision, out=folder,
+                             name=item.piece.name, image_size=int(item.example.shape[-1]), quiet=True)
+    manifest = read_manifest(artifact.path)
+    # the sub-models were trained on this preprocessing; the exporter only knows the zoo default
+    manifest = dataclasses.replace(manifest, preprocessing=plan.preprocessing, labels=_labels(item, plan))
+    manifest.write(artifact.path)
+    return artifact.path
+
+
+def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
+    from edgevit import __version__
+    from edgevit.export.options import ExportOptions
+    from edgevit.export.pipeline import file_sizes, install
+    from edgevit.export.targets import INPUT_NAME, OUTPUT_NAME, get_target
+
+    target = get_target(plan.target)
+    options = ExportOptions(target=plan.target, precision=plan.precision, out=folder, quiet=True, name=item.piece.name)
+    target.check(options)
+    module = item.module.eval()
+    with torch.no_grad():
+        reference = module(torch.from_numpy(item.check_inputs)).float().numpy()
+    staging = Path(tempfile.mkdtemp(prefix=f".{item.piece.name}.", suffix=".partial", dir=folder))
+    try:
+        start = time.perf_counter()
+        target.convert(module, item.example, options, staging / target.model_file)
+        ops = target.inspect(staging / target.model_file, options)
+        inputs = (TensorSpec(INPUT_NAME, (1, *item.example.shape[1:]), "float32", None),)
+        outputs = (TensorSpec(OUTPUT_NAME, (1, *reference.shape[1:]), "float32", None),)
+        manifest = Manifest(
+            model={"name": item.piece.name, "family": f"edgevit-split:{item.piece.role}", "num_classes": int(reference.shape[-1]),
+                   "params": int(sum(p.numel() for p in module.parameters())), "gmacs": None, "image_size": None},
+            target=plan.target, precision=plan.precision, model_file=target.model_file, inputs=inputs, outputs=outputs,
+            preprocessing={}, weights={"path": None, "sha256": None, "note": f"trained by edgevit split ({plan.strategy})"},
+            labels=_labels(item, plan), converter=target.converter_versions(),
+            files=file_sizes(staging, target.model_file), ops=ops.to_dict(), options=options.to_dict(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"), edgevit_version=__version__,
+            extra={"notes": target.notes(options), "timings": {"convert": round(time.perf_counter() - start, 3)}},
+        )
+        manifest.write(staging)
+        verification = _verify_tensor_piece(staging, manifest, target, item.check_inputs, reference, plan.precision)
+        manifest = dataclasses.replace(manifest, verification=verification)
+        manifest.write(staging)
+        if verification["status"] == "failed":
+            raise VerificationError(f"{item.piece.name} ({plan.target}, {plan.precision}) does not match PyTorch: "
+                                    + "; ".join(verification["failures"]))
+        final = folder / f"{item.piece.name}-{plan.target}-{plan.precision}"
+        install(staging, final)
+        staging = None
+        return final
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _verify_tensor_piece(folder: Path, manifest: Manifest, target, inputs: np.ndarray, reference: np.ndarray,
+                         precision: str) -> dict[str, Any]:
+    """Run the artifact on real intermediate tensors and judge it with the export tolerance table."""
+    from edgevit.export.verify import _backend_usable, compare, judge, tolerance_for
+    from edgevit.runtime import load
+
+    tolerance = tolerance_for(precision)
+    reasons = []
+    for backend in target.verification_backends():
+        usable, why = _backend_usable(backend)
+        if not usable:
+            reasons.append(why)
+            continue
+        with load(folder, backend=backend) as session:
+            name = session.input_specs[0].name
+            actual = np.concatenate([next(iter(session.run({name: inputs[i : i + 1]}).values()))
+                                     for i in range(len(inputs))])
+        names = tuple(f"input_{i}" for i in range(len(inputs)))
+        metrics = {manifest.outputs[0].name: compare(reference, actual, names)}
+        failures = judge(metrics, tolerance)
+        return {"status": "failed" if failures else "passed", "numbers_checked": True, "backend": backend,
+                "reference": "PyTorch, the same real intermediate tensors", "samples": {"real": len(inputs)},
+                "tolerance": {"precision": precision, **dataclasses.asdict(tolerance)}, "outputs": metrics,
+                "failures": failures}
+    return {"status": "structural", "numbers_checked": False, "failures": [],
+            "note": "numbers were NOT checked: " + "; ".join(reasons or ["no runtime backend runs this target here"])}
+
+
+def _labels(item: BuiltPiece, plan: Plan) -> list[str] | None:
+    if item.piece.role == "fusion" or (item.piece.role == "stage" and item.piece.span and item.piece.span[1] is None):
+        return list(plan.labels)
+    return None
+
+
+def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Run the exported plan in this process and compare it with the PyTorch split."""
+    from edgevit.export.targets import get_target
+    from edgevit.split.local import run_in_process
+
+    images, labels = check
+    backends = get_target(plan.target).verification_backends()
+    result = run_in_process(folder, images, backend=backends[0] if backends else "auto")
+    with torch.no_grad():
+        reference = np.concatenate([built.reference(torch.from_numpy(images[i : i + 64])).numpy()
+                                    for i in range(0, len(images), 64)])
+    agree = float((result.predictions == reference.argmax(1)).mean())
+    top1 = float((result.predictions == labels).mean() * 100)
+    return {"exported": {"top1": top1, "agreement_with_pytorch": agree,
+                         "max_abs_logit_diff": float(np.abs(result.logits - reference).max()),
+                         "images": int(len(labels)), "run_with": "edgevit.runtime, all pieces in this process"}}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to plan.json")

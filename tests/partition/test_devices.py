@@ -1,0 +1,95 @@
+"""Device files: loading, validation errors that name the device and the field. No torch."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevit.devices import Cluster, Device, equal_devices, load_devices, parse_devices
+from edgevit.errors import InvalidArgumentError
+
+GOOD = """
+[coordinator]
+speed = 2.0
+
+[[device]]
+name = "pi-a"
+memory_mb = 256
+speed = 0.25
+speed_origin = "edgevit bench on a Raspberry Pi 4"
+link_mbps = 100
+link_latency_ms = 2.0
+
+[[device]]
+name = "jetson"
+memory_mb = 2048
+gmacs_per_s = 40.0
+link_mbps = 1000
+link_latency_ms = 0.5
+"""
+
+
+def _device(**overrides):
+    entry = {"name": "d", "memory_mb": 64, "speed": 1.0, "link_mbps": 100, "link_latency_ms": 1.0}
+    entry.update(overrides)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def test_loads_a_device_file(tmp_path):
+    path = tmp_path / "devices.toml"
+    path.write_text(GOOD)
+    cluster = load_devices(path)
+    assert isinstance(cluster, Cluster) and len(cluster) == 2
+    pi, jetson = cluster.devices
+    assert pi == Device("pi-a", 256.0, 100.0, 2.0, speed=0.25, speed_origin="edgevit bench on a Raspberry Pi 4")
+    assert jetson.gmacs_per_s == 40.0 and jetson.speed is None
+    assert pi.memory_bytes == 256_000_000
+    assert cluster.coordinator_speed == 2.0
+    assert cluster.device("jetson") is jetson
+    assert parse_devices(cluster.to_dict()).devices == cluster.devices  # round trip
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        (_device(memory_mb=None), "missing memory_mb"),
+        (_device(speed=None), "got neither"),
+        (_device(gmacs_per_s=3.0), "got both"),
+        (_device(memory_mb=-1), "memory_mb must be positive"),
+        (_device(link_mbps=0), "link_mbps must be positive"),
+        (_device(link_latency_ms=-0.1), "link_latency_ms must be >= 0"),
+        (_device(speed="fast"), "speed must be a number"),
+        (_device(name=""), "name must be a non-empty string"),
+        (_device(ram=4), "unknown key(s) ram"),
+    ],
+)
+def test_invalid_device_names_device_and_field(entry, fragment):
+    with pytest.raises(InvalidArgumentError) as info:
+        parse_devices({"device": [_device(name="ok"), entry]}, source="devices.toml")
+    message = str(info.value)
+    assert fragment in message
+    assert "devices.toml: device 2" in message
+
+
+def test_file_level_errors(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        load_devices(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[device]\nname = ")
+    with pytest.raises(InvalidArgumentError, match="not valid TOML"):
+        load_devices(bad)
+    with pytest.raises(InvalidArgumentError, match="no devices"):
+        parse_devices({})
+    with pytest.raises(InvalidArgumentError, match="repeated: a"):
+        parse_devices({"device": [_device(name="a"), _device(name="a")]})
+    with pytest.raises(InvalidArgumentError, match="unknown top-level key"):
+        parse_devices({"device": [_device()], "devices": []})
+    with pytest.raises(InvalidArgumentError, match=r"\[coordinator\] has unknown key"):
+        parse_devices({"device": [_device()], "coordinator": {"memory_mb": 3}})
+
+
+def test_equal_devices():
+    cluster = equal_devices(3, memory_mb=100)
+    assert [d.name for d in cluster.devices] == ["dev0", "dev1", "dev2"]
+    assert all(d.speed == 1.0 and d.memory_mb == 100 for d in cluster.devices)
+    with pytest.raises(InvalidArgumentError):
+        equal_devices(0)
