@@ -102,7 +102,10 @@ def convert(job: ExportJob) -> None:
         text = log.text if log is not None else ""
         message = explain_failure(job.options.target, prepared.name, exc, text,
                                   lambda: job.target.diagnosis_programs(prepared.exported_program(example, job.options)))
-        raise ConversionError(message) from exc
+        error = ConversionError(message)
+        if text.strip():  # shown by --debug (tracebacks print notes), not in the one-line error
+            error.add_note("converter output (last lines):\n" + "\n".join(text.strip().splitlines()[-60:]))
+        raise error from exc
     job.converter_log = log.text
     if not job.model_path.exists():
         raise ConversionError(f"the {job.options.target} converter reported success but wrote no {job.model_path.name}")
