@@ -195,3 +195,20 @@ def test_weight_file_reads_the_blob_a_const_points_at(linear_package):
         weights.read(first, "FLOAT16", (8, 6))
     with pytest.raises(ArtifactError, match="needs"):
         weights.read(first, "FLOAT32", (8, 7))
+
+
+def test_float16_rounding_equals_numpy_cast_everywhere():
+    from edgevit.runtime.backends.coreml_reference.program import round_to_float16
+
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(200_000) * np.exp(rng.uniform(-25, 13, 200_000))).astype(np.float32)
+    edges = np.array([np.nan, np.inf, -np.inf, 65504, 65519.99, 65520, -65520, 1e6, 2.0**-14, 2.0**-24,
+                      2.0**-25, 3 * 2.0**-26, 2.0**-14 - 2.0**-26, -0.0, 0.0, 1 + 2.0**-11, 1 + 3 * 2.0**-11,
+                      np.frombuffer(np.uint32(0x7F800001).tobytes(), np.float32)[0]], np.float32)
+    values = np.concatenate([values, edges])
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).astype(np.float32)
+    got = round_to_float16(values)
+    same = (got == expected) | (np.isnan(got) & np.isnan(expected))
+    assert same.all(), values[~same][:5]
+    assert np.array_equal(np.signbit(got), np.signbit(expected))

@@ -238,7 +238,7 @@ def conform(value: Any, ttype: TensorType | None, where: str) -> Any:
     array = np.asarray(value)
     with np.errstate(all="ignore"):
         if ttype.dtype == "FLOAT16":
-            array = array.astype(np.float16).astype(np.float32)
+            array = round_to_float16(array)
         elif ttype.dtype == "BFLOAT16":
             array = round_to_bfloat16(array)
         else:
@@ -268,6 +268,24 @@ def finalize(value: Any, ttype: TensorType | None) -> Any:
     if ttype is None or ttype.dtype not in ("FLOAT16",):
         return value
     return np.asarray(value).astype(np.float16)
+
+
+def round_to_float16(array: np.ndarray) -> np.ndarray:
+    """Round to the nearest float16 (ties to even, overflow to inf), held as float32.
+
+    Bit arithmetic on the float32 pattern gives exactly ``array.astype(float16)`` but stays
+    fast where numpy's scalar cast is slow (tiny values that become fp16 subnormals)."""
+    x = np.asarray(array, np.float32)
+    bits = x.view(np.uint32)
+    rounded = (bits + (np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1)))) & np.uint32(0xFFFFE000)
+    out = rounded.view(np.float32)
+    tiny = np.abs(x) < np.float32(2.0**-14)  # fp16 subnormals: multiples of 2^-24
+    if tiny.any():
+        out = np.where(tiny, np.round(x * np.float32(2.0**24)) * np.float32(2.0**-24), out)
+    beyond = ~(np.abs(out) <= np.float32(65504.0))  # overflow, inf and nan
+    if beyond.any():
+        out = np.where(beyond, np.where(np.isnan(x), x, np.copysign(np.float32(np.inf), x)), out)
+    return out
 
 
 def round_to_bfloat16(array: np.ndarray) -> np.ndarray:
