@@ -51,3 +51,12 @@ def test_every_supported_op_has_a_case():
 def test_case_ids_are_unique():
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
+
+
+def test_the_documentation_lists_every_supported_op():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "coreml_reference.md").read_text()
+    missing = [name for name in supported_ops() if f"`{name}`" not in text]
+    assert not missing, f"docs/coreml_reference.md does not list: {missing}"
+    assert f"{len(supported_ops())} MIL ops" in text
