@@ -116,11 +116,12 @@ def export_model(name: str, targets: list[str], precisions: list[str], keep: Pat
     finally:
         if keep is None:
             shutil.rmtree(out, ignore_errors=True)
-    prepare_s = next((o.artifact.manifest.extra["timings"].get("prepare", 0.0) for o in outcomes if o.ok), 0.0)
-    return [row_of(o, prepare_s) for o in outcomes]
+    first = next((o.artifact.manifest.extra for o in outcomes if o.ok), {})
+    prepare = (first.get("timings", {}).get("prepare", 0.0), first.get("cpu_seconds", {}).get("prepare", 0.0))
+    return [row_of(o, *prepare) for o in outcomes]
 
 
-def row_of(outcome, prepare_s: float) -> dict:
+def row_of(outcome, prepare_s: float, prepare_cpu_s: float) -> dict:
     row = {"model": outcome.model, "target": outcome.target, "precision": outcome.precision}
     if not outcome.ok:
         row.update(status="FAILED", seconds=round(outcome.seconds, 1),
@@ -129,13 +130,17 @@ def row_of(outcome, prepare_s: float) -> dict:
     manifest = outcome.artifact.manifest
     timings = dict(manifest.extra.get("timings", {}))
     timings["prepare"] = prepare_s
+    cpu = dict(manifest.extra.get("cpu_seconds", {}))
+    cpu["prepare"] = prepare_cpu_s
     verification = manifest.verification
     metrics = list((verification.get("outputs") or {}).values())
     worst = max(metrics, key=lambda m: m["max_rel_err"]) if metrics else None
     row.update(
         status="ok",
         seconds=round(sum(timings.values()), 1),
+        cpu_seconds=round(sum(cpu.values()), 1),
         timings=timings,
+        cpu_timings=cpu,
         size_bytes=outcome.artifact.size_bytes,
         verified=verified_by(verification),
         max_abs_err=worst["max_abs_err"] if worst else None,
@@ -195,22 +200,24 @@ def markdown(data: dict) -> str:
         "Packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) + ".",
         "",
         "Seconds: the model's prepare step (build, reference outputs, reparameterize) plus this cell's convert, "
-        "inspect, verify and write, in a warm process. Converter import/warm-up (paid once per process): "
+        "inspect, verify and write, in a warm process (wall clock); cpu s: CPU time of the process over the "
+        "same steps (all threads), which the machine's load does not inflate. Converter import/warm-up (paid "
+        "once per process): "
         + ", ".join(f"{t} {s} s" for t, s in data.get("warmup", {}).items()) + ".",
         "Errors are against the PyTorch fp32 model on 4 random tensors and 4 photographs; max rel err = max |diff| "
         "/ max |reference|. 'numbers not checked' marks a structural check only.",
         "",
-        "| model | target | precision | status | seconds | size | verified | max rel err | min cosine | top-1 | "
-        "op warnings |",
-        "|---|---|---|---|--:|--:|---|--:|--:|--:|---|",
+        "| model | target | precision | status | seconds | cpu s | size | verified | max rel err | min cosine | "
+        "top-1 | op warnings |",
+        "|---|---|---|---|--:|--:|--:|---|--:|--:|--:|---|",
     ]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | **FAILED** | {r['seconds']} | - | - | "
+            lines.append(f"| {r['model']} | {r['target']} | {r['precision']} | **FAILED** | {r['seconds']} | - | - | - | "
                          f"- | - | - | {escape(r['error'][:300])} |")
             continue
         lines.append(
-            f"| {r['model']} | {r['target']} | {r['precision']} | ok | {r['seconds']:.1f} | "
+            f"| {r['model']} | {r['target']} | {r['precision']} | ok | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | "
             f"{r['size_bytes'] / 2**20:.1f} MB | {r['verified']} | {fmt(r['max_rel_err'], '.2g')} | "
             f"{fmt(r['min_cosine'], '.6f')} | {fmt(r['top1_agreement'], '.0%')} | "
             f"{escape('; '.join(r['warnings'])) or '-'} |"

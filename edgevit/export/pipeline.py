@@ -49,6 +49,7 @@ class ExportJob:
     verification: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
     converter_log: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
     path: Path | None = None
 
@@ -166,9 +167,10 @@ def run_pipeline(job: ExportJob, progress: Progress | None = None,
     try:
         for step in steps:
             with progress.step(job, step.name):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 step.run(job)
                 job.timings[step.name] = round(time.perf_counter() - start, 3)
+                job.cpu_timings[step.name] = round(time.process_time() - cpu_start, 3)
     finally:
         if job.staging is not None:
             shutil.rmtree(job.staging, ignore_errors=True)
@@ -200,7 +202,8 @@ def build_manifest(job: ExportJob) -> Manifest:
         options=options.to_dict(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         edgevit_version=__version__,
-        extra={"notes": job.target.notes(options), "timings": dict(job.timings)},
+        extra={"notes": job.target.notes(options), "timings": dict(job.timings),
+               "cpu_seconds": dict(job.cpu_timings)},
     )
 
 
