@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.errors import ArtifactError, EdgeVitError, MissingDependencyError, UnsupportedOpError
+from edgevit.errors import (
+    ArtifactError,
+    EdgeVitError,
+    MissingDependencyError,
+    UnsupportedOpError,
+    VerificationError,
+)
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,10 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
         except MissingDependencyError as exc:
             reasons.append(f"backend {backend!r} is not installed: {exc}")
             continue
+        except Exception as exc:  # noqa: BLE001 - an artifact the runtime cannot run fails verification
+            raise VerificationError(
+                f"{backend} could not run the artifact: {type(exc).__name__}: {str(exc).strip()[:300]}"
+            ) from exc
         metrics = {name: compare(reference, value, samples.names) for name, value in outputs.items()}
         failures = judge(metrics, tolerance)
         return {"status": "failed" if failures else "passed", "numbers_checked": True, "backend": backend,
