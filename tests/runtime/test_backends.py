@@ -45,6 +45,7 @@ def test_onnxruntime_threads_reach_the_session(tiny_onnx):
         options = session.backend_model.session.get_session_options()
         assert options.intra_op_num_threads == 2
         assert options.inter_op_num_threads == 1
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert session.threads == 2
 
 

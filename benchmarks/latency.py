@@ -1,0 +1,331 @@
+"""Latency of every zoo model: PyTorch eager fp32 against its exported artifacts (not a test).
+
+For every zoo model at its default size, batch 1, 2 threads:
+
+* PyTorch eager fp32 (``create_model(name).eval()``, ``torch.inference_mode()``): what a user
+  has before edgevit;
+* each artifact ``edgevit.export`` writes: ONNX in onnxruntime and TFLite in LiteRT (XNNPACK),
+  at fp32 and fp16 (and int8 when that precision is registered);
+
+all timed by :func:`edgevit.bench.benchmark`, interleaved round-robin in one process so
+that the load of this shared machine hits every column alike. The table gives p50 latency,
+the ratio to PyTorch eager, and achieved GFLOP/s (2 x MACs / p50) against this machine's
+float32 matmul peak at the same thread count, measured in the same run (best of a torch
+and a numpy square matmul, before and after the models).
+
+Usage::
+
+    python benchmarks/latency.py                      # every zoo model (about an hour)
+    python benchmarks/latency.py cas_vit_xs vit_*     # some models (glob patterns)
+    python benchmarks/latency.py --reuse              # reuse artifacts already in --cache
+
+Writes ``benchmarks/results/latency.md`` and ``latency.json`` (each model's row is written as
+soon as it is measured, so an interrupted run keeps what it has).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TARGETS = ("onnx", "tflite")
+#: export variants besides the defaults: (column, target, precision, extra export options)
+VARIANTS = (("onnx-fp32-opset20", "onnx", "fp32", {"opset": 20}),)
+#: the reference column: one 1024x1024 @ 1024x1024 float32 matmul in onnxruntime, timed with the models
+MATMUL, MATMUL_SIZE = "matmul", 1024
+MATMUL_FLOP = 2 * MATMUL_SIZE**3
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from edgevit.bench.environment import environment
+    from edgevit.models import list_models
+
+    names = [n for n in list_models(include_test=False) if any(fnmatch.fnmatchcase(n, p) for p in args.models)]
+    precisions = available_precisions(args.precisions)
+    env = environment()
+    log(f"{len(names)} models x {TARGETS} x {precisions}; {env.summary()}")
+    peaks = [matmul_peak(args.threads, args.cache)]
+    log(f"float32 matmul peak at {args.threads} threads: {peaks[0]['gflops']:.1f} GFLOP/s ({peaks[0]['how']})")
+    rows = []
+    for name in names:
+        try:
+            rows.append(measure_model(name, precisions, args))
+        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
+            traceback.print_exc()
+            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
+        peaks.append(matmul_peak(args.threads, args.cache))
+        write_results(rows, env, peaks, args)
+    peaks.append(matmul_peak(args.threads, args.cache))
+    write_results(rows, env, peaks, args, finished=True)
+    log(f"wrote {args.out}.md and .json")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="*", default=["*"], help="zoo model names or glob patterns (default: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=40, help="timed rounds per model (every column once per round)")
+    parser.add_argument("--precisions", default="fp32,fp16,int8", help="those not registered are skipped")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgevit-latency")
+    parser.add_argument("--reuse", action="store_true", help="reuse artifacts already exported to --cache")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latency")
+    return parser.parse_args(argv)
+
+
+def available_precisions(wanted: str) -> list[str]:
+    from edgevit.export import PRECISIONS
+
+    return [p for p in wanted.split(",") if p in PRECISIONS]
+
+
+def measure_model(name: str, precisions: list[str], args: argparse.Namespace) -> dict:
+    """Export ``name`` to every target and precision, then time them all against torch eager."""
+    from edgevit.bench import BenchOptions, benchmark
+    from edgevit.models import model_info
+
+    info = model_info(name)
+    cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions] + list(VARIANTS)
+    artifacts, keys, export_errors = [], {}, {}
+    for key, target, precision, extra in cells:
+        try:
+            path = export_artifact(name, key, target, precision, extra, args)
+        except Exception as exc:  # noqa: BLE001 - report the cell, keep going
+            export_errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log(f"  {name} {key}: export failed: {export_errors[key]}")
+            continue
+        artifacts.append(path)
+        keys[str(path)] = key
+    matmul = matmul_model(args.cache)
+    artifacts.append(matmul)
+    keys[str(matmul)] = MATMUL
+    load_before = os.getloadavg()[0]
+    log(f"{name}: timing {len(artifacts)} artifacts + torch eager ({args.runs} rounds, load {load_before:.1f})")
+    options = BenchOptions(threads=args.threads, warmup=args.warmup, runs=args.runs, memory=False)
+    torch_threads = [args.threads] + ([1] if args.threads != 1 else [])
+    report = benchmark(artifacts, options, torch_model=name, torch_threads=torch_threads, progress=False)
+    flops = 2 * info.gmacs * 1e9
+    torch_p50 = report.baseline().latency.p50_ms  # the fastest PyTorch eager setting
+    matmul_result = next(r for r in report.results if r.path == str(matmul))
+    peak = MATMUL_FLOP / (matmul_result.latency.p50_ms / 1e3) / 1e9
+    columns = {}
+    for result in report.results:
+        key = f"torch@{result.threads}t" if result.kind == "torch" else keys[result.path]
+        if key == MATMUL:
+            continue
+        p50 = result.latency.p50_ms
+        gflops = flops / (p50 / 1e3) / 1e9
+        columns[key] = {
+            "backend": f"{result.backend} {result.backend_version}",
+            "p50_ms": round(p50, 3),
+            "p90_ms": round(result.latency.p90_ms, 3),
+            "min_ms": round(result.latency.min_ms, 3),
+            "speedup_vs_torch": round(torch_p50 / p50, 3),
+            "gflops": round(gflops, 2),
+            "pct_of_matmul": round(100 * gflops / peak, 1),
+            "overhead_pct": None if result.overhead_pct is None else round(result.overhead_pct, 3),
+            "file_mb": None if result.file_bytes is None else round(result.file_bytes / 2**20, 2),
+        }
+    fastest = min((k for k in columns if not k.startswith("torch")), key=lambda k: columns[k]["p50_ms"], default=None)
+    torch_main = columns[f"torch@{args.threads}t"]["p50_ms"]
+    row = {
+        "model": name,
+        "image_size": info.input_size[-1],
+        "gmacs": info.gmacs,
+        "columns": columns,
+        "matmul_gflops": round(peak, 2),
+        "matmul_p50_ms": round(matmul_result.latency.p50_ms, 3),
+        "fastest": fastest,
+        "torch_best": report.baseline().name,
+        "fastest_speedup": columns[fastest]["speedup_vs_torch"] if fastest else None,
+        "fastest_speedup_vs_torch_at_threads": round(torch_main / columns[fastest]["p50_ms"], 3) if fastest else None,
+        "export_errors": export_errors,
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+    log(f"  {name}: torch best {torch_p50:.2f} ms; fastest {fastest} {columns[fastest]['p50_ms'] if fastest else '-'} ms "
+        f"({row['fastest_speedup']}x)")
+    return row
+
+
+def export_artifact(name: str, key: str, target: str, precision: str, extra: dict, args) -> Path:
+    """Export one cell into ``--cache/<column>/`` (or reuse it there)."""
+    from edgevit.export import export
+
+    out = args.cache / key
+    folder = out / f"{name}-{target}-{precision}"
+    if args.reuse and (folder / "manifest.json").exists():
+        return folder
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    start = time.perf_counter()
+    artifact = export(name, target=target, precision=precision, out=out, verify=False, quiet=True, **extra)
+    log(f"  exported {key} in {time.perf_counter() - start:.0f}s")
+    return Path(artifact.path)
+
+
+def matmul_model(cache: Path) -> Path:
+    """A bare ONNX file computing ``x @ W`` (1 x 1024 x 1024 @ 1024 x 1024, fp32): the matmul column.
+
+    Timed inside every model's interleaved run, it gives the matmul rate under the same load as
+    the models, which is what their GFLOP/s are compared with (``pct_of_matmul``).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = cache / f"matmul{MATMUL_SIZE}.onnx"
+    if path.exists():
+        return path
+    n = MATMUL_SIZE
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n, n])], initializer=[weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    cache.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def matmul_peak(threads: int, cache: Path, repeats: int = 20) -> dict:
+    """Best float32 GFLOP/s of the reference matmul run alone: torch, numpy and onnxruntime, best of each."""
+    import numpy as np
+    import torch
+
+    from edgevit.runtime import load
+
+    n = MATMUL_SIZE
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    x = np.random.default_rng(0).standard_normal((1, n, n)).astype(np.float32)
+    with load(matmul_model(cache), threads=threads) as session:
+        ways = {"torch": lambda: torch.mm(a, b), "numpy": lambda: np.matmul(a.numpy(), b.numpy()),
+                "onnxruntime": lambda: session.run({"x": x})}
+        rates = {}
+        for way, call in ways.items():
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                best = min(best, time.perf_counter() - start)
+            rates[way] = MATMUL_FLOP / best / 1e9
+    how = ", ".join(f"{way} {rate:.0f}" for way, rate in rates.items())
+    return {"gflops": max(rates.values()), **rates, "how": f"best of {repeats}: {how} GFLOP/s"}
+
+
+def write_results(rows: list[dict], env, peaks: list[dict], args, finished: bool = False) -> None:
+    """Write both files; the peak is the best matmul rate seen in any of the measurements."""
+    peak = max(p["gflops"] for p in peaks)
+    data = {
+        "environment": env.to_dict(),
+        "settings": {"threads": args.threads, "batch": 1, "warmup": args.warmup, "runs": args.runs,
+                     "interleaved": True, "verify": False},
+        "matmul_peak": {"gflops": peak, "measurements": peaks},
+        "finished": finished,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _write(args.out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
+    _write(args.out.with_suffix(".md"), markdown(rows, env, peak, peaks, args, finished))
+
+
+def markdown(rows, env, peak, peaks, args, finished) -> str:
+    keys = []
+    for row in rows:
+        for key in row.get("columns", {}):
+            if not key.startswith("torch") and key not in keys:
+                keys.append(key)
+    order = [f"{t}-{p}" for t in TARGETS for p in args.precisions.split(",")] + [v[0] for v in VARIANTS]
+    keys.sort(key=lambda k: (order.index(k) if k in order else len(order), k))
+    threads = [args.threads] + ([1] if args.threads != 1 else [])
+    lines = [
+        "# Latency: PyTorch eager fp32 vs exported artifacts",
+        "",
+        f"Machine: {env.summary()}. Batch 1, {args.threads} threads, {args.runs} timed rounds after "
+        f"{args.warmup} warm-up. All columns of one model (PyTorch eager, every artifact, and a reference "
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} float32 matmul in onnxruntime) are timed interleaved round-robin in one "
+        "process, so the load of this shared machine hits them alike."
+        + ("" if finished else " **The run is not finished; rows are added as models are measured.**"),
+        "",
+        "* Artifact cells: **p50 ms** / speed-up over the faster PyTorch eager setting / achieved GFLOP/s "
+        "(2 x MACs / p50) and, in brackets, its share of the reference matmul's GFLOP/s in the same run.",
+        f"* PyTorch eager (`create_model(name).eval()`, not reparameterized, `torch.inference_mode()`) runs at "
+        f"{' and '.join(str(t) for t in threads)} thread(s): on this machine its OpenMP threads stall whenever "
+        "another process holds a core, so 1 thread is usually much faster than 2. Speed-ups are against its "
+        f"best; the last column is against PyTorch at {args.threads} threads.",
+        "* ONNX runs in onnxruntime (CPU EP, ORT_ENABLE_ALL, 2 intra-op threads, sequential, no spinning); "
+        "TFLite in LiteRT with XNNPACK (num_threads 2). Artifacts come from `edgevit.export(..., verify=False)` "
+        "(the export matrix verifies the same exports). `onnx-fp32-opset20` is the ONNX fp32 export with "
+        "`opset=20`, where GELU is one `Gelu` op; at the exporter's default opset 18 it is Div/Erf/Add/Mul/Mul, "
+        "which onnxruntime does not fuse back and which breaks its NCHWc layout into extra reorders.",
+        f"* Float32 matmul peak, the same {MATMUL_SIZE}x{MATMUL_SIZE} matmul run alone (best of 20 in torch, "
+        f"numpy and onnxruntime; measured {len(peaks)} times over the run): best **{peak:.1f} GFLOP/s**, worst "
+        f"{min(p['gflops'] for p in peaks):.1f}. The `matmul GF/s` column is the p50 rate of the reference "
+        "matmul timed with that row's models, the fair yardstick for that row.",
+        "",
+        "| model | size | GMACs | " + " | ".join(f"torch eager {t}t" for t in threads) + " | " + " | ".join(keys)
+        + f" | matmul GF/s | fastest | speed-up (vs best torch) | vs torch {args.threads}t |",
+        "|---|---:|---:|" + "---:|" * len(threads) + "---:|" * len(keys) + "---:|---|---:|---:|",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | | | failed: {row['error'][:120]} |" + " |" * (len(keys) + len(threads) + 3))
+            continue
+        cols = row["columns"]
+        torch_cells = [f"{cols[f'torch@{t}t']['p50_ms']:.1f}" for t in threads]
+        cells = []
+        for key in keys:
+            if key in cols:
+                c = cols[key]
+                cells.append(f"**{c['p50_ms']:.1f}** / {c['speedup_vs_torch']:.1f}x / {c['gflops']:.0f} ({c['pct_of_matmul']:.0f}%)")
+            else:
+                cells.append("export failed" if key in row["export_errors"] else "-")
+        speedup = row["fastest_speedup"]
+        mark = "" if speedup is None or speedup >= 2 else " (< 2x)"
+        lines.append(f"| {row['model']} | {row['image_size']} | {row['gmacs']:.2f} | " + " | ".join(torch_cells) + " | "
+                     + " | ".join(cells) + f" | {row['matmul_gflops']:.0f} | {row['fastest'] or '-'} | "
+                     f"{speedup:.2f}x{mark} | {row['fastest_speedup_vs_torch_at_threads']:.1f}x |")
+    overheads = [c["overhead_pct"] for r in rows if "columns" in r for k, c in r["columns"].items()
+                 if not k.startswith("torch") and c["overhead_pct"] is not None and r["image_size"] == 224]
+    if overheads:
+        lines += ["", f"Runtime overhead per `Session.run` call (validation and renaming, timed with a stub backend) "
+                  f"on the 224-pixel models: at most {max(overheads):.3f}% of the backend's run time "
+                  f"(median {sorted(overheads)[len(overheads) // 2]:.3f}%); the target is under 5%."]
+    errors = [(r["model"], k, v) for r in rows for k, v in r.get("export_errors", {}).items()]
+    if errors:
+        lines += ["", "Export failures:", ""] + [f"* {m} {k}: {v}" for m, k, v in errors]
+    loads = [la for r in rows for la in r.get("load_average", [])]
+    if loads:
+        lines += ["", f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f} on "
+                  f"{env.cores_usable} cores (the machine is shared; p50 is robust to this, p90 is not)."]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
