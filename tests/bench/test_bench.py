@@ -151,6 +151,25 @@ def test_progress_is_silent_off_a_terminal(capsys):
     assert capsys.readouterr().err == "bench: timing\n"
 
 
+def test_progress_draws_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with Progress(4, "bench", stream=stream) as bar:
+        bar.update(2)
+        bar.note("timing 2 models")
+    assert "bench [##########----------]  50%" in stream.getvalue()
+    assert "timing 2 models" in stream.getvalue()
+    quiet = Terminal()
+    with Progress(4, "bench", enabled=False, stream=quiet) as bar:
+        bar.note("timing")
+    assert quiet.getvalue() == ""
+
+
 def test_import_bench_is_light():
     code = "import sys, edgevit.bench; print(sorted(m for m in ('torch', 'matplotlib', 'onnxruntime') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

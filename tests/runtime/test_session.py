@@ -137,6 +137,17 @@ def test_predict_loops_over_a_fixed_batch_model(tmp_path):
             session.predict([np.zeros((9, 9, 3), np.uint8)], batch_size=4)
 
 
+def test_predict_feeds_an_nhwc_model_channels_last(tiny_onnx, tmp_path):
+    nhwc = write_tiny_onnx(tmp_path / "tiny-nhwc", layout="NHWC")
+    images = list(np.random.default_rng(1).integers(0, 255, (3, 12, 10, 3), dtype=np.uint8))
+    with load(tiny_onnx) as nchw_session, load(nhwc) as nhwc_session:
+        assert nhwc_session.input_specs[0].shape == (None, TINY_SIZE, TINY_SIZE, 3)
+        expected, got = nchw_session.predict(images), nhwc_session.predict(images)
+    assert [p.indices for p in got] == [p.indices for p in expected]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+
+
 def test_predict_on_a_bare_model_needs_preprocessing(tiny_onnx):
     from edgevit.data.preprocess import PreprocessSpec
 
