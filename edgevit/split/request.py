@@ -10,6 +10,7 @@ strategy (:mod:`edgevit.split.writer`).
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from edgevit.data.preprocess import PreprocessSpec
 from edgevit.devices import Cluster
 from edgevit.partition.plan import Plan, PlanPiece
 from edgevit.split.options import SplitOptions
+
+_START = time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class SplitRequest:
     progress: bool | None = None
 
     def log(self, message: str) -> None:
-        """One progress line on stderr (unless progress is off)."""
+        """One progress line on stderr (unless progress is off), with the seconds since the start."""
         if self.progress is not False:
-            print(f"[split] {message}", file=sys.stderr, flush=True)
+            print(f"[split {time.perf_counter() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -98,3 +98,34 @@ def test_ffn_pruning_of_hierarchical_families(name):
         assert sub(torch.from_numpy(images)).shape == (8, 2)
         deploy = sub.reparameterize()
         assert torch.allclose(deploy(torch.from_numpy(images)), sub(torch.from_numpy(images)), atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "reduction"), [("test_cas_vit", 1.5), ("test_efficientformerv2", 1.1)])
+def test_classwise_strategy_on_hierarchical_families(name, reduction):
+    """The class-wise strategy (no export) with FFN-only pruning: sub-models, fusion head, placement."""
+    from edgevit.data.datasets import load_dataset
+    from edgevit.devices import equal_devices
+    from edgevit.partition import STRATEGIES
+    from edgevit.split.options import SplitOptions
+    from edgevit.split.request import SplitRequest
+    from edgevit.train import dataset_spec
+
+    classes = [0, 1, 2]
+    train = load_dataset("digits", "train").with_classes(classes)
+    train = train.subset(np.arange(0, len(train), 8))
+    val = load_dataset("digits", "val").with_classes(classes).subset(np.arange(24))
+    spec = dataset_spec(name, train, 64)
+    model = create_model(name, num_classes=3, image_size=64).eval()
+    options = SplitOptions(reduction=reduction, prune_steps=1, recover_epochs=1, fusion_epochs=2, measure_rounds=2,
+                           score_images=16)
+    request = SplitRequest(model, name, train, val, spec, equal_devices(2), options, progress=False)
+    built = STRATEGIES.get("classwise")().build(request)
+    full = count_params(model)
+    assert [p.piece.classes for p in built.pieces] == [(0, 1), (2,)]
+    for item in built.pieces:
+        assert item.piece.info["pruned"] == "FFN neurons only"
+        assert item.piece.cost["params"] * reduction <= full
+        assert item.module(item.example).shape == (1, item.piece.info["feature_dim"])
+    with torch.no_grad():
+        assert built.reference(torch.from_numpy(val.arrays(spec)[0][:4])).shape == (4, 3)
+    assert built.plan.latency["end_to_end_ms"] > 0

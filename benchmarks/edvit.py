@@ -1,0 +1,340 @@
+"""ED-ViT on this machine: a ViT trained on digits, split class-wise for K = 2, 3, 4 (not a test).
+
+1. The base model (``vit_tiny_patch16_224`` at a reduced input size by default) is trained
+   *from scratch* on the bundled digits (no pretrained weights can be downloaded here), and
+   cached in ``--work``.
+2. For each K it is split with ``edgevit.split.split`` over K equal devices (speed 1.0 =
+   this machine; the link figures below), exported to ONNX, and the plan is checked in this
+   process through ``edgevit.runtime``.
+3. Targets, as asked in issue 7:
+   * each sub-model at least 4x smaller than the full model in parameters (goal 8x);
+   * fused top-1 on the digits validation split within 1.0 point of the unsplit model;
+   * predicted end-to-end latency on K equal devices at most 0.4x the unsplit model on one
+     device, the compute of every piece measured on this machine (PyTorch eager, as in
+     plan.json, and the exported ONNX files with onnxruntime), the transfers modelled from the
+     device link figures, the two parts reported apart.
+4. The scorer's cheap KL estimate is checked against the exact per-neuron KL on a sample.
+
+Usage::
+
+    python benchmarks/edvit.py                              # vit_tiny at 64 px, K = 2, 3, 4
+    python benchmarks/edvit.py --ks 2 --epochs 5 --work /tmp/edvit   # quick look
+
+Writes ``benchmarks/results/edvit.md`` and ``.json`` after every K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+LINK_MBPS, LINK_LATENCY_MS, MEMORY_MB = 1000.0, 0.5, 512.0
+PAPER = {"size_reduction": 34.1, "latency_reduction": 28.9}
+TARGETS = {"min_reduction": 4.0, "goal_reduction": 8.0, "max_accuracy_drop": 1.0, "max_latency_ratio": 0.4}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vit_tiny_patch16_224")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of the base model")
+    p.add_argument("--ks", default="2,3,4")
+    p.add_argument("--reduction", type=float, default=8.0)
+    p.add_argument("--prune-steps", type=int, default=2)
+    p.add_argument("--recover-epochs", type=int, default=6)
+    p.add_argument("--fusion-epochs", type=int, default=60)
+    p.add_argument("--rounds", type=int, default=30, help="timing rounds")
+    p.add_argument("--work", default=str(ROOT / ".edvit-bench"), help="cache for weights and plans")
+    p.add_argument("--out", default=str(RESULTS))
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    model, base = base_model(args, work)
+    kl_check = scorer_check(model, args)
+    results = {"meta": meta(args, base), "kl_check": kl_check, "runs": []}
+    for k in [int(v) for v in args.ks.split(",")]:
+        results["runs"].append(run_k(model, k, args, work))
+        write(results, out)
+    print(f"wrote {out / 'edvit.md'}")
+    return 0
+
+
+# -- the base model -----------------------------------------------------------------------------
+def base_model(args, work: Path):
+    from edgevit.data.datasets import load_dataset
+    from edgevit.models import create_model
+    from edgevit.train import TrainConfig, dataset_spec, evaluate, save_weights, train
+
+    path = work / f"{args.model}-digits-{args.image_size}px-{args.epochs}ep.safetensors"
+    train_set, val_set = load_dataset("digits", "train"), load_dataset("digits", "val")
+    spec = dataset_spec(args.model, train_set, args.image_size)
+    if path.exists():
+        model = create_model(args.model, weights=path, image_size=args.image_size)
+        seconds = None
+    else:
+        model = create_model(args.model, num_classes=10, image_size=args.image_size)
+        config = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, warmup_epochs=1.0, seed=0)
+        start = time.perf_counter()
+        train(model, train_set, val_set, config, spec, progress=None)
+        seconds = time.perf_counter() - start
+        save_weights(model, path, labels=train_set.classes, metadata={"image_size": str(args.image_size)})
+        model.labels = list(train_set.classes)
+    model.model_name = args.model
+    top1 = evaluate(model.eval(), val_set, spec).top1
+    print(f"base model: {args.model} at {args.image_size} px, validation top-1 {top1:.2f}%", flush=True)
+    return model, {"weights": path.name, "val_top1": top1, "train_seconds": seconds, "epochs": args.epochs}
+
+
+# -- is the cheap KL estimate right? --------------------------------------------------------------
+def scorer_check(model, args, neurons: int = 64, images: int = 32) -> dict:
+    """Spearman rank correlation of the estimated and the exact KL of removing single FFN neurons."""
+    import numpy as np
+
+    from edgevit.data.datasets import load_dataset
+    from edgevit.split.pruners import VitPruner
+    from edgevit.split.scoring import _install_vit_masks, exact_kl, vit_scores
+    from edgevit.train import dataset_spec
+
+    group = [0, 1, 2, 3, 4]
+    data = load_dataset("digits", "train").with_classes(group)
+    x, _ = data.arrays(dataset_spec(args.model, data, args.image_size))
+    x = np.ascontiguousarray(x[:images])
+    sub = VitPruner().group_model(model, group)
+    start = time.perf_counter()
+    scores = vit_scores(sub, x)
+    estimate_s = time.perf_counter() - start
+    block = len(sub.blocks) // 2
+    hidden = sub.blocks[block].mlp.fc1.out_features
+    sample = np.random.default_rng(0).choice(hidden, neurons, replace=False)
+    shapes = {"residual": (sub.embed_dim,)}
+    for i, b in enumerate(sub.blocks):
+        shapes[f"heads.{i}"] = (b.attn.num_heads, b.attn.head_dim)
+        shapes[f"ffn.{i}"] = (b.mlp.fc1.out_features,)
+    start = time.perf_counter()
+    exact = exact_kl(sub, x, None, _install_vit_masks, shapes, f"ffn.{block}", [(int(j),) for j in sample])
+    exact_s = time.perf_counter() - start
+    estimate = scores.ffn[block].numpy()[sample]
+    ranks = [np.argsort(np.argsort(v)).astype(float) for v in (estimate, exact)]
+    units = sub.embed_dim + sum(shapes[f"heads.{i}"][0] * shapes[f"heads.{i}"][1] + shapes[f"ffn.{i}"][0]
+                                for i in range(len(sub.blocks)))
+    top = 16
+    return {"block": block, "neurons": neurons, "images": images, "classes": group,
+            "spearman": float(np.corrcoef(*ranks)[0, 1]),
+            "top16_overlap": len(set(np.argsort(-estimate)[:top]) & set(np.argsort(-exact)[:top])),
+            "estimate_seconds_all_units": estimate_s, "units": int(units),
+            "exact_seconds_per_unit": exact_s / neurons,
+            "exact_seconds_all_units_extrapolated": exact_s / neurons * units}
+
+
+# -- one K ---------------------------------------------------------------------------------------------
+def run_k(model, k: int, args, work: Path) -> dict:
+    from edgevit.devices import equal_devices
+    from edgevit.split import SplitOptions, split
+
+    cluster = equal_devices(k, memory_mb=MEMORY_MB, link_mbps=LINK_MBPS, link_latency_ms=LINK_LATENCY_MS)
+    options = SplitOptions(reduction=args.reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
+                           fusion_epochs=args.fusion_epochs, measure_rounds=args.rounds, threads=1)
+    start = time.perf_counter()
+    plan = split(model, "digits", cluster, work / f"plan-K{k}", options, image_size=args.image_size)
+    seconds = time.perf_counter() - start
+    onnx = onnx_latency(model, plan, work / f"plan-K{k}", work, args, cluster)
+    row = {"k": k, "split_seconds": seconds, "plan": plan.to_dict(), "onnxruntime": onnx}
+    print(f"K={k}: fused {plan.accuracy['fused_top1']:.2f}% vs {plan.accuracy['unsplit_top1']:.2f}%, "
+          f"latency ratio {plan.latency.get('ratio_to_unsplit', float('nan')):.3f} (torch), "
+          f"{onnx['ratio_to_unsplit']:.3f} (onnxruntime)", flush=True)
+    return row
+
+
+def onnx_latency(model, plan, plan_dir: Path, work: Path, args, cluster) -> dict:
+    """Time the exported pieces and the exported unsplit model with onnxruntime, interleaved."""
+    import numpy as np
+
+    import edgevit.export as export
+    from edgevit.partition.cost import PieceCost
+    from edgevit.partition.placement import place, single_device
+    from edgevit.runtime import load
+
+    unsplit_dir = work / f"{args.model}-{args.image_size}-onnx-fp32"
+    if not unsplit_dir.exists():
+        unsplit_dir = export.export(model, target="onnx", out=work, name=f"{args.model}-{args.image_size}",
+                                    image_size=args.image_size, quiet=True).path
+    names = ["unsplit", *[p.name for p in plan.pieces], "fusion"]
+    folders = [unsplit_dir, *[plan_dir / p.artifact for p in plan.pieces], plan_dir / plan.fusion.artifact]
+    sessions = {n: load(f, backend="onnxruntime", threads=1) for n, f in zip(names, folders)}
+    rng = np.random.default_rng(0)
+    feeds = {n: {s.input_specs[0].name: rng.standard_normal(s.input_specs[0].shape).astype(np.float32)}
+             for n, s in sessions.items()}
+    times = {n: [] for n in names}
+    for round_ in range(args.rounds + 3):
+        for n in names:
+            start = time.perf_counter()
+            sessions[n].run(feeds[n])
+            if round_ >= 3:
+                times[n].append((time.perf_counter() - start) * 1e3)
+    for s in sessions.values():
+        s.close()
+    ms = {n: float(np.median(t)) for n, t in times.items()}
+
+    def cost(name, source):
+        c = source
+        return PieceCost(name, c["params"], c["macs"], c["weight_bytes"], c["activation_bytes"], c["input_bytes"],
+                         c["output_bytes"], ms[name])
+
+    pieces = [cost(p.name, p.cost) for p in plan.pieces]
+    placement = place(pieces, cluster, cost("fusion", plan.fusion.cost))
+    full = plan.model
+    unsplit = PieceCost("unsplit", full["params"], full["macs"], full["params"] * 4, 0, pieces[0].input_bytes,
+                        len(plan.labels) * 4, ms["unsplit"])
+    alone = single_device(unsplit, cluster)
+    loads = [load for load in placement.loads if load.pieces]
+    critical = max(loads, key=lambda load: load.total_ms)
+    return {"measured_ms": ms, "end_to_end_ms": placement.end_to_end_ms,
+            "measured_part_ms": critical.compute_ms + placement.fusion_ms,
+            "modelled_part_ms": critical.input_transfer_ms + critical.output_transfer_ms,
+            "unsplit_device_ms": alone.total_ms, "unsplit_transfer_ms": alone.input_transfer_ms + alone.output_transfer_ms,
+            "ratio_to_unsplit": placement.end_to_end_ms / alone.total_ms,
+            "compute_ratio": (critical.compute_ms + placement.fusion_ms) / ms["unsplit"]}
+
+
+# -- the report -----------------------------------------------------------------------------------------
+def meta(args, base) -> dict:
+    import numpy
+    import onnxruntime
+    import torch
+
+    return {"finished": None, "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "numpy": numpy.__version__, "model": args.model, "image_size": args.image_size, "base": base,
+            "options": {"reduction": args.reduction, "prune_steps": args.prune_steps,
+                        "recover_epochs": args.recover_epochs, "fusion_epochs": args.fusion_epochs,
+                        "rounds": args.rounds},
+            "devices": {"speed": 1.0, "memory_mb": MEMORY_MB, "link_mbps": LINK_MBPS,
+                        "link_latency_ms": LINK_LATENCY_MS},
+            "targets": TARGETS, "paper": PAPER}
+
+
+def write(results: dict, out: Path) -> None:
+    results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic(out / "edvit.json", json.dumps(results, indent=1) + "\n")
+    _atomic(out / "edvit.md", markdown(results))
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def markdown(results: dict) -> str:
+    m = results["meta"]
+    lines = [
+        "# ED-ViT: class-wise split of a ViT on digits",
+        "",
+        f"Written by `benchmarks/edvit.py`, finished {m['finished']}. Machine: {m['machine']}, Python {m['python']}, "
+        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, 1 thread for every timing.",
+        "",
+        f"**Base model:** `{m['model']}` at {m['image_size']} px, trained *from scratch* on the bundled digits "
+        f"({m['base']['epochs']} epochs; no pretrained weights can be downloaded here): validation top-1 "
+        f"{m['base']['val_top1']:.2f}% (359 images). Split options: reduction {m['options']['reduction']:g}x, "
+        f"{m['options']['prune_steps']} prune/recover rounds of {m['options']['recover_epochs']} distillation epochs, "
+        f"fusion MLP {m['options']['fusion_epochs']} epochs. K equal devices: speed 1.0 (this machine), "
+        f"{m['devices']['memory_mb']:g} MB, link {m['devices']['link_mbps']:g} Mbit/s and "
+        f"{m['devices']['link_latency_ms']:g} ms to the coordinator.",
+        "",
+        "## Targets",
+        "",
+        "| K | sub-model params (reduction) | min reduction | >= 4x | >= 8x | unsplit top-1 | fused top-1 | exported top-1 "
+        "| drop | <= 1.0 pt | e2e / unsplit (torch) | e2e / unsplit (onnxruntime) | <= 0.4x |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        plan, onnx = run["plan"], run["onnxruntime"]
+        reductions = [p["info"]["param_reduction"] for p in plan["pieces"]]
+        sizes = ", ".join(f"{p['cost']['params'] / 1e3:.0f}k ({r:.1f}x)" for p, r in zip(plan["pieces"], reductions))
+        acc = plan["accuracy"]
+        drop = acc["unsplit_top1"] - acc["fused_top1"]
+        torch_ratio = plan["latency"]["ratio_to_unsplit"]
+        best = min(torch_ratio, onnx["ratio_to_unsplit"])
+        lines.append(
+            f"| {run['k']} | {sizes} | {min(reductions):.1f}x | {_yes(min(reductions) >= 4)} | {_yes(min(reductions) >= 8)} "
+            f"| {acc['unsplit_top1']:.2f}% | {acc['fused_top1']:.2f}% | {acc['exported']['top1']:.2f}% | {drop:+.2f} "
+            f"| {_yes(drop <= 1.0)} | {torch_ratio:.3f} | {onnx['ratio_to_unsplit']:.3f} | {_yes(best <= 0.4)} |")
+    lines += ["", "`drop` = unsplit minus fused (PyTorch); the exported plan (ONNX, run through `edgevit.runtime`) "
+              "is reported beside it.", "", "## Latency: measured and modelled parts", "",
+              "| K | runtime | unsplit compute ms | unsplit + transfers ms | slowest sub-model compute ms | fusion ms "
+              "| measured part ms | modelled transfers ms | predicted e2e ms | ratio |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        lat, onnx = run["plan"]["latency"], run["onnxruntime"]
+        slowest = max(load["compute_ms"] for load in lat["per_device"] if load["pieces"])
+        lines.append(f"| {run['k']} | PyTorch eager | {lat['unsplit_measured_ms']:.2f} | {lat['unsplit_device_ms']:.2f} "
+                     f"| {slowest:.2f} | {lat['fusion_ms']:.3f} | {lat['measured_part_ms']:.2f} "
+                     f"| {lat['modelled_part_ms']:.2f} | {lat['end_to_end_ms']:.2f} | {lat['ratio_to_unsplit']:.3f} |")
+        subs = [v for n, v in onnx["measured_ms"].items() if n.startswith("sub")]
+        lines.append(f"| {run['k']} | onnxruntime | {onnx['measured_ms']['unsplit']:.2f} | {onnx['unsplit_device_ms']:.2f} "
+                     f"| {max(subs):.2f} | {onnx['measured_ms']['fusion']:.3f} | {onnx['measured_part_ms']:.2f} "
+                     f"| {onnx['modelled_part_ms']:.2f} | {onnx['end_to_end_ms']:.2f} | {onnx['ratio_to_unsplit']:.3f} |")
+    lines += ["", "Measured: compute of each piece on this machine (median of interleaved single-image runs). "
+              "Modelled: sending the image to a device and its feature vector back (latency + bytes / bandwidth), and "
+              "for the unsplit model the image to one device and the logits back. Predicted e2e = slowest device + "
+              "fusion head. Equal devices, one sub-model each.", "", "## Sub-models", "",
+              "| K | piece | classes | embed | head dim | MLP total | params | reduction | MMACs | group val top-1 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in results["runs"]:
+        for p in run["plan"]["pieces"]:
+            i = p["info"]
+            lines.append(f"| {run['k']} | {p['name']} | {','.join(map(str, p['classes']))} | {i['embed_dim']} "
+                         f"| {i['head_dim']} | {sum(i['mlp_hidden'])} | {p['cost']['params']:,} "
+                         f"| {i['param_reduction']:.1f}x | {p['cost']['macs'] / 1e6:.2f} | {i['group_val_top1']:.2f}% |")
+    kl = results["kl_check"]
+    lines += ["", "## Is the cheap KL score right?", "",
+              f"Block {kl['block']}, {kl['neurons']} random FFN neurons, {kl['images']} images of classes "
+              f"{kl['classes']}: Spearman rank correlation between the second-order (diagonal Fisher) estimate and the "
+              f"exact KL of masking each neuron alone = **{kl['spearman']:.3f}**; top-16 overlap "
+              f"{kl['top16_overlap']}/16. Scoring all {kl['units']:,} units (residual channels, q/k/v dims, FFN "
+              f"neurons) took {kl['estimate_seconds_all_units']:.1f} s; the exact KL takes "
+              f"{kl['exact_seconds_per_unit'] * 1e3:.0f} ms per unit, {kl['exact_seconds_all_units_extrapolated']:.0f} s "
+              "for all of them (extrapolated).", "",
+              "## Against the paper", "",
+              "ED-ViT (arXiv 2410.11650) reports \"a reduction in model size by up to 28.9 times and 34.1 times, "
+              "respectively\" together with lower latency. The sentence is ambiguous: the most natural reading is 28.9x "
+              "lower latency and 34.1x smaller models, but it may also be two size reductions for two settings. The "
+              "paper's models, datasets and devices differ from these (its body could not be read here), so the rows "
+              "compare orders of magnitude, not like with like.", "",
+              "| | size reduction per sub-model | total size of all sub-models vs unsplit | latency reduction (unsplit / split) |",
+              "|---|---|---|---|",
+              f"| paper (best case, reading 1) | up to {PAPER['size_reduction']}x | - | up to {PAPER['latency_reduction']}x |"]
+    for run in results["runs"]:
+        plan, onnx = run["plan"], run["onnxruntime"]
+        reductions = [p["info"]["param_reduction"] for p in plan["pieces"]]
+        total = sum(p["cost"]["params"] for p in plan["pieces"]) / plan["model"]["params"]
+        lines.append(f"| this run, K={run['k']} | {min(reductions):.1f}x - {max(reductions):.1f}x | {total:.2f}x of "
+                     f"the unsplit size | {1 / plan['latency']['ratio_to_unsplit']:.2f}x (torch), "
+                     f"{1 / onnx['ratio_to_unsplit']:.2f}x (onnxruntime) |")
+    return "\n".join(lines) + "\n"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Whole splits of the tiny digits ViT: class-wise for K = 2 and 3, and a 3-stage pipeline.
+
+Each plan is written once per module (ONNX), then checked: shapes, sizes, placement
+feasibility, accuracy, and that running every piece in its own process gives exactly the
+in-process result.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgevit.artifact import read_manifest
+from edgevit.devices import equal_devices
+from edgevit.models._count import count_params
+from edgevit.partition import run_local
+from edgevit.split import SplitOptions, run_in_process, split
+from edgevit.split.local import load_plan
+
+CLASSES = [0, 1, 2, 3, 4, 5]  # as in conftest.py
+CHANCE = 100 / len(CLASSES)
+MARGIN = 50  # fused top-1 must beat chance (16.7%) by 50 points; ~92% when written
+REDUCTION = 4
+FAST = SplitOptions(reduction=REDUCTION, prune_steps=1, recover_epochs=2, fusion_epochs=20, measure_rounds=3)
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["K2", "K3"])
+def classwise_plan(request, base_vit, digits6, tmp_path_factory):
+    k = request.param
+    out = tmp_path_factory.mktemp(f"classwise{k}") / "plan"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = split(base_vit, digits6, equal_devices(k, memory_mb=64), out, FAST, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return k, out, plan
+
+
+def test_classwise_plan_shapes_and_sizes(classwise_plan, base_vit):
+    k, out, plan = classwise_plan
+    assert plan.strategy == "classwise" and len(plan.pieces) == k
+    assert sorted(c for p in plan.pieces for c in p.classes) == list(range(len(CLASSES)))
+    full = count_params(base_vit)
+    feature_dims = []
+    for piece in plan.pieces:
+        manifest = read_manifest(out / piece.artifact)
+        assert manifest.inputs[0].shape == (1, 3, 16, 16)
+        feature_dims.append(manifest.outputs[0].shape[-1])
+        assert manifest.outputs[0].shape == (1, piece.info["embed_dim"])
+        assert piece.cost["params"] * REDUCTION <= full
+        assert piece.info["param_reduction"] == pytest.approx(full / piece.cost["params"])
+        assert piece.cost["file_bytes"] >= piece.cost["params"] * 4
+        assert manifest.verification["status"] == "passed"
+    fusion = read_manifest(out / plan.fusion.artifact)
+    assert fusion.inputs[0].shape == (1, sum(feature_dims)) and fusion.outputs[0].shape == (1, len(CLASSES))
+    assert fusion.verification["status"] == "passed"
+    assert json.loads((out / "plan.json").read_text())["pieces"][0]["name"] == "sub0"
+
+
+def test_classwise_placement_is_feasible(classwise_plan):
+    k, _, plan = classwise_plan
+    devices = {d["name"]: d for d in plan.devices["device"]}
+    assert len({p.device for p in plan.pieces}) == k  # equal devices: one sub-model each
+    for load in plan.latency["per_device"]:
+        assert load["memory_bytes"] <= devices[load["device"]]["memory_mb"] * 1e6
+        assert load["memory_bytes"] == sum(p.cost["memory_bytes"] for p in plan.pieces if p.device == load["device"])
+    slowest = max(load["total_ms"] for load in plan.latency["per_device"])
+    assert plan.latency["end_to_end_ms"] == pytest.approx(slowest + plan.latency["fusion_ms"])
+    assert plan.latency["end_to_end_ms"] == pytest.approx(plan.latency["measured_part_ms"]
+                                                          + plan.latency["modelled_part_ms"])
+
+
+def test_classwise_fusion_accuracy(classwise_plan):
+    _, _, plan = classwise_plan
+    accuracy = plan.accuracy
+    assert accuracy["unsplit_top1"] >= CHANCE + MARGIN
+    assert accuracy["fused_top1"] >= CHANCE + MARGIN
+    assert accuracy["exported"]["agreement_with_pytorch"] >= 0.99
+    assert accuracy["exported"]["top1"] == pytest.approx(accuracy["fused_top1"], abs=1.0)
+
+
+def test_classwise_run_local_matches_in_process(classwise_plan, digits6, spec, base_vit):
+    _, out, plan = classwise_plan
+    x, y = digits6[1].arrays(spec)
+    x = np.ascontiguousarray(x[:40])
+    alone = run_in_process(out, x, backend="onnxruntime")
+    apart = run_local(out, x, backend="onnxruntime")
+    assert np.array_equal(apart.predictions, alone.predictions)
+    assert np.array_equal(apart.logits, alone.logits)
+    assert set(apart.seconds) == {p.name for p in plan.pieces}
+    assert apart.labels == tuple(str(c) for c in CLASSES)
+
+
+def test_pipeline_plan_from_the_command_line_runs_as_a_chain(base_vit, digits6, spec, tmp_path, capsys):
+    """``edgevit split --strategy pipeline`` (no data needed), then the stages chained process to process."""
+    from edgevit.cli import main
+    from edgevit.train import save_weights
+
+    weights = save_weights(base_vit, tmp_path / "base.safetensors", labels=base_vit.labels,
+                           metadata={"image_size": "16"})
+    devices = tmp_path / "devices.toml"
+    devices.write_text("".join(f'[[device]]\nname = "{n}"\nmemory_mb = 64\nspeed = {s}\nlink_mbps = 100\n'
+                               f"link_latency_ms = 1.0\n" for n, s in (("a", 1.0), ("b", 2.0))))
+    out = tmp_path / "pipe"
+    code = main(["split", "test_vit", "--strategy", "pipeline", "--devices", str(devices), "--weights", str(weights),
+                 "--out", str(out), "--quiet", "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "stage0" in printed and "stage1" in printed and "frames/s" in printed
+    plan = load_plan(out)
+    assert [p.role for p in plan.pieces] == ["stage"] * 2 and [p.device for p in plan.pieces] == ["a", "b"]
+    spans = [p.span for p in plan.pieces]
+    assert spans[0][0] is None and spans[-1][1] is None and spans[0][1] == spans[1][0]
+    assert spans[0][1] in plan.model["split_points"]
+    assert sum(p.cost["params"] for p in plan.pieces) == count_params(base_vit)
+    assert plan.latency["bottleneck_ms"] == pytest.approx(max(s["stage_ms"] for s in plan.latency["per_stage"]))
+    assert plan.labels == tuple(base_vit.labels)
+    x, _ = digits6[1].arrays(spec)
+    x = np.ascontiguousarray(x[:24])
+    alone = run_in_process(out, x, backend="onnxruntime")
+    apart = run_local(out, x, backend="onnxruntime")
+    assert np.array_equal(apart.logits, alone.logits)
+    with torch.no_grad():
+        reference = base_vit(torch.from_numpy(x)).numpy()
+    assert np.array_equal(apart.predictions, reference.argmax(1))
+    assert np.abs(apart.logits - reference).max() < 1e-4
