@@ -43,22 +43,22 @@ def plot_latency(report, path: str | Path) -> Path:
         box.set_alpha(0.55)
         jitter = pos + rng.uniform(-0.18, 0.18, size=samples.size)
         ax.scatter(samples, jitter, s=4, color=colour, alpha=0.35, linewidths=0, zorder=1)
-        label = f"p50 {result.latency.p50_ms:.3g} ms"
+        label = f"p50 {_ms(result.latency.p50_ms)}"
         if baseline is not None and result is not baseline:
-            label += f"  ({_versus(baseline.latency.p50_ms / result.latency.p50_ms)})"
-        right = np.percentile(samples, 95)
-        ax.annotate(label, (right, pos), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
-    ax.set_yticks(positions, [f"{r.name}\n{r.backend}" for r in results], fontsize=8)
+            label += f"\n{_versus(baseline.latency.p50_ms / result.latency.p50_ms)} {baseline.name}"
+        ax.annotate(label, (1.01, pos), xycoords=("axes fraction", "data"), va="center", fontsize=9,
+                    fontweight="bold" if result.kind != "torch" else "normal")
+    ax.set_yticks(positions, [f"{r.name}\n{r.backend}, {_threads(r.threads)}" for r in results], fontsize=8)
     medians = [r.latency.p50_ms for r in results]
     low = min(float(np.min(d)) for d in data)
     high = max(float(np.percentile(d, 95)) for d in data)
     if max(medians) / max(min(medians), 1e-9) > 10:
         ax.set_xscale("log")
-        ax.set_xlim(low / 1.3, high * 4)
+        ax.set_xlim(low / 1.3, high * 1.3)
     else:
-        ax.set_xlim(max(0.0, low - 0.05 * (high - low)), high + 0.45 * (high - low) + 1e-9)
+        ax.set_xlim(max(0.0, low - 0.05 * (high - low)), high + 0.05 * (high - low) + 1e-9)
     o = report.options
-    ax.set_xlabel(f"latency per call (ms), batch {o.batch}, threads {o.threads or 'default'}; box: quartiles, whiskers: p5-p95")
+    ax.set_xlabel(f"latency per call (ms), batch {o.batch}; box: quartiles, whiskers: p5-p95, dots: every run")
     ax.set_title(f"{report.environment.cpu_model} - {o.runs} interleaved runs per model" if o.interleave
                  else f"{report.environment.cpu_model} - {o.runs} runs per model", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -68,7 +68,7 @@ def plot_latency(report, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -77,4 +77,12 @@ def plot_latency(report, path: str | Path) -> Path:
 
 
 def _versus(speedup: float) -> str:
-    return f"{speedup:.2f}x faster than torch" if speedup >= 1 else f"{1 / speedup:.2f}x slower than torch"
+    return f"{speedup:.2f}x faster than" if speedup >= 1 else f"{1 / speedup:.2f}x slower than"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g} ms" if value < 1000 else f"{value / 1000:.3g} s"
+
+
+def _threads(threads: int | None) -> str:
+    return "default threads" if threads is None else f"{threads} thread" + ("s" if threads != 1 else "")
