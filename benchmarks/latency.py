@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     peaks = [matmul_peak(args.threads, args.cache)]
     log(f"float32 matmul peak at {args.threads} threads: {peaks[0]['gflops']:.1f} GFLOP/s ({peaks[0]['how']})")
     rows = []
+    if args.export_only:
+        for name in names:
+            export_cells(name, precisions, args)
+        return 0
     for name in names:
         try:
             rows.append(measure_model(name, precisions, args))
@@ -81,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precisions", default="fp32,fp16,int8", help="those not registered are skipped")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgevit-latency")
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already exported to --cache")
+    parser.add_argument("--export-only", action="store_true",
+                        help="only export into --cache (heavy but not timing-sensitive); time later with --reuse")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency")
     return parser.parse_args(argv)
 
@@ -97,17 +103,7 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
     from edgevit.models import model_info
 
     info = model_info(name)
-    cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions] + list(VARIANTS)
-    artifacts, keys, export_errors = [], {}, {}
-    for key, target, precision, extra in cells:
-        try:
-            path = export_artifact(name, key, target, precision, extra, args)
-        except Exception as exc:  # noqa: BLE001 - report the cell, keep going
-            export_errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log(f"  {name} {key}: export failed: {export_errors[key]}")
-            continue
-        artifacts.append(path)
-        keys[str(path)] = key
+    artifacts, keys, export_errors = export_cells(name, precisions, args)
     matmul = matmul_model(args.cache)
     artifacts.append(matmul)
     keys[str(matmul)] = MATMUL
@@ -157,6 +153,22 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
     log(f"  {name}: torch best {torch_p50:.2f} ms; fastest {fastest} {columns[fastest]['p50_ms'] if fastest else '-'} ms "
         f"({row['fastest_speedup']}x)")
     return row
+
+
+def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+    """Export (or reuse) every column's artifact: paths, ``{path: column}`` and ``{column: error}``."""
+    cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions] + list(VARIANTS)
+    artifacts, keys, export_errors = [], {}, {}
+    for key, target, precision, extra in cells:
+        try:
+            path = export_artifact(name, key, target, precision, extra, args)
+        except Exception as exc:  # noqa: BLE001 - report the cell, keep going
+            export_errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log(f"  {name} {key}: export failed: {export_errors[key]}")
+            continue
+        artifacts.append(path)
+        keys[str(path)] = key
+    return artifacts, keys, export_errors
 
 
 def export_artifact(name: str, key: str, target: str, precision: str, extra: dict, args) -> Path:
