@@ -9,7 +9,8 @@ given, batch 1, its own verification off), loads it with the numpy reference exe
   float32 model before reparameterization, using :func:`edgevit.export.verify.compare`
   and judging them with the export's tolerance table;
 * times single-image runs (median of ``--runs``) against PyTorch eager on the same machine
-  and threads (the ratio is the number to compare between runs; the machine is shared);
+  and threads (the ratio is the number to compare between runs; the machine is shared, so
+  both run single-threaded by default);
 * profiles one run per op type, so the slowest ops are named.
 
 The goal is a 224-pixel model at batch 1 in under 5 s per run.
@@ -83,7 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precisions", default="fp32,fp16", type=lambda s: s.split(","))
     parser.add_argument("--deployment-target", default="iOS16")
     parser.add_argument("--runs", type=int, default=3, help="timed single-image runs per cell")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads for the executor and torch threads (default 1: on this shared "
+                             "2-core machine two BLAS threads contend and run several times slower)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the JSON")
     return parser.parse_args(argv)
 
@@ -119,7 +122,7 @@ def measure(name: str, precision: str, args: argparse.Namespace) -> dict:
                           out=work, verify=False, quiet=True)
         row["export_s"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
-        session = load(artifact.path, backend="coreml-reference")
+        session = load(artifact.path, backend="coreml-reference", threads=args.threads)
         row["load_s"] = round(time.perf_counter() - start, 2)
         program = session.backend_model.program
         row["opset"] = program.opset
@@ -140,7 +143,7 @@ def measure(name: str, precision: str, args: argparse.Namespace) -> dict:
             row["torch_s"] = round(_median_seconds(lambda: model(tx), args.runs), 3)
         row["ratio"] = round(row["run_s"] / row["torch_s"], 1) if row["torch_s"] else None
         profile: dict[str, float] = {}
-        program.run({"input": x}, profile=profile)
+        session.backend_model.run({"input": x}, profile=profile)
         total = sum(profile.values()) or 1.0
         row["slowest_ops"] = [f"{op} {100 * s / total:.0f}%" for op, s in
                               sorted(profile.items(), key=lambda kv: -kv[1])[:3]]

@@ -71,6 +71,20 @@ def test_load_runs_a_package_and_auto_picks_the_reference_backend(linear_package
     np.testing.assert_allclose(output, np.maximum(x @ W.T + np.arange(8), 0), rtol=1e-6, atol=1e-6)
 
 
+def test_threads_limit_the_blas_pool_while_running(linear_package):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    with load(linear_package, backend="coreml-reference", threads=1) as session:
+        assert session.backend_model.threads == 1
+        program = session.backend_model.program
+        run = program.run
+        program.run = lambda feeds, profile=None: seen.append([p["num_threads"] for p in threadpool_info()
+                                                               if p["user_api"] == "blas"]) or run(feeds, profile)
+        session.run({session.input_specs[0].name: np.ones((2, 6), np.float32)})
+    assert seen and all(n == 1 for n in seen[0])
+
+
 def test_wrong_input_shape_is_a_runtime_input_error(linear_package):
     model = CoreMLReferenceBackend().open(linear_package, None)
     with pytest.raises(RuntimeInputError, match=r"shape \[3, 6\].*float32\[2, 6\]"):

@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +40,16 @@ def supported_ops() -> dict[str, str]:
 class ReferenceModel(BackendModel):
     """A loaded ML Program behind the backend interface."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int | None = None) -> None:
         from edgevit.runtime.backends.coreml_reference.package import read_package
         from edgevit.runtime.backends.coreml_reference.program import Program
 
         self.path = path
         self.threads = None
+        self._blas = None
+        if threads is not None:
+            self._blas = _blas_controller(threads)
+            self.threads = threads if self._blas is not None else None
         self.package = read_package(path)
         try:
             self.program = Program(self.package)
@@ -52,8 +58,11 @@ class ReferenceModel(BackendModel):
         self.input_specs = self.program.input_specs()
         self.output_specs = self.program.output_specs()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.program.run(feeds)
+    def run(self, feeds: dict[str, np.ndarray], profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Run the program; ``profile``, when given, accumulates seconds per op type."""
+        limit = self._blas.limit(limits=self.threads, user_api="blas") if self._blas else nullcontext()
+        with limit:
+            return self.program.run(feeds, profile)
 
     def close(self) -> None:
         self.program = None
@@ -79,5 +88,23 @@ class CoreMLReferenceBackend(Backend):
             return "unknown"
 
     def open(self, model_path: Path, threads: int | None) -> ReferenceModel:
-        """Load ``model_path`` (an ``.mlpackage``). numpy picks its BLAS threads; ``threads`` is not applied."""
-        return ReferenceModel(Path(model_path))
+        """Load ``model_path`` (an ``.mlpackage``); ``threads`` limits numpy's BLAS threads while it runs."""
+        return ReferenceModel(Path(model_path), threads)
+
+
+def _blas_controller(threads: int):
+    """A threadpoolctl controller for numpy's BLAS, or None (with a warning) when it is not installed.
+
+    Limiting matters on a busy machine: two BLAS threads contending for cores shared with other
+    work can be many times slower than one.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        warnings.warn(
+            f"threads={threads} is not applied: limiting numpy's BLAS threads needs threadpoolctl "
+            f"(pip install 'edgevit[{EXTRA}]')",
+            stacklevel=4,
+        )
+        return None
+    return ThreadpoolController()
