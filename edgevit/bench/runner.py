@@ -329,7 +329,8 @@ def runtime_overhead_us(session, feeds: dict, calls: int = 2000, repeats: int = 
     exactly the session's own work: checking names, shapes and dtypes and renaming outputs.
     """
     real = session.backend_model
-    cached = real.run({session._to_backend[k]: v for k, v in feeds.items()})
+    outputs = session.run(feeds)
+    cached = {raw.name: outputs[public.name] for raw, public in zip(real.output_specs, session.output_specs)}
     session.backend_model = _Stub(cached)
     try:
         best = float("inf")

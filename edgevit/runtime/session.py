@@ -319,30 +319,27 @@ def resolve_backend(model_path: str | Path, backend: str = "auto") -> type[Backe
         if backend_cls.available():
             return backend_cls
     extras = ", ".join(f"pip install 'edgevit[{cls.extra}]' ({cls.name})" for cls in candidates)
-    broken = "".join(f"; backend {name!r} could not be imported ({why})" for name, why in _BROKEN.items())
+    _, broken_backends = _importable_backends()
+    broken = "".join(f"; backend {name!r} could not be imported ({why})" for name, why in broken_backends.items())
     raise MissingDependencyError(
         f"no backend that runs {suffix} files is installed here; install one: {extras or 'none registered'}{broken}"
     )
 
 
 def _backends_for(suffix: str) -> list[type[Backend]]:
-    return sorted(
-        (cls for cls in _importable_backends().values() if suffix in cls.suffixes), key=lambda c: (c.priority, c.name)
-    )
+    found, _ = _importable_backends()
+    return sorted((cls for cls in found if suffix in cls.suffixes), key=lambda c: (c.priority, c.name))
 
 
-def _importable_backends() -> dict[str, type[Backend]]:
-    """Registered backends whose module imports; a broken one must not stop the others."""
-    found = {}
+def _importable_backends() -> tuple[list[type[Backend]], dict[str, str]]:
+    """Registered backends whose module imports, and why the others do not (one broken must not stop the rest)."""
+    found, broken = [], {}
     for name in BACKENDS.names():
         try:
-            found[name] = BACKENDS.get(name)
+            found.append(BACKENDS.get(name))
         except (ImportError, AttributeError) as exc:
-            _BROKEN[name] = f"{type(exc).__name__}: {exc}"
-    return found
-
-
-_BROKEN: dict[str, str] = {}
+            broken[name] = f"{type(exc).__name__}: {exc}"
+    return found, broken
 
 
 def _open(backend_cls: type[Backend], model_path: Path, threads: int | None) -> BackendModel:
