@@ -123,11 +123,21 @@ def _named_details(interpreter) -> tuple[dict[str, dict], dict[str, dict]]:
     if len(signatures) == 1:
         key = next(iter(signatures))
         runner = interpreter.get_signature_runner(key)
-        ins = {name: by_index_in[d["index"]] for name, d in runner.get_input_details().items()}
-        outs = {name: by_index_out[d["index"]] for name, d in runner.get_output_details().items()}
+        ins = {name: by_index_in[d["index"]] for name, d in _natural(runner.get_input_details())}
+        outs = {name: by_index_out[d["index"]] for name, d in _natural(runner.get_output_details())}
         if len(ins) == len(by_index_in) and len(outs) == len(by_index_out):
             return ins, outs
     return ({d["name"]: d for d in by_index_in.values()}, {d["name"]: d for d in by_index_out.values()})
+
+
+def _natural(details: dict[str, dict]) -> list[tuple[str, dict]]:
+    """Signature entries in argument order: ``args_2`` before ``args_10`` (the session maps them by position)."""
+
+    def key(item: tuple[str, dict]) -> tuple[str, int]:
+        stem, _, number = item[0].rpartition("_")
+        return (stem, int(number)) if number.isdigit() else (item[0], -1)
+
+    return sorted(details.items(), key=key)
 
 
 def _spec(name: str, detail: dict) -> TensorSpec:
