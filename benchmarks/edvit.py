@@ -54,7 +54,8 @@ def parse_args(argv):
     p.add_argument("--recover-epochs", type=int, default=6)
     p.add_argument("--fusion-epochs", type=int, default=60)
     p.add_argument("--rounds", type=int, default=30, help="timing rounds")
-    p.add_argument("--work", default=str(ROOT / ".edvit-bench"), help="cache for weights and plans")
+    p.add_argument("--work", default=str(Path.home() / ".cache" / "edgevit" / "edvit-bench"),
+                   help="cache for the trained weights and the plans")
     p.add_argument("--out", default=str(RESULTS))
     return p.parse_args(argv)
 

@@ -39,8 +39,8 @@ class NoFeasibleDevice(PlanningError):
     def __init__(self, piece: str, needed_bytes: int, best_free_bytes: int, devices: str) -> None:
         self.piece, self.needed_bytes, self.best_free_bytes = piece, needed_bytes, best_free_bytes
         super().__init__(
-            f"sub-model {piece!r} needs {needed_bytes / MB:.2f} MB but the most free memory on any device is "
-            f"{best_free_bytes / MB:.2f} MB ({devices}); prune it harder (a larger reduction) or add memory"
+            f"sub-model {piece!r} needs {needed_bytes / MB:.3g} MB but the most free memory on any device is "
+            f"{best_free_bytes / MB:.3g} MB ({devices}); prune it harder (a larger reduction) or add memory"
         )
 
 
@@ -103,8 +103,8 @@ def check_devices_fit(cluster: Cluster, smallest: PieceCost) -> None:
         if device.memory_bytes < smallest.memory_bytes:
             raise PlanningError(
                 f"device {device.name!r} has {device.memory_mb:g} MB for the model, but the smallest feasible "
-                f"sub-model needs {smallest.memory_bytes / MB:.2f} MB ({smallest.weight_bytes / MB:.2f} MB "
-                f"weights + {smallest.activation_bytes / MB:.2f} MB activations); give it more memory or "
+                f"sub-model needs {smallest.memory_bytes / MB:.3g} MB ({smallest.weight_bytes / MB:.3g} MB "
+                f"weights + {smallest.activation_bytes / MB:.3g} MB activations); give it more memory or "
                 f"remove it from {cluster.source}"
             )
 
@@ -124,7 +124,7 @@ def place(pieces: list[PieceCost] | tuple[PieceCost, ...], cluster: Cluster,
     for piece in order:
         options = [d for d in cluster.devices if free[d.name] >= piece.memory_bytes]
         if not options:
-            described = ", ".join(f"{d.name}: {free[d.name] / MB:.2f} MB free" for d in cluster.devices)
+            described = ", ".join(f"{d.name}: {free[d.name] / MB:.3g} MB free" for d in cluster.devices)
             raise NoFeasibleDevice(piece.name, piece.memory_bytes, max(free.values()), described)
         finish = {d.name: _finish_ms(busy[d.name], piece, d, first=not hosted[d.name]) for d in options}
         device = min(options, key=lambda d: (finish[d.name], -free[d.name], d.name))

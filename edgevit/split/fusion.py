@@ -32,10 +32,6 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.model = model
 
-    @property
-    def feature_dim(self) -> int:
-        return int(self.model.num_features) if hasattr(self.model, "num_features") else int(self.model.embed_dim)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 

@@ -128,3 +128,34 @@ def test_pipeline_plan_from_the_command_line_runs_as_a_chain(base_vit, digits6, 
         reference = base_vit(torch.from_numpy(x)).numpy()
     assert np.array_equal(apart.predictions, reference.argmax(1))
     assert np.abs(apart.logits - reference).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["classwise", "pipeline"])
+def test_strategies_registry(name):
+    from edgevit.partition import STRATEGIES
+
+    assert name in STRATEGIES.names()
+    strategy = STRATEGIES.get(name)()
+    assert strategy.name == name and callable(strategy.build)
+
+
+def test_a_sub_model_that_fits_nowhere_is_pruned_harder(base_vit, digits6, spec):
+    """Devices a little smaller than the budgeted sub-model: the pruning loop tightens it until it fits."""
+    from edgevit.partition import STRATEGIES
+    from edgevit.partition.budget import keep_for_ratio
+    from edgevit.partition.cost import vit_piece_cost
+    from edgevit.split.pruners import VitPruner
+    from edgevit.split.request import SplitRequest
+    from edgevit.split.vit_prune import vit_shape
+
+    full = vit_shape(base_vit)
+    ratio = VitPruner().ratio_for_budget(base_vit, 3, max_params=count_params(base_vit) // REDUCTION)
+    budgeted = vit_piece_cost("sub", keep_for_ratio(full, ratio).shape(full, 3)).memory_bytes
+    cluster = equal_devices(2, memory_mb=budgeted * 0.8 / 1e6)
+    options = FAST.replace(recover_epochs=1, fusion_epochs=2, measure_rounds=2)
+    request = SplitRequest(base_vit, "test_vit", *digits6, spec, cluster, options, progress=False)
+    built = STRATEGIES.get("classwise")().build(request)
+    for item in built.pieces:
+        assert item.piece.info["keep_ratio"] < ratio
+        assert item.piece.cost["memory_bytes"] <= cluster.devices[0].memory_bytes
+    assert sorted(p.piece.device for p in built.pieces) == ["dev0", "dev1"]

@@ -100,8 +100,9 @@ def test_ffn_pruning_of_hierarchical_families(name):
         assert torch.allclose(deploy(torch.from_numpy(images)), sub(torch.from_numpy(images)), atol=1e-4)
 
 
-@pytest.mark.parametrize(("name", "reduction"), [("test_cas_vit", 1.5), ("test_efficientformerv2", 1.1)])
-def test_classwise_strategy_on_hierarchical_families(name, reduction):
+@pytest.mark.parametrize(("name", "reduction", "grouping"),
+                         [("test_cas_vit", 1.5, "balanced"), ("test_efficientformerv2", 1.1, "confusion")])
+def test_classwise_strategy_on_hierarchical_families(name, reduction, grouping):
     """The class-wise strategy (no export) with FFN-only pruning: sub-models, fusion head, placement."""
     from edgevit.data.datasets import load_dataset
     from edgevit.devices import equal_devices
@@ -117,11 +118,14 @@ def test_classwise_strategy_on_hierarchical_families(name, reduction):
     spec = dataset_spec(name, train, 64)
     model = create_model(name, num_classes=3, image_size=64).eval()
     options = SplitOptions(reduction=reduction, prune_steps=1, recover_epochs=1, fusion_epochs=2, measure_rounds=2,
-                           score_images=16)
+                           score_images=16, grouping=grouping)
     request = SplitRequest(model, name, train, val, spec, equal_devices(2), options, progress=False)
     built = STRATEGIES.get("classwise")().build(request)
     full = count_params(model)
-    assert [p.piece.classes for p in built.pieces] == [(0, 1), (2,)]
+    groups = [p.piece.classes for p in built.pieces]
+    assert sorted(len(g) for g in groups) == [1, 2] and sorted(c for g in groups for c in g) == classes
+    if grouping == "balanced":
+        assert groups == [(0, 1), (2,)]
     for item in built.pieces:
         assert item.piece.info["pruned"] == "FFN neurons only"
         assert item.piece.cost["params"] * reduction <= full
