@@ -80,6 +80,7 @@ def summary(plan, out) -> str:
     if "bottleneck_ms" in latency:
         line += f"; stream: {latency['frames_per_second']:.1f} frames/s (slowest stage {latency['bottleneck_ms']:.2f} ms)"
     lines.append(line)
+    lines.append(f"compute measured with {latency.get('measured_on', '?')}")
     acc = plan.accuracy
     if acc.get("unsplit_top1") is not None:
         text = f"validation top-1 ({acc['images']} images): unsplit {acc['unsplit_top1']:.2f}%"

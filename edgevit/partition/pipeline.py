@@ -25,7 +25,7 @@ from edgevit.devices import MB, Cluster, Device
 from edgevit.errors import PlanningError
 from edgevit.partition.cost import PieceCost, compute_ms, link_ms, transfer_ms
 
-__all__ = ["PipelinePlan", "Stage", "balance_pipeline", "stage_cost"]
+__all__ = ["PipelinePlan", "Stage", "balance_pipeline", "evaluate_stages", "stage_cost"]
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,29 @@ def balance_pipeline(segments: list[PieceCost] | tuple[PieceCost, ...], cluster:
     return PipelinePlan(stages)  # type: ignore[arg-type]
 
 
+def evaluate_stages(stages: list[PieceCost] | tuple[PieceCost, ...], spans: list[tuple[int, int]],
+                    cluster: Cluster) -> PipelinePlan:
+    """The times of given stages (stage k on device k), e.g. re-timed after export.
+
+    Raises:
+        PlanningError: a stage no longer fits its device's memory.
+    """
+    out = []
+    for k, (piece, (first, last)) in enumerate(zip(stages, spans)):
+        stage = _stage_on(piece, first, last, cluster.devices, k)
+        if stage is None:
+            raise PlanningError(f"stage {k} needs {piece.memory_bytes / MB:.3g} MB but device "
+                                f"{cluster.devices[k].name!r} has {cluster.devices[k].memory_mb:g} MB")
+        out.append(stage)
+    return PipelinePlan(tuple(out))
+
+
 def _stage(segments, first: int, last: int, devices: tuple[Device, ...], index: int) -> Stage | None:
+    return _stage_on(stage_cost(segments[first : last + 1], f"stage{index}"), first, last, devices, index)
+
+
+def _stage_on(piece: PieceCost, first: int, last: int, devices: tuple[Device, ...], index: int) -> Stage | None:
     device = devices[index]
-    piece = stage_cost(segments[first : last + 1], f"stage{index}")
     if piece.memory_bytes > device.memory_bytes:
         return None
     incoming = transfer_ms(piece.input_bytes, device) if index == 0 else 0.0

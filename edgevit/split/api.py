@@ -56,7 +56,8 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
     check = None
     if options.verify and val_set is not None:
         check = val_set.arrays(spec)
-    return write_plan(built, out, check=check, log=request.log)
+    return write_plan(built, out, check=check, log=request.log, timing=options.timing, threads=options.threads,
+                      rounds=options.measure_rounds)
 
 
 def _check_target(options: SplitOptions) -> None:

@@ -18,14 +18,17 @@ Steps (each a method below):
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 
 import numpy as np
 import torch
 
+from edgevit.devices import parse_devices
 from edgevit.errors import PlanningError
 from edgevit.models._count import count_params
 from edgevit.partition.classes import balanced_split, confusion_split, group_sizes
+from edgevit.partition.cost import PieceCost
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place, single_device
 from edgevit.partition.plan import Plan, PlanPiece
 from edgevit.split.fusion import FeatureExtractor, SplitModel, train_fusion
@@ -184,15 +187,40 @@ class ClasswiseStrategy:
         plan = Plan(
             strategy=self.name,
             model={"name": request.model_name, "image_size": request.spec.size, "num_classes": request.train_set.num_classes,
-                   "params": full_params, "macs": others["unsplit"].macs, "measured_ms": others["unsplit"].measured_ms},
+                   "params": full_params, "macs": others["unsplit"].macs, "measured_ms": others["unsplit"].measured_ms,
+                   "cost": others["unsplit"].to_dict()},
             labels=tuple(request.train_set.classes), target=options.target, precision=options.precision,
             preprocessing=request.spec.to_dict(), pieces=tuple(p.piece for p in pieces), fusion=fusion_piece.piece,
-            devices=request.cluster.to_dict(), latency=latency_report(placement, others["unsplit"], request),
+            devices=request.cluster.to_dict(),
+            latency=latency_report(placement, others["unsplit"], request.cluster, _pytorch_timing(request)),
             accuracy={"split": request.val_set.name, "images": int(len(vy)), "unsplit_top1": unsplit.top1,
                       "fused_top1": fused.top1, "evaluated_with": "PyTorch"},
             notes=_notes(request),
         )
-        return BuiltPlan(plan, pieces, fusion_piece, split_model)
+        return BuiltPlan(plan, pieces, fusion_piece, split_model, unsplit=model, strategy=self)
+
+    # -- after export: the exported pieces timed with the runtime -----------------------------------
+    def retime(self, plan: Plan, measured: dict[str, float], timing: str) -> Plan:
+        """The plan with every compute time replaced by ``measured`` (piece name -> ms, with
+        ``unsplit`` and ``fusion``), placement and latency recomputed; the PyTorch figures kept."""
+        cluster = parse_devices(plan.devices, source="plan.json")
+        costs = [_with_ms(p.name, p.cost, measured[p.name]) for p in plan.pieces]
+        placement = place(costs, cluster, _with_ms("fusion", plan.fusion.cost, measured["fusion"]))
+        pieces = []
+        for piece, assignment in zip(plan.pieces, placement.assignments):
+            pieces.append(dataclasses.replace(
+                piece, device=assignment.device, cost={**piece.cost, "measured_ms": measured[piece.name],
+                                                       "pytorch_ms": piece.cost["measured_ms"]},
+                predicted={"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms}))
+        fusion = dataclasses.replace(plan.fusion, cost={**plan.fusion.cost, "measured_ms": measured["fusion"],
+                                                        "pytorch_ms": plan.fusion.cost["measured_ms"]},
+                                     predicted={"compute_ms": placement.fusion_ms})
+        unsplit = _with_ms("unsplit", plan.model["cost"], measured["unsplit"])
+        latency = latency_report(placement, unsplit, cluster, timing)
+        latency["pytorch_eager"] = _summary(plan.latency)
+        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model["measured_ms"],
+                 "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
+        return dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion, latency=latency, model=model)
 
 
 class _FullLogits(torch.nn.Module):
@@ -209,14 +237,29 @@ def _example(request: SplitRequest) -> torch.Tensor:
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
-def latency_report(placement: Placement, unsplit, request: SplitRequest) -> dict:
+def _pytorch_timing(request: SplitRequest) -> str:
+    return (f"{platform.machine()} {platform.processor() or platform.system()}, PyTorch {torch.__version__} eager, "
+            f"{request.options.threads} thread(s), median of interleaved runs in the planning process")
+
+
+def _with_ms(name: str, cost: dict, ms: float) -> PieceCost:
+    return PieceCost(name, cost["params"], cost["macs"], cost["weight_bytes"], cost["activation_bytes"],
+                     cost["input_bytes"], cost["output_bytes"], ms)
+
+
+def _summary(latency: dict) -> dict:
+    keys = ("measured_on", "end_to_end_ms", "measured_part_ms", "modelled_part_ms", "unsplit_measured_ms",
+            "unsplit_device_ms", "ratio_to_unsplit", "bottleneck_ms", "frames_per_second", "throughput_gain")
+    return {k: latency[k] for k in keys if k in latency}
+
+
+def latency_report(placement: Placement, unsplit: PieceCost, cluster, measured_on: str) -> dict:
     """Predicted latency, the measured and the modelled parts apart, and the unsplit reference."""
     loads = [load for load in placement.loads if load.pieces]
     critical = max(loads, key=lambda load: load.total_ms)
-    alone = single_device(unsplit, request.cluster)
+    alone = single_device(unsplit, cluster)
     report = {
-        "measured_on": f"{platform.machine()} {platform.processor() or platform.system()}, PyTorch "
-                       f"{torch.__version__}, {request.options.threads} thread(s), median of interleaved runs",
+        "measured_on": measured_on,
         "model": "device time = input transfer (modelled) + sum of its sub-models' compute (measured here / "
                  "device speed) + feature transfers (modelled); end-to-end = slowest device + fusion head (measured "
                  "here / coordinator speed)",

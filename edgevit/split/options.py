@@ -10,6 +10,7 @@ from typing import Any
 from edgevit.errors import InvalidArgumentError
 
 GROUPINGS = ("balanced", "confusion")
+TIMINGS = ("runtime", "pytorch")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class SplitOptions:
         score_images: group images used to score units (KL estimate).
         fusion_hidden / fusion_epochs: the fusion MLP.
         threads / measure_rounds: timing of the pieces on this machine.
+        timing: ``"runtime"`` (default): once exported, the pieces and the unsplit model are
+            timed with ``edgevit.runtime`` in a fresh process, as a device runs them, and the
+            plan's latencies use those times; ``"pytorch"``: PyTorch eager in the planning
+            process only (also the fallback where no fast runtime runs the target here).
         max_tighten: how many times a sub-model that fits no device may be pruned harder.
         verify: check the exported plan against PyTorch on validation images.
         seed: for every random choice.
@@ -52,6 +57,7 @@ class SplitOptions:
     fusion_epochs: int = 60
     threads: int = 1
     measure_rounds: int = 15
+    timing: str = "runtime"
     max_tighten: int = 4
     verify: bool = True
     seed: int = 0
@@ -59,6 +65,8 @@ class SplitOptions:
     def __post_init__(self) -> None:
         if self.grouping not in GROUPINGS:
             raise InvalidArgumentError(f"grouping must be one of {', '.join(GROUPINGS)}, got {self.grouping!r}")
+        if self.timing not in TIMINGS:
+            raise InvalidArgumentError(f"timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
         if not self.reduction >= 1:
             raise InvalidArgumentError(f"reduction must be >= 1 (1 = no pruning), got {self.reduction}")
         for name in ("prune_steps", "recover_epochs", "batch_size", "score_images", "fusion_hidden",

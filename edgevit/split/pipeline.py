@@ -10,14 +10,17 @@ model's accuracy is recorded and the exported chain is checked against it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
+from edgevit.devices import parse_devices
 from edgevit.models._count import count_params
-from edgevit.partition.pipeline import PipelinePlan, balance_pipeline, stage_cost
+from edgevit.partition.pipeline import PipelinePlan, balance_pipeline, evaluate_stages, stage_cost
 from edgevit.partition.placement import single_device
 from edgevit.partition.plan import Plan, PlanPiece
-from edgevit.split.classwise import CHECK_IMAGES, _example
+from edgevit.split.classwise import CHECK_IMAGES, _example, _pytorch_timing, _summary, _with_ms
 from edgevit.split.measure import interleaved_ms, piece_cost
 from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest
 from edgevit.train import accuracy, predict_logits
@@ -54,7 +57,8 @@ class PipelineStrategy:
                 output_name="logits", cost=cost.to_dict(),
                 predicted={"compute_ms": stage.compute_ms, "input_transfer_ms": stage.input_transfer_ms,
                            "output_transfer_ms": stage.output_transfer_ms, "stage_ms": stage.total_ms},
-                span=(start, end), info={"segments": names[stage.first : stage.last + 1]},
+                span=(start, end), info={"segments": names[stage.first : stage.last + 1],
+                                         "segment_range": [stage.first, stage.last]},
             )
             module = deploy.stage(start, end).eval()
             pieces.append(BuiltPiece(piece, module, inputs[stage.first], k == 0, checks[stage.first]))
@@ -70,16 +74,34 @@ class PipelineStrategy:
             strategy=self.name,
             model={"name": request.model_name, "image_size": request.spec.size,
                    "num_classes": int(getattr(request.model, "num_classes", 0) or 0), "params": count_params(deploy),
-                   "macs": unsplit.macs, "measured_ms": unsplit.measured_ms, "split_points": names[:-1]},
+                   "macs": unsplit.macs, "measured_ms": unsplit.measured_ms, "split_points": names[:-1],
+                   "cost": unsplit.to_dict()},
             labels=tuple(request.train_set.classes) if request.train_set is not None else
             tuple(getattr(request.model, "labels", None) or [str(i) for i in range(deploy.num_classes)]),
             target=options.target, precision=options.precision, preprocessing=request.spec.to_dict(),
             pieces=tuple(p.piece for p in pieces), devices=request.cluster.to_dict(),
-            latency=self.latency_report(stages, unsplit, request), accuracy=accuracy_report,
+            latency=self.latency_report(stages, unsplit, request.cluster, _pytorch_timing(request)),
+            accuracy=accuracy_report,
             notes=("stage memory = weights at the export precision + the largest segment's peak activations "
                    "(an estimate)",),
         )
-        return BuiltPlan(plan, pieces, None, deploy)
+        return BuiltPlan(plan, pieces, None, deploy, unsplit=deploy, strategy=self)
+
+    def retime(self, plan: Plan, measured: dict[str, float], timing: str) -> Plan:
+        """Stage times replaced by ``measured`` (the cuts stay), latency recomputed; PyTorch figures kept."""
+        cluster = parse_devices(plan.devices, source="plan.json")
+        costs = [_with_ms(p.name, p.cost, measured[p.name]) for p in plan.pieces]
+        stages = evaluate_stages(costs, [tuple(p.info["segment_range"]) for p in plan.pieces], cluster)
+        pieces = [dataclasses.replace(p, cost={**p.cost, "measured_ms": measured[p.name], "pytorch_ms": p.cost["measured_ms"]},
+                                      predicted={"compute_ms": s.compute_ms, "input_transfer_ms": s.input_transfer_ms,
+                                                 "output_transfer_ms": s.output_transfer_ms, "stage_ms": s.total_ms})
+                  for p, s in zip(plan.pieces, stages.stages)]
+        latency = self.latency_report(stages, _with_ms("unsplit", plan.model["cost"], measured["unsplit"]), cluster,
+                                      timing)
+        latency["pytorch_eager"] = _summary(plan.latency)
+        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model["measured_ms"],
+                 "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
+        return dataclasses.replace(plan, pieces=tuple(pieces), latency=latency, model=model)
 
     @staticmethod
     def check_images(request: SplitRequest) -> torch.Tensor:
@@ -103,9 +125,10 @@ class PipelineStrategy:
         return inputs, checks
 
     @staticmethod
-    def latency_report(stages: PipelinePlan, unsplit, request: SplitRequest) -> dict:
-        alone = single_device(unsplit, request.cluster)
+    def latency_report(stages: PipelinePlan, unsplit, cluster, measured_on: str) -> dict:
+        alone = single_device(unsplit, cluster)
         report = {
+            "measured_on": measured_on,
             "model": "stage time = [input transfer, first stage] + compute (measured here / device speed) + transfer "
                      "to the next device (modelled); a stream runs at 1000 / bottleneck_ms frames per second",
             "per_stage": [{"stage": f"stage{k}", "device": s.device, "segments": [s.first, s.last],

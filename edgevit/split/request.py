@@ -75,10 +75,14 @@ class BuiltPlan:
     """A strategy's result: the plan (artifact sizes still unknown) and the pieces to export.
 
     ``reference`` is the whole split as one torch module (images to the final output), the
-    in-process result the exported plan is checked against.
+    in-process result the exported plan is checked against; ``unsplit`` is the model the plan
+    replaces (exported too, to time it beside the pieces); ``strategy`` re-times the plan
+    (``strategy.retime(plan, measured_ms, how)``) once the pieces are exported.
     """
 
     plan: Plan
     pieces: list[BuiltPiece]
     fusion: BuiltPiece | None
     reference: Any
+    unsplit: Any = None
+    strategy: Any = None

@@ -34,13 +34,16 @@ __all__ = ["export_piece", "write_plan"]
 
 
 def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.ndarray] | None = None,
-               log=print) -> Plan:
+               log=print, timing: str = "runtime", threads: int | None = 1, rounds: int = 15) -> Plan:
     """Export every piece of ``built`` into ``out`` and write ``plan.json``.
 
     Args:
-        check: validation ``(images, labels)``; when given (and ``plan`` asks to verify) the
-            exported plan is run in this process through ``edgevit.runtime`` and compared
-            with the PyTorch split, and its accuracy recorded.
+        check: validation ``(images, labels)``; when given the exported plan is run in this
+            process through ``edgevit.runtime`` and compared with the PyTorch split, and its
+            accuracy recorded.
+        timing: ``"runtime"``: also export the unsplit model (``unsplit-*``), time it and every
+            piece with the runtime in a fresh process, and re-time the plan with those figures
+            (see :func:`retime`); ``"pytorch"``: keep the strategy's PyTorch timings.
     """
     from edgevit.export.pipeline import check_writable, install
 
@@ -58,13 +61,11 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
             log(f"exporting fusion head to {plan.target} ({plan.precision})")
             fusion = export_piece(built.fusion, plan, staging)
         plan = dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion)
+        plan = retime(built, plan, staging, timing, threads, rounds, log)
         _write_json(staging / PLAN_NAME, plan.to_dict())
-        if check is not None and plan.target != "coreml":
+        if check is not None:
+            log("running the exported plan on the validation images")
             plan = dataclasses.replace(plan, accuracy={**plan.accuracy, **_check_exported(staging, plan, built, check)})
-            _write_json(staging / PLAN_NAME, plan.to_dict())
-        elif check is not None:
-            note = "the exported Core ML plan was not run: Core ML cannot predict on Linux"
-            plan = dataclasses.replace(plan, accuracy={**plan.accuracy, "exported": {"status": "not run", "note": note}})
             _write_json(staging / PLAN_NAME, plan.to_dict())
         install(staging, out)
         staging = None
@@ -72,6 +73,37 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def retime(built: BuiltPlan, plan: Plan, folder: Path, timing: str, threads: int | None, rounds: int, log) -> Plan:
+    """Time the exported pieces and the exported unsplit model with the runtime, in a fresh
+    process, and let the strategy recompute placement and latency from those times."""
+    from edgevit.export.targets import get_target
+    from edgevit.export.verify import _backend_usable
+    from edgevit.split._timing import measure_in_subprocess
+
+    if timing != "runtime" or built.unsplit is None or built.strategy is None:
+        return plan
+    usable = [b for b in get_target(plan.target).verification_backends() if _backend_usable(b)[0]]
+    if not usable or usable[0] == "coreml-reference":
+        note = (f"compute times are PyTorch eager: no runtime that runs {plan.target} at device speed is available "
+                "here" + (" (coreml-reference is a numpy reference executor)" if usable else ""))
+        return dataclasses.replace(plan, notes=(*plan.notes, note))
+    backend = usable[0]
+    log(f"exporting the unsplit model to {plan.target} ({plan.precision}) to time it beside the pieces")
+    unsplit = BuiltPiece(PlanPiece("unsplit", "stage", "unsplit", None, "input", "logits"), built.unsplit,
+                         built.pieces[0].example, True)
+    unsplit_dir = _export_image_piece(unsplit, plan, folder)
+    log(f"timing the exported pieces with {backend} in a fresh process")
+    pieces = [*plan.pieces, *((plan.fusion,) if plan.fusion else ())]
+    folders = [str(folder / p.artifact) for p in pieces] + [str(unsplit_dir)]
+    times = measure_in_subprocess(folders, backend, threads, rounds)
+    measured = {p.name: times[str(folder / p.artifact)] for p in pieces}
+    measured["unsplit"] = times[str(unsplit_dir)]
+    how = (f"edgevit.runtime ({backend}), {threads or 'default'} thread(s), batch 1, median of {rounds} interleaved "
+           "runs in a fresh process")
+    plan = built.strategy.retime(plan, measured, how)
+    return dataclasses.replace(plan, model={**plan.model, "artifact": unsplit_dir.name})
 
 
 def export_piece(item: BuiltPiece, plan: Plan, folder: Path) -> PlanPiece:
@@ -101,6 +133,7 @@ def _export_image_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
 
 def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
     from edgevit import __version__
+    from edgevit.export._capture import captured_output
     from edgevit.export.options import ExportOptions
     from edgevit.export.pipeline import file_sizes, install
     from edgevit.export.targets import INPUT_NAME, OUTPUT_NAME, get_target
@@ -114,8 +147,9 @@ def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{item.piece.name}.", suffix=".partial", dir=folder))
     try:
         start = time.perf_counter()
-        target.convert(module, item.example, options, staging / target.model_file)
-        ops = target.inspect(staging / target.model_file, options)
+        with captured_output():  # converters talk a lot; edgevit.export hides it the same way
+            target.convert(module, item.example, options, staging / target.model_file)
+            ops = target.inspect(staging / target.model_file, options)
         inputs = (TensorSpec(INPUT_NAME, (1, *item.example.shape[1:]), "float32", None),)
         outputs = (TensorSpec(OUTPUT_NAME, (1, *reference.shape[1:]), "float32", None),)
         manifest = Manifest(
@@ -173,7 +207,8 @@ def _verify_tensor_piece(folder: Path, manifest: Manifest, target, inputs: np.nd
 
 
 def _labels(item: BuiltPiece, plan: Plan) -> list[str] | None:
-    if item.piece.role == "fusion" or (item.piece.role == "stage" and item.piece.span and item.piece.span[1] is None):
+    last_stage = item.piece.role == "stage" and item.piece.span is not None and item.piece.span[1] is None
+    if item.piece.role == "fusion" or item.piece.name == "unsplit" or last_stage:
         return list(plan.labels)
     return None
 
@@ -181,19 +216,26 @@ def _labels(item: BuiltPiece, plan: Plan) -> list[str] | None:
 def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.ndarray, np.ndarray]) -> dict:
     """Run the exported plan in this process and compare it with the PyTorch split."""
     from edgevit.export.targets import get_target
+    from edgevit.export.verify import _backend_usable
     from edgevit.split.local import run_in_process
 
     images, labels = check
-    backends = get_target(plan.target).verification_backends()
-    result = run_in_process(folder, images, backend=backends[0] if backends else "auto")
-    with torch.no_grad():
-        reference = np.concatenate([built.reference(torch.from_numpy(images[i : i + 64])).numpy()
-                                    for i in range(0, len(images), 64)])
-    agree = float((result.predictions == reference.argmax(1)).mean())
-    top1 = float((result.predictions == labels).mean() * 100)
-    return {"exported": {"top1": top1, "agreement_with_pytorch": agree,
-                         "max_abs_logit_diff": float(np.abs(result.logits - reference).max()),
-                         "images": int(len(labels)), "run_with": "edgevit.runtime, all pieces in this process"}}
+    reasons = []
+    for backend in get_target(plan.target).verification_backends():
+        usable, why = _backend_usable(backend)
+        if not usable:
+            reasons.append(why)
+            continue
+        result = run_in_process(folder, images, backend=backend)
+        with torch.no_grad():
+            reference = np.concatenate([built.reference(torch.from_numpy(images[i : i + 64])).numpy()
+                                        for i in range(0, len(images), 64)])
+        return {"exported": {
+            "top1": float((result.predictions == labels).mean() * 100),
+            "agreement_with_pytorch": float((result.predictions == reference.argmax(1)).mean()),
+            "max_abs_logit_diff": float(np.abs(result.logits - reference).max()), "images": int(len(labels)),
+            "run_with": f"edgevit.runtime ({backend}), all pieces in this process"}}
+    return {"exported": {"status": "not run", "note": "; ".join(reasons or ["no runtime backend runs this target here"])}}
 
 
 def _write_json(path: Path, data: dict) -> None:

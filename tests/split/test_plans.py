@@ -27,14 +27,15 @@ REDUCTION = 4
 FAST = SplitOptions(reduction=REDUCTION, prune_steps=1, recover_epochs=2, fusion_epochs=20, measure_rounds=3)
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=["K2", "K3"])
+@pytest.fixture(scope="module", params=[(2, "runtime"), (3, "pytorch")], ids=["K2", "K3"])
 def classwise_plan(request, base_vit, digits6, tmp_path_factory):
-    k = request.param
+    k, timing = request.param
     out = tmp_path_factory.mktemp(f"classwise{k}") / "plan"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        plan = split(base_vit, digits6, equal_devices(k, memory_mb=64), out, FAST, progress=False)
+        plan = split(base_vit, digits6, equal_devices(k, memory_mb=64), out, FAST.replace(timing=timing),
+                     progress=False)
     finally:
         torch.set_num_threads(threads)
     return k, out, plan
@@ -62,7 +63,7 @@ def test_classwise_plan_shapes_and_sizes(classwise_plan, base_vit):
 
 
 def test_classwise_placement_is_feasible(classwise_plan):
-    k, _, plan = classwise_plan
+    k, out, plan = classwise_plan
     devices = {d["name"]: d for d in plan.devices["device"]}
     assert len({p.device for p in plan.pieces}) == k  # equal devices: one sub-model each
     for load in plan.latency["per_device"]:
@@ -72,6 +73,13 @@ def test_classwise_placement_is_feasible(classwise_plan):
     assert plan.latency["end_to_end_ms"] == pytest.approx(slowest + plan.latency["fusion_ms"])
     assert plan.latency["end_to_end_ms"] == pytest.approx(plan.latency["measured_part_ms"]
                                                           + plan.latency["modelled_part_ms"])
+    if k == 2:  # timed with the runtime after export, PyTorch's figures kept beside
+        assert plan.latency["measured_on"].startswith("edgevit.runtime (onnxruntime)")
+        assert (out / plan.model["artifact"] / "manifest.json").is_file()
+        assert plan.latency["pytorch_eager"]["end_to_end_ms"] > 0
+        assert all(p.cost["measured_ms"] != p.cost["pytorch_ms"] for p in plan.pieces)
+    else:
+        assert "PyTorch" in plan.latency["measured_on"] and "artifact" not in plan.model
 
 
 def test_classwise_fusion_accuracy(classwise_plan):
