@@ -47,7 +47,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vit_tiny_patch16_224")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=30, help="training epochs of the base model")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs of the base model (lr 1e-3, cosine)")
+    p.add_argument("--more-epochs", type=int, default=30,
+                   help="then this many more from those weights (lr 5e-4, a second cosine cycle); 0: none")
     p.add_argument("--ks", default="2,3,4")
     p.add_argument("--reduction", type=float, default=8.0)
     p.add_argument("--prune-steps", type=int, default=2)
@@ -83,24 +85,30 @@ def base_model(args, work: Path):
     from edgevit.models import create_model
     from edgevit.train import TrainConfig, dataset_spec, evaluate, save_weights, train
 
-    path = work / f"{args.model}-digits-{args.image_size}px-{args.epochs}ep.safetensors"
     train_set, val_set = load_dataset("digits", "train"), load_dataset("digits", "val")
     spec = dataset_spec(args.model, train_set, args.image_size)
-    if path.exists():
-        model = create_model(args.model, weights=path, image_size=args.image_size)
-        seconds = None
-    else:
-        model = create_model(args.model, num_classes=10, image_size=args.image_size)
-        config = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, warmup_epochs=1.0, seed=0)
+    phases = [(args.epochs, 1e-3, 0), (args.more_epochs, 5e-4, 1)]
+    seconds, model, done = 0.0, None, 0
+    for epochs, lr, seed in [p for p in phases if p[0] > 0]:
+        done += epochs
+        path = work / f"{args.model}-digits-{args.image_size}px-{done}ep.safetensors"
+        if path.exists():
+            model = create_model(args.model, weights=path, image_size=args.image_size)
+            continue
+        if model is None:
+            model = create_model(args.model, num_classes=10, image_size=args.image_size)
+        config = TrainConfig(epochs=epochs, batch_size=32, lr=lr, warmup_epochs=1.0, seed=seed)
         start = time.perf_counter()
         train(model, train_set, val_set, config, spec, progress=None)
-        seconds = time.perf_counter() - start
+        seconds += time.perf_counter() - start
         save_weights(model, path, labels=train_set.classes, metadata={"image_size": str(args.image_size)})
         model.labels = list(train_set.classes)
     model.model_name = args.model
     top1 = evaluate(model.eval(), val_set, spec).top1
     print(f"base model: {args.model} at {args.image_size} px, validation top-1 {top1:.2f}%", flush=True)
-    return model, {"weights": path.name, "val_top1": top1, "train_seconds": seconds, "epochs": args.epochs}
+    return model, {"weights": path.name, "val_top1": top1, "train_seconds": seconds or None,
+                   "recipe": [{"epochs": e, "lr": lr, "seed": seed} for e, lr, seed in phases if e > 0],
+                   "epochs": done}
 
 
 # -- is the cheap KL estimate right? --------------------------------------------------------------
@@ -201,7 +209,7 @@ def markdown(results: dict) -> str:
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}, 1 thread for every timing.",
         "",
         f"**Base model:** `{m['model']}` at {m['image_size']} px, trained *from scratch* on the bundled digits "
-        f"({m['base']['epochs']} epochs; no pretrained weights can be downloaded here): validation top-1 "
+        f"({_recipe(m['base'])}; no pretrained weights can be downloaded here): validation top-1 "
         f"{m['base']['val_top1']:.2f}% (359 images). Split options: reduction {m['options']['reduction']:g}x, "
         f"{m['options']['prune_steps']} prune/recover rounds of {m['options']['recover_epochs']} distillation epochs, "
         f"fusion MLP {m['options']['fusion_epochs']} epochs. K equal devices: speed 1.0 (this machine), "
@@ -283,6 +291,11 @@ def markdown(results: dict) -> str:
                      f"the unsplit size | {1 / lat['ratio_to_unsplit']:.2f}x (onnxruntime), "
                      f"{1 / lat['pytorch_eager']['ratio_to_unsplit']:.2f}x (PyTorch eager) |")
     return "\n".join(lines) + "\n"
+
+
+def _recipe(base: dict) -> str:
+    phases = " then ".join(f"{p['epochs']} epochs at lr {p['lr']:g}" for p in base["recipe"])
+    return f"AdamW, batch 32, cosine, label smoothing 0.1, random shifts: {phases}"
 
 
 def _yes(ok: bool) -> str:

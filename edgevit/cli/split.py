@@ -10,7 +10,7 @@ DEVICE_FILE_HELP = """device file (TOML), one [[device]] table per device:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from edgevit.split.options import GROUPINGS, SplitOptions
+    from edgevit.split.options import GROUPINGS, TIMINGS, SplitOptions
 
     defaults = SplitOptions()
     p = sub.add_parser(
@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recover-epochs", type=int, default=defaults.recover_epochs)
     p.add_argument("--fusion-epochs", type=int, default=defaults.fusion_epochs)
     p.add_argument("--threads", type=int, default=defaults.threads, help="threads when timing pieces")
+    p.add_argument("--timing", default=defaults.timing, choices=TIMINGS,
+                   help="runtime: time the exported pieces with edgevit.runtime in a fresh process (default); "
+                   "pytorch: PyTorch eager only")
     p.add_argument("--no-verify", action="store_true", help="do not run the exported plan against PyTorch")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run)
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     options = SplitOptions(
         strategy=args.strategy, target=args.target, precision=args.precision, grouping=args.grouping,
         reduction=args.reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
-        fusion_epochs=args.fusion_epochs, threads=args.threads, verify=not args.no_verify,
+        fusion_epochs=args.fusion_epochs, threads=args.threads, timing=args.timing, verify=not args.no_verify,
     )
     plan = split(args.model, args.data, args.devices, args.out, options, weights=args.weights,
                  image_size=args.image_size, progress=False if args.quiet else None)
