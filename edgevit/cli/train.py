@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weights", default=None, help="start from these weights (default: random init)")
     p.add_argument("--out", default=None, help="output .safetensors (default: <model>-<data>.safetensors)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="PyTorch CPU threads (default: PyTorch's choice; on a shared machine 1 is often fastest)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run)
 
@@ -32,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from edgevit.models import create_model
     from edgevit.train import TrainConfig, dataset_spec, save_weights, train
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidArgumentError(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out or f"{args.model}-{Path(str(args.data)).name}.safetensors")
     if out.suffix != ".safetensors":
         raise InvalidArgumentError(f"--out must end in .safetensors, got {str(out)!r}")

@@ -12,7 +12,7 @@ range its int8 grid covers, by one of three methods (:data:`~edgevit.quantize.re
 * ``minmax``: the smallest and largest value seen (nothing clipped; outliers widen the grid);
 * ``percentile``: the 99.999th percentile of ``|x|`` (clips the rarest outliers);
 * ``entropy``: the threshold whose 128-level quantized histogram is closest in KL divergence
-  to the float one (TensorRT's method).
+  to the float one, over a 2048-bin histogram (TensorRT's method).
 
 The ONNX quantizer uses onnxruntime's own calibrators for this; TFLite and Core ML use this
 collector, which reuses onnxruntime's histogram code so that the three targets compute a
@@ -33,6 +33,11 @@ from edgevit.errors import InvalidArgumentError, require
 from edgevit.quantize.recipe import CALIB_METHODS, check_calib_size
 
 PERCENTILE = 99.999
+#: histogram resolution for percentile and entropy; entropy searches thresholds between
+#: QUANTIZED_BINS/2 and HISTOGRAM_BINS/2 bins (onnxruntime's default of 128 and 128 leaves it no
+#: threshold to choose but the full range, i.e. min/max)
+HISTOGRAM_BINS = 2048
+QUANTIZED_BINS = 128
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,9 @@ class RangeCollector:
         self._histograms = None
         if method != "minmax":
             calibrate = require("onnxruntime.quantization.calibrate", "export", f"{method} calibration")
-            bins = 2048 if method == "percentile" else 128
             self._histograms = calibrate.HistogramCollector(
-                method=method, symmetric=method == "percentile", num_bins=bins, num_quantized_bins=128,
-                percentile=PERCENTILE, scenario="same")
+                method=method, symmetric=method == "percentile", num_bins=HISTOGRAM_BINS,
+                num_quantized_bins=QUANTIZED_BINS, percentile=PERCENTILE, scenario="same")
 
     def collect(self, values: dict[str, np.ndarray]) -> None:
         floats = {name: np.asarray(v) for name, v in values.items()

@@ -41,6 +41,8 @@ WEIGHTED = ("conv", "conv_transpose", "linear")
 SPEC_IOS17, SPEC_IOS18 = 8, 9
 #: iOS18 palettization groups output channels in groups of this size, each with its own table
 PALETTE_GROUP = 16
+#: passes run when a quantized program is written back (the float program was already optimised)
+CLEANUP_PASSES = ["common::dead_code_elimination", "common::const_deduplication"]
 
 
 class CoreMLQuantizer(TargetQuantizer):
@@ -121,42 +123,62 @@ class CoreMLQuantizer(TargetQuantizer):
     # -- building ----------------------------------------------------------------------------------
 
     def build(self, selected: list[Unit], recipe: Recipe, out: Path) -> None:
+        """One pass over the program: activation quantize/dequantize pairs (int8), then weight
+        compression, then back to an ML Program with only clean-up passes (coremltools' own
+        ``linear_quantize_weights`` & co. re-run its whole 90-pass pipeline every call)."""
         if not selected:
             shutil.copytree(self.float_path, out)
             return
-        cto = require("coremltools.optimize.coreml", "export", "Core ML quantization")
-        names = [u.id for u in selected]
+        if self.scheme.needs_calibration and self._stats is None:
+            raise ConversionError("calibrate before building an int8 Core ML model")
+        from coremltools.converters.mil.converter import mil_convert
+        from coremltools.converters.mil.frontend.milproto import load as milproto_load
+        from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipeline
+        from coremltools.models import utils as model_utils
+
+        passes = self._activation_passes([u.id for u in selected]) if self.scheme.needs_calibration else []
+        weights = [self._weight_of[u.id] for u in selected if u.id in self._weight_of]
+        if weights:
+            passes.append(self._weight_pass(weights))
+        spec_version = max(self.spec_version, SPEC_IOS17) if self.scheme.needs_calibration else self.spec_version
         with quiet():
             model = self.ct.models.MLModel(str(self.float_path), skip_model_load=True)
-            if self.scheme.needs_calibration:
-                if self._stats is None:
-                    raise ConversionError("calibrate before building an int8 Core ML model")
-                model = self._quantize_activations(model, names)
-            weighted = [self._weight_of[u.id] for u in selected if u.id in self._weight_of]
-            if weighted:
-                model = self._compress_weights(cto, model, weighted)
-            model.save(str(out))
+            program = model_utils._apply_graph_pass(model, passes, spec_version=spec_version,
+                                                    pymil_load_func=milproto_load.load, skip_model_load=True,
+                                                    return_pymil_prog=True)
+            cleanup = PassPipeline(pass_names=CLEANUP_PASSES, pipeline_name="edgevit-quantize-cleanup")
+            quantized = mil_convert(program, convert_to="mlprogram", convert_from="milinternal",
+                                    specification_version=spec_version, compute_units=model.compute_unit,
+                                    model_description=model.get_spec().description, skip_model_load=True,
+                                    pass_pipeline=cleanup)
+            quantized.save(str(out))
 
-    def _compress_weights(self, cto: Any, model: Any, names: list[str]) -> Any:
+    def _weight_pass(self, names: list[str]) -> Any:
         """Compress the weight constants called ``names`` (configured by constant, not by op, so a
         constant that two ops share is never both compressed and not)."""
+        from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+        from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+        cto = require("coremltools.optimize.coreml", "export", "Core ML quantization")
         if self.scheme.weights == "palettized":
             grouped = self.spec_version >= SPEC_IOS18
-            config = cto.OpPalettizerConfig(
+            op_config = cto.OpPalettizerConfig(
                 mode="kmeans", nbits=self.scheme.weight_bits, weight_threshold=0,
                 granularity="per_grouped_channel" if grouped else "per_tensor",
                 group_size=PALETTE_GROUP if grouped else 0)
-            return cto.palettize_weights(model, cto.OptimizationConfig(op_name_configs=dict.fromkeys(names, config)))
-        config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                             weight_threshold=0)
-        return cto.linear_quantize_weights(model, cto.OptimizationConfig(op_name_configs=dict.fromkeys(names, config)))
+            graph_pass = PASS_REGISTRY["compression::palettize_weights"]
+        else:
+            op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                    weight_threshold=0)
+            graph_pass = PASS_REGISTRY["compression::linear_quantize_weights"]
+        config = cto.OptimizationConfig(op_name_configs=dict.fromkeys(names, op_config))
+        graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
+        return graph_pass
 
-    def _quantize_activations(self, model: Any, names: list[str]) -> Any:
+    def _activation_passes(self, names: list[str]) -> list[Any]:
         """coremltools' activation quantization passes, fed the ranges measured by :meth:`calibrate`."""
-        from coremltools.converters.mil.frontend.milproto import load as milproto_load
         from coremltools.converters.mil.mil.passes.graph_pass import PassOption
         from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
-        from coremltools.models import utils as model_utils
         from coremltools.optimize.coreml import OptimizationConfig
         from coremltools.optimize.coreml.experimental import OpActivationLinearQuantizerConfig
 
@@ -170,8 +192,7 @@ class CoreMLQuantizer(TargetQuantizer):
             graph_pass.set_options([PassOption("activation_stats", self._stats)])
             passes.append(graph_pass)
         passes.append(PASS_REGISTRY["common::dequantize_quantize_pair_elimination"])
-        return model_utils._apply_graph_pass(model, passes, spec_version=max(self.spec_version, SPEC_IOS17),
-                                             pymil_load_func=milproto_load.load, skip_model_load=True)
+        return passes
 
     def recipe_options(self) -> dict[str, Any]:
         if self.scheme.weights == "palettized":

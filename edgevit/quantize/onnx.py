@@ -117,7 +117,7 @@ class OnnxQuantizer(TargetQuantizer):
             calibrator = calibrate.create_calibrator(
                 self.prepared, op_types, augmented_model_path=str(self.work / "augmented.onnx"),
                 calibrate_method=calibration_method, providers=["CPUExecutionProvider"],
-                extra_options={"symmetric": False} if method != "percentile" else {},
+                extra_options=_calibrator_options(method),
             )
             for start in range(0, len(images), CALIBRATION_CHUNK):
                 calibrator.collect_data(_Reader(self.input_name, images[start:start + CALIBRATION_CHUNK]))
@@ -146,6 +146,7 @@ class OnnxQuantizer(TargetQuantizer):
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]},
             )
+        _strip(out)
 
     def recipe_options(self) -> dict[str, Any]:
         return {"format": "QDQ", "weights": "int8 symmetric, per output channel",
@@ -179,6 +180,17 @@ def optimized_op_counts(path: Path) -> dict[str, int]:
         return dict(collections.Counter(node.op_type for node in graph.node).most_common())
 
 
+def _calibrator_options(method: str) -> dict[str, Any]:
+    """The same histogram settings as edgevit's own collector (see edgevit.quantize.calibration)."""
+    from edgevit.quantize.calibration import HISTOGRAM_BINS, PERCENTILE, QUANTIZED_BINS
+
+    if method == "entropy":
+        return {"symmetric": False, "num_bins": HISTOGRAM_BINS, "num_quantized_bins": QUANTIZED_BINS}
+    if method == "percentile":
+        return {"symmetric": True, "num_bins": HISTOGRAM_BINS, "percentile": PERCENTILE}
+    return {"symmetric": False}
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over a batch of NCHW images, one at a time."""
 
@@ -199,6 +211,18 @@ def _pre_process(source: Path, destination: Path) -> None:
             shape_inference.quant_pre_process(str(source), str(destination))
         except Exception:  # noqa: BLE001 - symbolic shape inference fails on some graphs; ONNX's suffices
             shape_inference.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
+
+
+def _strip(path: Path) -> None:
+    """Drop what only debugging needs from a quantized file: the exporter's per-node metadata
+    (stack traces, module scopes) and the intermediate shapes that shape inference recorded."""
+    onnx = require("onnx", "export", "ONNX quantization")
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def _untie_initializers(model: Any) -> None:

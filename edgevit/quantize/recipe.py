@@ -90,7 +90,8 @@ class Recipe:
         float_kinds: op kinds (and ``first``/``last``) kept in float.
         float_blocks: model segments kept in float.
         max_drop: the ``--max-drop`` budget (top-1 points on the calibration set), if any.
-        chosen_by: ``"default"`` (measured fragile-op rule), ``"max-drop"`` or ``"given"``.
+        chosen_by: ``"default"`` (measured fragile-op rule), ``"max-drop"``, ``"unmeasured"`` (no
+            sensitivity pass: conv and linear only) or ``"given"`` (used as it is).
         reasons: ``{group: why it is float}`` (e.g. its measured SQNR).
         options: target-specific settings actually used (per channel, palettization mode...).
     """

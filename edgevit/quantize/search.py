@@ -106,6 +106,8 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
             recipe = default_recipe(recipe, table, full, quantizer)
             block_table, _ = search.sensitivity(recipe, blocks=True)
             table = sorted(table + block_table, key=lambda row: row["sqnr_db"])
+        elif recipe.chosen_by != "given":
+            recipe = unmeasured_recipe(recipe, quantizer)
         path, agreement = search.measure(recipe, images, reference)
         steps: list[dict[str, Any]] = []
         if recipe.max_drop is not None:
@@ -150,6 +152,15 @@ def default_recipe(recipe: Recipe, table: list[dict[str, Any]], full: dict[str, 
             row["decision"] = (f"quantized: alone it adds {share:.1%} of the noise of all conv and linear layers "
                                f"({row['sqnr_db']:.1f} vs {core_db:.1f} dB)")
     return recipe
+
+
+def unmeasured_recipe(recipe: Recipe, quantizer: TargetQuantizer) -> Recipe:
+    """Without a sensitivity pass: only conv and linear layers are quantized; every other kind
+    stays float, because nothing was measured to show it is safe."""
+    for kind in quantizer.kinds():
+        if kind not in CORE_KINDS:
+            recipe = recipe.with_float(f"kind:{kind}", "not measured (sensitivity pass skipped): kept in float")
+    return recipe.replace(chosen_by="unmeasured")
 
 
 class _Search:

@@ -1,0 +1,96 @@
+"""``edgevit export --precision int8|w8|w6|w4``: the whole pipeline (calibration, sensitivity pass,
+default recipe, verification, --data accuracy, manifest) and its bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import weights
+from PIL import Image
+
+from edgevit.artifact import read_manifest
+from edgevit.cli import main
+from edgevit.quantize.recipe import group_name
+
+
+def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_path, capsys):
+    model = "test_vit"
+    code = main(["export", model, "--weights", str(weights(model)), "--target", "onnx,tflite,coreml",
+                 "--precision", "int8", "--deployment-target", "iOS17", "--calib-size", "16",
+                 "--calib-method", "percentile", "--data", "digits", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for target in ("onnx", "tflite", "coreml"):
+        manifest = read_manifest(tmp_path / f"{model}-{target}-int8")
+        assert manifest.precision == "int8" and manifest.options["calib_method"] == "percentile"
+        quantization = manifest.extra["quantization"]
+        recipe = quantization["recipe"]
+        assert recipe["precision"] == "int8" and recipe["chosen_by"] == "default"
+        assert (recipe["calib_source"], recipe["calib_used"], recipe["calib_method"]) == ("digits", 16, "percentile")
+        assert quantization["calibration"] == {"source": "digits", "asked": 16, "used": 16, "method": "percentile"}
+        groups = {row["group"] for row in quantization["sensitivity"]}
+        assert {"kind:linear", "first", "last", "block:blocks.0", "block:blocks.3"} <= groups, groups
+        assert set(recipe["reasons"]) >= {group_name(k) for k in recipe["float_kinds"]}
+        assert quantization["agreement_on_calibration"]["top1_agreement"] >= 87.5
+
+        verification = manifest.verification
+        assert verification["status"] == "passed", verification["failures"]
+        assert verification["tolerance"]["precision"] == "int8"
+        assert verification["judged_samples"] == verification["samples"]["photos"]
+        assert "logits" in verification["all_samples"]
+        accuracy = verification["accuracy"]
+        assert accuracy["data"] == "digits" and accuracy["images"] == 359
+        assert abs(accuracy["top1_drop"]) <= 3.0, accuracy
+        sizes = sum(manifest.files.values())
+        assert sizes > 0
+    assert out.count("quantize  int8 (default recipe)") == 3 and out.count("accuracy  digits (val") == 3
+
+
+def test_an_unsupported_precision_lists_what_the_target_supports(capsys):
+    assert main(["export", "test_vit", "--target", "onnx", "--precision", "w4"]) == 1
+    assert "precision 'w4' not supported by this target (onnx): valid are fp32, fp16, int8" in capsys.readouterr().err
+    assert main(["export", "test_vit", "--target", "tflite", "--precision", "w6"]) == 1
+    assert "valid are fp32, fp16, int8, w8" in capsys.readouterr().err
+
+
+def test_coreml_int8_needs_ios17(capsys):
+    assert main(["export", "test_vit", "--target", "coreml", "--precision", "int8"]) == 1
+    err = capsys.readouterr().err
+    assert "InvalidArgumentError" in err and "need iOS17 or newer" in err and "--deployment-target iOS17" in err
+
+
+def test_an_empty_or_unreadable_calibration_folder_is_named_before_any_work(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["export", "test_vit", "--precision", "int8", "--calib", str(empty), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"DataError: calibration folder {str(empty)!r} is empty or has no images" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    assert main(["export", "test_vit", "--precision", "int8", "--calib", str(broken), "--out", str(tmp_path)]) == 1
+    assert f"calibration folder {str(broken)!r} has no readable images" in capsys.readouterr().err
+    assert main(["export", "test_vit", "--precision", "int8", "--calib", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "nothing may be left behind"
+
+
+def test_fewer_calibration_images_than_asked_warns_with_the_count_used(tmp_path):
+    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.quantize import calibration_set
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "bad.jpg").write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="asked for 8 calibration images but .* has only 3 readable ones; using those"):
+        calib = calibration_set(folder, 8, PreprocessSpec(size=32))
+    assert calib.images.shape == (3, 3, 32, 32) and calib.describe() == {"source": str(folder), "asked": 8, "used": 3}
+
+
+def test_data_with_another_class_count_is_refused(tmp_path, capsys):
+    assert main(["export", "test_vit", "--num-classes", "5", "--data", "digits", "--no-verify",
+                 "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "DataError: --data 'digits' has 10 classes" in err and "the model has 5 outputs" in err

@@ -1,0 +1,116 @@
+"""Recipes, groups, metrics, calibration ranges and name parsing: the pure parts of edgevit.quantize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.quantize import QUANTIZERS, TARGET_PRECISIONS, Recipe, get_quantizer
+from edgevit.quantize.calibration import RangeCollector
+from edgevit.quantize.metrics import compare_logits, sqnr_db
+from edgevit.quantize.recipe import Unit, mark_positions, select
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"calib_method": "mse"}, "unknown calibration method 'mse'; valid: minmax, percentile, entropy"),
+    ({"calib_size": 0}, "--calib-size must be a positive number of images, got 0"),
+    ({"max_drop": 120}, "between 0 and 100, got 120"),
+    ({"float_kinds": ("layernrom",)}, "unknown op kind(s) 'layernrom' to keep in float"),
+])
+def test_recipe_refuses_bad_values_naming_what_is_allowed(changes, message):
+    with pytest.raises(InvalidArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Recipe("int8", **changes)
+
+
+def test_recipe_refuses_a_float_precision():
+    with pytest.raises(InvalidArgumentError, match="'fp16' is not a quantized precision; valid: int8, w8, w6, w4"):
+        Recipe("fp16")
+
+
+def test_with_float_records_the_group_and_its_reason():
+    recipe = Recipe("int8").with_float("kind:softmax", "slow").with_float("block:blocks.3", "sensitive")
+    assert recipe.float_kinds == ("softmax",) and recipe.float_blocks == ("blocks.3",)
+    assert recipe.float_groups == ("kind:softmax", "block:blocks.3")
+    assert recipe.reasons == {"kind:softmax": "slow", "block:blocks.3": "sensitive"}
+    data = recipe.to_dict()
+    assert data["float_kinds"] == ["softmax"] and "int8 activations" in data["scheme"]
+
+
+def test_select_honours_kinds_positions_and_blocks():
+    units = mark_positions([
+        Unit("stem", "Conv", "conv", "stem", "stem", weighted=True),
+        Unit("q", "Gemm", "linear", "blocks.0.q", "blocks.0", weighted=True),
+        Unit("sm", "Softmax", "softmax", "blocks.0", "blocks.0"),
+        Unit("fc", "Gemm", "linear", "blocks.1.fc", "blocks.1", weighted=True),
+        Unit("head", "Gemm", "linear", "head", "head", weighted=True),
+    ])
+    assert [u.position for u in units] == ["first", "", "", "", "last"]
+    kinds = ("conv", "linear")
+    assert [u.id for u in select(units, Recipe("int8"), kinds)] == ["stem", "q", "fc", "head"]
+    recipe = Recipe("int8", float_kinds=("first", "last"), float_blocks=("blocks.1",))
+    assert [u.id for u in select(units, recipe, kinds)] == ["q"]
+
+
+def test_every_target_precision_table_matches_its_quantizer():
+    assert set(TARGET_PRECISIONS) == set(QUANTIZERS.names())
+    for target, precisions in TARGET_PRECISIONS.items():
+        assert QUANTIZERS.get(target).precisions == precisions
+
+
+def test_an_unsupported_precision_lists_the_supported_ones():
+    with pytest.raises(InvalidArgumentError, match="the onnx target does not support precision 'w4'; it supports int8"):
+        get_quantizer("onnx", "w4")
+    with pytest.raises(InvalidArgumentError, match="supports int8, w8$"):
+        get_quantizer("tflite", "w6")
+
+
+def test_metrics():
+    ref = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    assert sqnr_db(ref, ref) == 200.0
+    noisy = ref + 0.01
+    assert 40 < sqnr_db(ref, noisy) < 50
+    flipped = np.array([[1.0, 3.0, 0.0], [0.0, 2.0, 1.0]])
+    result = compare_logits(ref, flipped)
+    assert result["top1_agreement"] == 50.0 and result["images"] == 2 and result["min_cosine"] < 0.9
+
+
+def test_range_methods_clip_outliers_differently():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200_000).astype(np.float32)
+    values[0] = 60.0  # one outlier
+    ranges = {}
+    for method in ("minmax", "percentile", "entropy"):
+        collector = RangeCollector(method)
+        for chunk in np.split(values, 4):
+            collector.collect({"x": chunk})
+        ranges[method] = collector.ranges()["x"]
+    assert ranges["minmax"][1] == pytest.approx(60.0)
+    assert 3.0 < ranges["percentile"][1] < 10.0 and 1.0 < ranges["entropy"][1] < 20.0
+    assert all(low <= -1.0 for low, _ in ranges.values())
+    with pytest.raises(InvalidArgumentError, match="valid: minmax, percentile, entropy"):
+        RangeCollector("kl")
+
+
+def test_tflite_tensor_names_give_module_paths():
+    from edgevit.quantize.tflite import module_path
+
+    known = {"patch_embed", "patch_embed.proj", "blocks", "blocks.0", "blocks.0.attn", "blocks.0.attn.qkv", "head"}
+    name = ("edgevit.export.graph.ArtifactGraph/edgevit.models.vit.VisionTransformer_model/"
+            "torch.nn.modules.container.Sequential_blocks/edgevit.models.vit.Block_0/"
+            "edgevit.models.vit.Attention_attn;;edgevit.export.graph.ArtifactGraph/edgevit.models.vit."
+            "VisionTransformer_model/torch.nn.modules.container.Sequential_blocks/edgevit.models.vit.Block_0/"
+            "edgevit.models.vit.Attention_attn/torch.nn.modules.linear.Linear_qkv;1")
+    assert module_path(name, known) == "blocks.0.attn.qkv"
+    stem = "root.ArtifactGraph/pkg.VisionTransformer_model/pkg.PatchEmbed_patch_embed/torch.Conv2d_proj;2"
+    assert module_path(stem, known) == "patch_embed.proj"
+
+
+def test_module_blocks_follow_the_model_segments():
+    from edgevit.models import create_model
+    from edgevit.quantize.base import block_of, module_blocks
+
+    blocks = module_blocks(create_model("test_vit").reparameterize())
+    assert blocks["blocks.1.attn.qkv"] == "blocks.1" and blocks["patch_embed.proj"] == "patch_embed"
+    assert blocks["norm"] == "head"  # the final norm is part of the head segment
+    assert block_of("model.blocks.1.mlp.fc1", blocks) == "blocks.1" and block_of("unknown", blocks) == ""

@@ -1,0 +1,119 @@
+"""Every family's ``test_*`` model quantized to int8 on every target (parametrized over the
+model registry and the quantizer registry): it agrees with float, it is smaller, and the
+runtime really runs integer kernels. Candidates are built without the sensitivity pass here
+(conv and linear layers only) to keep the suite fast; tests/quantize/test_export.py runs the
+whole search through ``edgevit export``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevit.models import list_models
+from edgevit.quantize import QUANTIZERS, Recipe, quantize
+from edgevit.quantize.base import module_blocks
+
+#: minimum agreement with float on the calibration images (digits-trained tiny models)
+MIN_TOP1_AGREEMENT = 87.5
+MIN_SQNR_DB = 18.0
+#: int8 file size over the float file's: fp32 files for ONNX/TFLite, an fp16 program for Core ML. The
+#: tiny models are ~200k parameters, so names, quantization parameters and graph structure weigh
+#: more than in real models (benchmarks/int8.py measures those against 0.3x)
+MAX_SIZE_RATIO = {"onnx": 0.4, "tflite": 0.6, "coreml": 0.75}
+
+
+def _size(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+@pytest.mark.parametrize("target", QUANTIZERS.names())
+@pytest.mark.parametrize("model", list_models("test_*"))
+def test_int8_agrees_with_float_is_smaller_and_runs_integer_kernels(model, target, float_file, trained, calibration,
+                                                                     tmp_path):
+    source = float_file(model, target)
+    out = tmp_path / source.name
+    result = quantize(target, source, out, calibration(model), Recipe("int8", calib_size=16), model=trained(model),
+                      sensitivity=False)
+
+    agreement = result.agreement
+    assert agreement["top1_agreement"] >= MIN_TOP1_AGREEMENT, agreement
+    assert agreement["sqnr_db"] >= MIN_SQNR_DB, agreement
+    assert _size(out) <= MAX_SIZE_RATIO[target] * _size(source), (_size(out), _size(source))
+
+    recipe = result.recipe
+    assert recipe.chosen_by == "unmeasured" and recipe.calib_used == 16
+    assert "add" in recipe.float_kinds and not {"conv", "linear"} & set(recipe.float_kinds)
+    assert all("not measured" in reason for reason in recipe.reasons.values())
+    counts = result.units["by_kind"]
+    for kind in ("conv", "linear"):
+        if kind in counts:
+            quantized, total = map(int, counts[kind].split("/"))
+            assert quantized == total, counts
+
+    kernels = result.kernels
+    if target == "onnx":
+        assert sum(kernels["integer_kernels"].values()) >= 2, kernels
+        assert not {"Conv", "Gemm", "FusedConv", "FusedGemm", "NchwcConv"} & set(kernels["float_compute_kernels"]), kernels
+    elif target == "tflite":
+        assert {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"} & set(kernels["int8_ops"]), kernels
+        assert kernels["not_delegated"] == {}, kernels
+    else:
+        assert kernels["compression_ops"].get("quantize", 0) >= 1, kernels
+        assert any(op.startswith("constexpr") for op in kernels["compression_ops"]), kernels
+
+
+@pytest.mark.parametrize("precision", ["w8", "w6", "w4"])
+def test_coreml_weight_only_precisions_shrink_with_bits(precision, float_file, trained, calibration, tmp_path):
+    model = "test_cas_vit"
+    source = float_file(model, "coreml")
+    out = tmp_path / source.name
+    result = quantize("coreml", source, out, calibration(model), Recipe(precision), model=trained(model),
+                      sensitivity=False)
+    minimum = {"w8": 99.0, "w6": 90.0, "w4": 75.0}[precision]
+    assert result.agreement["top1_agreement"] >= minimum, result.agreement
+    ops = result.kernels["compression_ops"]
+    expected = "constexpr_lut_to_dense" if precision != "w8" else "constexpr_affine_dequantize"
+    assert ops.get(expected, 0) >= 3, ops
+    assert _size(out) < 0.75 * _size(source)
+    assert result.recipe.options["tool"].startswith("coremltools")
+
+
+def test_tflite_w8_stores_int8_weights(float_file, trained, calibration, tmp_path):
+    source = float_file("test_vit", "tflite")
+    result = quantize("tflite", source, tmp_path / "model.tflite", calibration("test_vit"), Recipe("w8"),
+                      model=trained("test_vit"), sensitivity=False)
+    assert result.agreement["top1_agreement"] >= 99.0 and result.agreement["sqnr_db"] > 30
+    assert (tmp_path / "model.tflite").stat().st_size < 0.4 * source.stat().st_size
+
+
+def test_max_drop_keeps_sensitive_groups_in_float_until_met(float_file, trained, calibration, tmp_path):
+    model = "test_tiny_vit"
+    result = quantize("onnx", float_file(model, "onnx"), tmp_path / "model.onnx", calibration(model),
+                      Recipe("int8", max_drop=0.0), model=trained(model))
+    recipe = result.recipe
+    assert recipe.chosen_by == "max-drop" and recipe.max_drop == 0.0
+    steps = result.max_drop_steps
+    assert steps and steps[-1]["top1_agreement"] == result.agreement["top1_agreement"]
+    if result.agreement["top1_agreement"] == 100.0:
+        assert recipe.reasons["max_drop"].startswith("met")
+    else:
+        assert recipe.reasons["max_drop"].startswith("NOT met")
+    # groups moved to float by the search are the most sensitive ones, in order
+    moved = [group for group in recipe.float_groups if "--max-drop" in recipe.reasons.get(group, "")]
+    table = {row["group"]: row["sqnr_db"] for row in result.sensitivity}
+    assert [table[g] for g in moved] == sorted(table[g] for g in moved)
+
+
+def test_the_sensitivity_pass_measures_every_kind_position_and_block(float_file, trained, calibration, tmp_path):
+    model = "test_vit"
+    result = quantize("tflite", float_file(model, "tflite"), tmp_path / "model.tflite", calibration(model),
+                      Recipe("int8"), model=trained(model))
+    groups = {row["group"]: row for row in result.sensitivity}
+    blocks = set(module_blocks(trained(model)).values())
+    assert {f"block:{b}" for b in blocks} <= set(groups) | {"block:patch_embed"}, sorted(groups)
+    assert {"kind:linear", "kind:conv", "kind:layernorm", "kind:softmax", "first", "last"} <= set(groups)
+    assert all(np.isfinite(row["sqnr_db"]) for row in groups.values())
+    # the residual adds of a ViT are the classic int8 failure: measured, and kept in float
+    assert "add" in result.recipe.float_kinds and "alone" in result.recipe.reasons["kind:add"]
+    assert groups["first"].get("decision") or "first" in result.recipe.float_kinds
+    assert result.agreement["top1_agreement"] >= MIN_TOP1_AGREEMENT
