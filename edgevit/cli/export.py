@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo model name (see 'edgevit models')")
     p.add_argument("--target", default="onnx", help="onnx, tflite or coreml; several separated by commas (default onnx)")
-    p.add_argument("--precision", default="fp32", help="fp32 or fp16; several separated by commas (default fp32)")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, fp16, int8 (weights and activations), w8 (int8 weights), w6/w4 (palettized weights, "
+                        "coreml); several separated by commas (default fp32)")
     p.add_argument("--weights", help="checkpoint file for the model (default: random init)")
     p.add_argument("--image-size", type=int, help="square input size (default: the model's)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the checkpoint's or the model's)")
@@ -35,6 +37,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"Core ML minimum deployment target (default {DEFAULT_DEPLOYMENT_TARGET})")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 18 or newer (default {DEFAULT_OPSET})")
     p.add_argument("--name", help="artifact name instead of the model name")
+    q = p.add_argument_group("quantization (int8, w8, w6, w4)")
+    q.add_argument("--calib", default="digits", help="calibration images: a folder, or 'digits' (default digits)")
+    q.add_argument("--calib-size", type=int, default=128, help="number of calibration images (default 128)")
+    q.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy"],
+                   help="activation ranges for int8 (default minmax)")
+    q.add_argument("--max-drop", type=float, default=None, metavar="P",
+                   help="keep the most sensitive layers in float until top-1 agreement with float on the "
+                        "calibration set is within P points")
+    p.add_argument("--data", default=None,
+                   help="labelled set (folder or 'digits'): report the artifact's and PyTorch's accuracy on its "
+                        "validation split")
     p.set_defaults(run=run)
 
 
@@ -48,6 +61,8 @@ def options_from_args(args: argparse.Namespace):
         image_size=args.image_size, num_classes=args.num_classes, batch=args.batch, out=args.out,
         verify=not args.no_verify, quiet=args.quiet, channels_last=args.channels_last,
         deployment_target=args.deployment_target, opset=args.opset, name=args.name,
+        calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, max_drop=args.max_drop,
+        data=args.data,
     )
 
 

@@ -84,7 +84,7 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
         from edgevit.export.targets import TARGETS as _targets
 
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names
-                 if p in _targets.get(t).precisions]
+                 if p in _targets.get(t).precisions + _targets.get(t).quantized_precisions]
     else:
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
     jobs = [new_job(model, cell) for cell in cells]  # unknown target / unsupported precision: fail now

@@ -3,6 +3,10 @@
 :class:`ExportOptions` is what both ``edgevit.export(...)`` and ``edgevit export ...`` take;
 the CLI parses its flags into one and calls the same function.
 
+The quantized precisions (``int8``, ``w8``, ``w6``, ``w4``) are made by :mod:`edgevit.quantize`
+in the pipeline's ``quantize`` step, from the converted float model and calibration images
+(``calib``, ``calib_size``, ``calib_method``); ``max_drop`` bounds their top-1 loss.
+
 A *precision* is a named numeric format from the :data:`PRECISIONS` registry. Each target
 says which precisions it can produce (``Target.precisions``); the verification tolerances
 live in one table in :mod:`edgevit.export.verify`. Adding a precision later (``int8``,
@@ -59,6 +63,14 @@ PRECISIONS.register(
     "fp16",
     Precision("fp16", "16-bit float weights; fp16 compute where the target computes in fp16", "float16", "float16"),
 )
+# Quantized precisions: produced by edgevit.quantize from the converted float model (see edgevit.quantize.recipe).
+PRECISIONS.register("int8", Precision("int8", "int8 weights (per channel) and int8 activations (calibrated)",
+                                      "int8", "int8", needs_calibration=True))
+PRECISIONS.register("w8", Precision("w8", "int8 weights (per channel), float activations", "int8", "float"))
+PRECISIONS.register("w6", Precision("w6", "6-bit palettized weights (k-means look-up table), float activations",
+                                    "palettized6", "float"))
+PRECISIONS.register("w4", Precision("w4", "4-bit palettized weights (k-means look-up table), float activations",
+                                    "palettized4", "float"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,13 @@ class ExportOptions:
         deployment_target: Core ML minimum deployment target (``"iOS16"``...).
         opset: ONNX opset (18 or newer).
         name: the artifact's model name (default: the zoo name or the module's class name).
+        calib: calibration images for quantized precisions: ``"digits"`` or an image folder.
+        calib_size: how many calibration images (default 128).
+        calib_method: activation ranges from ``minmax``, ``percentile`` or ``entropy`` (int8).
+        max_drop: keep the most sensitive layers in float until top-1 agreement with float on the
+            calibration set is within this many points (quantized precisions).
+        data: a labelled set (``"digits"`` or a folder) whose validation-split accuracy of the
+            artifact and of PyTorch goes into the verification report.
     """
 
     target: str = "onnx"
@@ -93,6 +112,11 @@ class ExportOptions:
     deployment_target: str = DEFAULT_DEPLOYMENT_TARGET
     opset: int = DEFAULT_OPSET
     name: str | None = None
+    calib: str = "digits"
+    calib_size: int = 128
+    calib_method: str = "minmax"
+    max_drop: float | None = None
+    data: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -111,6 +135,18 @@ class ExportOptions:
             )
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise InvalidArgumentError(f"artifact name must be a plain file name, got {self.name!r}")
+        from edgevit.quantize.recipe import CALIB_METHODS, check_calib_size, check_max_drop
+
+        object.__setattr__(self, "calib", str(self.calib))
+        check_calib_size(self.calib_size)
+        if self.calib_method not in CALIB_METHODS:
+            raise InvalidArgumentError(
+                f"unknown calibration method {self.calib_method!r}; valid: {', '.join(CALIB_METHODS)}"
+            )
+        if self.max_drop is not None:
+            object.__setattr__(self, "max_drop", check_max_drop(self.max_drop))
+        if self.data is not None:
+            object.__setattr__(self, "data", str(self.data))
 
     @property
     def dynamic_batch(self) -> bool:

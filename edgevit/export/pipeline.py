@@ -4,7 +4,7 @@
 does and in which order::
 
     >>> [step.name for step in PIPELINE]
-    ['prepare', 'convert', 'inspect', 'verify', 'write']
+    ['prepare', 'convert', 'quantize', 'inspect', 'verify', 'write']
 
 Everything is written into a hidden staging folder next to the destination
 (``.<name>-<target>-<precision>.XXXX.partial``) and renamed into place by the last step; any
@@ -47,6 +47,7 @@ class ExportJob:
     outputs: tuple[TensorSpec, ...] = ()
     ops: OpReport | None = None
     verification: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
+    quantization: dict[str, Any] | None = None
     converter_log: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
@@ -112,6 +113,14 @@ def convert(job: ExportJob) -> None:
         raise ConversionError(f"the {job.options.target} converter reported success but wrote no {job.model_path.name}")
 
 
+def quantize(job: ExportJob) -> None:
+    """Quantized precisions (int8, w8, w6, w4): calibrate, choose by measurement what stays float,
+    quantize the converted float model in place (edgevit.quantize); float precisions: nothing."""
+    from edgevit.quantize.export_step import quantize_job
+
+    quantize_job(job)
+
+
 def inspect(job: ExportJob) -> None:
     """Read the written model back: op histogram and warnings."""
     from edgevit.export._capture import captured_output
@@ -133,6 +142,13 @@ def verify(job: ExportJob) -> None:
     with captured_output():
         job.verification = verify_artifact(job.staging, job.manifest, prepared.samples, prepared.reference,
                                            job.target, job.options)
+    if job.options.data is not None:
+        from edgevit.quantize.export_step import labelled_accuracy
+
+        with captured_output():
+            job.verification["accuracy"] = labelled_accuracy(
+                job.model_path, (job.target.verification_backends() or ("auto",))[0], job.options.layout,
+                prepared.model, job.options.data, prepared.preprocessing("NCHW"))
     if job.verification["status"] == "failed":
         problems = "; ".join(job.verification["failures"])
         raise VerificationError(
@@ -154,6 +170,7 @@ def write(job: ExportJob) -> None:
 PIPELINE: tuple[Step, ...] = (
     Step("prepare", prepare, "build the model, reparameterize it, compute PyTorch reference outputs"),
     Step("convert", convert, "run the target's converter into a staging folder"),
+    Step("quantize", quantize, "quantized precisions: calibrate, pick what stays float by measurement, quantize"),
     Step("inspect", inspect, "op histogram and warnings of the written model"),
     Step("verify", verify, "run the artifact with edgevit.runtime and compare with PyTorch"),
     Step("write", write, "write manifest.json and rename the staging folder into place"),
@@ -202,8 +219,8 @@ def build_manifest(job: ExportJob) -> Manifest:
         options=options.to_dict(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         edgevit_version=__version__,
-        extra={"notes": job.target.notes(options), "timings": dict(job.timings),
-               "cpu_seconds": dict(job.cpu_timings)},
+        extra={"notes": job.target.notes(options), "timings": dict(job.timings), "cpu_seconds": dict(job.cpu_timings),
+               **({"quantization": job.quantization} if job.quantization else {})},
     )
 
 
@@ -292,4 +309,8 @@ def new_job(source: Any, options: ExportOptions, prepared: PreparedModel | None 
     """A job with its target resolved and checked against the options (no work done yet)."""
     target = get_target(options.target)
     target.check(options)
+    if options.precision in target.quantized_precisions or options.data is not None:
+        from edgevit.quantize.export_step import check_sources
+
+        check_sources(options, options.precision in target.quantized_precisions)  # before any conversion
     return ExportJob(source=source, options=options, target=target, prepared=prepared)

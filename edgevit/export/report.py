@@ -68,6 +68,7 @@ class Artifact:
         for note in m.extra.get("notes", []):
             lines.append(f"  note      {note}")
         lines.append(f"  verify    {summary(m.verification)}")
+        lines += _quantization_lines(m.extra.get("quantization"), m.verification.get("accuracy"))
         return "\n".join(lines)
 
     def usage(self) -> str:
@@ -138,6 +139,25 @@ def format_size(size: int) -> str:
 def _status(verification: dict[str, Any]) -> str:
     return {"passed": "passed", "structural": "structure only", "skipped": "no (--no-verify)"}.get(
         verification.get("status", "skipped"), verification.get("status", "?"))
+
+
+def _quantization_lines(quantization: dict[str, Any] | None, accuracy: dict[str, Any] | None) -> list[str]:
+    """The recipe, the agreement on the calibration images and the labelled-set accuracy."""
+    lines = []
+    if quantization:
+        recipe, agree = quantization["recipe"], quantization["agreement_on_calibration"]
+        kept = recipe["float_kinds"] + [f"block {b}" for b in recipe["float_blocks"]]
+        lines.append(f"  quantize  {recipe['precision']} ({recipe['chosen_by']} recipe), calibrated on "
+                     f"{quantization['calibration']['used']} {recipe['calib_source']} images"
+                     + (f" ({recipe['calib_method']})" if quantization["calibration"]["method"] else "")
+                     + f"; float: {', '.join(kept) or 'nothing'}")
+        lines.append(f"            vs float on the calibration images: top-1 agreement {agree['top1_agreement']:.1f}%, "
+                     f"SQNR {agree['sqnr_db']:.1f} dB, min cosine {agree['min_cosine']:.4f}")
+    if accuracy:
+        art, ref = accuracy["artifact"], accuracy["pytorch"]
+        lines.append(f"  accuracy  {accuracy['data']} ({accuracy['split']}, {accuracy['images']} images): top-1 "
+                     f"{art['top1']:.2f}% (PyTorch fp32 {ref['top1']:.2f}%, drop {accuracy['top1_drop']:+.2f} points)")
+    return lines
 
 
 def _shape(shape: tuple) -> str:

@@ -40,8 +40,10 @@ class Target(ABC):
     """One deployable model format."""
 
     name: ClassVar[str]
-    #: precisions this target can produce (names in ``PRECISIONS``)
+    #: float precisions this target's converter produces (names in ``PRECISIONS``)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    #: quantized precisions made from the converted float model by ``edgevit.quantize``
+    quantized_precisions: ClassVar[tuple[str, ...]] = ()
     #: input layouts it can take ("NCHW", "NHWC")
     layouts: ClassVar[tuple[str, ...]] = ("NCHW",)
     #: whether ``batch="dynamic"`` works
@@ -52,6 +54,11 @@ class Target(ABC):
     packages: ClassVar[tuple[str, ...]] = ("torch",)
     #: pip extra that provides the converter
     extra: ClassVar[str] = "export"
+
+    @property
+    def all_precisions(self) -> tuple[str, ...]:
+        """Every precision this target supports: float, then quantized."""
+        return self.precisions + self.quantized_precisions
 
     @property
     def suffix(self) -> str:
@@ -66,10 +73,10 @@ class Target(ABC):
     def check(self, options: ExportOptions) -> None:
         """Refuse options this target cannot honour, naming what it can do."""
         PRECISIONS.get(options.precision)
-        if options.precision not in self.precisions:
+        if options.precision not in self.all_precisions:
             raise UnknownNameError(
                 f"precision {options.precision!r} not supported by this target ({self.name}): "
-                f"valid are {', '.join(self.precisions)}"
+                f"valid are {', '.join(self.all_precisions)}"
             )
         if options.layout not in self.layouts:
             raise InvalidArgumentError(

@@ -15,11 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgevit.errors import require
+from edgevit.errors import InvalidArgumentError, require
 from edgevit.export.graph import batch_dim, prepare_graph
 from edgevit.export.ops import MIL_OFF_ANE_OPS, OpReport, gather_warning, rank_warning
+from edgevit.export.options import DEPLOYMENT_TARGETS as DEPLOYMENT_ORDER
 from edgevit.export.options import MAX_BATCH, ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
+from edgevit.quantize.base import supported_precisions
 
 #: Core ML model specification version of each deployment target
 SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
@@ -30,6 +32,7 @@ ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "i
 class CoreMLTarget(Target):
     name = "coreml"
     precisions = ("fp32", "fp16")
+    quantized_precisions = supported_precisions("coreml")  # made by edgevit.quantize
     dynamic_batch = True
     packages = ("torch", "coremltools")
     extra = "export"
@@ -51,11 +54,22 @@ class CoreMLTarget(Target):
             outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
             convert_to="mlprogram",
             minimum_deployment_target=getattr(ct.target, options.deployment_target),
-            compute_precision=ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32,
+            # quantized precisions start from the fp16 program (what devices run; coremltools'
+            # activation quantization expects fp16)
+            compute_precision=ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16,
             compute_units=ct.ComputeUnit.ALL,
             skip_model_load=True,
         )
         mlmodel.save(str(path))
+
+    def check(self, options: ExportOptions) -> None:
+        super().check(options)
+        if options.precision == "int8" and DEPLOYMENT_ORDER.index(options.deployment_target) < DEPLOYMENT_ORDER.index("iOS17"):
+            raise InvalidArgumentError(
+                f"Core ML int8 quantizes activations with quantize/dequantize ops, which need iOS17 or newer, but "
+                f"the deployment target is {options.deployment_target}; pass --deployment-target iOS17 (or iOS18), "
+                "or --precision w8 for int8 weights only"
+            )
 
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:
         spec = _load_spec(path)

@@ -16,11 +16,13 @@ from edgevit.export.graph import batch_dim, prepare_graph
 from edgevit.export.ops import ONNX_GATHER_OPS, OpReport, gather_warning, rank_warning
 from edgevit.export.options import ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
+from edgevit.quantize.base import supported_precisions
 
 
 class OnnxTarget(Target):
     name = "onnx"
     precisions = ("fp32", "fp16")
+    quantized_precisions = supported_precisions("onnx")  # made by edgevit.quantize
     dynamic_batch = True
     packages = ("torch", "onnx", "onnxscript")
 

@@ -24,6 +24,7 @@ from edgevit.export.graph import prepare_graph
 from edgevit.export.ops import TFLITE_GATHER_OPS, OpReport, gather_warning, rank_warning
 from edgevit.export.options import ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, Target
+from edgevit.quantize.base import supported_precisions
 
 #: ops the fp16 recipe stores in float16 (ai-edge-quantizer's float casting supports these)
 FP16_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
@@ -32,6 +33,7 @@ FP16_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_T
 class TfliteTarget(Target):
     name = "tflite"
     precisions = ("fp32", "fp16")
+    quantized_precisions = supported_precisions("tflite")  # made by edgevit.quantize
     layouts = ("NCHW", "NHWC")
     dynamic_batch = False
     dynamic_batch_note = "litert-torch cannot lower reshapes whose batch size is symbolic"
