@@ -108,7 +108,7 @@ class ClasswiseStrategy:
     def place(self, request: SplitRequest, pruner, groups, subs: list, ratios: list[float]):
         options = request.options
         for attempt in range(options.max_tighten + 1):
-            costs = self.costs(request, pruner, subs)
+            costs, _ = self.costs(request, pruner, subs)
             try:
                 place(costs, request.cluster)
                 return subs, ratios
@@ -126,21 +126,18 @@ class ClasswiseStrategy:
         raise AssertionError("unreachable")
 
     def costs(self, request: SplitRequest, pruner, subs: list, extra: dict | None = None, rounds: int | None = None):
-        """Piece costs of the sub-models (feature extractors), timed interleaved on this machine."""
+        """Costs of the sub-models (as feature extractors) and of ``extra`` (name -> (module, input)),
+        all timed interleaved on this machine."""
         example = _example(request)
-        modules = {f"sub{i}": FeatureExtractor(sub) for i, sub in enumerate(subs)}
-        modules.update(extra or {})
-        inputs = {name: example for name in modules}
-        if extra and "fusion" in extra:
-            inputs["fusion"] = torch.zeros(1, extra["fusion"].fc1.in_features)
-        times = interleaved_ms(modules, inputs, rounds=rounds or max(3, request.options.measure_rounds // 3),
+        pieces = {f"sub{i}": (FeatureExtractor(sub), example) for i, sub in enumerate(subs)}
+        pieces.update(extra or {})
+        times = interleaved_ms({n: m for n, (m, _) in pieces.items()}, {n: x for n, (_, x) in pieces.items()},
+                               rounds=rounds or max(3, request.options.measure_rounds // 3),
                                threads=request.options.threads)
         costs = [pruner.cost(f"sub{i}", sub, example, request.options.precision, times[f"sub{i}"])
                  for i, sub in enumerate(subs)]
-        if extra is None:
-            return costs
-        others = {name: piece_cost(name, modules[name], inputs[name], request.options.precision, times[name])
-                  for name in extra}
+        others = {name: piece_cost(name, module, x, request.options.precision, times[name])
+                  for name, (module, x) in (extra or {}).items()}
         return costs, others
 
     # -- 5. the plan -------------------------------------------------------------------------------
@@ -151,9 +148,8 @@ class ClasswiseStrategy:
         unsplit = accuracy(predict_logits(model, vx), vy)
         fused = accuracy(predict_logits(split_model, vx), vy)
         request.log(f"validation top-1: unsplit {unsplit.top1:.2f}%, fused {fused.top1:.2f}%")
-        full_extractor = _FullLogits(model)
-        costs, others = self.costs(request, pruner, subs, {"unsplit": full_extractor, "fusion": fusion},
-                                   rounds=options.measure_rounds)
+        extra = {"unsplit": (model, _example(request)), "fusion": (fusion, torch.zeros(1, fusion.fc1.in_features))}
+        costs, others = self.costs(request, pruner, subs, extra, rounds=options.measure_rounds)
         placement = place(costs, request.cluster, others["fusion"])
         full_params = count_params(model)
         pieces = []
@@ -221,15 +217,6 @@ class ClasswiseStrategy:
         model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model["measured_ms"],
                  "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
         return dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion, latency=latency, model=model)
-
-
-class _FullLogits(torch.nn.Module):
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)
 
 
 def _example(request: SplitRequest) -> torch.Tensor:

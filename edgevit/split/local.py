@@ -115,13 +115,17 @@ def run_local(plan_dir: str | Path, images: Any, backend: str = "auto", threads:
 def _start(folder: Path, piece, backend: str, threads: int | None, stdin=None):
     import subprocess
     import sys
+    import tempfile
 
     command = [sys.executable, "-m", "edgevit.split._piece", str(folder / piece.artifact), "--name", piece.name,
                "--backend", backend]
     if threads is not None:
         command += ["--threads", str(threads)]
-    return subprocess.Popen(command, stdin=stdin if stdin is not None else subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _stop; a file, not a pipe, never blocks
+    process = subprocess.Popen(command, stdin=stdin if stdin is not None else subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=errors)
+    process.errors = errors
+    return process
 
 
 def _run_classwise(folder: Path, plan: Plan, x: np.ndarray, backend, threads, timeout) -> PlanResult:
@@ -130,9 +134,12 @@ def _run_classwise(folder: Path, plan: Plan, x: np.ndarray, backend, threads, ti
     processes = [_start(folder, piece, backend, threads) for piece in plan.pieces]
     try:
         for process in processes:  # each reads the whole batch before it answers: no deadlock
-            send(process.stdin, x)
-            process.stdin.write(STOP)
-            process.stdin.close()
+            try:
+                send(process.stdin, x)
+                process.stdin.write(STOP)
+                process.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass  # the piece died; _collect reports its error
         features, seconds = [], {}
         for piece, process in zip(plan.pieces, processes):
             outputs, times = _collect(process, piece.name, timeout)
@@ -208,7 +215,8 @@ def _collect(process, name: str, timeout: float, others=()) -> tuple[list[np.nda
         raise EdgeVitError(f"{name} did not finish within {timeout:g} s")
     for process_ in (*others, process):
         if process_.wait(timeout=30) != 0 or (failure and process_ is process):
-            error = process_.stderr.read().decode(errors="replace").strip().splitlines()
+            process_.errors.seek(0)
+            error = process_.errors.read().decode(errors="replace").strip().splitlines()
             raise EdgeVitError(f"a plan piece failed: {error[-1] if error else failure or 'no message'}")
     return outputs, times
 
@@ -218,7 +226,7 @@ def _stop(processes) -> None:
         if process.poll() is None:
             process.kill()
         process.wait()
-        for stream in (process.stdin, process.stdout, process.stderr):
+        for stream in (process.stdin, process.stdout, process.errors):
             if stream is not None and not stream.closed:
                 stream.close()
 

@@ -167,3 +167,20 @@ def test_a_sub_model_that_fits_nowhere_is_pruned_harder(base_vit, digits6, spec)
         assert item.piece.info["keep_ratio"] < ratio
         assert item.piece.cost["memory_bytes"] <= cluster.devices[0].memory_bytes
     assert sorted(p.piece.device for p in built.pieces) == ["dev0", "dev1"]
+
+
+def test_run_local_names_the_piece_that_failed(classwise_plan, tmp_path):
+    import shutil
+
+    from edgevit.errors import ArtifactError, EdgeVitError
+
+    _, out, plan = classwise_plan
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / plan.pieces[-1].artifact / "model.onnx").write_bytes(b"not a model")
+    x = np.zeros((2, 3, 16, 16), np.float32)
+    with pytest.raises(EdgeVitError, match=f"{plan.pieces[-1].name}: ArtifactError: onnxruntime could not load"):
+        run_local(broken, x, backend="onnxruntime")
+    shutil.rmtree(broken / plan.fusion.artifact)
+    with pytest.raises(ArtifactError, match="names artifact 'fusion-onnx-fp32' for fusion, but it is missing"):
+        run_local(broken, x)
