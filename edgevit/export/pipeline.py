@@ -130,19 +130,19 @@ def inspect(job: ExportJob) -> None:
 
 
 def verify(job: ExportJob) -> None:
-    """Run the artifact with the torch-free runtime and compare with PyTorch (unless --no-verify)."""
+    """Run the artifact with the torch-free runtime and compare with PyTorch (unless --no-verify);
+    with --data, also its accuracy and PyTorch's on that labelled set."""
     from edgevit.export._capture import captured_output
     from edgevit.export.verify import verify_artifact
 
     job.manifest = build_manifest(job)
     job.manifest.write(job.staging)
-    if not job.options.verify:
-        return
     prepared = job.prepared
-    with captured_output():
-        job.verification = verify_artifact(job.staging, job.manifest, prepared.samples, prepared.reference,
-                                           job.target, job.options)
-    if job.options.data is not None:
+    if job.options.verify:
+        with captured_output():
+            job.verification = verify_artifact(job.staging, job.manifest, prepared.samples, prepared.reference,
+                                               job.target, job.options)
+    if job.options.data is not None:  # asked for explicitly, so measured even with --no-verify
         from edgevit.quantize.export_step import labelled_accuracy
 
         with captured_output():

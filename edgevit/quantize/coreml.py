@@ -69,6 +69,7 @@ class CoreMLQuantizer(TargetQuantizer):
         names = {path.replace(".", "_"): path for path in self.blocks}
         units, scope = [], ""
         self._weight_of: dict[str, str] = {}
+        constants = _scalar_constants(self.spec)
         for op in _operations(self.spec):
             name = op.attributes["name"].immediateValue.tensor.strings.values[0] if "name" in op.attributes else ""
             weight = next((a.name for key in ("weight", "gamma") if key in op.inputs
@@ -78,6 +79,8 @@ class CoreMLQuantizer(TargetQuantizer):
             kind = OP_KINDS.get(op.type)
             if kind == "matmul" and weight:
                 kind = "linear"
+            if kind == "conv" and _groups(op, constants) > 1:
+                kind = "dwconv"
             if kind is None or not name:
                 continue
             if op.type in WEIGHTED and weight:
@@ -90,11 +93,13 @@ class CoreMLQuantizer(TargetQuantizer):
 
     def kinds(self) -> tuple[str, ...]:
         if self.scheme.needs_calibration:
-            return ("conv", "linear", "add", "other")
-        return ("conv", "linear")
+            return ("conv", "dwconv", "linear", "add", "other")
+        return ("conv", "dwconv", "linear")
 
     def default_kinds(self) -> tuple[str, ...]:
-        return ("conv", "linear", "add") if self.scheme.needs_calibration else ("conv", "linear")
+        if self.scheme.needs_calibration:
+            return ("conv", "dwconv", "linear", "add")
+        return ("conv", "dwconv", "linear")
 
     def kind_note(self, kind: str) -> str:
         if kind == "other":
@@ -217,6 +222,28 @@ class CoreMLQuantizer(TargetQuantizer):
 def _operations(spec: Any):
     function = spec.mlProgram.functions["main"]
     yield from function.block_specializations[function.opset].operations
+
+
+def _scalar_constants(spec: Any) -> dict[str, int]:
+    """Integer scalars defined by ``const`` ops (conv ``groups`` and the like), by name."""
+    values = {}
+    for op in _operations(spec):
+        if op.type == "const" and "val" in op.attributes and op.outputs:
+            tensor = op.attributes["val"].immediateValue.tensor
+            ints = list(tensor.ints.values) if tensor.HasField("ints") else []
+            if len(ints) == 1:
+                values[op.outputs[0].name] = int(ints[0])
+    return values
+
+
+def _groups(op: Any, constants: dict[str, int]) -> int:
+    arguments = op.inputs["groups"].arguments if "groups" in op.inputs else []
+    for argument in arguments:
+        if argument.name:
+            return constants.get(argument.name, 1)
+        if argument.value.immediateValue.tensor.HasField("ints"):
+            return int(argument.value.immediateValue.tensor.ints.values[0])
+    return 1
 
 
 def _module_of(const_name: str, names: dict[str, str]) -> str:

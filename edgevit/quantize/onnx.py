@@ -22,7 +22,11 @@ Q/DQ pairs matters. ``MatMul``/``Gemm`` outputs are left in float
 the float LayerNorm, GELU or residual add, with no requantize/dequantize pair in between.
 Convolutions keep a quantized output because that is what ``QLinearConv`` needs.
 :meth:`OnnxQuantizer.describe_file` reads onnxruntime's optimised graph back and counts
-which compute nodes became integer kernels and which stayed float.
+which compute nodes became integer kernels and which stayed float. That count is the truth,
+not the recipe: onnxruntime's own QDQ fusions turn a float op whose neighbours are quantized
+into an integer kernel anyway (``WeightBiasQuantization`` quantizes the float weights of a
+``DequantizeLinear -> Conv -> QuantizeLinear`` sandwich; ``DQ -> Softmax -> Q`` becomes
+``QLinearSoftmax``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class OnnxQuantizer(TargetQuantizer):
         self.input_name = model.graph.input[0].name
         self.method: str | None = None
         self._units = mark_positions(self._classify(model, scopes, classes))
+        self._followers = _activation_followers(model, {u.id for u in self._units if u.op == "Conv"})
 
     # -- units ------------------------------------------------------------------------------------
 
@@ -91,10 +96,10 @@ class OnnxQuantizer(TargetQuantizer):
         return list(self._units)
 
     def kinds(self) -> tuple[str, ...]:
-        return ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+        return ("conv", "dwconv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
 
     def default_kinds(self) -> tuple[str, ...]:
-        return ("conv", "linear", "matmul", "add", "mul")
+        return ("conv", "dwconv", "linear", "matmul", "add", "mul", "other")
 
     def kind_note(self, kind: str) -> str:
         return {
@@ -102,7 +107,6 @@ class OnnxQuantizer(TargetQuantizer):
                        "per element), so an int8 softmax would add error and time",
             "layernorm": "onnxruntime has no int8 LayerNormalization kernel: quantizing it only adds Q/DQ pairs",
             "gelu": "onnxruntime has no int8 GELU kernel: quantizing it only adds Q/DQ pairs",
-            "other": "pooling/concat/sigmoid int8 kernels save little here; kept in float",
         }.get(kind, super().kind_note(kind))
 
     # -- calibration -------------------------------------------------------------------------------
@@ -135,7 +139,8 @@ class OnnxQuantizer(TargetQuantizer):
             out.write_bytes(self.prepared.read_bytes())
             return
         names = [u.id for u in selected]
-        op_types = sorted({u.op for u in selected})
+        names += [f for u in selected for f in self._followers.get(u.id, ())]
+        op_types = sorted({u.op for u in selected} | ({"Relu", "Clip"} if len(names) > len(selected) else set()))
         method = getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[recipe.calib_method])
         with quiet():
             quantization.quantize_static(
@@ -213,6 +218,24 @@ def _pre_process(source: Path, destination: Path) -> None:
             shape_inference.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
 
 
+def _activation_followers(model: Any, producers: set[str]) -> dict[str, list[str]]:
+    """``{conv node: [Relu/Clip node]}`` for activations that alone consume a conv's output.
+
+    Quantized with their conv, onnxruntime's quantizer folds them into the conv's output
+    range; left out, they leave a dequantize/requantize pair at run time."""
+    consumers = collections.defaultdict(list)
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    followers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.name in producers and len(consumers[node.output[0]]) == 1:
+            follower = consumers[node.output[0]][0]
+            if follower.op_type in ("Relu", "Clip"):
+                followers[node.name] = [follower.name]
+    return followers
+
+
 def _strip(path: Path) -> None:
     """Drop what only debugging needs from a quantized file: the exporter's per-node metadata
     (stack traces, module scopes) and the intermediate shapes that shape inference recorded."""
@@ -268,7 +291,8 @@ def _scopes(model: Any) -> tuple[dict[str, str], dict[str, str]]:
 def _kind(node: Any, constants: set[str], klass: str) -> str | None:
     op = node.op_type
     if op in ("Conv", "ConvTranspose"):
-        return "conv"
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return "dwconv" if group > 1 else "conv"
     if op == "Gemm":
         return "linear"
     if op == "MatMul":

@@ -8,10 +8,10 @@ The recipe is written into the artifact's manifest (``quantization.recipe``).
 
 Parts of a network are named in two ways that every target understands:
 
-* **kinds** of op: ``conv``, ``linear`` (a matrix product with a weight), ``matmul`` (a
-  product of two activations: attention), ``softmax``, ``layernorm``, ``gelu``, ``add``,
-  ``mul``, ``other``; plus the positions ``first`` and ``last`` (the first and last layers
-  with weights: the stem and the classifier);
+* **kinds** of op: ``conv``, ``dwconv`` (depthwise convolution), ``linear`` (a matrix
+  product with a weight), ``matmul`` (a product of two activations: attention), ``softmax``,
+  ``layernorm``, ``gelu``, ``add``, ``mul``, ``other``; plus the positions ``first`` and
+  ``last`` (the first and last layers with weights: the stem and the classifier);
 * **blocks**: the model's segments (``model.segments()``: ``patch_embed``, ``blocks.3``,
   ``stages.2``, ``head``...).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from edgevit.errors import InvalidArgumentError
 
-KINDS = ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+KINDS = ("conv", "dwconv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
 POSITIONS = ("first", "last")
 #: the ops that published ViT PTQ studies single out as fragile; kept in float only where measured to matter
 FRAGILE = ("layernorm", "softmax", "gelu", "first", "last")

@@ -47,7 +47,7 @@ from edgevit.quantize.recipe import (
 #: a group is kept in float when quantizing it alone adds at least this share of the conv+linear layers' noise
 FRAGILE_NOISE_SHARE = 0.25
 #: kinds that are the point of int8 (where the multiply-adds are); never kept float by the default rule
-CORE_KINDS = ("conv", "linear")
+CORE_KINDS = ("conv", "dwconv", "linear")
 #: the --max-drop search stops after this many groups moved to float
 MAX_DROP_STEPS = 24
 

@@ -39,7 +39,7 @@ from edgevit.quantize.recipe import Recipe, Unit, mark_positions
 
 #: TFLite op -> kind; LayerNorm / GELU arithmetic is recognised by the module it came from
 OP_KINDS = {
-    "FULLY_CONNECTED": "linear", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "BATCH_MATMUL": "matmul",
+    "FULLY_CONNECTED": "linear", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "BATCH_MATMUL": "matmul",
     "SOFTMAX": "softmax", "GELU": "gelu", "ADD": "add", "MUL": "mul", "SUB": "other", "MEAN": "other",
     "AVERAGE_POOL_2D": "other", "MAX_POOL_2D": "other", "CONCATENATION": "other", "LOGISTIC": "other",
     "HARD_SWISH": "other", "SQUARED_DIFFERENCE": "other", "RSQRT": "other", "DIV": "other", "TANH": "other",
@@ -85,13 +85,13 @@ class TfliteQuantizer(TargetQuantizer):
 
     def kinds(self) -> tuple[str, ...]:
         if self.scheme.activation_bits is None:
-            return ("conv", "linear")
-        return ("conv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
+            return ("conv", "dwconv", "linear")
+        return ("conv", "dwconv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
 
     def default_kinds(self) -> tuple[str, ...]:
         if self.scheme.activation_bits is None:
-            return ("conv", "linear")
-        return ("conv", "linear", "add", "mul")
+            return ("conv", "dwconv", "linear")
+        return ("conv", "dwconv", "linear", "add", "mul")
 
     def kind_note(self, kind: str) -> str:
         if kind in ("matmul", "softmax", "gelu", "layernorm"):

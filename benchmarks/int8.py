@@ -1,0 +1,325 @@
+"""int8 against fp32 for five ViT families on ONNX, TFLite and Core ML: accuracy, size, latency.
+
+Not a test: it trains, exports and times, which takes about two hours on a busy 2-core machine.
+
+**Accuracy** (per model): the model is trained from scratch on the bundled ``digits``
+(``edgevit.train``; no pretrained weights exist here) at a reduced image size where the
+model can take one (64 px), at 224 px where it cannot (EfficientFormer-L1); then exported
+by ``edgevit.export`` at fp32 and int8 (default recipe: sensitivity pass and measured
+fragile-op rule; 128 calibration images from the digits *training* split) with
+``--data digits``, which evaluates the artifact through the runtime on the digits
+*validation* split (359 images). Core ML runs through the numpy reference executor
+(``coreml-reference``), the only Core ML runtime on Linux.
+
+**Latency** (per model): fp32 and int8 artifacts at 224 px (random weights, except
+EfficientFormer-L1, which is trained at 224), batch 1, 2 threads, timed by
+``edgevit.bench.benchmark`` interleaved in one process so that the machine's load hits both
+alike; ONNX in onnxruntime, TFLite in LiteRT/XNNPACK (Core ML cannot be timed on Linux). The
+int8 file size is compared with fp32 at 224 px. For ONNX both the default opset (18, GELU
+decomposed into Erf arithmetic) and opset 20 (one ``Gelu`` op) are measured.
+
+Targets (issue 6): int8 top-1 within 1.0 point of fp32; int8 size <= 0.3x fp32; int8 p50
+latency <= 0.6x fp32.
+
+Usage::
+
+    python benchmarks/int8.py                         # everything (resumes from --work)
+    python benchmarks/int8.py --phase latency --models vit_tiny_patch16_224
+
+Writes ``benchmarks/results/int8.md`` and ``int8.json`` after every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("cas_vit_xs", "tiny_vit_5m_224", "efficientformer_l1", "efficientformerv2_s0", "vit_tiny_patch16_224")
+#: training size on digits: 64 px where the model can be built at 64, its fixed 224 otherwise
+TRAIN_SIZE = {"efficientformer_l1": 224}
+DEFAULT_TRAIN_SIZE = 64
+EPOCHS = {"efficientformer_l1": 3, "vit_tiny_patch16_224": 15}
+DEFAULT_EPOCHS = 8
+TARGETS = ("onnx", "tflite", "coreml")
+LATENCY_TARGETS = ("onnx", "tflite")
+GOALS = {"top1_drop": 1.0, "size_ratio": 0.3, "latency_ratio": 0.6}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results = load_results()
+    results["environment"] = environment_summary()
+    results["settings"] = {"calib_size": args.calib_size, "runs": args.runs, "threads": 2, "goals": GOALS}
+    for model in args.models:
+        entry = results["models"].setdefault(model, {})
+        try:
+            if args.phase in ("accuracy", "all"):
+                entry["accuracy"] = accuracy(model, work, args)
+                save(results)
+            if args.phase in ("latency", "all"):
+                entry["latency"] = latency(model, work, args)
+                save(results)
+        except Exception as exc:  # noqa: BLE001 - keep going with the other models, record the failure
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"{model}: FAILED {entry['error']}\n{traceback.format_exc()}")
+            save(results)
+    return 0
+
+
+# -- accuracy ------------------------------------------------------------------------------------------
+
+
+def accuracy(model: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    size = TRAIN_SIZE.get(model, DEFAULT_TRAIN_SIZE)
+    weights, training = trained_weights(model, size, work)
+    out = {"image_size": size, "training": training, "targets": {}}
+    for target in args.targets:
+        row = {}
+        for precision in ("fp32", "int8"):
+            artifact = export(model, target, precision, work / "accuracy", weights=weights, image_size=size,
+                              calib_size=args.calib_size, data="digits")
+            manifest = artifact.manifest
+            row[precision] = {
+                "top1": manifest.verification["accuracy"]["artifact"]["top1"],
+                "pytorch_top1": manifest.verification["accuracy"]["pytorch"]["top1"],
+                "verification": verification_status(artifact),
+                "bytes": sum(manifest.files.values()),
+                "seconds": artifact.seconds,
+            }
+            if precision == "int8":
+                quantization = manifest.extra["quantization"]
+                row[precision]["recipe"] = quantization["recipe"]
+                row[precision]["agreement_on_calibration"] = quantization["agreement_on_calibration"]
+                row[precision]["units"] = quantization["units"]
+                row[precision]["sensitivity"] = quantization["sensitivity"]
+        row["top1_drop"] = round(row["fp32"]["top1"] - row["int8"]["top1"], 2)
+        out["targets"][target] = row
+        log(f"{model} {target}: fp32 {row['fp32']['top1']:.2f}%  int8 {row['int8']['top1']:.2f}%  "
+            f"drop {row['top1_drop']:+.2f}")
+    return out
+
+
+def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Weights trained on digits at ``size`` (cached in ``work``; too large to commit)."""
+    import torch
+
+    from edgevit.data.datasets import load_dataset
+    from edgevit.models import create_model
+    from edgevit.train import TrainConfig, dataset_spec, save_weights, train
+
+    path = work / "weights" / f"{model}-digits-{size}.safetensors"
+    record = path.with_suffix(".json")
+    if path.exists() and record.exists():
+        return path, json.loads(record.read_text())
+    torch.set_num_threads(1)  # on a shared 2-core machine PyTorch's 2-thread training is many times slower
+    train_set, val_set = load_dataset("digits", "train"), load_dataset("digits", "val")
+    net = create_model(model, num_classes=10, image_size=size)
+    config = TrainConfig(epochs=EPOCHS.get(model, DEFAULT_EPOCHS), lr=1e-3, image_size=size)
+    start = time.perf_counter()
+    log(f"{model}: training {config.epochs} epochs at {size} px")
+    result = train(net, train_set, val_set, config, dataset_spec(model, train_set, size), progress=False)
+    save_weights(net, path, labels=train_set.classes, metadata={"model": model, "image_size": str(size)})
+    info = {"epochs": config.epochs, "lr": config.lr, "val_top1_pytorch": result.final_top1,
+            "seconds": round(time.perf_counter() - start, 1), "threads": 1}
+    record.write_text(json.dumps(info))
+    return path, info
+
+
+# -- latency -------------------------------------------------------------------------------------------
+
+
+def latency(model: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from edgevit.bench import BenchOptions, benchmark
+
+    weights = None
+    if TRAIN_SIZE.get(model) == 224:
+        weights, _ = trained_weights(model, 224, work)
+    out = {"image_size": 224, "weights": "digits-trained" if weights else "random init", "pairs": {}}
+    variants = [(t, {}) for t in LATENCY_TARGETS] + [("onnx", {"opset": 20})]
+    for target, extra in variants:
+        label = target + ("-opset20" if extra else "")
+        pair = {}
+        for precision in ("fp32", "int8"):
+            pair[precision] = export(model, target, precision, work / "latency", weights=weights, image_size=224,
+                                     calib_size=args.calib_size, verify=precision == "fp32", **extra)
+        report = benchmark([pair["fp32"].path, pair["int8"].path],
+                           BenchOptions(threads=2, runs=args.runs, warmup=5, memory=False, interleave=True))
+        fp32, int8 = report.results
+        quantization = pair["int8"].manifest.extra["quantization"]
+        row = {
+            "fp32_p50_ms": round(fp32.latency.p50_ms, 2), "int8_p50_ms": round(int8.latency.p50_ms, 2),
+            "fp32_min_ms": round(fp32.latency.min_ms, 2), "int8_min_ms": round(int8.latency.min_ms, 2),
+            "latency_ratio_p50": round(int8.latency.p50_ms / fp32.latency.p50_ms, 3),
+            "latency_ratio_min": round(int8.latency.min_ms / fp32.latency.min_ms, 3),
+            "fp32_bytes": pair["fp32"].size_bytes, "int8_bytes": pair["int8"].size_bytes,
+            "size_ratio": round(pair["int8"].size_bytes / pair["fp32"].size_bytes, 3),
+            "float_kinds": quantization["recipe"]["float_kinds"],
+            "float_blocks": quantization["recipe"]["float_blocks"],
+            "runtime_kernels": quantization["runtime_kernels"],
+            "agreement_on_calibration": quantization["agreement_on_calibration"],
+            "backend": int8.backend, "backend_version": int8.backend_version,
+        }
+        pair_report = {"fp32": fp32.to_dict(), "int8": int8.to_dict()}
+        for result in pair_report.values():
+            result.pop("samples_ms", None)
+        row["bench"] = pair_report
+        out["pairs"][label] = row
+        log(f"{model} {label}: fp32 {row['fp32_p50_ms']:.1f} ms, int8 {row['int8_p50_ms']:.1f} ms "
+            f"(x{row['latency_ratio_p50']:.2f} p50, x{row['latency_ratio_min']:.2f} min), size x{row['size_ratio']:.2f}")
+    return out
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def export(model: str, target: str, precision: str, out: Path, *, weights: Path | None, image_size: int,
+           calib_size: int, data: str | None = None, verify: bool = True, **extra: Any):
+    """The artifact ``edgevit.export`` writes (reused when its manifest is already there)."""
+    from edgevit.export import Artifact, export
+
+    suffix = "-opset20" if extra.get("opset") == 20 else ""
+    name = f"{model}{suffix}"
+    folder = out / f"{name}-{target}-{precision}"
+    if (folder / "manifest.json").exists():
+        return Artifact.open(folder)
+    from edgevit.errors import VerificationError
+
+    options = {"deployment_target": "iOS17"} if target == "coreml" else {}
+    kwargs = dict(target=target, precision=precision, out=out, weights=weights, image_size=image_size,
+                  num_classes=None if weights else 10, calib_size=calib_size, data=data, quiet=True, name=name,
+                  **options, **extra)
+    start = time.perf_counter()
+    try:
+        artifact = export(model, verify=verify, **kwargs)
+    except VerificationError as exc:  # keep the artifact to measure it, and say that it failed
+        log(f"  {folder.name}: verification FAILED ({exc}); kept with --no-verify")
+        artifact = export(model, verify=False, **kwargs)
+        verification = {**artifact.manifest.verification, "status": "failed", "failures": [str(exc)]}
+        folder.with_name(folder.name + ".verification-failed.json").write_text(json.dumps(verification, indent=1, default=str))
+    log(f"  exported {folder.name} in {time.perf_counter() - start:.0f} s")
+    return artifact
+
+
+def verification_status(artifact: Any) -> str:
+    failed = artifact.path.with_name(artifact.path.name + ".verification-failed.json")
+    if failed.exists():
+        return "FAILED: " + "; ".join(json.loads(failed.read_text())["failures"])[:300]
+    return artifact.manifest.verification.get("status", "?")
+
+
+def load_results() -> dict[str, Any]:
+    path = RESULTS / "int8.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"models": {}}
+
+
+def save(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS / "int8.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    os.replace(tmp, RESULTS / "int8.json")
+    tmp = RESULTS / "int8.md.tmp"
+    tmp.write_text(markdown(results))
+    os.replace(tmp, RESULTS / "int8.md")
+
+
+def environment_summary() -> dict[str, Any]:
+    from edgevit.bench.environment import environment
+
+    env = environment()
+    return {"summary": env.summary(), "load_average": list(os.getloadavg())}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    from edgevit.cli._table import format_table
+
+    lines = ["# int8 vs fp32: accuracy on digits, size and latency", "",
+             f"Machine: {results.get('environment', {}).get('summary', '?')}; load average at the start "
+             f"{', '.join(f'{x:.1f}' for x in results.get('environment', {}).get('load_average', []))}.",
+             f"Goals: top-1 drop <= {GOALS['top1_drop']} point, int8 size <= {GOALS['size_ratio']}x fp32, "
+             f"int8 p50 latency <= {GOALS['latency_ratio']}x fp32 (batch 1, 2 threads, same runtime).", "",
+             "## Accuracy on the digits validation split (359 images)", ""]
+    rows = []
+    for model, entry in results["models"].items():
+        acc = entry.get("accuracy")
+        if not acc:
+            continue
+        for target, row in acc["targets"].items():
+            int8 = row["int8"]
+            kept = ", ".join(int8["recipe"]["float_kinds"] + [f"block {b}" for b in int8["recipe"]["float_blocks"]])
+            rows.append((model, acc["image_size"], target, f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}",
+                         f"{row['top1_drop']:+.2f}", _ok(row["top1_drop"] <= GOALS["top1_drop"]),
+                         f"{int8['agreement_on_calibration']['top1_agreement']:.1f}",
+                         f"{int8['agreement_on_calibration']['sqnr_db']:.1f}", int8["verification"], kept or "-"))
+    lines.append(format_table(["model", "px", "target", "fp32 top-1", "int8 top-1", "drop", "<=1.0",
+                               "calib agree %", "SQNR dB", "int8 verify", "kept in float"], rows,
+                              align="lrlrrrlrrll"))
+    lines += ["", "## Size and latency at 224 px (batch 1, 2 threads, interleaved)", ""]
+    rows = []
+    for model, entry in results["models"].items():
+        lat = entry.get("latency")
+        if not lat:
+            continue
+        for label, row in lat["pairs"].items():
+            kernels = row["runtime_kernels"]
+            where = _kernels(kernels)
+            rows.append((model, label, f"{row['fp32_p50_ms']:.1f}", f"{row['int8_p50_ms']:.1f}",
+                         f"{row['latency_ratio_p50']:.2f}", f"{row['latency_ratio_min']:.2f}",
+                         _ok(row["latency_ratio_p50"] <= GOALS["latency_ratio"]),
+                         f"{row['fp32_bytes'] / 1e6:.1f}", f"{row['int8_bytes'] / 1e6:.1f}", f"{row['size_ratio']:.2f}",
+                         _ok(row["size_ratio"] <= GOALS["size_ratio"]), where))
+    lines.append(format_table(["model", "runtime", "fp32 p50 ms", "int8 p50 ms", "ratio p50", "ratio min", "<=0.6",
+                               "fp32 MB", "int8 MB", "size ratio", "<=0.3", "int8 kernels"], rows,
+                              align="llrrrrlrrrll"))
+    errors = [(m, e["error"]) for m, e in results["models"].items() if e.get("error")]
+    if errors:
+        lines += ["", "## Failures", ""] + [f"- {m}: {e}" for m, e in errors]
+    lines += ["", "Raw numbers, recipes and sensitivity tables: int8.json. Notes: docs/quantize.md.", ""]
+    return "\n".join(lines)
+
+
+def _kernels(kernels: dict[str, Any]) -> str:
+    if "integer_kernels" in kernels:
+        floats = kernels.get("float_compute_kernels") or {}
+        return (f"{sum(kernels['integer_kernels'].values())} integer, {sum(floats.values())} float compute, "
+                f"{kernels.get('quantize_linear', 0)} Q / {kernels.get('dequantize_linear', 0)} DQ")
+    if "int8_ops" in kernels:
+        return f"int8 ops {sum(kernels['int8_ops'].values())}, XNNPACK {kernels.get('xnnpack_delegated', '?')}"
+    return "-"
+
+
+def _ok(value: bool) -> str:
+    return "yes" if value else "NO"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), help="targets for the accuracy phase")
+    parser.add_argument("--phase", choices=["accuracy", "latency", "all"], default="all")
+    parser.add_argument("--calib-size", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--work", default=os.environ.get("EDGEVIT_INT8_WORK", "/tmp/edgevit-int8"),
+                        help="cache of weights and artifacts (too large to commit)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
