@@ -206,15 +206,15 @@ class ClasswiseStrategy:
         for piece, assignment in zip(plan.pieces, placement.assignments):
             pieces.append(dataclasses.replace(
                 piece, device=assignment.device, cost={**piece.cost, "measured_ms": measured[piece.name],
-                                                       "pytorch_ms": piece.cost["measured_ms"]},
+                                                       "pytorch_ms": _pytorch_ms(piece.cost)},
                 predicted={"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms}))
         fusion = dataclasses.replace(plan.fusion, cost={**plan.fusion.cost, "measured_ms": measured["fusion"],
-                                                        "pytorch_ms": plan.fusion.cost["measured_ms"]},
+                                                        "pytorch_ms": _pytorch_ms(plan.fusion.cost)},
                                      predicted={"compute_ms": placement.fusion_ms})
         unsplit = _with_ms("unsplit", plan.model["cost"], measured["unsplit"])
         latency = latency_report(placement, unsplit, cluster, timing)
-        latency["pytorch_eager"] = _summary(plan.latency)
-        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model["measured_ms"],
+        latency["pytorch_eager"] = plan.latency.get("pytorch_eager") or _summary(plan.latency)
+        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model.get("pytorch_ms", plan.model["measured_ms"]),
                  "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
         return dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion, latency=latency, model=model)
 
@@ -232,6 +232,11 @@ def _pytorch_timing(request: SplitRequest) -> str:
 def _with_ms(name: str, cost: dict, ms: float) -> PieceCost:
     return PieceCost(name, cost["params"], cost["macs"], cost["weight_bytes"], cost["activation_bytes"],
                      cost["input_bytes"], cost["output_bytes"], ms)
+
+
+def _pytorch_ms(cost: dict) -> float:
+    """The PyTorch time of a piece, also when the plan was re-timed before."""
+    return cost.get("pytorch_ms", cost["measured_ms"])
 
 
 def _summary(latency: dict) -> dict:

@@ -1,9 +1,9 @@
 """Measuring pieces on this machine: compute time, parameters, MACs and peak activations.
 
-Times are medians over rounds that visit every piece in turn (interleaved), so a burst of
-load from other processes on a shared machine hits all pieces alike; the ratios between
-pieces are what plans and benchmarks rely on. Threads are fixed (default 1) for the same
-reason.
+Times are the minimum over rounds that visit every piece in turn (interleaved), so a burst of
+load from other processes on a shared machine hits all pieces alike, and the minimum drops
+the runs that another process preempted (longer pieces are preempted more often, so medians
+overstate them). Threads are fixed (default 1) for the same reason.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ __all__ = ["activation_values", "interleaved_ms", "module_macs", "piece_cost"]
 @torch.no_grad()
 def interleaved_ms(modules: Mapping[str, nn.Module], inputs: Mapping[str, torch.Tensor], rounds: int = 15,
                    warmup: int = 2, threads: int = 1) -> dict[str, float]:
-    """Median forward time in milliseconds of each module on its input, measured interleaved."""
+    """Minimum forward time in milliseconds of each module on its input, measured interleaved."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -41,7 +41,7 @@ def interleaved_ms(modules: Mapping[str, nn.Module], inputs: Mapping[str, torch.
                 times[name].append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(previous)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: float(np.min(t)) for name, t in times.items()}
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from edgevit.models._count import count_params
 from edgevit.partition.pipeline import PipelinePlan, balance_pipeline, evaluate_stages, stage_cost
 from edgevit.partition.placement import single_device
 from edgevit.partition.plan import Plan, PlanPiece
-from edgevit.split.classwise import CHECK_IMAGES, _example, _pytorch_timing, _summary, _with_ms
+from edgevit.split.classwise import CHECK_IMAGES, _example, _pytorch_ms, _pytorch_timing, _summary, _with_ms
 from edgevit.split.measure import interleaved_ms, piece_cost
 from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest
 from edgevit.train import accuracy, predict_logits
@@ -92,14 +92,14 @@ class PipelineStrategy:
         cluster = parse_devices(plan.devices, source="plan.json")
         costs = [_with_ms(p.name, p.cost, measured[p.name]) for p in plan.pieces]
         stages = evaluate_stages(costs, [tuple(p.info["segment_range"]) for p in plan.pieces], cluster)
-        pieces = [dataclasses.replace(p, cost={**p.cost, "measured_ms": measured[p.name], "pytorch_ms": p.cost["measured_ms"]},
+        pieces = [dataclasses.replace(p, cost={**p.cost, "measured_ms": measured[p.name], "pytorch_ms": _pytorch_ms(p.cost)},
                                       predicted={"compute_ms": s.compute_ms, "input_transfer_ms": s.input_transfer_ms,
                                                  "output_transfer_ms": s.output_transfer_ms, "stage_ms": s.total_ms})
                   for p, s in zip(plan.pieces, stages.stages)]
         latency = self.latency_report(stages, _with_ms("unsplit", plan.model["cost"], measured["unsplit"]), cluster,
                                       timing)
-        latency["pytorch_eager"] = _summary(plan.latency)
-        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model["measured_ms"],
+        latency["pytorch_eager"] = plan.latency.get("pytorch_eager") or _summary(plan.latency)
+        model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model.get("pytorch_ms", plan.model["measured_ms"]),
                  "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
         return dataclasses.replace(plan, pieces=tuple(pieces), latency=latency, model=model)
 

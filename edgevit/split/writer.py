@@ -98,12 +98,29 @@ def retime(built: BuiltPlan, plan: Plan, folder: Path, timing: str, threads: int
     pieces = [*plan.pieces, *((plan.fusion,) if plan.fusion else ())]
     folders = [str(folder / p.artifact) for p in pieces] + [str(unsplit_dir)]
     times = measure_in_subprocess(folders, backend, threads, rounds)
-    measured = {p.name: times[str(folder / p.artifact)] for p in pieces}
-    measured["unsplit"] = times[str(unsplit_dir)]
-    how = (f"edgevit.runtime ({backend}), {threads or 'default'} thread(s), batch 1, median of {rounds} interleaved "
-           "runs in a fresh process")
-    plan = built.strategy.retime(plan, measured, how)
-    return dataclasses.replace(plan, model={**plan.model, "artifact": unsplit_dir.name})
+    plan = dataclasses.replace(plan, model={**plan.model, "artifact": unsplit_dir.name})
+    return apply_times(built.strategy, plan, folder, times, backend, threads, rounds)
+
+
+def apply_times(strategy, plan: Plan, folder: Path, times: dict, backend: str, threads: int | None,
+                rounds: int) -> Plan:
+    """Let ``strategy`` re-time ``plan`` with runtime timings of its artifacts (minimum of the
+    runs; the median is kept as ``median_ms``)."""
+    pieces = [*plan.pieces, *((plan.fusion,) if plan.fusion else ())]
+    names = {str(folder / p.artifact): p.name for p in pieces}
+    names[str(folder / plan.model["artifact"])] = "unsplit"
+    fastest = {names[f]: ms for f, ms in times["min_ms"].items()}
+    median = {names[f]: ms for f, ms in times["median_ms"].items()}
+    how = (f"edgevit.runtime ({backend}), {threads or 'default'} thread(s), batch 1, minimum of {rounds} interleaved "
+           "runs in a fresh process (medians in median_ms)")
+    plan = strategy.retime(plan, fastest, how)
+
+    def with_median(piece: PlanPiece) -> PlanPiece:
+        return dataclasses.replace(piece, cost={**piece.cost, "median_ms": median[piece.name]})
+
+    return dataclasses.replace(plan, pieces=tuple(with_median(p) for p in plan.pieces),
+                               fusion=with_median(plan.fusion) if plan.fusion else None,
+                               model={**plan.model, "median_ms": median["unsplit"]})
 
 
 def export_piece(item: BuiltPiece, plan: Plan, folder: Path) -> PlanPiece:
