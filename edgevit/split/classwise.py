@@ -226,7 +226,7 @@ def _example(request: SplitRequest) -> torch.Tensor:
 
 def _pytorch_timing(request: SplitRequest) -> str:
     return (f"{platform.machine()} {platform.processor() or platform.system()}, PyTorch {torch.__version__} eager, "
-            f"{request.options.threads} thread(s), median of interleaved runs in the planning process")
+            f"{request.options.threads} thread(s), minimum of interleaved runs in the planning process")
 
 
 def _with_ms(name: str, cost: dict, ms: float) -> PieceCost:
