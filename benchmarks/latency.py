@@ -44,6 +44,8 @@ VARIANTS = (("onnx-fp32-opset20", "onnx", "fp32", {"opset": 20}),)
 #: the reference column: one 1024x1024 @ 1024x1024 float32 matmul in onnxruntime, timed with the models
 MATMUL, MATMUL_SIZE = "matmul", 1024
 MATMUL_FLOP = 2 * MATMUL_SIZE**3
+#: models above this many GMACs get half the timed rounds (PyTorch eager at 2 threads takes seconds per call)
+BIG_GMACS = 8.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +110,9 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
     artifacts.append(matmul)
     keys[str(matmul)] = MATMUL
     load_before = os.getloadavg()[0]
-    log(f"{name}: timing {len(artifacts)} artifacts + torch eager ({args.runs} rounds, load {load_before:.1f})")
-    options = BenchOptions(threads=args.threads, warmup=args.warmup, runs=args.runs, memory=False)
+    runs = args.runs if info.gmacs < BIG_GMACS else max(8, args.runs // 2)  # keeps the biggest rows under ~15 min
+    log(f"{name}: timing {len(artifacts)} artifacts + torch eager ({runs} rounds, load {load_before:.1f})")
+    options = BenchOptions(threads=args.threads, warmup=args.warmup, runs=runs, memory=False)
     torch_threads = [args.threads] + ([1] if args.threads != 1 else [])
     report = benchmark(artifacts, options, torch_model=name, torch_threads=torch_threads, progress=False)
     flops = 2 * info.gmacs * 1e9
@@ -141,6 +144,7 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
         "image_size": info.input_size[-1],
         "gmacs": info.gmacs,
         "columns": columns,
+        "runs": runs,
         "matmul_gflops": round(peak, 2),
         "matmul_p50_ms": round(matmul_result.latency.p50_ms, 3),
         "fastest": fastest,
@@ -270,7 +274,7 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         "# Latency: PyTorch eager fp32 vs exported artifacts",
         "",
         f"Machine: {env.summary()}. Batch 1, {args.threads} threads, {args.runs} timed rounds after "
-        f"{args.warmup} warm-up. All columns of one model (PyTorch eager, every artifact, and a reference "
+        f"{args.warmup} warm-up (half as many, at least 8, for models above {BIG_GMACS:g} GMACs). All columns of one model (PyTorch eager, every artifact, and a reference "
         f"{MATMUL_SIZE}x{MATMUL_SIZE} float32 matmul in onnxruntime) are timed interleaved round-robin in one "
         "process, so the load of this shared machine hits them alike."
         + ("" if finished else " **The run is not finished; rows are added as models are measured.**"),
