@@ -52,6 +52,9 @@ def parse_args(argv):
                    help="then this many more from those weights (lr 5e-4, a second cosine cycle); 0: none")
     p.add_argument("--ks", default="2,3,4")
     p.add_argument("--reduction", type=float, default=8.0)
+    p.add_argument("--extra", default="2:32", help="further K:reduction runs, to compare with the paper's "
+                   "largest reductions ('' for none)")
+    p.add_argument("--extra-only", action="store_true", help="only the --extra runs, added to the results in --out")
     p.add_argument("--prune-steps", type=int, default=2)
     p.add_argument("--recover-epochs", type=int, default=6)
     p.add_argument("--fusion-epochs", type=int, default=60)
@@ -81,10 +84,17 @@ def main(argv=None) -> int:
         print(f"wrote {out / 'edvit.md'}")
         return 0
     model, base = base_model(args, work)
-    kl_check = scorer_check(model, args)
-    results = {"meta": meta(args, base), "kl_check": kl_check, "runs": []}
-    for k in [int(v) for v in args.ks.split(",")]:
-        results["runs"].append(run_k(model, k, args, work))
+    extra = [(int(a), float(b)) for a, b in (item.split(":") for item in args.extra.split(",") if item)]
+    if args.extra_only:
+        results = json.loads((out / "edvit.json").read_text())
+    else:
+        results = {"meta": meta(args, base), "kl_check": scorer_check(model, args), "runs": []}
+        for k in [int(v) for v in args.ks.split(",")]:
+            results["runs"].append(run_k(model, k, args, work))
+            write(results, out)
+    results["extra_runs"] = []
+    for k, reduction in extra:
+        results["extra_runs"].append(run_k(model, k, args, work, reduction))
         write(results, out)
     print(f"wrote {out / 'edvit.md'}")
     return 0
@@ -164,21 +174,23 @@ def scorer_check(model, args, neurons: int = 64, images: int = 32) -> dict:
 
 
 # -- one K ---------------------------------------------------------------------------------------------
-def run_k(model, k: int, args, work: Path) -> dict:
+def run_k(model, k: int, args, work: Path, reduction: float | None = None) -> dict:
     from edgevit.devices import equal_devices
     from edgevit.split import SplitOptions, split
 
+    reduction = reduction or args.reduction
     cluster = equal_devices(k, memory_mb=MEMORY_MB, link_mbps=LINK_MBPS, link_latency_ms=LINK_LATENCY_MS)
-    options = SplitOptions(reduction=args.reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
+    options = SplitOptions(reduction=reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
                            fusion_epochs=args.fusion_epochs, measure_rounds=args.rounds, threads=1)
     start = time.perf_counter()
-    plan = split(model, "digits", cluster, work / f"plan-K{k}", options, image_size=args.image_size)
+    name = f"plan-K{k}" if reduction == args.reduction else f"plan-K{k}-r{reduction:g}"
+    plan = split(model, "digits", cluster, work / name, options, image_size=args.image_size)
     seconds = time.perf_counter() - start
     lat = plan.latency
     print(f"K={k}: fused {plan.accuracy['fused_top1']:.2f}% vs {plan.accuracy['unsplit_top1']:.2f}%, latency ratio "
           f"{lat['ratio_to_unsplit']:.3f} (onnxruntime), {lat['pytorch_eager']['ratio_to_unsplit']:.3f} (PyTorch)",
           flush=True)
-    return {"k": k, "split_seconds": seconds, "plan": plan.to_dict()}
+    return {"k": k, "reduction": reduction, "split_seconds": seconds, "plan": plan.to_dict()}
 
 
 def retime_k(run: dict, args, work: Path) -> dict:
@@ -292,17 +304,17 @@ def markdown(results: dict) -> str:
               "| measured part ms | modelled transfers ms | predicted e2e ms | ratio | compute-only ratio "
               "| target holds for devices up to |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run in results["runs"]:
+    for run in results["runs"] + results.get("extra_runs", []):
         lat = run["plan"]["latency"]
         slowest = max(load["compute_ms"] for load in lat["per_device"] if load["pieces"])
         speed = max_device_speed(lat)
         holds = "any speed" if speed is None else ("never" if speed == 0 else f"{speed:.2f}x this machine")
-        lines.append(f"| {run['k']} | onnxruntime | {lat['unsplit_measured_ms']:.2f} | {lat['unsplit_device_ms']:.2f} "
+        lines.append(f"| {_label(run)} | onnxruntime | {lat['unsplit_measured_ms']:.2f} | {lat['unsplit_device_ms']:.2f} "
                      f"| {slowest:.2f} | {lat['fusion_ms']:.3f} | {lat['measured_part_ms']:.2f} "
                      f"| {lat['modelled_part_ms']:.2f} | {lat['end_to_end_ms']:.2f} | {lat['ratio_to_unsplit']:.3f} "
                      f"| {lat['measured_part_ms'] / lat['unsplit_measured_ms']:.3f} | {holds} |")
         pt = lat["pytorch_eager"]
-        lines.append(f"| {run['k']} | PyTorch eager | {pt['unsplit_measured_ms']:.2f} | {pt['unsplit_device_ms']:.2f} "
+        lines.append(f"| {_label(run)} | PyTorch eager | {pt['unsplit_measured_ms']:.2f} | {pt['unsplit_device_ms']:.2f} "
                      f"| - | - | {pt['measured_part_ms']:.2f} | {pt['modelled_part_ms']:.2f} | {pt['end_to_end_ms']:.2f} "
                      f"| {pt['ratio_to_unsplit']:.3f} | {pt['measured_part_ms'] / pt['unsplit_measured_ms']:.3f} | - |")
     lines += ["", "Measured: compute of each piece on this machine, batch 1, one thread, minimum of interleaved runs "
@@ -317,10 +329,10 @@ def markdown(results: dict) -> str:
               "## Sub-models", "",
               "| K | piece | classes | embed | head dim | MLP total | params | reduction | MMACs | group val top-1 |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for run in results["runs"]:
+    for run in results["runs"] + results.get("extra_runs", []):
         for p in run["plan"]["pieces"]:
             i = p["info"]
-            lines.append(f"| {run['k']} | {p['name']} | {','.join(map(str, p['classes']))} | {i['embed_dim']} "
+            lines.append(f"| {_label(run)} | {p['name']} | {','.join(map(str, p['classes']))} | {i['embed_dim']} "
                          f"| {i['head_dim']} | {sum(i['mlp_hidden'])} | {p['cost']['params']:,} "
                          f"| {i['param_reduction']:.1f}x | {p['cost']['macs'] / 1e6:.2f} | {i['group_val_top1']:.2f}% |")
     kl = results["kl_check"]
@@ -341,15 +353,21 @@ def markdown(results: dict) -> str:
               "| | size reduction per sub-model | total size of all sub-models vs unsplit | latency reduction (unsplit / split) |",
               "|---|---|---|---|",
               f"| paper (best case, reading 1) | up to {PAPER['size_reduction']}x | - | up to {PAPER['latency_reduction']}x |"]
-    for run in results["runs"]:
+    for run in results["runs"] + results.get("extra_runs", []):
         plan = run["plan"]
         reductions = [p["info"]["param_reduction"] for p in plan["pieces"]]
         total = sum(p["cost"]["params"] for p in plan["pieces"]) / plan["model"]["params"]
-        lat = plan["latency"]
-        lines.append(f"| this run, K={run['k']} | {min(reductions):.1f}x - {max(reductions):.1f}x | {total:.2f}x of "
-                     f"the unsplit size | {1 / lat['ratio_to_unsplit']:.2f}x (onnxruntime), "
+        lat, acc = plan["latency"], plan["accuracy"]
+        lines.append(f"| this run, K={run['k']}, budget {run.get('reduction', 8):g}x | {min(reductions):.1f}x - "
+                     f"{max(reductions):.1f}x (fused top-1 {acc['fused_top1']:.2f}% vs {acc['unsplit_top1']:.2f}%) "
+                     f"| all sub-models together: {total:.2f} of the unsplit parameters "
+                     f"| {1 / lat['ratio_to_unsplit']:.2f}x (onnxruntime), "
                      f"{1 / lat['pytorch_eager']['ratio_to_unsplit']:.2f}x (PyTorch eager) |")
     return "\n".join(lines) + "\n"
+
+
+def _label(run: dict) -> str:
+    return f"{run['k']}" + (f" (budget {run['reduction']:g}x)" if run.get("reduction", 8.0) != 8.0 else "")
 
 
 def _recipe(base: dict) -> str:
