@@ -67,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.phase in ("accuracy", "all"):
                 entry["accuracy"] = accuracy(model, work, args)
-                save(results)
+                save(results, args.models)
             if args.phase in ("latency", "all"):
                 entry["latency"] = latency(model, work, args)
-                save(results)
+                save(results, args.models)
         except Exception as exc:  # noqa: BLE001 - keep going with the other models, record the failure
             entry["error"] = f"{type(exc).__name__}: {exc}"
             log(f"{model}: FAILED {entry['error']}\n{traceback.format_exc()}")
-            save(results)
+            save(results, args.models)
     return 0
 
 
@@ -226,12 +226,19 @@ def load_results() -> dict[str, Any]:
     return {"models": {}}
 
 
-def save(results: dict[str, Any]) -> None:
+def save(results: dict[str, Any], models: list[str] | None = None) -> None:
+    """Write this run's models into the results files, keeping the other models' rows (so that
+    runs for different models can go on side by side)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "int8.json.tmp"
+    if models is not None:
+        merged = load_results()
+        merged["models"].update({m: results["models"][m] for m in models if m in results["models"]})
+        merged["environment"], merged["settings"] = results["environment"], results["settings"]
+        results = merged
+    tmp = RESULTS / f"int8.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
     os.replace(tmp, RESULTS / "int8.json")
-    tmp = RESULTS / "int8.md.tmp"
+    tmp = RESULTS / f"int8.md.{os.getpid()}.tmp"
     tmp.write_text(markdown(results))
     os.replace(tmp, RESULTS / "int8.md")
 

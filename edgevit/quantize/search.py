@@ -83,7 +83,8 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         calibration: the calibration images (also the set agreement is measured on).
         recipe: the request: precision, calibration method, groups already forced to float,
             ``max_drop``. With ``chosen_by="given"`` the recipe is used as it is (no default rule).
-        sensitivity: run the one-group-at-a-time pass (needed for the default rule and --max-drop).
+        sensitivity: run the one-group-at-a-time pass (the default rule needs it; ``max_drop`` runs it
+            regardless). Without it only conv and linear layers are quantized (``"unmeasured"``).
         log: ``log(message)`` for progress lines, or None.
     """
     start = time.perf_counter()
@@ -101,7 +102,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
     try:
         search = _Search(quantizer, units, reference, images, work, sensitivity_size, say)
         table, full = [], None
-        if sensitivity and recipe.chosen_by != "given":
+        if (sensitivity or recipe.max_drop is not None) and recipe.chosen_by != "given":
             table, full = search.sensitivity(recipe)
             recipe = default_recipe(recipe, table, full, quantizer)
             block_table, _ = search.sensitivity(recipe, blocks=True)
@@ -228,8 +229,9 @@ class _Search:
         for group in order:
             if 100.0 - agreement["top1_agreement"] <= recipe.max_drop or len(steps) > MAX_DROP_STEPS:
                 break
-            if group in recipe.float_groups:
-                continue
+            quantized = select(self.units, recipe, self.quantizer.default_kinds())
+            if group in recipe.float_groups or not any(group in u.groups() for u in quantized):
+                continue  # already float, or nothing of it is quantized any more
             row = next(r for r in table if r["group"] == group)
             recipe = recipe.with_float(group, f"--max-drop {recipe.max_drop:g}: top-1 agreement was "
                                               f"{agreement['top1_agreement']:.2f}%; most sensitive remaining group "
