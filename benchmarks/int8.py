@@ -57,6 +57,9 @@ GOALS = {"top1_drop": 1.0, "size_ratio": 0.3, "latency_ratio": 0.6}
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        save(load_results())
+        return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = load_results()
@@ -283,14 +286,15 @@ def markdown(results: dict[str, Any]) -> str:
         for label, row in lat["pairs"].items():
             kernels = row["runtime_kernels"]
             where = _kernels(kernels)
+            kept = ", ".join(row["float_kinds"] + [f"block {b}" for b in row["float_blocks"]])
             rows.append((model, label, f"{row['fp32_p50_ms']:.1f}", f"{row['int8_p50_ms']:.1f}",
                          f"{row['latency_ratio_p50']:.2f}", f"{row['latency_ratio_min']:.2f}",
                          _ok(row["latency_ratio_p50"] <= GOALS["latency_ratio"]),
                          f"{row['fp32_bytes'] / 1e6:.1f}", f"{row['int8_bytes'] / 1e6:.1f}", f"{row['size_ratio']:.2f}",
-                         _ok(row["size_ratio"] <= GOALS["size_ratio"]), where))
+                         _ok(row["size_ratio"] <= GOALS["size_ratio"]), where, kept or "-"))
     lines.append(format_table(["model", "runtime", "fp32 p50 ms", "int8 p50 ms", "ratio p50", "ratio min", "<=0.6",
-                               "fp32 MB", "int8 MB", "size ratio", "<=0.3", "int8 kernels"], rows,
-                              align="llrrrrlrrrll"))
+                               "fp32 MB", "int8 MB", "size ratio", "<=0.3", "runtime kernels (int8 graph)",
+                               "kept in float"], rows, align="llrrrrlrrrlll"))
     errors = [(m, e["error"]) for m, e in results["models"].items() if e.get("error")]
     if errors:
         lines += ["", "## Failures", ""] + [f"- {m}: {e}" for m, e in errors]
@@ -323,6 +327,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phase", choices=["accuracy", "latency", "all"], default="all")
     parser.add_argument("--calib-size", type=int, default=128)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--report-only", action="store_true", help="rewrite int8.md from int8.json and exit")
     parser.add_argument("--work", default=os.environ.get("EDGEVIT_INT8_WORK", "/tmp/edgevit-int8"),
                         help="cache of weights and artifacts (too large to commit)")
     return parser.parse_args(argv)
