@@ -176,21 +176,49 @@ def calibration_images(source: str | Path, count: int, spec: PreprocessSpec, see
     import warnings
 
     data = load_dataset(source, split="train") if str(source) == DIGITS else _calibration_folder(Path(source))
-    order = np.random.default_rng(seed).permutation(len(data))
-    arrays = []
-    for i in order:
-        if len(arrays) == count:
-            break
-        try:
-            arrays.append(preprocess_image(data.items[i], spec))
-        except DataError:
-            continue
+    arrays = [array for _, array in _readable(data, np.random.default_rng(seed).permutation(len(data)), count, spec)]
     if not arrays:
         raise DataError(f"calibration source {str(source)!r} has no readable images")
     if len(arrays) < count:
         warnings.warn(f"asked for {count} calibration images but {str(source)!r} has only {len(arrays)} "
                       "readable ones; using those", UserWarning, stacklevel=2)
     return np.stack(arrays)
+
+
+def held_out_images(source: str | Path, count: int, calib_count: int, spec: PreprocessSpec,
+                    seed: int = 0) -> tuple[list[str], np.ndarray | None]:
+    """Up to ``count`` preprocessed images of the calibration source that calibration did not use.
+
+    For ``digits`` they come from the validation split; for a folder, from the images after the
+    first ``calib_count`` readable ones in :func:`calibration_images`' order (none when the
+    folder has no more). Returns their names and ``[N, ...]`` arrays (``None`` when there are none).
+    """
+    if str(source) == DIGITS:
+        data = load_dataset(DIGITS, split="val")
+        order, skip = np.random.default_rng(seed).permutation(len(data)), 0
+        names_of = [f"digits_val_{i}" for i in range(len(data))]
+    else:
+        data = _calibration_folder(Path(source))
+        order, skip = np.random.default_rng(seed).permutation(len(data)), calib_count
+        names_of = [Path(item).name for item in data.items]
+    picked = list(_readable(data, order, skip + count, spec))[skip:]
+    if not picked:
+        return [], None
+    return [names_of[i] for i, _ in picked], np.stack([array for _, array in picked])
+
+
+def _readable(data: ImageDataset, order: np.ndarray, count: int, spec: PreprocessSpec) -> Iterator[tuple[int, np.ndarray]]:
+    """The first ``count`` images of ``data`` in ``order`` that decode: ``(index, array)`` pairs."""
+    found = 0
+    for i in order:
+        if found == count:
+            return
+        try:
+            array = preprocess_image(data.items[i], spec)
+        except DataError:
+            continue
+        found += 1
+        yield int(i), array
 
 
 def _calibration_folder(root: Path) -> ImageDataset:
@@ -206,4 +234,4 @@ def _calibration_folder(root: Path) -> ImageDataset:
         raise DataError(f"calibration folder {str(root)!r} is empty or has no images: {exc}") from exc
 
 
-__all__ = ["DIGITS", "ImageDataset", "calibration_images", "load_dataset", "load_image", "stratified_split"]
+__all__ = ["DIGITS", "ImageDataset", "calibration_images", "held_out_images", "load_dataset", "load_image", "stratified_split"]

@@ -139,9 +139,9 @@ def verify(job: ExportJob) -> None:
     job.manifest.write(job.staging)
     prepared = job.prepared
     if job.options.verify:
+        samples, reference = verification_samples(job)
         with captured_output():
-            job.verification = verify_artifact(job.staging, job.manifest, prepared.samples, prepared.reference,
-                                               job.target, job.options)
+            job.verification = verify_artifact(job.staging, job.manifest, samples, reference, job.target, job.options)
     if job.options.data is not None:  # asked for explicitly, so measured even with --no-verify
         from edgevit.quantize.export_step import labelled_accuracy
 
@@ -155,6 +155,27 @@ def verify(job: ExportJob) -> None:
             f"{job.artifact_name} does not match PyTorch: {problems}. No artifact was written; "
             "rerun with --no-verify to keep it anyway"
         )
+
+
+def verification_samples(job: ExportJob) -> tuple[Any, Any]:
+    """The prepared samples, plus held-out images of the calibration source for precisions judged
+    in domain (int8), with their PyTorch reference from the deploy model (equal to the original
+    within float rounding)."""
+    import torch
+
+    from edgevit.export.verify import N_HELD_OUT, tolerance_for, with_held_out
+
+    prepared = job.prepared
+    if job.quantization is None or not tolerance_for(job.options.precision).in_domain:
+        return prepared.samples, prepared.reference
+    from edgevit.quantize.calibration import held_out_set
+
+    names, images = held_out_set(job.options.calib, N_HELD_OUT, job.options.calib_size, prepared.preprocessing("NCHW"))
+    if images is None:
+        return prepared.samples, prepared.reference
+    with torch.no_grad():
+        reference = prepared.model(torch.from_numpy(images)).float().numpy()
+    return with_held_out(prepared.samples, prepared.reference, names, images, reference)
 
 
 def write(job: ExportJob) -> None:

@@ -66,15 +66,33 @@ def calibration_set(source: str | Path, count: int, spec: Any, seed: int = 0) ->
     Raises:
         DataError: the folder is missing, empty or holds no readable image (names it).
     """
-    from edgevit.data.datasets import DIGITS, calibration_images
-    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.data.datasets import calibration_images
 
     check_calib_size(count)
-    spec = PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                          crop_pct=1.0 if str(source) == DIGITS else spec.crop_pct,
-                          resize_mode="warp" if str(source) == DIGITS else spec.resize_mode, layout="NCHW")
-    images = calibration_images(source, count, spec, seed=seed)
+    images = calibration_images(source, count, _source_spec(source, spec), seed=seed)
     return CalibrationSet(str(source), count, images.astype(np.float32))
+
+
+def held_out_set(source: str | Path, count: int, calib_count: int, spec: Any,
+                 seed: int = 0) -> tuple[list[str], np.ndarray | None]:
+    """Up to ``count`` images of the calibration source that :func:`calibration_set` (with
+    ``calib_count`` and the same ``seed``) did not use, preprocessed the same way: names and
+    float32 NCHW arrays (``None`` when the source has no image left)."""
+    from edgevit.data.datasets import held_out_images
+
+    names, images = held_out_images(source, count, calib_count, _source_spec(source, spec), seed=seed)
+    return names, None if images is None else images.astype(np.float32)
+
+
+def _source_spec(source: str | Path, spec: Any) -> Any:
+    """The model's preprocessing, NCHW; the 8x8 digits are warped whole to the input size, not cropped."""
+    from edgevit.data.datasets import DIGITS
+    from edgevit.data.preprocess import PreprocessSpec
+
+    digits = str(source) == DIGITS
+    return PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
+                          crop_pct=1.0 if digits else spec.crop_pct,
+                          resize_mode="warp" if digits else spec.resize_mode, layout="NCHW")
 
 
 class RangeCollector:

@@ -36,8 +36,11 @@ def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_
         verification = manifest.verification
         assert verification["status"] == "passed", verification["failures"]
         assert verification["tolerance"]["precision"] == "int8"
-        assert verification["judged_samples"] == verification["samples"]["photos"]
-        assert "logits" in verification["all_samples"]
+        # judged on digits the calibration did not use (validation split); photos and random tensors reported
+        held_out = verification["samples"]["held_out"]
+        assert len(held_out) == 16 and all(name.startswith("digits_val_") for name in held_out)
+        assert verification["judged_samples"] == held_out
+        assert "logits" in verification["not_judged"]
         accuracy = verification["accuracy"]
         assert accuracy["data"] == "digits" and accuracy["images"] == 359
         assert abs(accuracy["top1_drop"]) <= 3.0, accuracy
@@ -94,3 +97,41 @@ def test_data_with_another_class_count_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "DataError: --data 'digits' has 10 classes" in err and "the model has 5 outputs" in err
+
+
+def test_held_out_images_are_the_calibration_sources_unused_images(tmp_path):
+    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.quantize import calibration_set
+    from edgevit.quantize.calibration import held_out_set
+
+    spec = PreprocessSpec(size=16)
+    names, images = held_out_set("digits", 5, 128, spec)
+    assert images.shape == (5, 3, 16, 16) and len(set(names)) == 5
+    assert all(name.startswith("digits_val_") for name in names)
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "bad.png").write_bytes(b"broken")
+    calib = calibration_set(folder, 4, spec)
+    names, images = held_out_set(folder, 16, 4, spec)
+    assert len(names) == 2 and images.shape == (2, 3, 16, 16) and "bad.png" not in names
+    used = {round(float(img.mean()), 4) for img in calib.images}
+    assert not used & {round(float(img.mean()), 4) for img in images}, "held-out images must not be calibration images"
+    assert held_out_set(folder, 16, 6, spec) == ([], None)
+
+
+def test_int8_without_held_out_images_is_judged_on_the_photos(tmp_path):
+    from edgevit.export import export
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    artifact = export("test_vit", target="onnx", precision="int8", weights=weights("test_vit"), calib=str(folder),
+                      calib_size=8, out=tmp_path / "out", quiet=True)
+    verification = artifact.manifest.verification
+    assert "held_out" not in verification["samples"]
+    assert verification["judged_samples"] == verification["samples"]["photos"]
