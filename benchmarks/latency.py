@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already exported to --cache")
     parser.add_argument("--export-only", action="store_true",
                         help="only export into --cache (heavy but not timing-sensitive); time later with --reuse")
+    parser.add_argument("--int8-calib-size", type=int, default=128,
+                        help="calibration images for the int8 exports (the export default is 128)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latency")
     return parser.parse_args(argv)
 
@@ -152,11 +154,22 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
         "fastest_speedup": columns[fastest]["speedup_vs_torch"] if fastest else None,
         "fastest_speedup_vs_torch_at_threads": round(torch_main / columns[fastest]["p50_ms"], 3) if fastest else None,
         "export_errors": export_errors,
+        "int8_calib_size": int8_calib_size(artifacts),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     log(f"  {name}: torch best {torch_p50:.2f} ms; fastest {fastest} {columns[fastest]['p50_ms'] if fastest else '-'} ms "
         f"({row['fastest_speedup']}x)")
     return row
+
+
+def int8_calib_size(artifacts: list[Path]) -> int | None:
+    """How many calibration images the row's int8 exports used (from their manifests)."""
+    from edgevit.artifact import read_manifest
+
+    for path in artifacts:
+        if str(path).endswith("-int8"):
+            return read_manifest(path).extra["quantization"]["calibration"]["used"]
+    return None
 
 
 def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], dict[str, str], dict[str, str]]:
@@ -188,6 +201,8 @@ def export_artifact(name: str, key: str, target: str, precision: str, extra: dic
 
         shutil.rmtree(folder)
     start = time.perf_counter()
+    if precision == "int8":  # the sensitivity pass runs the model calib_size times per group: costly at 384-512 px
+        extra = {"calib_size": args.int8_calib_size, **extra}
     artifact = export(name, target=target, precision=precision, out=out, verify=False, quiet=True, **extra)
     log(f"  exported {key} in {time.perf_counter() - start:.0f}s")
     return Path(artifact.path)
@@ -323,6 +338,15 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         lines += ["", f"Runtime overhead per `Session.run` call (validation and renaming, timed with a stub backend) "
                   f"on the 224-pixel models: at most {max(overheads):.3f}% of the backend's run time "
                   f"(median {sorted(overheads)[len(overheads) // 2]:.3f}%); the target is under 5%."]
+    calibs = {r["model"]: r.get("int8_calib_size") for r in rows if r.get("int8_calib_size")}
+    if calibs:
+        few = sorted(m for m, n in calibs.items() if n < max(calibs.values()))
+        lines += ["", f"int8 columns: the default recipe (sensitivity pass, measured fragile-op rule) calibrated on "
+                  f"{max(calibs.values())} digits images"
+                  + (f"; {min(calibs.values())} for {', '.join(few)} (the sensitivity pass runs the model once per "
+                     "image and group, which at 384-512 px or 17 GMACs takes most of an hour; the recipe, not the "
+                     "count, decides the speed)" if few else "")
+                  + ". Their accuracy is in int8.md (these are random-init models)."]
     errors = [(r["model"], k, v) for r in rows for k, v in r.get("export_errors", {}).items()]
     if errors:
         lines += ["", "Export failures:", ""] + [f"* {m} {k}: {v}" for m, k, v in errors]
