@@ -298,8 +298,8 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         "(2 x MACs / p50) and, in brackets, its share of the reference matmul's GFLOP/s in the same run.",
         f"* PyTorch eager (`create_model(name).eval()`, not reparameterized, `torch.inference_mode()`) runs at "
         f"{' and '.join(str(t) for t in threads)} thread(s): on this machine its OpenMP threads stall whenever "
-        "another process holds a core, so 1 thread is usually much faster than 2. Speed-ups are against its "
-        f"best; the last column is against PyTorch at {args.threads} threads.",
+        "another process holds a core, so under load 1 thread can be faster than 2. Speed-ups are against the "
+        f"faster of the two; the last column is against PyTorch at {args.threads} threads.",
         "* ONNX runs in onnxruntime (CPU EP, ORT_ENABLE_ALL, 2 intra-op threads, sequential, no spinning); "
         "TFLite in LiteRT with XNNPACK (num_threads 2). Artifacts come from `edgevit.export(..., verify=False)` "
         "(the export matrix verifies the same exports). `onnx-fp32-opset20` is the ONNX fp32 export with "
