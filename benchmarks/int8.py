@@ -274,7 +274,7 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         for target, row in acc["targets"].items():
             int8 = row["int8"]
-            kept = ", ".join(int8["recipe"]["float_kinds"] + [f"block {b}" for b in int8["recipe"]["float_blocks"]])
+            kept = _kept_in_float(int8["recipe"]["float_kinds"], int8["recipe"]["float_blocks"])
             rows.append((model, acc["image_size"], target, f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}",
                          f"{row['top1_drop']:+.2f}", _ok(row["top1_drop"] <= GOALS["top1_drop"]),
                          f"{int8['agreement_on_calibration']['top1_agreement']:.1f}",
@@ -291,7 +291,7 @@ def markdown(results: dict[str, Any]) -> str:
         for label, row in lat["pairs"].items():
             kernels = row["runtime_kernels"]
             where = _kernels(kernels)
-            kept = ", ".join(row["float_kinds"] + [f"block {b}" for b in row["float_blocks"]])
+            kept = _kept_in_float(row["float_kinds"], row["float_blocks"])
             rows.append((model, label, f"{row['fp32_p50_ms']:.1f}", f"{row['int8_p50_ms']:.1f}",
                          f"{row['latency_ratio_p50']:.2f}", f"{row['latency_ratio_min']:.2f}",
                          _ok(row["latency_ratio_p50"] <= GOALS["latency_ratio"]),
@@ -305,6 +305,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "## Failures", ""] + [f"- {m}: {e}" for m, e in errors]
     lines += ["", "Raw numbers, recipes and sensitivity tables: int8.json. Notes: docs/quantize.md.", ""]
     return "\n".join(lines)
+
+
+def _kept_in_float(kinds: list[str], blocks: list[str]) -> str:
+    return ", ".join(kinds + [f"block {b}" for b in blocks])
 
 
 def _kernels(kernels: dict[str, Any]) -> str:

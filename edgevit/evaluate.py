@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.data.datasets import DIGITS, ImageDataset, load_dataset
+from edgevit.data.datasets import ImageDataset, load_dataset, spec_for_source
 from edgevit.data.preprocess import PreprocessSpec
 from edgevit.errors import DataError
 
@@ -45,12 +45,7 @@ def artifact_logits(session: Any, images: np.ndarray, batch: int | None = None) 
 
 
 def _artifact_spec(manifest: Any, dataset: ImageDataset) -> PreprocessSpec:
-    spec = PreprocessSpec.from_dict(manifest.preprocessing)
-    if dataset.name.split(":")[0] == DIGITS:
-        spec = PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                              crop_pct=1.0, resize_mode="warp")
-    return PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                          crop_pct=spec.crop_pct, resize_mode=spec.resize_mode, layout="NCHW")
+    return spec_for_source(PreprocessSpec.from_dict(manifest.preprocessing), dataset.name, layout="NCHW")
 
 
 def evaluate_source(source: str, data: str, split: str = "val", weights: str | None = None,

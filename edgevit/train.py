@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevit._progress import Progress
-from edgevit.data.datasets import DIGITS, ImageDataset
+from edgevit.data.datasets import ImageDataset, spec_for_source
 from edgevit.data.preprocess import PreprocessSpec
 from edgevit.errors import DataError, InvalidArgumentError
 
@@ -83,11 +83,7 @@ def dataset_spec(model_name: str, dataset: ImageDataset, image_size: int | None 
     from edgevit.models import model_info
 
     info = model_info(model_name)
-    spec = info.preprocess.spec(image_size or info.image_size)
-    if dataset.name.split(":")[0].split("[")[0] == DIGITS:
-        spec = PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                              crop_pct=1.0, resize_mode="warp")
-    return spec
+    return spec_for_source(info.preprocess.spec(image_size or info.image_size), dataset.name)
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

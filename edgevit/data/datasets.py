@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,18 @@ def _read_folder(root: Path) -> ImageDataset:
     return ImageDataset(str(root), tuple(p.name for p in class_dirs), items, np.array(labels, dtype=np.int64))
 
 
+def spec_for_source(spec: PreprocessSpec, source: str | Path, layout: str | None = None) -> PreprocessSpec:
+    """``spec`` for the images of ``source`` (``"digits"``, a split name such as ``"digits:val"``, or a
+    folder): the 8x8 digits are warped whole to the input size, not centre-cropped. ``layout``, when
+    given, replaces the spec's."""
+    changes: dict[str, Any] = {}
+    if str(source).split(":")[0].split("[")[0] == DIGITS:
+        changes.update(crop_pct=1.0, resize_mode="warp")
+    if layout is not None:
+        changes["layout"] = layout
+    return replace(spec, **changes) if changes else spec
+
+
 def calibration_images(source: str | Path, count: int, spec: PreprocessSpec, seed: int = 0) -> np.ndarray:
     """``count`` preprocessed images for int8 calibration, drawn from the training split.
 
@@ -234,4 +246,5 @@ def _calibration_folder(root: Path) -> ImageDataset:
         raise DataError(f"calibration folder {str(root)!r} is empty or has no images: {exc}") from exc
 
 
-__all__ = ["DIGITS", "ImageDataset", "calibration_images", "held_out_images", "load_dataset", "load_image", "stratified_split"]
+__all__ = ["DIGITS", "ImageDataset", "calibration_images", "held_out_images", "load_dataset", "load_image", "spec_for_source",
+           "stratified_split"]

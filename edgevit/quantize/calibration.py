@@ -66,10 +66,10 @@ def calibration_set(source: str | Path, count: int, spec: Any, seed: int = 0) ->
     Raises:
         DataError: the folder is missing, empty or holds no readable image (names it).
     """
-    from edgevit.data.datasets import calibration_images
+    from edgevit.data.datasets import calibration_images, spec_for_source
 
     check_calib_size(count)
-    images = calibration_images(source, count, _source_spec(source, spec), seed=seed)
+    images = calibration_images(source, count, spec_for_source(spec, source, layout="NCHW"), seed=seed)
     return CalibrationSet(str(source), count, images.astype(np.float32))
 
 
@@ -78,21 +78,10 @@ def held_out_set(source: str | Path, count: int, calib_count: int, spec: Any,
     """Up to ``count`` images of the calibration source that :func:`calibration_set` (with
     ``calib_count`` and the same ``seed``) did not use, preprocessed the same way: names and
     float32 NCHW arrays (``None`` when the source has no image left)."""
-    from edgevit.data.datasets import held_out_images
+    from edgevit.data.datasets import held_out_images, spec_for_source
 
-    names, images = held_out_images(source, count, calib_count, _source_spec(source, spec), seed=seed)
+    names, images = held_out_images(source, count, calib_count, spec_for_source(spec, source, layout="NCHW"), seed=seed)
     return names, None if images is None else images.astype(np.float32)
-
-
-def _source_spec(source: str | Path, spec: Any) -> Any:
-    """The model's preprocessing, NCHW; the 8x8 digits are warped whole to the input size, not cropped."""
-    from edgevit.data.datasets import DIGITS
-    from edgevit.data.preprocess import PreprocessSpec
-
-    digits = str(source) == DIGITS
-    return PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                          crop_pct=1.0 if digits else spec.crop_pct,
-                          resize_mode="warp" if digits else spec.resize_mode, layout="NCHW")
 
 
 class RangeCollector:

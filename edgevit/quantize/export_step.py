@@ -95,26 +95,15 @@ def check_data(data: str, num_outputs: int) -> None:
 def labelled_accuracy(model_file: Path, backend: str, layout: str, torch_model: Any, data: str,
                       spec: Any) -> dict[str, Any]:
     """Top-1/top-5 of the artifact and of PyTorch on the validation split of ``data``."""
-    from edgevit.data.datasets import load_dataset
+    from edgevit.data.datasets import load_dataset, spec_for_source
     from edgevit.evaluate import topk_accuracy
     from edgevit.quantize.base import run_model_file
     from edgevit.train import predict_logits
 
     dataset = load_dataset(data, "val")
-    spec = dataset_spec_for(spec, dataset)
+    spec = spec_for_source(spec, dataset.name, layout="NCHW")
     images, labels = dataset.arrays(spec)
     artifact = topk_accuracy(run_model_file(model_file, backend, images, layout), labels)
     reference = topk_accuracy(np.asarray(predict_logits(torch_model, images)), labels)
     return {"data": str(data), "split": "val", "images": int(len(labels)), "artifact": artifact, "pytorch": reference,
             "top1_drop": round(reference["top1"] - artifact["top1"], 2)}
-
-
-def dataset_spec_for(spec: Any, dataset: Any) -> Any:
-    """The artifact's preprocessing, NCHW; the tiny digits are warped to size, not cropped."""
-    from edgevit.data.datasets import DIGITS
-    from edgevit.data.preprocess import PreprocessSpec
-
-    digits = dataset.name.split(":")[0] == DIGITS
-    return PreprocessSpec(size=spec.size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
-                          crop_pct=1.0 if digits else spec.crop_pct, resize_mode="warp" if digits else spec.resize_mode,
-                          layout="NCHW")

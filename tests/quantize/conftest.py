@@ -6,13 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-DATA = Path(__file__).with_name("data")
-CALIB_SIZE = 16
-
-
-def weights(model: str) -> Path:
-    return DATA / f"{model}-digits.safetensors"
+from quantize_helpers import CALIB_SIZE, weights
 
 
 @pytest.fixture(scope="session")

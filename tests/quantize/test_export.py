@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import weights
 from PIL import Image
+from quantize_helpers import weights
 
 from edgevit.artifact import read_manifest
 from edgevit.cli import main
