@@ -54,6 +54,9 @@ DEFAULT_EPOCHS = 8
 #: with smaller batches (more optimizer steps; 3 epochs of batch 64 = 69 steps reached only 39%)
 BATCH = {"efficientformer_l1": 16}
 DEFAULT_BATCH = 64
+#: a second, lower-learning-rate run from the first one's weights: (epochs, lr). EfficientFormer-L1
+#: reached only 86% after its 6 epochs, and its thin margins made int8's top-1 wobble by 4 images
+SECOND_RUN = {"efficientformer_l1": (6, 3e-4)}
 TARGETS = ("onnx", "tflite", "coreml")
 LATENCY_TARGETS = ("onnx", "tflite")
 GOALS = {"top1_drop": 1.0, "size_ratio": 0.3, "latency_ratio": 0.6}
@@ -128,20 +131,38 @@ def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, 
 
     path = work / "weights" / f"{model}-digits-{size}.safetensors"
     record = path.with_suffix(".json")
-    if path.exists() and record.exists():
-        return path, json.loads(record.read_text())
+    info = json.loads(record.read_text()) if path.exists() and record.exists() else None
+    if info is not None and (model not in SECOND_RUN or "second_run" in info):
+        return path, info
     torch.set_num_threads(1)  # on a shared 2-core machine PyTorch's 2-thread training is many times slower
     train_set, val_set = load_dataset("digits", "train"), load_dataset("digits", "val")
-    net = create_model(model, num_classes=10, image_size=size)
-    config = TrainConfig(epochs=EPOCHS.get(model, DEFAULT_EPOCHS), batch_size=BATCH.get(model, DEFAULT_BATCH), lr=1e-3,
-                         image_size=size)
-    start = time.perf_counter()
-    log(f"{model}: training {config.epochs} epochs at {size} px")
-    result = train(net, train_set, val_set, config, dataset_spec(model, train_set, size), progress=False)
-    save_weights(net, path, labels=train_set.classes, metadata={"model": model, "image_size": str(size)})
-    info = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "val_top1_pytorch": result.final_top1,
-            "seconds": round(time.perf_counter() - start, 1), "threads": 1}
-    record.write_text(json.dumps(info))
+    spec = dataset_spec(model, train_set, size)
+    if info is None:
+        net = create_model(model, num_classes=10, image_size=size)
+        config = TrainConfig(epochs=EPOCHS.get(model, DEFAULT_EPOCHS), batch_size=BATCH.get(model, DEFAULT_BATCH),
+                             lr=1e-3, image_size=size)
+        start = time.perf_counter()
+        log(f"{model}: training {config.epochs} epochs at {size} px")
+        result = train(net, train_set, val_set, config, spec, progress=False)
+        save_weights(net, path, labels=train_set.classes, metadata={"model": model, "image_size": str(size)})
+        info = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                "val_top1_pytorch": result.final_top1, "seconds": round(time.perf_counter() - start, 1), "threads": 1}
+        record.write_text(json.dumps(info))
+    if model in SECOND_RUN:
+        epochs, lr = SECOND_RUN[model]
+        net = create_model(model, weights=path, image_size=size)
+        config = TrainConfig(epochs=epochs, batch_size=BATCH.get(model, DEFAULT_BATCH), lr=lr, warmup_epochs=0.5,
+                             image_size=size, seed=1)
+        start = time.perf_counter()
+        log(f"{model}: a second run of {epochs} epochs at lr {lr} from the first run's weights")
+        result = train(net, train_set, val_set, config, spec, progress=False)
+        partial = path.with_suffix(".partial.safetensors")
+        save_weights(net, partial, labels=train_set.classes, metadata={"model": model, "image_size": str(size)})
+        partial.replace(path)
+        info["second_run"] = {"epochs": epochs, "batch_size": config.batch_size, "lr": lr,
+                              "val_top1_pytorch": result.final_top1, "seconds": round(time.perf_counter() - start, 1)}
+        info["val_top1_pytorch"] = result.final_top1
+        record.write_text(json.dumps(info))
     return path, info
 
 

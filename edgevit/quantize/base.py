@@ -108,6 +108,10 @@ class TargetQuantizer(ABC):
         """Facts about a built file for the report (op counts, integer kernels...)."""
         return {}
 
+    def finish(self, path: Path) -> dict[str, Any]:
+        """Last changes to the chosen file at ``path`` (in place); what was done, for the report."""
+        return {}
+
 
 QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("quantizer")
 QUANTIZERS.register("onnx", "edgevit.quantize.onnx:OnnxQuantizer")

@@ -64,13 +64,14 @@ class QuantizeResult:
     max_drop_steps: list[dict[str, Any]] = field(default_factory=list)
     units: dict[str, Any] = field(default_factory=dict)
     kernels: dict[str, Any] = field(default_factory=dict)
+    finish: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe.to_dict(), "calibration": self.calibration,
                 "agreement_on_calibration": self.agreement, "all_quantized": self.full,
                 "sensitivity": self.sensitivity, "max_drop_steps": self.max_drop_steps, "units": self.units,
-                "runtime_kernels": self.kernels, "seconds": round(self.seconds, 1)}
+                "runtime_kernels": self.kernels, "file": self.finish, "seconds": round(self.seconds, 1)}
 
 
 def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recipe: Recipe, out: Path,
@@ -114,6 +115,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         if recipe.max_drop is not None:
             path, agreement, recipe, steps = search.max_drop(recipe, table, path, agreement)
         shutil.copyfile(path, out) if path.is_file() else shutil.copytree(path, out)
+        finish = quantizer.finish(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     selected = select(units, recipe, quantizer.default_kinds())
@@ -121,7 +123,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         recipe=recipe, calibration={"source": recipe.calib_source, "asked": recipe.calib_size, "used": len(images),
                                     "method": recipe.calib_method if quantizer.scheme.needs_calibration else None},
         agreement=agreement, sensitivity=table, full=full, max_drop_steps=steps,
-        units=_unit_counts(units, selected), kernels=quantizer.describe_file(out),
+        units=_unit_counts(units, selected), kernels=quantizer.describe_file(out), finish=finish,
         seconds=time.perf_counter() - start)
 
 

@@ -21,6 +21,16 @@ report (:meth:`TfliteQuantizer.describe_file`): with ai-edge-litert 2.x, int8
 FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, ADD and MUL are delegated; int8 BATCH_MATMUL
 (attention), SOFTMAX, GELU and the LayerNorm arithmetic (SQUARED_DIFFERENCE, RSQRT, SUB)
 are not, and would run on the reference kernels, so those kinds stay float.
+
+XNNPACK also refuses single int8 ops whose quantization it cannot represent: an ADD whose
+input scale is below 2**-10 of its output scale (measured on random-init EfficientFormerV2 and
+TinyViT, where zero-initialised BatchNorm or 1e-5 layer scales make a residual branch's range
+tiny: 18 and 2 ADDs fell to the reference kernels and split the delegated graph). Every int8
+file is checked with the delegation report as it is built; refused ops are kept in float (the
+float op with its QUANTIZE / DEQUANTIZE is delegated) and listed in the report.
+
+The finished int8 file drops the tensor names litert-torch writes (module paths: 10% of an
+int8 CAS-ViT XS file); the model's input and output tensors keep theirs.
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ class TfliteQuantizer(TargetQuantizer):
         self._ops, self._tensors = _read_ops(self.float_path)
         self._units = mark_positions(self._classify())
         self._qsvs: dict[str, dict[str, np.ndarray]] | None = None
+        #: unit id -> op type of the int8 ops XNNPACK refused, kept in float in every build
+        self._refused: dict[str, str] = {}
 
     # -- units ------------------------------------------------------------------------------------
 
@@ -135,13 +147,25 @@ class TfliteQuantizer(TargetQuantizer):
 
     def build(self, selected: list[Unit], recipe: Recipe, out: Path) -> None:
         require("ai_edge_quantizer", "export", "TFLite quantization")
+        if self.scheme.needs_calibration and self._qsvs is None and selected:
+            raise ConversionError("calibrate before building an int8 TFLite model")
+        chosen = [u for u in selected if u.id not in self._refused]
+        for _ in range(3):  # a refused op is dropped and the file rebuilt; one round has always sufficed
+            self._write(chosen, out)
+            if not self.scheme.needs_calibration or not chosen:
+                return
+            refused = self._refused_ops(out, {u.id for u in chosen})
+            if not refused:
+                return
+            self._refused.update(refused)
+            chosen = [u for u in chosen if u.id not in refused]
+
+    def _write(self, selected: list[Unit], out: Path) -> None:
         from ai_edge_quantizer import qtyping, quantizer
 
         if not selected:
             out.write_bytes(self.float_path.read_bytes())
             return
-        if self.scheme.needs_calibration and self._qsvs is None:
-            raise ConversionError("calibrate before building an int8 TFLite model")
         by_op: dict[str, list[str]] = {}
         for unit in selected:
             by_op.setdefault(unit.op, []).append(unit.id)
@@ -159,6 +183,27 @@ class TfliteQuantizer(TargetQuantizer):
             result = qt.quantize(self._qsvs if self.scheme.needs_calibration else None,
                                  enable_progress_bar=False, enable_progress_report=False)
         out.write_bytes(bytes(result.quantized_model))
+
+    @staticmethod
+    def _refused_ops(path: Path, chosen: set[str]) -> dict[str, str]:
+        """{unit id: op type} of the chosen int8 ops that XNNPACK leaves to the reference kernels."""
+        from edgevit.export.targets.tflite import xnnpack_partition
+
+        with quiet():
+            partition = xnnpack_partition(path)
+        if partition is None:
+            return {}
+        refused = {}
+        for op in partition[1]:
+            scope = _scope(op["output_names"])
+            if scope in chosen:
+                refused[scope] = op["op_name"]
+        return refused
+
+    def finish(self, path: Path) -> dict[str, Any]:
+        """Drop the internal tensor names of a finished int8 / w8 file (see the module docstring)."""
+        saved = strip_tensor_names(path)
+        return {"tensor_names_dropped_bytes": saved} if saved else {}
 
     def recipe_options(self) -> dict[str, Any]:
         if self.scheme.needs_calibration:
@@ -181,7 +226,62 @@ class TfliteQuantizer(TargetQuantizer):
             delegated, total, missing = delegation
             info["xnnpack_delegated"] = f"{delegated}/{total}"
             info["not_delegated"] = dict(Counter(missing).most_common())
+        if self._refused:
+            info["kept_float_refused_by_xnnpack"] = dict(Counter(self._refused.values()).most_common())
         return info
+
+
+def strip_tensor_names(path: Path) -> int:
+    """Empty the names of every tensor but the subgraphs' inputs and outputs; the bytes saved.
+
+    The file is rewritten atomically. Ops, buffers and signatures are untouched (signatures
+    refer to tensors by index). Buffers stored after the flatbuffer (ai-edge-quantizer writes
+    weights that way: ``offset``/``size`` into the file) stay there, 16-byte aligned.
+    """
+    import flatbuffers
+
+    schema = require("ai_edge_litert.schema_py_generated", "litert", "rewriting TFLite files")
+    data = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    for subgraph in model.subgraphs or []:
+        keep = {int(i) for i in list(subgraph.inputs if subgraph.inputs is not None else [])
+                + list(subgraph.outputs if subgraph.outputs is not None else [])}
+        for index, tensor in enumerate(subgraph.tensors or []):
+            if index not in keep:
+                tensor.name = ""
+    external = [(buffer, data[buffer.offset:buffer.offset + buffer.size])
+                for buffer in model.buffers or [] if buffer.offset > 1]
+    for buffer, _ in external:  # placeholders: non-default values keep the fields' bytes in the table
+        buffer.offset, buffer.size = 1, 1
+    head = _pack(model, flatbuffers, len(data))
+    offset, blobs = _align16(len(head)), []
+    for buffer, blob in external:
+        buffer.offset, buffer.size = offset, len(blob)
+        blobs.append((offset, blob))
+        offset = _align16(offset + len(blob))
+    packed = bytearray(_pack(model, flatbuffers, len(data)) if external else head)
+    if len(packed) != len(head):
+        raise ConversionError("rewriting the TFLite file changed its table size; tensor names were kept")
+    if external:
+        packed.extend(bytes(offset - len(packed)))
+        for start, blob in blobs:
+            packed[start:start + len(blob)] = blob
+    if len(packed) >= len(data):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(bytes(packed))
+    tmp.replace(path)
+    return len(data) - len(packed)
+
+
+def _pack(model: Any, flatbuffers: Any, size_hint: int) -> bytes:
+    builder = flatbuffers.Builder(size_hint)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _align16(offset: int) -> int:
+    return (offset + 15) & ~15
 
 
 def _read_ops(path: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
