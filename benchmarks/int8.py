@@ -296,13 +296,14 @@ def markdown(results: dict[str, Any]) -> str:
         for target, row in acc["targets"].items():
             int8 = row["int8"]
             kept = _kept_in_float(int8["recipe"]["float_kinds"], int8["recipe"]["float_blocks"])
-            rows.append((model, acc["image_size"], target, f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}",
+            rows.append((model, acc["image_size"], _epochs(acc.get("training", {})), target,
+                         f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}",
                          f"{row['top1_drop']:+.2f}", _ok(row["top1_drop"] <= GOALS["top1_drop"]),
                          f"{int8['agreement_on_calibration']['top1_agreement']:.1f}",
                          f"{int8['agreement_on_calibration']['sqnr_db']:.1f}", int8["verification"], kept or "-"))
-    lines.append(format_table(["model", "px", "target", "fp32 top-1", "int8 top-1", "drop", "<=1.0",
+    lines.append(format_table(["model", "px", "epochs", "target", "fp32 top-1", "int8 top-1", "drop", "<=1.0",
                                "calib agree %", "SQNR dB", "int8 verify", "kept in float"], rows,
-                              align="lrlrrrlrrll"))
+                              align="lrllrrrlrrll"))
     lines += ["", "## Size and latency at 224 px (batch 1, 2 threads, interleaved)", ""]
     rows = []
     for model, entry in results["models"].items():
@@ -328,6 +329,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _epochs(training: dict[str, Any]) -> str:
+    """'8', or '6+6' when a second, lower-learning-rate run followed the first."""
+    second = training.get("second_run")
+    return f"{training.get('epochs', '?')}" + (f"+{second['epochs']}" if second else "")
+
+
 def _kept_in_float(kinds: list[str], blocks: list[str]) -> str:
     return ", ".join(kinds + [f"block {b}" for b in blocks])
 
@@ -338,7 +345,9 @@ def _kernels(kernels: dict[str, Any]) -> str:
         return (f"{sum(kernels['integer_kernels'].values())} integer, {sum(floats.values())} float compute, "
                 f"{kernels.get('quantize_linear', 0)} Q / {kernels.get('dequantize_linear', 0)} DQ")
     if "int8_ops" in kernels:
-        return f"int8 ops {sum(kernels['int8_ops'].values())}, XNNPACK {kernels.get('xnnpack_delegated', '?')}"
+        refused = sum((kernels.get("kept_float_refused_by_xnnpack") or {}).values())
+        return (f"int8 ops {sum(kernels['int8_ops'].values())}, XNNPACK {kernels.get('xnnpack_delegated', '?')}"
+                + (f", {refused} refused int8 ops kept float" if refused else ""))
     return "-"
 
 
