@@ -100,25 +100,36 @@ def accuracy(model: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
         for precision in ("fp32", "int8"):
             artifact = export(model, target, precision, work / "accuracy", weights=weights, image_size=size,
                               calib_size=args.calib_size, data="digits")
-            manifest = artifact.manifest
-            row[precision] = {
-                "top1": manifest.verification["accuracy"]["artifact"]["top1"],
-                "pytorch_top1": manifest.verification["accuracy"]["pytorch"]["top1"],
-                "verification": verification_status(artifact),
-                "bytes": sum(manifest.files.values()),
-                "seconds": artifact.seconds,
-            }
-            if precision == "int8":
-                quantization = manifest.extra["quantization"]
-                row[precision]["recipe"] = quantization["recipe"]
-                row[precision]["agreement_on_calibration"] = quantization["agreement_on_calibration"]
-                row[precision]["units"] = quantization["units"]
-                row[precision]["sensitivity"] = quantization["sensitivity"]
+            row[precision] = _accuracy_row(artifact)
         row["top1_drop"] = round(row["fp32"]["top1"] - row["int8"]["top1"], 2)
-        out["targets"][target] = row
         log(f"{model} {target}: fp32 {row['fp32']['top1']:.2f}%  int8 {row['int8']['top1']:.2f}%  "
             f"drop {row['top1_drop']:+.2f}")
+        if row["top1_drop"] > GOALS["top1_drop"]:  # the remedy the tool offers: --max-drop at the goal
+            artifact = export(model, target, "int8", work / "accuracy", weights=weights, image_size=size,
+                              calib_size=args.calib_size, data="digits", max_drop=GOALS["top1_drop"])
+            row["int8_max_drop"] = _accuracy_row(artifact)
+            row["max_drop_top1_drop"] = round(row["fp32"]["top1"] - row["int8_max_drop"]["top1"], 2)
+            log(f"{model} {target} --max-drop {GOALS['top1_drop']:g}: int8 {row['int8_max_drop']['top1']:.2f}%  "
+                f"drop {row['max_drop_top1_drop']:+.2f}")
+        out["targets"][target] = row
     return out
+
+
+def _accuracy_row(artifact: Any) -> dict[str, Any]:
+    manifest = artifact.manifest
+    row = {
+        "top1": manifest.verification["accuracy"]["artifact"]["top1"],
+        "pytorch_top1": manifest.verification["accuracy"]["pytorch"]["top1"],
+        "verification": verification_status(artifact),
+        "bytes": sum(manifest.files.values()),
+        "seconds": artifact.seconds,
+    }
+    if manifest.precision == "int8":
+        quantization = manifest.extra["quantization"]
+        row.update(recipe=quantization["recipe"], agreement_on_calibration=quantization["agreement_on_calibration"],
+                   units=quantization["units"], sensitivity=quantization["sensitivity"],
+                   max_drop_steps=quantization["max_drop_steps"])
+    return row
 
 
 def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -219,6 +230,8 @@ def export(model: str, target: str, precision: str, out: Path, *, weights: Path 
     from edgevit.export import Artifact, export
 
     suffix = "-opset20" if extra.get("opset") == 20 else ""
+    if extra.get("max_drop") is not None:
+        suffix += f"-maxdrop{extra['max_drop']:g}"
     name = f"{model}{suffix}"
     folder = out / f"{name}-{target}-{precision}"
     if (folder / "manifest.json").exists():
@@ -294,13 +307,17 @@ def markdown(results: dict[str, Any]) -> str:
         if not acc:
             continue
         for target, row in acc["targets"].items():
-            int8 = row["int8"]
-            kept = _kept_in_float(int8["recipe"]["float_kinds"], int8["recipe"]["float_blocks"])
-            rows.append((model, acc["image_size"], _epochs(acc.get("training", {})), target,
-                         f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}",
-                         f"{row['top1_drop']:+.2f}", _ok(row["top1_drop"] <= GOALS["top1_drop"]),
-                         f"{int8['agreement_on_calibration']['top1_agreement']:.1f}",
-                         f"{int8['agreement_on_calibration']['sqnr_db']:.1f}", int8["verification"], kept or "-"))
+            variants = [(target, row["int8"], row["top1_drop"])]
+            if "int8_max_drop" in row:
+                variants.append((f"{target} --max-drop {GOALS['top1_drop']:g}", row["int8_max_drop"],
+                                 row["max_drop_top1_drop"]))
+            for label, int8, drop in variants:
+                kept = _kept_in_float(int8["recipe"]["float_kinds"], int8["recipe"]["float_blocks"])
+                rows.append((model, acc["image_size"], _epochs(acc.get("training", {})), label,
+                             f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}", f"{drop:+.2f}",
+                             _ok(drop <= GOALS["top1_drop"]),
+                             f"{int8['agreement_on_calibration']['top1_agreement']:.1f}",
+                             f"{int8['agreement_on_calibration']['sqnr_db']:.1f}", int8["verification"], kept or "-"))
     lines.append(format_table(["model", "px", "epochs", "target", "fp32 top-1", "int8 top-1", "drop", "<=1.0",
                                "calib agree %", "SQNR dB", "int8 verify", "kept in float"], rows,
                               align="lrllrrrlrrll"))

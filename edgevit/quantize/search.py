@@ -17,7 +17,10 @@ Given a target's quantizer (calibrated once), :func:`quantize_file`:
    quarter of the noise that quantizing all conv and linear layers adds
    (:data:`FRAGILE_NOISE_SHARE`); the measured numbers are recorded either way;
 4. **--max-drop P**: while the top-1 agreement with float on the calibration set is more than
-   P points below 100 %, keeps the most sensitive remaining group in float and rebuilds;
+   P points below 100 %, keeps the most sensitive remaining group in float and rebuilds; whole
+   conv / depthwise / linear kinds are tried only after every block and smaller kind (on
+   EfficientFormer-L1 in Core ML, the 2-conv stem block held as much error as all convolutions
+   together: keeping the stem float is what helps, not giving up int8 convolutions);
 5. writes the final file and a :class:`QuantizeResult` for the manifest.
 """
 
@@ -48,6 +51,7 @@ from edgevit.quantize.recipe import (
 FRAGILE_NOISE_SHARE = 0.25
 #: kinds that are the point of int8 (where the multiply-adds are); never kept float by the default rule
 CORE_KINDS = ("conv", "dwconv", "linear")
+_CORE_GROUPS = tuple(f"kind:{k}" for k in CORE_KINDS)
 #: the --max-drop search stops after this many groups moved to float
 MAX_DROP_STEPS = 24
 
@@ -225,8 +229,11 @@ class _Search:
     def max_drop(self, recipe: Recipe, table: list[dict[str, Any]], path: Path,
                  agreement: dict[str, Any]) -> tuple[Path, dict[str, Any], Recipe, list[dict[str, Any]]]:
         """Keep the most sensitive groups in float until the top-1 drop is within ``recipe.max_drop``."""
-        order = [row["group"] for row in table if not row["group"].startswith("kind:")
-                 or row["group"][5:] in self.quantizer.default_kinds()]
+        candidates = [row["group"] for row in table if not row["group"].startswith("kind:")
+                      or row["group"][5:] in self.quantizer.default_kinds()]
+        # a whole core kind (every conv, every linear layer) goes last: a block or a smaller kind that
+        # holds the error is tried first, so that int8 is not given up everywhere for one hot spot
+        order = [g for g in candidates if g not in _CORE_GROUPS] + [g for g in candidates if g in _CORE_GROUPS]
         steps = [{"float": list(recipe.float_groups), **agreement}]
         for group in order:
             if 100.0 - agreement["top1_agreement"] <= recipe.max_drop or len(steps) > MAX_DROP_STEPS:

@@ -114,3 +114,78 @@ def test_module_blocks_follow_the_model_segments():
     assert blocks["blocks.1.attn.qkv"] == "blocks.1" and blocks["patch_embed.proj"] == "patch_embed"
     assert blocks["norm"] == "head"  # the final norm is part of the head segment
     assert block_of("model.blocks.1.mlp.fc1", blocks) == "blocks.1" and block_of("unknown", blocks) == ""
+
+
+class _HotSpotQuantizer:
+    """A stand-in target: a file is the JSON list of quantized unit ids; quantizing stage 1's conv
+    flips the prediction of every other image, anything else adds a little noise."""
+
+    target, backend = "fake", "none"
+
+    def __init__(self, work) -> None:
+        from edgevit.quantize.recipe import SCHEMES
+
+        self.scheme, self.work = SCHEMES["int8"], work
+        self.float_path = work / "float.json"
+        self.float_path.write_text("[]")
+        self._units = mark_positions([Unit("embed.conv", "Conv", "conv", "embed.conv", "embed", weighted=True),
+                                      Unit("stage1.conv", "Conv", "conv", "stage1.conv", "stage1", weighted=True),
+                                      Unit("stage2.conv", "Conv", "conv", "stage2.conv", "stage2", weighted=True),
+                                      Unit("stage2.fc", "Gemm", "linear", "stage2.fc", "stage2", weighted=True),
+                                      Unit("head.fc", "Gemm", "linear", "head.fc", "head", weighted=True)])
+
+    def units(self):
+        return list(self._units)
+
+    def kinds(self):
+        return ("conv", "linear")
+
+    default_kinds = kinds
+
+    def kind_note(self, kind):
+        return ""
+
+    def recipe_options(self):
+        return {}
+
+    def calibrate(self, images, method):
+        pass
+
+    def build(self, selected, recipe, out):
+        import json
+
+        out.write_text(json.dumps([u.id for u in selected]))
+
+    def run(self, path, images):
+        import json
+
+        chosen = json.loads(path.read_text())
+        logits = np.tile(np.array([[3.0, 1.0, 0.0]], np.float32), (len(images), 1))
+        logits += 0.01 * len(chosen) * np.random.default_rng(len(chosen)).standard_normal(logits.shape, np.float32)
+        if "stage1.conv" in chosen:
+            logits[::2] = logits[::2, ::-1]
+        return logits
+
+    def describe_file(self, path):
+        return {}
+
+    def finish(self, path):
+        return {}
+
+
+def test_max_drop_gives_up_a_hot_block_before_a_whole_kind(tmp_path):
+    """Stage 1's one conv holds all the error: --max-drop keeps block:stage1 float, not every conv."""
+    from edgevit.quantize.calibration import CalibrationSet
+    from edgevit.quantize.search import quantize_file
+
+    calibration = CalibrationSet("digits", 8, np.zeros((8, 3, 4, 4), np.float32))
+    result = quantize_file(_HotSpotQuantizer(tmp_path), calibration, Recipe("int8", max_drop=1.0),
+                           tmp_path / "out.json")
+
+    table = {row["group"]: row["sqnr_db"] for row in result.sensitivity}
+    assert table["kind:conv"] <= table["block:stage1"]  # the whole kind is at least as sensitive as the block...
+    assert "block:stage1" in result.recipe.float_groups  # ...but the block is what goes to float
+    assert "kind:conv" not in result.recipe.float_groups
+    assert result.agreement["top1_agreement"] == 100.0
+    assert result.recipe.reasons["max_drop"].startswith("met")
+    assert (tmp_path / "out.json").read_text() == '["embed.conv", "stage2.conv", "stage2.fc", "head.fc"]'
