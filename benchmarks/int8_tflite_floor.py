@@ -82,6 +82,7 @@ def build(model_name: str, work: Path) -> tuple[dict[str, Path], int, dict[str, 
         if not files:
             files["fp32"] = source
         quantizer = TfliteQuantizer(source, SCHEMES["int8"], work)
+        quantizer.default_kinds = lambda kinds=kinds: kinds  # check every chosen kind for ops XNNPACK refuses
         quantizer.calibrate(images, "minmax")
         out = work / f"{len(files)}-int8.tflite"
         quantizer.build([u for u in quantizer.units() if u.kind in kinds], Recipe("int8"), out)

@@ -118,6 +118,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         steps: list[dict[str, Any]] = []
         if recipe.max_drop is not None:
             path, agreement, recipe, steps = search.max_drop(recipe, table, path, agreement)
+        kernels = quantizer.describe_file(path)
         shutil.copyfile(path, out) if path.is_file() else shutil.copytree(path, out)
         finish = quantizer.finish(out)
     finally:
@@ -127,7 +128,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         recipe=recipe, calibration={"source": recipe.calib_source, "asked": recipe.calib_size, "used": len(images),
                                     "method": recipe.calib_method if quantizer.scheme.needs_calibration else None},
         agreement=agreement, sensitivity=table, full=full, max_drop_steps=steps,
-        units=_unit_counts(units, selected), kernels=quantizer.describe_file(out), finish=finish,
+        units=_unit_counts(units, selected), kernels=kernels, finish=finish,
         seconds=time.perf_counter() - start)
 
 

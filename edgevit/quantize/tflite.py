@@ -70,8 +70,10 @@ class TfliteQuantizer(TargetQuantizer):
         self._ops, self._tensors = _read_ops(self.float_path)
         self._units = mark_positions(self._classify())
         self._qsvs: dict[str, dict[str, np.ndarray]] | None = None
-        #: unit id -> op type of the int8 ops XNNPACK refused, kept in float in every build
+        #: unit id -> op type of the int8 ops XNNPACK refused, kept in float in every later build
         self._refused: dict[str, str] = {}
+        #: built file -> the refused ops it keeps in float (for its report)
+        self._refused_in: dict[Path, dict[str, str]] = {}
 
     # -- units ------------------------------------------------------------------------------------
 
@@ -149,16 +151,20 @@ class TfliteQuantizer(TargetQuantizer):
         require("ai_edge_quantizer", "export", "TFLite quantization")
         if self.scheme.needs_calibration and self._qsvs is None and selected:
             raise ConversionError("calibrate before building an int8 TFLite model")
-        chosen = [u for u in selected if u.id not in self._refused]
+        # only the kinds quantized for speed are checked: int8 kinds XNNPACK never takes (softmax,
+        # GELU...) are built as asked, so that the sensitivity pass measures their int8 error
+        checked = set(self.default_kinds()) if self.scheme.needs_calibration else set()
+        refused = {u.id: self._refused[u.id] for u in selected if u.id in self._refused}
+        chosen = [u for u in selected if u.id not in refused]
         for _ in range(3):  # a refused op is dropped and the file rebuilt; one round has always sufficed
             self._write(chosen, out)
-            if not self.scheme.needs_calibration or not chosen:
-                return
-            refused = self._refused_ops(out, {u.id for u in chosen})
-            if not refused:
-                return
-            self._refused.update(refused)
-            chosen = [u for u in chosen if u.id not in refused]
+            new = self._refused_ops(out, {u.id for u in chosen if u.kind in checked}) if checked else {}
+            if not new:
+                break
+            refused.update(new)
+            chosen = [u for u in chosen if u.id not in new]
+        self._refused.update(refused)
+        self._refused_in[out.resolve()] = refused
 
     def _write(self, selected: list[Unit], out: Path) -> None:
         from ai_edge_quantizer import qtyping, quantizer
@@ -226,8 +232,9 @@ class TfliteQuantizer(TargetQuantizer):
             delegated, total, missing = delegation
             info["xnnpack_delegated"] = f"{delegated}/{total}"
             info["not_delegated"] = dict(Counter(missing).most_common())
-        if self._refused:
-            info["kept_float_refused_by_xnnpack"] = dict(Counter(self._refused.values()).most_common())
+        refused = self._refused_in.get(Path(path).resolve())
+        if refused:
+            info["kept_float_refused_by_xnnpack"] = dict(Counter(refused.values()).most_common())
         return info
 
 
