@@ -185,38 +185,39 @@ def calibration_images(source: str | Path, count: int, spec: PreprocessSpec, see
     Unreadable files are skipped; an empty or unreadable folder raises :class:`DataError`
     naming it; fewer images than asked gives a warning with the count used.
     """
+    return calibration_draw(source, count, spec, seed=seed)[0]
+
+
+def calibration_draw(source: str | Path, count: int, spec: PreprocessSpec, held_out: int = 0,
+                     seed: int = 0) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Calibration images and up to ``held_out`` images calibration did not use, in one pass.
+
+    Calibration takes the first ``count`` readable images in a seeded random order (digits: of
+    the training split); the held-out images are the next readable ones of a folder, or, for
+    ``digits``, drawn from the validation split. Returns the calibration arrays, the held-out
+    images' names and their arrays (``None`` when there are none). Errors and the
+    fewer-than-asked warning as in :func:`calibration_images`.
+    """
     import warnings
 
-    data = load_dataset(source, split="train") if str(source) == DIGITS else _calibration_folder(Path(source))
-    arrays = [array for _, array in _readable(data, np.random.default_rng(seed).permutation(len(data)), count, spec)]
+    digits = str(source) == DIGITS
+    data = load_dataset(source, split="train") if digits else _calibration_folder(Path(source))
+    extra = 0 if digits else held_out
+    picked = list(_readable(data, np.random.default_rng(seed).permutation(len(data)), count + extra, spec))
+    arrays = [array for _, array in picked[:count]]
     if not arrays:
         raise DataError(f"calibration source {str(source)!r} has no readable images")
     if len(arrays) < count:
         warnings.warn(f"asked for {count} calibration images but {str(source)!r} has only {len(arrays)} "
-                      "readable ones; using those", UserWarning, stacklevel=2)
-    return np.stack(arrays)
-
-
-def held_out_images(source: str | Path, count: int, calib_count: int, spec: PreprocessSpec,
-                    seed: int = 0) -> tuple[list[str], np.ndarray | None]:
-    """Up to ``count`` preprocessed images of the calibration source that calibration did not use.
-
-    For ``digits`` they come from the validation split; for a folder, from the images after the
-    first ``calib_count`` readable ones in :func:`calibration_images`' order (none when the
-    folder has no more). Returns their names and ``[N, ...]`` arrays (``None`` when there are none).
-    """
-    if str(source) == DIGITS:
+                      "readable ones; using those", UserWarning, stacklevel=3)
+    if digits and held_out:
         data = load_dataset(DIGITS, split="val")
-        order, skip = np.random.default_rng(seed).permutation(len(data)), 0
-        names_of = [f"digits_val_{i}" for i in range(len(data))]
+        rest = list(_readable(data, np.random.default_rng(seed).permutation(len(data)), held_out, spec))
+        names = [f"digits_val_{i}" for i, _ in rest]
     else:
-        data = _calibration_folder(Path(source))
-        order, skip = np.random.default_rng(seed).permutation(len(data)), calib_count
-        names_of = [Path(item).name for item in data.items]
-    picked = list(_readable(data, order, skip + count, spec))[skip:]
-    if not picked:
-        return [], None
-    return [names_of[i] for i, _ in picked], np.stack([array for _, array in picked])
+        rest = picked[count:]
+        names = [Path(data.items[i]).name for i, _ in rest]
+    return np.stack(arrays), names, (np.stack([array for _, array in rest]) if rest else None)
 
 
 def _readable(data: ImageDataset, order: np.ndarray, count: int, spec: PreprocessSpec) -> Iterator[tuple[int, np.ndarray]]:
@@ -246,5 +247,5 @@ def _calibration_folder(root: Path) -> ImageDataset:
         raise DataError(f"calibration folder {str(root)!r} is empty or has no images: {exc}") from exc
 
 
-__all__ = ["DIGITS", "ImageDataset", "calibration_images", "held_out_images", "load_dataset", "load_image", "spec_for_source",
+__all__ = ["DIGITS", "ImageDataset", "calibration_draw", "calibration_images", "load_dataset", "load_image", "spec_for_source",
            "stratified_split"]

@@ -48,6 +48,8 @@ class ExportJob:
     ops: OpReport | None = None
     verification: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
     quantization: dict[str, Any] | None = None
+    #: the calibration images of a quantized precision (with held-out images when verified in domain)
+    calibration: Any = None
     converter_log: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
@@ -158,24 +160,21 @@ def verify(job: ExportJob) -> None:
 
 
 def verification_samples(job: ExportJob) -> tuple[Any, Any]:
-    """The prepared samples, plus held-out images of the calibration source for precisions judged
-    in domain (int8), with their PyTorch reference from the deploy model (equal to the original
-    within float rounding)."""
+    """The prepared samples, plus the held-out images of the calibration source that the quantize
+    step read for precisions judged in domain (int8), with their PyTorch reference from the deploy
+    model (equal to the original within float rounding)."""
     import torch
 
-    from edgevit.export.verify import N_HELD_OUT, tolerance_for, with_held_out
+    from edgevit.export.verify import with_held_out
 
     prepared = job.prepared
-    if job.quantization is None or not tolerance_for(job.options.precision).in_domain:
-        return prepared.samples, prepared.reference
-    from edgevit.quantize.calibration import held_out_set
-
-    names, images = held_out_set(job.options.calib, N_HELD_OUT, job.options.calib_size, prepared.preprocessing("NCHW"))
-    if images is None:
+    calibration = job.calibration
+    if calibration is None or calibration.held_out is None:
         return prepared.samples, prepared.reference
     with torch.no_grad():
-        reference = prepared.model(torch.from_numpy(images)).float().numpy()
-    return with_held_out(prepared.samples, prepared.reference, names, images, reference)
+        reference = prepared.model(torch.from_numpy(calibration.held_out)).float().numpy()
+    return with_held_out(prepared.samples, prepared.reference, list(calibration.held_out_names), calibration.held_out,
+                         reference)
 
 
 def write(job: ExportJob) -> None:

@@ -47,11 +47,15 @@ class CalibrationSet:
     Attributes:
         source: ``"digits"`` or the folder.
         asked: how many images were asked for; ``len(images)`` how many there were.
+        held_out_names / held_out: images of the source that calibration did not use (for
+            verification in domain), when asked for; ``held_out`` is None when there are none.
     """
 
     source: str
     asked: int
     images: np.ndarray
+    held_out_names: tuple[str, ...] = ()
+    held_out: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -60,28 +64,34 @@ class CalibrationSet:
         return {"source": self.source, "asked": self.asked, "used": len(self)}
 
 
-def calibration_set(source: str | Path, count: int, spec: Any, seed: int = 0) -> CalibrationSet:
-    """``count`` calibration images preprocessed with ``spec`` (digits are warped, not cropped).
+def calibration_set(source: str | Path, count: int, spec: Any, seed: int = 0, held_out: int = 0) -> CalibrationSet:
+    """``count`` calibration images preprocessed with ``spec`` (digits are warped, not cropped), and
+    with ``held_out`` > 0 up to that many images calibration did not use, read in the same pass.
 
     Raises:
         DataError: the folder is missing, empty or holds no readable image (names it).
     """
-    from edgevit.data.datasets import calibration_images, spec_for_source
+    from edgevit.data.datasets import calibration_draw, spec_for_source
 
     check_calib_size(count)
-    images = calibration_images(source, count, spec_for_source(spec, source, layout="NCHW"), seed=seed)
-    return CalibrationSet(str(source), count, images.astype(np.float32))
+    images, names, rest = calibration_draw(source, count, spec_for_source(spec, source, layout="NCHW"),
+                                           held_out=held_out, seed=seed)
+    return CalibrationSet(str(source), count, images.astype(np.float32), tuple(names),
+                          None if rest is None else rest.astype(np.float32))
 
 
 def held_out_set(source: str | Path, count: int, calib_count: int, spec: Any,
                  seed: int = 0) -> tuple[list[str], np.ndarray | None]:
     """Up to ``count`` images of the calibration source that :func:`calibration_set` (with
     ``calib_count`` and the same ``seed``) did not use, preprocessed the same way: names and
-    float32 NCHW arrays (``None`` when the source has no image left)."""
-    from edgevit.data.datasets import held_out_images, spec_for_source
+    float32 NCHW arrays (``None`` when the source has no image left). An export reads them with
+    its calibration set (``held_out=``); this is for looking at them on their own."""
+    import warnings
 
-    names, images = held_out_images(source, count, calib_count, spec_for_source(spec, source, layout="NCHW"), seed=seed)
-    return names, None if images is None else images.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a short calibration set is reported when calibrating
+        calibration = calibration_set(source, calib_count, spec, seed=seed, held_out=count)
+    return list(calibration.held_out_names), calibration.held_out
 
 
 class RangeCollector:

@@ -25,6 +25,7 @@ from edgevit.quantize.recipe import SCHEMES, Recipe
 
 def quantize_job(job: Any) -> None:
     """Quantize the converted float model of ``job`` in place (no-op for float precisions)."""
+    from edgevit.export.verify import N_HELD_OUT, tolerance_for
     from edgevit.quantize import calibration_set, quantize
 
     options = job.options
@@ -33,7 +34,10 @@ def quantize_job(job: Any) -> None:
     if options.precision not in SCHEMES:
         return
     prepared = job.prepared
-    calibration = calibration_set(options.calib, options.calib_size, prepared.preprocessing("NCHW"))
+    # precisions verified in domain get their held-out images from the same read of the source
+    held_out = N_HELD_OUT if options.verify and tolerance_for(options.precision).in_domain else 0
+    calibration = calibration_set(options.calib, options.calib_size, prepared.preprocessing("NCHW"), held_out=held_out)
+    job.calibration = calibration
     recipe = Recipe(options.precision, calib_method=options.calib_method, calib_size=options.calib_size,
                     calib_source=options.calib, max_drop=options.max_drop)
     model_path: Path = job.model_path

@@ -70,9 +70,7 @@ class TfliteQuantizer(TargetQuantizer):
         self._ops, self._tensors = _read_ops(self.float_path)
         self._units = mark_positions(self._classify())
         self._qsvs: dict[str, dict[str, np.ndarray]] | None = None
-        #: unit id -> op type of the int8 ops XNNPACK refused, kept in float in every later build
-        self._refused: dict[str, str] = {}
-        #: built file -> the refused ops it keeps in float (for its report)
+        #: built file -> {unit id: op type} of the int8 ops XNNPACK refused and the file keeps in float
         self._refused_in: dict[Path, dict[str, str]] = {}
 
     # -- units ------------------------------------------------------------------------------------
@@ -154,7 +152,8 @@ class TfliteQuantizer(TargetQuantizer):
         # only the kinds quantized for speed are checked: int8 kinds XNNPACK never takes (softmax,
         # GELU...) are built as asked, so that the sensitivity pass measures their int8 error
         checked = set(self.default_kinds()) if self.scheme.needs_calibration else set()
-        refused = {u.id: self._refused[u.id] for u in selected if u.id in self._refused}
+        known = {unit: op for found in self._refused_in.values() for unit, op in found.items()}  # kept float before
+        refused = {u.id: known[u.id] for u in selected if u.id in known}
         chosen = [u for u in selected if u.id not in refused]
         for _ in range(3):  # a refused op is dropped and the file rebuilt; one round has always sufficed
             self._write(chosen, out)
@@ -163,7 +162,6 @@ class TfliteQuantizer(TargetQuantizer):
                 break
             refused.update(new)
             chosen = [u for u in chosen if u.id not in new]
-        self._refused.update(refused)
         self._refused_in[out.resolve()] = refused
 
     def _write(self, selected: list[Unit], out: Path) -> None:
