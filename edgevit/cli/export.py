@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-drop", type=float, default=None, metavar="P",
                    help="keep the most sensitive layers in float until top-1 agreement with float on the "
                         "calibration set is within P points")
+    q.add_argument("--onnx-int8-format", default="u8s8-reduced", choices=["u8s8-reduced", "u8u8", "u8s8"],
+                   help="int8 ONNX weights: u8s8-reduced (7-bit, exact on every CPU; default), u8u8 (8-bit, exact "
+                        "everywhere, slower on x86), u8s8 (8-bit, exact only on x86 with VNNI and on ARM: x86 "
+                        "CPUs with only AVX2 or AVX-512 saturate its sums)")
     p.add_argument("--data", default=None,
                    help="labelled set (folder or 'digits'): report the artifact's and PyTorch's accuracy on its "
                         "validation split")
@@ -62,7 +66,7 @@ def options_from_args(args: argparse.Namespace):
         verify=not args.no_verify, quiet=args.quiet, channels_last=args.channels_last,
         deployment_target=args.deployment_target, opset=args.opset, name=args.name,
         calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, max_drop=args.max_drop,
-        data=args.data,
+        data=args.data, onnx_int8_format=args.onnx_int8_format,
     )
 
 

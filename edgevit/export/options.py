@@ -97,6 +97,9 @@ class ExportOptions:
             calibration set is within this many points (quantized precisions).
         data: a labelled set (``"digits"`` or a folder) whose validation-split accuracy of the
             artifact and of PyTorch goes into the verification report.
+        onnx_int8_format: how an int8 ONNX file stores weights (``edgevit.quantize.onnx.INT8_FORMATS``):
+            ``u8s8-reduced`` (default: 7-bit weights, exact on every CPU), ``u8u8`` (8-bit, exact on
+            every CPU, slower on x86) or ``u8s8`` (8-bit, exact only on VNNI x86 and ARM).
     """
 
     target: str = "onnx"
@@ -117,6 +120,7 @@ class ExportOptions:
     calib_method: str = "minmax"
     max_drop: float | None = None
     data: str | None = None
+    onnx_int8_format: str = "u8s8-reduced"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -147,6 +151,9 @@ class ExportOptions:
             object.__setattr__(self, "max_drop", check_max_drop(self.max_drop))
         if self.data is not None:
             object.__setattr__(self, "data", str(self.data))
+        from edgevit.quantize.onnx import int8_format
+
+        int8_format(self.onnx_int8_format)  # unknown format: lists the valid ones and where each is exact
 
     @property
     def dynamic_batch(self) -> bool:

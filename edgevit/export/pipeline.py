@@ -136,7 +136,10 @@ def verify(job: ExportJob) -> None:
     with --data, also its accuracy and PyTorch's on that labelled set."""
     from edgevit.export._capture import captured_output
     from edgevit.export.verify import verify_artifact
+    from edgevit.runtime.cpu import int8_path
 
+    if job.options.verify:  # the staging manifest says where it is being verified (see edgevit.runtime.cpu)
+        job.verification = {"status": "running", "cpu": int8_path().to_dict()}
     job.manifest = build_manifest(job)
     job.manifest.write(job.staging)
     prepared = job.prepared

@@ -222,6 +222,8 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
 
     The report's ``status`` is ``passed``, ``failed`` or ``structural`` (numbers not checked).
     """
+    from edgevit.runtime.cpu import int8_path
+
     start = time.perf_counter()
     tolerance = tolerance_for(options.precision)
     base = {"reference": "PyTorch float32 model before reparameterization, same inputs",
@@ -229,7 +231,9 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
                         "photos": [n for n, k in zip(samples.names, samples.kinds) if k == "photo"],
                         **({"held_out": [n for n, k in zip(samples.names, samples.kinds) if k == "held_out"]}
                            if "held_out" in samples.kinds else {})},
-            "tolerance": {"precision": options.precision, **asdict(tolerance)}}
+            "tolerance": {"precision": options.precision, **asdict(tolerance)},
+            # int8 kernels differ between CPUs (edgevit.runtime.cpu): the runtime compares this with its own
+            "cpu": int8_path().to_dict()}
     reasons = []
     for backend in target.verification_backends():
         usable, why = _backend_usable(backend)

@@ -50,7 +50,8 @@ def quantize(target: str, float_path: str | Path, out: str | Path, calibration: 
         model: the (reparameterized) torch model the file was converted from, so that ops can be
             grouped by model block (``model.segments()``); optional.
         layout: the file's input layout (``NHWC`` for channels-last TFLite).
-        options: target settings (Core ML: ``{"deployment_target": "iOS17"}``).
+        options: target settings (Core ML: ``{"deployment_target": "iOS17"}``; ONNX:
+            ``{"onnx_int8_format": "u8s8-reduced"}``, see :data:`edgevit.quantize.onnx.INT8_FORMATS`).
         sensitivity: run the sensitivity pass (the default recipe and --max-drop need it).
         log: ``log(message)`` for progress lines.
 

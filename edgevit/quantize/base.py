@@ -108,6 +108,11 @@ class TargetQuantizer(ABC):
         """Facts about a built file for the report (op counts, integer kernels...)."""
         return {}
 
+    def kernel_check(self, path: Path, images: np.ndarray) -> dict[str, Any]:
+        """How closely this CPU's integer kernels compute the built file at ``path`` against a
+        CPU-independent reference of the same quantized graph, on ``images`` (for the report)."""
+        return {}
+
     def finish(self, path: Path) -> dict[str, Any]:
         """Last changes to the chosen file at ``path`` (in place); what was done, for the report."""
         return {}

@@ -45,7 +45,8 @@ def quantize_job(job: Any) -> None:
     os.replace(model_path, float_path)
     try:
         result = quantize(options.target, float_path, model_path, calibration, recipe, model=prepared.model,
-                          layout=options.layout, options={"deployment_target": options.deployment_target})
+                          layout=options.layout, options={"deployment_target": options.deployment_target,
+                                   "onnx_int8_format": options.onnx_int8_format})
     finally:
         if float_path.is_dir():
             shutil.rmtree(float_path, ignore_errors=True)

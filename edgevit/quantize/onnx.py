@@ -11,9 +11,20 @@ Given the converted float ``model.onnx``:
 2. **calibrate once** with onnxruntime's calibrator (MinMax, Percentile or Entropy), fed a
    few images at a time so memory stays bounded, and keep the ranges in a cache file;
 3. **build** any number of candidate files from that one calibration, each quantizing an
-   explicit list of nodes (``nodes_to_quantize``): QDQ format, weights int8 symmetric per
-   output channel, activations uint8 asymmetric (u8 x s8 is what the VNNI kernels of
-   onnxruntime's MLAS take on x86).
+   explicit list of nodes (``nodes_to_quantize``): QDQ format, weights symmetric per output
+   channel, activations uint8 asymmetric, in one of the :data:`INT8_FORMATS`.
+
+**Formats, and why the default gives up one bit of weight.** onnxruntime computes uint8 x
+int8 (U8S8) products with ``VPMADDUBSW`` on x86 CPUs without VNNI (AVX2, or AVX-512 without
+VNNI), and that instruction saturates its int16 pair sums (:mod:`edgevit.runtime.cpu`). A
+file with full-range int8 weights is faithful on a VNNI CPU or a phone and wrong on such a
+CPU: measured on an AVX2-only EPYC, the five ``test_*`` models gave 4-12 dB SQNR against
+float instead of 28-36 dB. The default, ``u8s8-reduced``, stores weights in [-64, 64]
+(onnxruntime's ``reduce_range``), which cannot saturate, runs the same kernels at the same
+speed, and costs 0-2 dB on a VNNI CPU. ``u8u8`` keeps 8-bit weights and is exact everywhere
+(x86 widens uint8 x uint8 to int16 first), at some speed on x86; ``u8s8`` keeps 8-bit weights
+for devices known to have VNNI or ARM, and the runtime warns if such a file runs where it can
+saturate. ``benchmarks/results/int8.md`` has the measured speeds.
 
 What runs as integer arithmetic is decided by onnxruntime's QDQ fusions, so the layout of
 Q/DQ pairs matters. ``MatMul``/``Gemm`` outputs are left in float
@@ -33,13 +44,15 @@ from __future__ import annotations
 
 import ast
 import collections
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgevit.errors import ConversionError, require
-from edgevit.quantize.base import TargetQuantizer, block_of, quiet
+from edgevit.errors import ConversionError, InvalidArgumentError, require
+from edgevit.quantize.base import TargetQuantizer, block_of, quiet, run_model_file
+from edgevit.quantize.metrics import sqnr_db
 from edgevit.quantize.recipe import Recipe, Unit, mark_positions
 
 #: onnxruntime ops that compute in integers (after its QDQ fusions), and float compute ops
@@ -50,6 +63,47 @@ FLOAT_COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "FusedMatMul", "FusedConv", "Fuse
 OTHER_OPS = ("AveragePool", "GlobalAveragePool", "MaxPool", "Concat", "Resize", "Sigmoid", "HardSigmoid",
              "Sub", "Div", "ReduceMean")
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+
+
+@dataclass(frozen=True)
+class Int8Format:
+    """How an int8 ONNX file stores its activations and weights, and where it computes exactly.
+
+    Attributes:
+        name: the option's value (``--onnx-int8-format``).
+        activations / weights: onnxruntime ``QuantType`` names.
+        reduce_range: weights limited to 7 bits ([-64, 64]), so U8S8 pair sums fit in int16.
+        exact_on: the CPUs whose integer kernels compute it without saturation.
+    """
+
+    name: str
+    activations: str
+    weights: str
+    reduce_range: bool
+    exact_on: str
+
+    @property
+    def saturation_free(self) -> bool:
+        """No CPU's kernel can saturate on it (by the format alone, before reading the file)."""
+        return self.reduce_range or self.weights == "QUInt8"
+
+
+#: the int8 QDQ formats an ONNX file can be written in (see the module docstring)
+INT8_FORMATS: dict[str, Int8Format] = {f.name: f for f in (
+    Int8Format("u8s8-reduced", "QUInt8", "QInt8", True, "every CPU (x86 with or without VNNI, ARM)"),
+    Int8Format("u8u8", "QUInt8", "QUInt8", False, "every CPU (x86 with or without VNNI, ARM)"),
+    Int8Format("u8s8", "QUInt8", "QInt8", False, "x86 with AVX512-VNNI or AVX-VNNI, and ARM; NOT x86 with only "
+               "AVX2 or AVX-512 without VNNI, where uint8 x int8 sums saturate (VPMADDUBSW)"),
+)}
+DEFAULT_INT8_FORMAT = "u8s8-reduced"
+
+
+def int8_format(name: str) -> Int8Format:
+    """The format called ``name``; an unknown name lists the valid ones with what each means."""
+    if name not in INT8_FORMATS:
+        valid = "; ".join(f"{f.name} (exact on {f.exact_on})" for f in INT8_FORMATS.values())
+        raise InvalidArgumentError(f"unknown ONNX int8 format {name!r}; valid: {valid}")
+    return INT8_FORMATS[name]
 #: images fed to the calibrator per call (it keeps one call's activations in memory)
 CALIBRATION_CHUNK = 8
 
@@ -71,6 +125,7 @@ class OnnxQuantizer(TargetQuantizer):
         self.onnx.save(model, str(self.prepared))
         self.input_name = model.graph.input[0].name
         self.method: str | None = None
+        self.format = int8_format(self.options.get("onnx_int8_format", DEFAULT_INT8_FORMAT))
         self._units = mark_positions(self._classify(model, scopes, classes))
         self._followers = _activation_followers(model, {u.id for u in self._units if u.op == "Conv"})
 
@@ -146,8 +201,9 @@ class OnnxQuantizer(TargetQuantizer):
             quantization.quantize_static(
                 str(self.prepared), str(out), calibration_data_reader=None, calibration_cache_path=self.cache,
                 calibrate_method=method, quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-                activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
-                nodes_to_quantize=names, op_types_to_quantize=op_types,
+                activation_type=getattr(quantization.QuantType, self.format.activations),
+                weight_type=getattr(quantization.QuantType, self.format.weights),
+                reduce_range=self.format.reduce_range, nodes_to_quantize=names, op_types_to_quantize=op_types,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"]},
             )
@@ -155,25 +211,70 @@ class OnnxQuantizer(TargetQuantizer):
         _strip(out)
 
     def recipe_options(self) -> dict[str, Any]:
-        return {"format": "QDQ", "weights": "int8 symmetric, per output channel",
+        weights = {"QInt8": "int8", "QUInt8": "uint8"}[self.format.weights]
+        return {"format": "QDQ", "int8_format": self.format.name, "exact_on": self.format.exact_on,
+                "weights": f"{weights} symmetric, per output channel"
+                           + (", 7-bit range [-64, 64] (reduce_range)" if self.format.reduce_range else ""),
                 "activations": "uint8 asymmetric, per tensor", "pre_processed": True,
                 "matmul_outputs": "float (QGemm / MatMulIntegerToFloat)",
                 "large_constants": f"float constants of >= {CONSTANT_MIN_ELEMENTS} elements read only by Add "
                                    "(attention-bias tables): int8 per first-axis slice + DequantizeLinear"}
 
+    def kernel_check(self, path: Path, images: np.ndarray) -> dict[str, Any]:
+        """The file run by this CPU's integer kernels against the same QDQ graph computed in float.
+
+        With graph optimisations off, onnxruntime runs every ``QuantizeLinear`` /
+        ``DequantizeLinear`` as written and the convolutions and matrix products in float32 on the
+        dequantized values: the quantized model's arithmetic without any CPU's integer kernel.
+        A CPU whose kernels saturate shows it here as a low SQNR (measured: 5-12 dB on the
+        ``test_*`` models with full-range weights on AVX2, against 43-70 dB without saturation)."""
+        from edgevit.runtime.cpu import int8_path
+
+        kernels = run_model_file(path, self.backend, images, self.layout)
+        reference = qdq_reference(path, images.transpose(0, 2, 3, 1) if self.layout == "NHWC" else images)
+        return {"kernels_vs_qdq_reference": {"sqnr_db": round(sqnr_db(reference, kernels), 1),
+                                             "images": len(images), "cpu": int8_path().to_dict()}}
+
     def describe_file(self, path: Path) -> dict[str, Any]:
         """Which compute nodes onnxruntime runs as integer kernels after its graph optimisations."""
-        counts = optimized_op_counts(path)
+        graph = optimized_graph(path)
+        counts = _op_counts(graph)
         integer = {op: n for op, n in counts.items() if op in INTEGER_OPS}
         floating = {op: n for op, n in counts.items() if op in FLOAT_COMPUTE_OPS}
         return {"runtime_graph": "onnxruntime CPU, ORT_ENABLE_ALL", "integer_kernels": integer,
                 "float_compute_kernels": floating,
                 "quantize_linear": counts.get("QuantizeLinear", 0),
-                "dequantize_linear": counts.get("DequantizeLinear", 0)}
+                "dequantize_linear": counts.get("DequantizeLinear", 0),
+                "u8s8_saturation": u8s8_saturation(graph)}
+
+
+def qdq_reference(path: Path, images: np.ndarray) -> np.ndarray:
+    """Outputs of the QDQ file at ``path`` on NCHW ``images`` with onnxruntime's graph optimisations
+    off: Q/DQ as written, float32 compute, no integer kernel (the same on every CPU)."""
+    ort = require("onnxruntime", "onnxruntime", "running the QDQ reference")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    step = spec.shape[0] if isinstance(spec.shape[0], int) else len(images)
+    outputs = []
+    for start in range(0, len(images), step):
+        chunk = np.ascontiguousarray(images[start:start + step], dtype=np.float32)
+        count = len(chunk)
+        if count < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - count, axis=0)])
+        outputs.append(np.asarray(session.run(None, {spec.name: chunk})[0], np.float32).reshape(len(chunk), -1)[:count])
+    return np.concatenate(outputs)
 
 
 def optimized_op_counts(path: Path) -> dict[str, int]:
     """Op histogram of the graph onnxruntime actually runs (CPU provider, all optimisations)."""
+    return _op_counts(optimized_graph(path))
+
+
+def optimized_graph(path: Path) -> Any:
+    """The ONNX graph onnxruntime runs for the file at ``path`` (CPU provider, all optimisations)."""
     import tempfile
 
     ort = require("onnxruntime", "onnxruntime", "reading the optimised graph")
@@ -184,8 +285,44 @@ def optimized_op_counts(path: Path) -> dict[str, int]:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         options.log_severity_level = 3
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-        return dict(collections.Counter(node.op_type for node in graph.node).most_common())
+        return onnx.load(options.optimized_model_filepath).graph
+
+
+def _op_counts(graph: Any) -> dict[str, int]:
+    return dict(collections.Counter(node.op_type for node in graph.node).most_common())
+
+
+def u8s8_saturation(graph: Any) -> dict[str, Any]:
+    """Whether any uint8 x int8 product of an optimised graph can saturate a VPMADDUBSW int16 sum.
+
+    ``graph`` is the graph onnxruntime runs (:func:`optimized_graph`), not the file's: its QDQ
+    fusions may quantize the weights of a float convolution that sits between quantized ops
+    themselves. Every int8 weight (an initializer of two or more dimensions) read by an integer
+    kernel is checked: two adjacent products fit in int16 when both weights are within
+    [-64, 64] (:data:`edgevit.runtime.cpu.U8S8_SAFE_WEIGHT`); uint8 weights go through widening
+    kernels and cannot saturate.
+
+    Returns:
+        ``{"free": bool, "max_abs_int8_weight": int | None, "int8_weights": int, "over_limit": int}``
+        (``over_limit``: weight tensors with a value beyond the limit).
+    """
+    from onnx import numpy_helper
+
+    from edgevit.runtime.cpu import U8S8_SAFE_WEIGHT
+
+    initializers = {init.name: init for init in graph.initializer}
+    weights = {name for node in graph.node if node.op_type in INTEGER_OPS for name in node.input
+               if name in initializers and len(initializers[name].dims) >= 2}
+    largest, over = None, 0
+    for name in sorted(weights):
+        array = numpy_helper.to_array(initializers[name])
+        if array.dtype != np.int8 or not array.size:
+            continue
+        peak = int(np.abs(array.astype(np.int16)).max())
+        largest = peak if largest is None else max(largest, peak)
+        over += peak > U8S8_SAFE_WEIGHT
+    count = sum(numpy_helper.to_array(initializers[n]).dtype == np.int8 for n in weights)
+    return {"free": over == 0, "max_abs_int8_weight": largest, "int8_weights": int(count), "over_limit": over}
 
 
 def _calibrator_options(method: str) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
         steps: list[dict[str, Any]] = []
         if recipe.max_drop is not None:
             path, agreement, recipe, steps = search.max_drop(recipe, table, path, agreement)
-        kernels = quantizer.describe_file(path)
+        kernels = {**quantizer.describe_file(path), **quantizer.kernel_check(path, images[:sensitivity_size])}
         shutil.copyfile(path, out) if path.is_file() else shutil.copytree(path, out)
         finish = quantizer.finish(out)
     finally:

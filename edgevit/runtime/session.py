@@ -86,7 +86,21 @@ def load(path: str | Path, backend: str = "auto", threads: int | None = None) ->
     manifest, model_path = _locate(Path(path))
     backend_cls = resolve_backend(model_path, backend)
     model = _open(backend_cls, model_path, threads)
+    if manifest is not None and backend_cls.name == "onnxruntime":
+        _warn_about_int8_kernels(manifest, model_path)
     return Session(model, backend_cls, model_path, manifest=manifest, threads=threads)
+
+
+def _warn_about_int8_kernels(manifest: Manifest, model_path: Path) -> None:
+    """Warn (once per artifact and process, by Python's warning filter) when this CPU's int8 kernels
+    may compute the artifact differently from the CPU it was verified on (edgevit.runtime.cpu)."""
+    import warnings
+
+    from edgevit.runtime.cpu import Int8KernelWarning, int8_artifact_warning, int8_path
+
+    message = int8_artifact_warning(manifest, int8_path())
+    if message is not None:
+        warnings.warn(f"{model_path.parent}: {message}", Int8KernelWarning, stacklevel=3)
 
 
 class Session:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden_helpers import assert_matches_golden
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
 from edgevit.models import create_model, model_info, read_checkpoint
@@ -80,7 +81,7 @@ def test_reproduces_official_outputs_with_dist_head():
     assert model.dist_head is not None, "dist_head turned on from the checkpoint keys"
     with torch.no_grad():
         out = model(golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output"])
 
 
 def test_reproduces_official_outputs_without_dist_head():
@@ -89,7 +90,7 @@ def test_reproduces_official_outputs_without_dist_head():
     assert model.dist_head is None
     with torch.no_grad():
         out = model(golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output_without_dist_head"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output_without_dist_head"])
 
 
 def test_reparameterized_model_reproduces_official_outputs():
@@ -101,7 +102,7 @@ def test_reparameterized_model_reproduces_official_outputs():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deploy.modules())
     with torch.no_grad():
         out = deploy(golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output"])
 
 
 def test_dist_head_detection_and_training_output():

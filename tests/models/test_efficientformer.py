@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden_helpers import assert_matches_golden
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
 from edgevit.models import create_model, model_info, read_checkpoint
@@ -97,7 +98,7 @@ def test_reproduces_official_outputs_with_dist_head():
     assert any(k.endswith(IDXS) for k in ckpt.state_dict), "the official state dict carries the index tables"
     model = create_model("test_efficientformer", weights=ckpt)
     assert model.dist_head is not None
-    torch.testing.assert_close(_run(model, golden["golden.input"]), golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(_run(model, golden["golden.input"]), golden["golden.output"])
 
 
 def test_reproduces_official_outputs_without_dist_head():
@@ -106,7 +107,7 @@ def test_reproduces_official_outputs_without_dist_head():
     model = create_model("test_efficientformer", weights=_with_state(ckpt, state))
     assert model.dist_head is None, "dist_head turned off from the checkpoint keys"
     out = _run(model, golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output_without_dist_head"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output_without_dist_head"])
 
 
 def test_bias_is_not_cached_across_weight_loading():
@@ -115,7 +116,7 @@ def test_bias_is_not_cached_across_weight_loading():
     model = create_model("test_efficientformer").eval()
     _run(model, golden["golden.input"])
     model.load_state_dict(model.checkpoint_filter(dict(ckpt.state_dict)))
-    torch.testing.assert_close(_run(model, golden["golden.input"]), golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(_run(model, golden["golden.input"]), golden["golden.output"])
 
 
 def test_reparameterized_model_reproduces_official_outputs():
@@ -129,7 +130,7 @@ def test_reparameterized_model_reproduces_official_outputs():
     bias = deploy.network[6][2].token_mixer.attention_bias
     assert bias.shape == (1, 2, 4, 4) and not bias.requires_grad
     assert deploy.dist_head is None
-    torch.testing.assert_close(_run(deploy, golden["golden.input"]), golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(_run(deploy, golden["golden.input"]), golden["golden.output"])
 
 
 def test_deploy_graph_has_no_pooling_op_and_no_gather():
@@ -182,7 +183,7 @@ def test_timm_named_checkpoint_loads_and_reproduces_outputs(tmp_path):
     path = tmp_path / "timm.pth"
     torch.save(timm_state, path)
     model = create_model("test_efficientformer", weights=path)
-    torch.testing.assert_close(_run(model, golden["golden.input"]), golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(_run(model, golden["golden.input"]), golden["golden.output"])
 
 
 def test_timm_names_of_full_variants_map_back():

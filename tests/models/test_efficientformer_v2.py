@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from golden_helpers import assert_matches_golden
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
 from edgevit.models import create_model, model_info, read_checkpoint
@@ -109,7 +110,7 @@ def test_reproduces_official_outputs():
     assert model.dist_head is not None
     with torch.no_grad():
         out = model(golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output"])
 
 
 def test_reparameterized_model_reproduces_official_outputs():
@@ -197,7 +198,7 @@ def test_timm_named_checkpoint_loads_and_reproduces_outputs():
     model = create_model(TEST, weights=_with_state(ckpt, timm_state), image_size=96)
     with torch.no_grad():
         out = model(golden["golden.input"])
-    torch.testing.assert_close(out, golden["golden.output"], rtol=0, atol=1e-5)
+    assert_matches_golden(out, golden["golden.output"])
 
 
 # -- legacy index tables, dist head, sizes ----------------------------------------------------------

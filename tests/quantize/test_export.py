@@ -3,6 +3,8 @@ default recipe, verification, --data accuracy, manifest) and its bad inputs."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +12,11 @@ from quantize_helpers import weights
 
 from edgevit.artifact import read_manifest
 from edgevit.cli import main
+from edgevit.errors import InvalidArgumentError
+from edgevit.export import ExportOptions
 from edgevit.quantize.recipe import group_name
+from edgevit.runtime import load
+from edgevit.runtime.cpu import Int8KernelWarning, int8_path
 
 
 def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_path, capsys):
@@ -46,6 +52,14 @@ def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_
         assert abs(accuracy["top1_drop"]) <= 3.0, accuracy
         sizes = sum(manifest.files.values())
         assert sizes > 0
+        # where it was verified: the int8 kernel path of this CPU (the runtime compares its own with it)
+        assert verification["cpu"] == int8_path().to_dict()
+        if target == "onnx":
+            assert recipe["options"]["int8_format"] == "u8s8-reduced"
+            assert quantization["runtime_kernels"]["u8s8_saturation"]["free"]
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Int8KernelWarning)
+                load(tmp_path / f"{model}-{target}-int8").close()
     assert out.count("quantize  int8 (default recipe)") == 3 and out.count("accuracy  digits (val") == 3
 
 
@@ -54,6 +68,15 @@ def test_an_unsupported_precision_lists_what_the_target_supports(capsys):
     assert "precision 'w4' not supported by this target (onnx): valid are fp32, fp16, int8" in capsys.readouterr().err
     assert main(["export", "test_vit", "--target", "tflite", "--precision", "w6"]) == 1
     assert "valid are fp32, fp16, int8, w8" in capsys.readouterr().err
+
+
+def test_an_unknown_onnx_int8_format_lists_each_with_where_it_is_exact(capsys):
+    with pytest.raises(InvalidArgumentError, match=r"unknown ONNX int8 format 's8s8'; valid: u8s8-reduced \(exact on "
+                                                   r"every CPU"):
+        ExportOptions(target="onnx", precision="int8", onnx_int8_format="s8s8")
+    with pytest.raises(SystemExit):
+        main(["export", "test_vit", "--precision", "int8", "--onnx-int8-format", "s8s8"])
+    assert "invalid choice: 's8s8'" in capsys.readouterr().err
 
 
 def test_coreml_int8_needs_ios17(capsys):
