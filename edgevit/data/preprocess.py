@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from edgevit.artifact import INTERPOLATIONS, RESIZE_MODES
 from edgevit.errors import DataError, InvalidArgumentError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_MODES = ("crop", "warp")
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
 @dataclass(frozen=True)
