@@ -15,7 +15,9 @@ prints such errors as ``ErrorType: message`` (no traceback unless ``--debug``)::
     ├── RuntimeInputError         inputs given to a runtime session are wrong
     ├── UnsupportedOpError        an executor met an op it does not implement
     ├── DataError                 a dataset or image cannot be used
-    └── PlanningError             devices/partitioning cannot satisfy the request
+    ├── PlanningError             devices/partitioning cannot satisfy the request
+    └── AgentError                a device agent refused or failed a request; ``code`` is the
+                                  gRPC status name (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED...)
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ class DataError(EdgeVitError):
 
 class PlanningError(EdgeVitError):
     """A partition or placement request cannot be satisfied."""
+
+
+class AgentError(EdgeVitError):
+    """A request to a device agent was refused or failed.
+
+    Raised inside the agent (and turned into the gRPC status ``code``) and by edgevit's client
+    (with the status the agent answered). ``code`` is a ``grpc.StatusCode`` name.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.args[0]}" if self.args else self.code
 
 
 def require(module: str, extra: str, purpose: str = ""):

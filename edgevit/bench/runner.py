@@ -87,10 +87,19 @@ class BenchResult:
     overhead_us: float | None = None
     overhead_pct: float | None = None
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    #: a remote result (kind "remote"): ``latency`` is the device's compute time; the round trip
+    #: adds network and agent; ``agent_ms`` is the time inside the agent; ``device`` names the device
+    round_trip: LatencyStats | None = None
+    agent_ms: LatencyStats | None = None
+    device: str | None = None
+    device_record: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("latency", "samples_ms")}
+        skip = ("latency", "samples_ms", "round_trip", "agent_ms")
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
         data["latency_ms"] = self.latency.to_dict()
+        data["round_trip_ms"] = self.round_trip.to_dict() if self.round_trip else None
+        data["agent_ms"] = self.agent_ms.to_dict() if self.agent_ms else None
         data["samples_ms"] = list(self.samples_ms)
         return data
 
@@ -129,6 +138,8 @@ def benchmark(
     torch_model: str | None = None,
     progress: bool | None = None,
     torch_threads: Sequence[int | None] | None = None,
+    remote: dict[str, Any] | None = None,
+    compare: bool = False,
     **overrides: Any,
 ) -> BenchReport:
     """Time artifacts (and optionally the PyTorch eager model) side by side.
@@ -141,6 +152,10 @@ def benchmark(
             speed-ups are then against the fastest. On a small or shared machine PyTorch's OpenMP
             can be much faster at fewer threads, and the honest baseline is its best.
         progress: draw progress on stderr (None: only when stderr is a terminal).
+        remote: time the artifacts on a device agent instead of here: ``{"url": "HOST:PORT",
+            "token_file": ..., "tls_ca": ...}`` (:class:`edgevit.agent.AgentClient` arguments);
+            each artifact is uploaded if the agent lacks it (see :mod:`edgevit.bench.remote`).
+        compare: with ``remote``, time every artifact here too, interleaved, in the same table.
 
     Returns:
         A :class:`BenchReport`; ``.table()`` formats it, :mod:`edgevit.bench.report` writes it.
@@ -149,7 +164,15 @@ def benchmark(
     if not artifacts and torch_model is None:
         raise InvalidArgumentError("nothing to benchmark: pass at least one artifact (or a --torch model)")
     env = environment()
-    candidates = [_ArtifactCandidate(Path(a), options) for a in artifacts]
+    if compare and remote is None:
+        raise InvalidArgumentError("compare needs a remote agent to compare this machine with (--url HOST:PORT)")
+    candidates: list[Any] = []
+    if remote is None or compare:
+        candidates += [_ArtifactCandidate(Path(a), options) for a in artifacts]
+    if remote is not None:
+        from edgevit.bench.remote import RemoteCandidate
+
+        candidates += [RemoteCandidate(Path(a), options, remote) for a in artifacts]
     if torch_model is not None:
         counts = list(torch_threads) if torch_threads else [options.threads]
         for count in counts:
@@ -159,7 +182,9 @@ def benchmark(
     with Progress(steps, "bench", enabled=progress) as bar:
         cold = {}
         for candidate in candidates:
-            if options.memory:
+            if options.memory and candidate.probe_spec() is None:
+                bar.update()
+            elif options.memory:
                 bar.note(f"probing {candidate.name} in a fresh process")
                 cold[candidate.name] = probe(candidate.probe_spec())
                 bar.update()

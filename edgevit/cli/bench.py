@@ -34,6 +34,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-model subprocess (cold start, memory)")
     parser.add_argument("--sequential", action="store_true", help="time models one after another, not interleaved")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    remote = parser.add_argument_group("on a device (through its agent, edgevit serve)")
+    from edgevit.cli.deploy import add_connection_arguments
+
+    add_connection_arguments(remote, admin=False, required=False)
+    remote.add_argument("--compare", action="store_true",
+                        help="with --url: time each artifact on this machine too, in the same table")
     parser.set_defaults(run=run)
 
 
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         torch_model=args.torch,
         torch_threads=_counts(args.torch_threads),
         progress=False if args.quiet else None,
+        remote=_remote(args),
+        compare=args.compare,
     )
     print(report.table())
     written = []
@@ -84,3 +92,15 @@ def _counts(text: str | None) -> list[int] | None:
 
         raise InvalidArgumentError(f"--torch-threads takes positive integers separated by commas, got {text!r}")
     return counts
+
+
+def _remote(args: argparse.Namespace) -> dict | None:
+    from edgevit.cli.deploy import connection
+
+    if args.url is None:
+        if args.compare:
+            from edgevit.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("--compare compares this machine with a device: give the device's --url")
+        return None
+    return {"url": args.url, **connection(args)}

@@ -51,3 +51,49 @@ def test_core_install_pulls_no_torch():
     for extra in ("onnxruntime", "litert", "coreml", "coreml-reference", "bench"):
         deps = project["optional-dependencies"].get(extra, [])
         assert not any(dep.startswith("torch") for dep in deps), f"extra {extra!r} pulls torch: {deps}"
+
+
+def test_agent_and_its_client_import_no_torch():
+    result = _fresh(
+        "import sys\n"
+        "import edgevit.agent, edgevit.agent.server, edgevit.agent.servicer, edgevit.agent.client\n"
+        "import edgevit.agent.repository, edgevit.agent.tensors, edgevit.agent.auth, edgevit.bench.remote\n"
+        "from edgevit.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = sorted(m for m in ('torch', 'coremltools', 'tensorflow', 'litert_torch', 'onnx') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stdout, result.stdout
+
+
+def test_the_agent_serves_where_torch_cannot_be_imported(tmp_path, tiny_onnx):
+    """A device without torch: a ``torch`` that refuses to import is first on the path of the agent
+    process and of the client process; the agent starts, takes an upload and answers."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "tests" / "agent"))
+    try:
+        from agent_helpers import start_agent
+    finally:
+        sys.path.pop(0)
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is not installed on this device')\n")
+    path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])
+    agent = start_agent(tmp_path / "agent", env={"PYTHONPATH": path})
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, numpy as np\n"
+             "from edgevit.agent.client import AgentClient\n"
+             f"with AgentClient('{agent.url}') as c:\n"
+             f"    c.upload({str(tiny_onnx)!r})\n"
+             "    r = c.infer('tiny-onnx-fp32', {'pixel_values': np.ones((1, 3, 8, 8), np.float32)})\n"
+             "print('OUT', r.outputs['logits'].shape, 'torch' in sys.modules)\n"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": path})
+        assert result.returncode == 0, result.stderr
+        assert "OUT (1, 4) False" in result.stdout
+    finally:
+        assert agent.stop() == 0
+    assert "torch" not in agent.log_text()
