@@ -15,7 +15,7 @@ import warnings
 
 from edgevit import __version__
 
-SUBCOMMANDS = ("models", "export", "bench", "train", "eval", "split", "serve", "deploy")
+SUBCOMMANDS = ("models", "export", "bench", "train", "eval", "split", "serve", "deploy", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-steps", type=int, default=defaults.prune_steps)
     p.add_argument("--recover-epochs", type=int, default=defaults.recover_epochs)
     p.add_argument("--fusion-epochs", type=int, default=defaults.fusion_epochs)
+    p.add_argument("--fusion-drop", type=float, default=defaults.fusion_drop,
+                   help="probability that a sub-model's features are dropped while the fusion head trains, so it "
+                   "still answers when devices are down (classwise; default %(default)s, 0: never)")
     p.add_argument("--threads", type=int, default=defaults.threads, help="threads when timing pieces")
     p.add_argument("--timing", default=defaults.timing, choices=TIMINGS,
                    help="runtime: time the exported pieces with edgevit.runtime in a fresh process (default); "
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     options = SplitOptions(
         strategy=args.strategy, target=args.target, precision=args.precision, grouping=args.grouping,
         reduction=args.reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
-        fusion_epochs=args.fusion_epochs, threads=args.threads, timing=args.timing, verify=not args.no_verify,
+        fusion_epochs=args.fusion_epochs, fusion_drop=args.fusion_drop, threads=args.threads, timing=args.timing,
+        verify=not args.no_verify,
     )
     plan = split(args.model, args.data, args.devices, args.out, options, weights=args.weights,
                  image_size=args.image_size, progress=False if args.quiet else None)
@@ -93,4 +97,7 @@ def summary(plan, out) -> str:
         if "top1" in exported:
             text += f", exported plan {exported['top1']:.2f}% (agrees with PyTorch on {exported['agreement_with_pytorch']:.1%})"
         lines.append(text)
+    if acc.get("degraded"):
+        lines.append("with one sub-model missing: " + ", ".join(f"{name} {top1:.2f}%"
+                                                              for name, top1 in acc["degraded"].items()))
     return "\n".join(lines)

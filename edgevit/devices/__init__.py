@@ -22,9 +22,14 @@ class-wise split, runs the fusion head)::
     gmacs_per_s = 40.0             # a measured throughput instead of a relative speed
     link_mbps = 1000
     link_latency_ms = 0.5
+    address = "jetson.local:8001"  # where its agent (edgevit serve) listens; optional
+    token_file = "tokens/jetson"   # optional, relative to this file: the agent's bearer token
+    tls_ca = "ca.pem"              # optional, relative to this file: verify the agent's TLS certificate
 
 Each device gives exactly one of ``speed`` (relative to the measuring machine) or
-``gmacs_per_s`` (measured throughput). :func:`parse_devices` validates a parsed dict and is
+``gmacs_per_s`` (measured throughput). ``address``, ``token_file`` and ``tls_ca`` say how to
+reach the device's agent: the planner ignores them, ``edgevit deploy`` and ``edgevit run`` use
+them (a plan made without addresses runs with a device file that has them). :func:`parse_devices` validates a parsed dict and is
 pure; :func:`load_devices` reads the file (the I/O edge) and calls it.
 
 Example:
@@ -47,8 +52,9 @@ __all__ = ["Cluster", "Device", "load_devices", "parse_devices", "equal_devices"
 MB = 1_000_000
 
 _REQUIRED = ("name", "memory_mb", "link_mbps", "link_latency_ms")
-_OPTIONAL = ("speed", "gmacs_per_s", "speed_origin")
+_OPTIONAL = ("speed", "gmacs_per_s", "speed_origin", "address", "token_file", "tls_ca")
 _DEVICE_KEYS = _REQUIRED + _OPTIONAL
+_CONNECTION_KEYS = ("address", "token_file", "tls_ca")
 _COORDINATOR_KEYS = ("speed", "speed_origin")
 
 
@@ -65,6 +71,9 @@ class Device:
         link_mbps: bandwidth of the link to the coordinator, megabits per second.
         link_latency_ms: one-way latency of that link.
         speed_origin: where the speed figure came from (free text, recorded in the plan).
+        address: ``host:port`` of the device's agent (None: not reachable over the network).
+        token_file / tls_ca: the agent's bearer token file and the CA that signed its TLS
+            certificate (absolute, or relative to the device file when read from one).
     """
 
     name: str
@@ -74,13 +83,18 @@ class Device:
     speed: float | None = None
     gmacs_per_s: float | None = None
     speed_origin: str | None = None
+    address: str | None = None
+    token_file: str | None = None
+    tls_ca: str | None = None
 
     @property
     def memory_bytes(self) -> int:
         return int(self.memory_mb * MB)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _DEVICE_KEYS if getattr(self, k) is not None}
+    def to_dict(self, connection: bool = False) -> dict[str, Any]:
+        """The device as data; ``connection`` adds how to reach its agent (plans leave it out)."""
+        keys = _DEVICE_KEYS if connection else tuple(k for k in _DEVICE_KEYS if k not in _CONNECTION_KEYS)
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -126,11 +140,14 @@ def load_devices(path: str | Path) -> Cluster:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"device file {str(path)!r} is not valid TOML: {exc}") from exc
-    return parse_devices(data, source=str(path))
+    return parse_devices(data, source=str(path), base=path.parent)
 
 
-def parse_devices(data: dict[str, Any], source: str = "<memory>") -> Cluster:
-    """Validate a parsed device file (a dict with a ``device`` array of tables)."""
+def parse_devices(data: dict[str, Any], source: str = "<memory>", base: str | Path | None = None) -> Cluster:
+    """Validate a parsed device file (a dict with a ``device`` array of tables).
+
+    ``base``: the folder relative ``token_file`` and ``tls_ca`` paths are taken from (the device
+    file's; None keeps them as written)."""
     unknown = sorted(set(data) - {"device", "coordinator"})
     if unknown:
         raise InvalidArgumentError(
@@ -142,7 +159,7 @@ def parse_devices(data: dict[str, Any], source: str = "<memory>") -> Cluster:
             f"{source}: no devices; add at least one [[device]] table with {', '.join(_REQUIRED)} "
             "and speed or gmacs_per_s"
         )
-    devices = tuple(_parse_device(entry, i, source) for i, entry in enumerate(entries))
+    devices = tuple(_parse_device(entry, i, source, base) for i, entry in enumerate(entries))
     names = [d.name for d in devices]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -163,7 +180,7 @@ def equal_devices(count: int, memory_mb: float = 1024.0, link_mbps: float = 1000
     return Cluster(devices=devices, source=f"{count} equal devices")
 
 
-def _parse_device(entry: Any, index: int, source: str) -> Device:
+def _parse_device(entry: Any, index: int, source: str, base: str | Path | None = None) -> Device:
     where = f"{source}: device {index + 1}"
     if not isinstance(entry, dict):
         raise InvalidArgumentError(f"{where} is not a table; write it as [[device]] with key = value lines")
@@ -192,7 +209,34 @@ def _parse_device(entry: Any, index: int, source: str) -> Device:
     origin = entry.get("speed_origin")
     if origin is not None and not isinstance(origin, str):
         raise InvalidArgumentError(f"{where}: speed_origin must be a string, got {origin!r}")
-    return Device(name.strip(), memory, bandwidth, latency, speed=speed, gmacs_per_s=rate, speed_origin=origin)
+    address = _address(entry["address"], where) if "address" in entry else None
+    token_file, tls_ca = (_file(entry.get(key), key, where, base) for key in ("token_file", "tls_ca"))
+    if (token_file or tls_ca) and address is None:
+        raise InvalidArgumentError(f"{where}: token_file and tls_ca say how to reach the device's agent; give its "
+                                   "address too (address = \"host:port\")")
+    return Device(name.strip(), memory, bandwidth, latency, speed=speed, gmacs_per_s=rate, speed_origin=origin,
+                  address=address, token_file=token_file, tls_ca=tls_ca)
+
+
+def _address(value: Any, where: str) -> str:
+    """``host:port`` (IPv6 hosts in brackets), or an InvalidArgumentError naming the device."""
+    text = value.strip() if isinstance(value, str) else ""
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() or c == "/" for c in text):
+        raise InvalidArgumentError(f"{where}: address must be \"host:port\" of the device's agent (e.g. "
+                                   f"\"pi-a.local:8001\"), got {value!r}")
+    return text
+
+
+def _file(value: Any, key: str, where: str, base: str | Path | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{where}: {key} must be a file path, got {value!r}")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() or base is None else Path(base) / path)
 
 
 def _parse_coordinator(entry: Any, source: str) -> tuple[float, str | None]:

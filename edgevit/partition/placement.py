@@ -25,7 +25,8 @@ from edgevit.devices import MB, Cluster, Device
 from edgevit.errors import PlanningError
 from edgevit.partition.cost import PieceCost, compute_ms, transfer_ms
 
-__all__ = ["Assignment", "DeviceLoad", "NoFeasibleDevice", "Placement", "check_devices_fit", "place", "single_device"]
+__all__ = ["Assignment", "DeviceLoad", "NoFeasibleDevice", "Placement", "check_devices_fit", "place", "place_replicas",
+           "single_device"]
 
 
 class NoFeasibleDevice(PlanningError):
@@ -164,3 +165,52 @@ def _load(device: Device, pieces: list[PieceCost]) -> DeviceLoad:
         output_transfer_ms=sum(transfer_ms(p.output_bytes, device) for p in pieces),
         memory_bytes=sum(p.memory_bytes for p in pieces),
     )
+
+
+def place_replicas(pieces: dict[str, tuple[str, int]], devices: dict[str, int], replicas: int) -> dict[str, tuple[str, ...]]:
+    """Standby devices for every piece: ``replicas`` of them, never the piece's own device.
+
+    Args:
+        pieces: ``{piece: (its device, memory bytes)}``, as the plan placed them.
+        devices: ``{device: memory bytes}`` of every device that may hold replicas.
+        replicas: standby copies per piece.
+
+    Returns:
+        ``{piece: (primary, replica, ...)}``. The primaries' memory is counted first; then pieces
+        in decreasing size each take the devices with the most free memory that hold them
+        (ties: the device with fewer pieces, then file order), so replicas spread out.
+
+    Raises:
+        PlanningError: a piece has fewer than ``replicas`` other devices with room; the message
+            names the piece, its size and the free memory of each candidate.
+
+    Example:
+        >>> place_replicas({"sub0": ("a", 10), "sub1": ("b", 10)}, {"a": 100, "b": 100, "c": 100}, 1)
+        {'sub0': ('a', 'c'), 'sub1': ('b', 'a')}
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise PlanningError(f"replicas must be a non-negative integer, got {replicas!r}")
+    free = dict(devices)
+    count = dict.fromkeys(devices, 0)
+    for name, (device, size) in pieces.items():
+        if device not in free:
+            raise PlanningError(f"piece {name!r} is placed on {device!r}, which is not among the devices "
+                                f"({', '.join(devices)})")
+        free[device] -= size
+        count[device] += 1
+    order = list(devices)
+    chosen: dict[str, tuple[str, ...]] = {}
+    for name, (device, size) in sorted(pieces.items(), key=lambda item: (-item[1][1], item[0])):
+        candidates = sorted((d for d in order if d != device and free[d] >= size),
+                            key=lambda d: (-free[d], count[d], order.index(d)))
+        if len(candidates) < replicas:
+            room = ", ".join(f"{d} {free[d] / MB:.3g} MB free" for d in order if d != device) or "no other device"
+            raise PlanningError(f"piece {name!r} ({size / MB:.3g} MB) needs {replicas} standby device(s) besides "
+                                f"{device!r}, but only {len(candidates)} have room ({room}); use fewer --replicas or "
+                                "devices with more memory")
+        picked = tuple(candidates[:replicas])
+        for d in picked:
+            free[d] -= size
+            count[d] += 1
+        chosen[name] = (device, *picked)
+    return {name: chosen[name] for name in pieces}

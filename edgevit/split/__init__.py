@@ -25,8 +25,8 @@ __all__ = ["SplitOptions", "run_in_process", "run_local", "split"]
 _LAZY = {
     "split": "edgevit.split.api:split",
     "SplitOptions": "edgevit.split.options:SplitOptions",
-    "run_local": "edgevit.split.local:run_local",
-    "run_in_process": "edgevit.split.local:run_in_process",
+    "run_local": "edgevit.cluster.local:run_local",
+    "run_in_process": "edgevit.cluster.local:run_in_process",
 }
 
 

@@ -7,8 +7,10 @@ reads on stdin, in the framing of :func:`send` / :func:`receive`:
     time:   ``time <name> <seconds>\\n``   (seconds spent computing; forwarded down a chain)
     stop:   ``stop\\n``                     (end of input; answered with this piece's time, then stop)
 
-so that pipeline stages can be chained stdout-to-stdin like a shell pipe. Errors go to
-stderr with a non-zero exit code.
+so that pipeline stages can be chained stdout-to-stdin like a shell pipe. With ``--each``
+every answer is followed by its own time line (``time <name> <seconds>``): request and answer,
+as :class:`edgevit.cluster.processes.ProcessTransport` speaks to a piece. Errors go to stderr
+with a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def serve(artifact: str, name: str, backend: str, threads: int | None, inbox: BinaryIO, outbox: BinaryIO) -> None:
+def serve(artifact: str, name: str, backend: str, threads: int | None, inbox: BinaryIO, outbox: BinaryIO,
+          each: bool = False) -> None:
+    from edgevit.cluster.local import run_session
     from edgevit.runtime import load
-    from edgevit.split.local import run_session
 
     busy = 0.0
     with load(artifact, backend=backend, threads=threads) as session:
@@ -71,8 +74,12 @@ def serve(artifact: str, name: str, backend: str, threads: int | None, inbox: Bi
                 continue
             start = time.perf_counter()
             output = run_session(session, message)
-            busy += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            busy += seconds
             send(outbox, output)
+            if each:
+                outbox.write(f"time {name} {seconds:.9f}\n".encode())
+                outbox.flush()
     outbox.write(f"time {name} {busy:.9f}\n".encode() + STOP)
     outbox.flush()
 
@@ -83,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="piece")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--each", action="store_true", help="follow every answer with its time line")
     args = parser.parse_args(argv)
     try:
-        serve(args.artifact, args.name, args.backend, args.threads, sys.stdin.buffer, sys.stdout.buffer)
+        serve(args.artifact, args.name, args.backend, args.threads, sys.stdin.buffer, sys.stdout.buffer, args.each)
     except Exception as exc:  # noqa: BLE001 - the coordinator shows this line
         print(f"{args.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

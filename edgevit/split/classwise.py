@@ -11,9 +11,12 @@ Steps (each a method below):
 3. ``place``: measure every sub-model on this machine, place them greedily (largest first,
    where each finishes earliest); a sub-model that fits no device is pruned harder (one more
    round, at the keep ratio that fits the most free memory) and placement is retried.
-4. ``fuse``: train the fusion MLP on the concatenated sub-model features, sub-models frozen.
-5. ``assemble``: accuracy of the unsplit model and of the split on the validation split,
-   final timings (unsplit model, sub-models and fusion head interleaved), the plan.
+4. ``fuse``: train the fusion MLP on the concatenated sub-model features and one presence
+   column per sub-model, sub-models frozen, each sub-model's features dropped at random
+   (``fusion_drop``) so that the head still answers when devices are down.
+5. ``assemble``: accuracy of the unsplit model and of the split on the validation split
+   (all sub-models present, and each one missing in turn), final timings (unsplit model,
+   sub-models and fusion head interleaved), the plan.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from edgevit.partition.classes import balanced_split, confusion_split, group_siz
 from edgevit.partition.cost import PieceCost
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place, single_device
 from edgevit.partition.plan import Plan, PlanPiece
-from edgevit.split.fusion import FeatureExtractor, SplitModel, train_fusion
+from edgevit.split.fusion import (
+    FeatureExtractor,
+    SplitModel,
+    degraded_top1,
+    extract_features,
+    head_input,
+    train_fusion,
+)
 from edgevit.split.measure import interleaved_ms, piece_cost
 from edgevit.split.pruners import pruner_for
 from edgevit.split.recover import distill
@@ -67,7 +77,8 @@ class ClasswiseStrategy:
         request.log("training the fusion head")
         fusion, history = train_fusion(extractors, request.train_set, request.val_set, request.spec,
                                        num_classes=request.train_set.num_classes, hidden=request.options.fusion_hidden,
-                                       epochs=request.options.fusion_epochs, seed=request.options.seed)
+                                       epochs=request.options.fusion_epochs, drop=request.options.fusion_drop,
+                                       seed=request.options.seed)
         return self.assemble(request, pruner, groups, subs, ratios, extractors, fusion, history)
 
     # -- 1. groups -----------------------------------------------------------------------------
@@ -147,8 +158,13 @@ class ClasswiseStrategy:
         vx, vy = request.val_set.arrays(request.spec)
         unsplit = accuracy(predict_logits(model, vx), vy)
         fused = accuracy(predict_logits(split_model, vx), vy)
-        request.log(f"validation top-1: unsplit {unsplit.top1:.2f}%, fused {fused.top1:.2f}%")
-        extra = {"unsplit": (model, _example(request)), "fusion": (fusion, torch.zeros(1, fusion.fc1.in_features))}
+        val_features = extract_features(extractors, vx)
+        names = [f"sub{i}" for i in range(len(subs))]
+        degraded = degraded_top1(fusion, val_features, vy, names)
+        request.log(f"validation top-1: unsplit {unsplit.top1:.2f}%, fused {fused.top1:.2f}%"
+                    + "".join(f", without {name} {top1:.2f}%" for name, top1 in degraded.items()))
+        fusion_check = _fusion_check_inputs(val_features, fusion.feature_dims)
+        extra = {"unsplit": (model, _example(request)), "fusion": (fusion, torch.from_numpy(fusion_check[:1]))}
         costs, others = self.costs(request, pruner, subs, extra, rounds=options.measure_rounds)
         placement = place(costs, request.cluster, others["fusion"])
         full_params = count_params(model)
@@ -165,20 +181,19 @@ class ClasswiseStrategy:
                 classes=tuple(group),
                 info={"class_names": [request.train_set.classes[c] for c in group], "keep_ratio": ratio,
                       "param_reduction": full_params / cost.params, "group_val_top1": group_top1,
-                      "feature_dim": int(extractors[i](torch.from_numpy(vx[:1])).shape[1]),
+                      "feature_dim": fusion.feature_dims[i],
                       **pruner.describe(sub)},
             )
             check = np.ascontiguousarray(vx[:CHECK_IMAGES])
             pieces.append(BuiltPiece(piece, extractors[i], torch.from_numpy(vx[:1]), True, check))
         fusion_cost = others["fusion"]
-        with torch.no_grad():
-            fusion_check = torch.cat([e(torch.from_numpy(vx[:CHECK_IMAGES])) for e in extractors], 1).numpy()
         fusion_piece = BuiltPiece(
             PlanPiece(name="fusion", role="fusion", artifact="fusion", device=None, input_name="input",
                       output_name="logits", cost=fusion_cost.to_dict(),
                       predicted={"compute_ms": placement.fusion_ms},
-                      info={"feature_order": [p.piece.name for p in pieces], "hidden": options.fusion_hidden,
-                            "history": history[-1]}),
+                      info={"feature_order": [p.piece.name for p in pieces], "feature_dims": list(fusion.feature_dims),
+                            "presence_columns": len(pieces), "hidden": options.fusion_hidden,
+                            "fusion_drop": options.fusion_drop, "history": history[-1]}),
             fusion, torch.from_numpy(fusion_check[:1]), False, fusion_check)
         plan = Plan(
             strategy=self.name,
@@ -190,7 +205,7 @@ class ClasswiseStrategy:
             devices=request.cluster.to_dict(),
             latency=latency_report(placement, others["unsplit"], request.cluster, _pytorch_timing(request)),
             accuracy={"split": request.val_set.name, "images": int(len(vy)), "unsplit_top1": unsplit.top1,
-                      "fused_top1": fused.top1, "evaluated_with": "PyTorch"},
+                      "fused_top1": fused.top1, "degraded": degraded, "evaluated_with": "PyTorch"},
             notes=_notes(request),
         )
         return BuiltPlan(plan, pieces, fusion_piece, split_model, unsplit=model, strategy=self)
@@ -217,6 +232,19 @@ class ClasswiseStrategy:
         model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model.get("pytorch_ms", plan.model["measured_ms"]),
                  "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
         return dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion, latency=latency, model=model)
+
+
+def _fusion_check_inputs(features: np.ndarray, feature_dims: tuple[int, ...]) -> np.ndarray:
+    """Real fusion inputs to verify the exported head on: ``CHECK_IMAGES`` complete, then half
+    as many with each sub-model missing in turn (the degraded answers must match PyTorch too)."""
+    x = torch.from_numpy(np.ascontiguousarray(features[:CHECK_IMAGES]))
+    k, half = len(feature_dims), x[: CHECK_IMAGES // 2]
+    rows = [head_input(x, x.new_ones(len(x), k), feature_dims)]
+    for i in range(k) if k > 1 else ():  # K = 1: nothing answers without the only sub-model
+        presence = x.new_ones(len(half), k)
+        presence[:, i] = 0.0
+        rows.append(head_input(half, presence, feature_dims))
+    return torch.cat(rows).numpy()
 
 
 def _example(request: SplitRequest) -> torch.Tensor:

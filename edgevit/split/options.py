@@ -31,6 +31,9 @@ class SplitOptions:
         distill_temperature / distill_alpha: the distillation loss (see ``edgevit.split.recover``).
         score_images: group images used to score units (KL estimate).
         fusion_hidden / fusion_epochs: the fusion MLP.
+        fusion_drop: while the fusion head trains, each sub-model's features are missing
+            (zeroed, presence column 0) with this probability, per sample, never all at once,
+            so the head still answers when devices are down; 0 trains on complete inputs only.
         threads / measure_rounds: timing of the pieces on this machine.
         timing: ``"runtime"`` (default): once exported, the pieces and the unsplit model are
             timed with ``edgevit.runtime`` in a fresh process, as a device runs them, and the
@@ -55,6 +58,7 @@ class SplitOptions:
     score_images: int = 256
     fusion_hidden: int = 256
     fusion_epochs: int = 60
+    fusion_drop: float = 0.25
     threads: int = 1
     measure_rounds: int = 15
     timing: str = "runtime"
@@ -69,6 +73,11 @@ class SplitOptions:
             raise InvalidArgumentError(f"timing must be one of {', '.join(TIMINGS)}, got {self.timing!r}")
         if not self.reduction >= 1:
             raise InvalidArgumentError(f"reduction must be >= 1 (1 = no pruning), got {self.reduction}")
+        if isinstance(self.fusion_drop, bool) or not isinstance(self.fusion_drop, (int, float)) \
+                or not 0 <= self.fusion_drop < 1:
+            raise InvalidArgumentError(f"fusion_drop must be at least 0 and below 1 (the probability that a "
+                                       f"sub-model's features are dropped while the fusion head trains; 0: never), "
+                                       f"got {self.fusion_drop!r}")
         for name in ("prune_steps", "recover_epochs", "batch_size", "score_images", "fusion_hidden",
                      "fusion_epochs", "threads", "measure_rounds"):
             value = getattr(self, name)

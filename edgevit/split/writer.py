@@ -232,9 +232,9 @@ def _labels(item: BuiltPiece, plan: Plan) -> list[str] | None:
 
 def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.ndarray, np.ndarray]) -> dict:
     """Run the exported plan in this process and compare it with the PyTorch split."""
+    from edgevit.cluster.local import run_in_process
     from edgevit.export.targets import get_target
     from edgevit.export.verify import _backend_usable
-    from edgevit.split.local import run_in_process
 
     images, labels = check
     reasons = []

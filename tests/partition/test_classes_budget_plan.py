@@ -83,7 +83,8 @@ def test_plan_round_trip_and_errors():
 
 def test_strategies_are_registered_lazily_and_planning_imports_no_torch():
     assert STRATEGIES.names() == ["classwise", "pipeline"]
-    code = ("import sys, edgevit.partition, edgevit.devices, edgevit.split, edgevit.split.local\n"
+    code = ("import sys, edgevit.partition, edgevit.devices, edgevit.split, edgevit.cluster.local\n"
+            "import edgevit.partition.fusion_layout\n"
             "from edgevit.partition import STRATEGIES, run_local\n"
             "STRATEGIES.names()\n"
             "print([m for m in ('torch', 'onnx', 'coremltools') if m in sys.modules])")

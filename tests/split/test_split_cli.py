@@ -84,3 +84,11 @@ def test_unknown_strategy_lists_the_valid_ones(tmp_path, capsys):
     devices = _devices(tmp_path, ("a", 64))
     assert main(["split", "test_vit", "--devices", str(devices), "--strategy", "diagonal", "--out", str(tmp_path)]) == 1
     assert "unknown partition strategy 'diagonal'" in capsys.readouterr().err
+
+
+def test_fusion_drop_out_of_range_is_one_clear_line(tmp_path, capsys, digits_weights):
+    devices = _devices(tmp_path, ("a", 64), ("b", 64))
+    code = main(["split", "test_vit", "--data", "digits", "--devices", str(devices), "--weights", str(digits_weights),
+                 "--fusion-drop", "1", "--out", str(tmp_path / "plan")])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("InvalidArgumentError: fusion_drop must be at least 0 and below 1")

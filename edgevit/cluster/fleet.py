@@ -1,0 +1,201 @@
+"""An emulated fleet on one machine: device agents in their own processes, each behind a link
+emulator, and the device file that reaches them. For tests, benchmarks, and rehearsing a
+deployment before there are boards.
+
+Each device is ``edgevit serve`` (a real process: kill it with a real signal) with its own
+repository, behind a :class:`~edgevit.cluster.emulate.LinkProxy` that adds one-way latency and
+a bandwidth limit (this kernel has no netem) and can cut the link. With ``cpu_quota`` (cores)
+and root on a machine with the cgroup v1 ``cpu`` controller, the agent runs in its own cgroup
+with ``cpu.cfs_quota_us`` set, playing a slower board; without root or cgroups a quota is an
+error, and tests use none.
+
+Example:
+    >>> devices = [FleetDevice(f"dev{i}", cpu_quota=0.25, link=LinkSpec(1.0, 100)) for i in range(4)]
+    >>> with Fleet("fleet/", devices) as fleet:
+    ...     fleet.write_devices("fleet/devices.toml")      # addresses are the links' ends
+    ...     fleet.kill("dev2"); fleet.restart("dev2")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgevit.cluster.emulate import LinkProxy, LinkSpec
+from edgevit.errors import InvalidArgumentError
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+CFS_PERIOD_US = 100_000
+SERVE = "import sys; from edgevit.cli import main; sys.exit(main(sys.argv[1:]))"
+READY = re.compile(r"ready: serving \d+ model\(s\) from .* on 127\.0\.0\.1:(\d+)")
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    """One emulated device.
+
+    Attributes:
+        name: its name in the device file.
+        memory_mb: the memory the device file says it has for models.
+        cpu_quota: cores it may use (cgroup v1 ``cpu``, needs root); None: unlimited.
+        threads: the agent's ``--threads``.
+        link: latency and bandwidth between the coordinator and it.
+    """
+
+    name: str
+    memory_mb: float = 512.0
+    cpu_quota: float | None = None
+    threads: int = 1
+    link: LinkSpec = field(default_factory=LinkSpec)
+
+
+def cgroups_available() -> bool:
+    """Whether agents can be given a CPU quota here (root and the cgroup v1 ``cpu`` controller)."""
+    return os.geteuid() == 0 and (CGROUP_CPU / "cpu.cfs_quota_us").exists()
+
+
+class Fleet:
+    """Agents and links for a list of :class:`FleetDevice` (see the module docstring)."""
+
+    def __init__(self, root: str | Path, devices: list[FleetDevice], agent_args: tuple[str, ...] = ()) -> None:
+        names = [d.name for d in devices]
+        if len(set(names)) != len(names) or not names:
+            raise InvalidArgumentError(f"a fleet needs devices with distinct names, got {names}")
+        if any(d.cpu_quota is not None for d in devices) and not cgroups_available():
+            raise InvalidArgumentError("cpu_quota needs root and the cgroup v1 cpu controller "
+                                       f"({CGROUP_CPU}); run without quotas, or as root on such a machine")
+        self.root = Path(root)
+        self.devices = {d.name: d for d in devices}
+        self.agent_args = tuple(agent_args)
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+        self.links: dict[str, LinkProxy] = {}
+        self.logs: dict[str, Path] = {}
+
+    # -- life ----------------------------------------------------------------------------------
+
+    def start(self) -> Fleet:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            for name in self.devices:
+                self._start_agent(name)
+                self.links[name] = LinkProxy(f"127.0.0.1:{self.ports[name]}", self.devices[name].link).start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for link in self.links.values():
+            link.stop()
+        self.links = {}
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self._remove_cgroup(name)
+        self.processes = {}
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill a device's agent with a real signal (SIGKILL: no drain, no goodbye)."""
+        process = self.processes[name]
+        process.send_signal(sig)
+        process.wait(30)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Start a device's agent again, on the same port and repository (its link stays)."""
+        if self.processes[name].poll() is None:
+            raise InvalidArgumentError(f"{name}'s agent is still running; kill it first")
+        self._start_agent(name, port=self.ports[name], timeout=timeout)
+
+    def cut(self, name: str) -> None:
+        self.links[name].cut()
+
+    def restore(self, name: str) -> None:
+        self.links[name].restore()
+
+    # -- the device file ------------------------------------------------------------------------
+
+    def address(self, name: str) -> str:
+        return self.links[name].address
+
+    def write_devices(self, path: str | Path, speed: dict[str, float] | None = None) -> Path:
+        """A device file for the fleet: each device's address is its link's end."""
+        lines = []
+        for name, device in self.devices.items():
+            relative = (speed or {}).get(name, device.cpu_quota or 1.0)
+            lines += ["[[device]]", f'name = "{name}"', f"memory_mb = {device.memory_mb:g}",
+                      f"speed = {relative:g}",
+                      f'speed_origin = "emulated: {device.cpu_quota or "unlimited"} cores, {device.threads} thread(s)"',
+                      f"link_mbps = {device.link.mbps or 10000:g}", f"link_latency_ms = {device.link.latency_ms:g}",
+                      f'address = "{self.address(name)}"', ""]
+        path = Path(path)
+        path.write_text("\n".join(lines))
+        return path
+
+    def rss_bytes(self, name: str) -> int:
+        for line in Path(f"/proc/{self.processes[name].pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _start_agent(self, name: str, port: int = 0, timeout: float = 60.0) -> None:
+        device = self.devices[name]
+        log = self.root / f"{name}.log"
+        self.logs[name] = log
+        offset = log.stat().st_size if log.exists() else 0
+        command = [sys.executable, "-c", SERVE, "serve", "--port", str(port), "--threads", str(device.threads),
+                   "--repository", str(self.root / name), "--name", name, "--drain-seconds", "5", *self.agent_args]
+        with open(log, "a") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(device.threads)})
+        self.processes[name] = process
+        if device.cpu_quota is not None:
+            self._join_cgroup(name, process.pid, device.cpu_quota)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")[offset:]
+            match = READY.search(text)
+            if match:
+                self.ports[name] = int(match.group(1))
+                return
+            if process.poll() is not None:
+                raise RuntimeError(f"the agent of {name} exited with {process.returncode}:\n{text[-2000:]}")
+            time.sleep(0.05)
+        process.kill()
+        raise RuntimeError(f"the agent of {name} was not ready within {timeout:g} s; see {log}")
+
+    def _join_cgroup(self, name: str, pid: int, cores: float) -> None:
+        group = CGROUP_CPU / f"edgevit-fleet-{os.getpid()}-{name}"
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(max(1000, int(cores * CFS_PERIOD_US))))
+        (group / "cgroup.procs").write_text(str(pid))
+
+    def _remove_cgroup(self, name: str) -> None:
+        group = CGROUP_CPU / f"edgevit-fleet-{os.getpid()}-{name}"
+        if group.exists():
+            with contextlib.suppress(OSError):  # a process still in it: the kernel keeps the group
+                group.rmdir()
