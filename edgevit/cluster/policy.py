@@ -183,6 +183,8 @@ class FailurePolicy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     errors.append(f"deadline passed ({self.policy.deadline_ms:g} ms budget)")
+                    for device in running.values():  # no answer in time counts against the device
+                        self._failed(device, AgentError("DEADLINE_EXCEEDED", f"{device} did not answer in time"))
                     break
                 wait = remaining
                 can_hedge = self.policy.hedge and not hedged and next_index < len(order) and len(running) == 1

@@ -357,7 +357,13 @@ async def _check(session: ClusterSession, placement: dict[str, tuple[str, tuple[
     missing = []
     for piece, (model, ds) in placement.items():
         for device in ds:
-            if alive[device] and not await session.transport.ready(device, model, timeout=3.0):
+            if not alive[device]:
+                continue
+            try:
+                await session.transport.check(device, model, timeout=3.0)
+            except AgentError as exc:
+                if exc.code != "NOT_FOUND":
+                    raise  # a wrong token or TLS setting: say so now, not as failed requests later
                 missing.append(f"{piece} ({model}) on {device}")
     if missing:
         raise AgentError("NOT_FOUND", f"not deployed: {', '.join(missing)}; run `edgevit deploy "

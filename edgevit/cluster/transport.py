@@ -65,6 +65,12 @@ class Transport(ABC):
         """Whether the device serves (``model``, when given); never raises."""
         return True
 
+    async def check(self, device: str, model: str, timeout: float = 3.0) -> None:
+        """Return if ``device`` serves ``model`` to us; AgentError saying why not (NOT_FOUND, UNAVAILABLE,
+        UNAUTHENTICATED...)."""
+        if not await self.ready(device, model, timeout):
+            raise AgentError("NOT_FOUND", f"device {device!r} does not serve {model!r}")
+
     async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections and processes."""
 
@@ -144,6 +150,16 @@ class GrpcTransport(Transport):
             return bool(response.ready)
         except (self._grpc.aio.AioRpcError, AgentError):
             return False
+
+    async def check(self, device: str, model: str, timeout: float = 3.0) -> None:
+        """``ModelMetadata`` with our token: proves the address, the TLS settings, the token and the model."""
+        stub = self._stub(device)
+        try:
+            await stub.ModelMetadata(self._pb.ModelMetadataRequest(name=model), timeout=timeout,
+                                     metadata=self._metadata(device))
+        except self._grpc.aio.AioRpcError as exc:
+            raise AgentError(exc.code().name, f"device {device!r} at {self.endpoints[device].address}: "
+                                              f"{exc.details() or exc.code().name}") from None
 
     async def close(self) -> None:
         channels, self._channels, self._stubs = list(self._channels.values()), {}, {}

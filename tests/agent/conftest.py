@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from agent_helpers import start_agent, write_dtype_model
-
-#: the datatypes a ModelInfer must carry (the issue's list, and the rest of what ONNX models take)
-DTYPES = ("float32", "float16", "int8", "uint8", "int64", "int32", "float64", "bool")
+from agent_helpers import DTYPES, start_agent, write_dtype_model
 
 
 @pytest.fixture(scope="session")
