@@ -24,6 +24,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,3 +200,45 @@ class Fleet:
         if group.exists():
             with contextlib.suppress(OSError):  # a process still in it: the kernel keeps the group
                 group.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgevit.cluster.fleet --devices 3 --root fleet/``: run an emulated fleet until Ctrl-C.
+
+    Starts the agents and links, writes ``<root>/devices.toml`` (addresses included) and waits;
+    SIGINT or SIGTERM stops everything. Errors print as ``ErrorType: message``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m edgevit.cluster.fleet",
+                                     description="Run an emulated fleet of device agents behind link emulators.")
+    parser.add_argument("--devices", type=int, default=3, help="how many devices (dev0, dev1, ...; default 3)")
+    parser.add_argument("--root", default="fleet", help="folder for the repositories, logs and devices.toml")
+    parser.add_argument("--memory-mb", type=float, default=512.0)
+    parser.add_argument("--latency-ms", type=float, default=1.0, help="one-way link latency (default 1)")
+    parser.add_argument("--mbps", type=float, default=100.0, help="link bandwidth per direction (default 100)")
+    parser.add_argument("--quota", type=float, default=None, help="CPU cores per device (root + cgroup v1 cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="each agent's --threads (default 1)")
+    args = parser.parse_args(argv)
+    try:
+        if args.devices < 1:
+            raise InvalidArgumentError(f"--devices must be at least 1, got {args.devices}")
+        link = LinkSpec(latency_ms=args.latency_ms, mbps=args.mbps)
+        devices = [FleetDevice(f"dev{i}", args.memory_mb, args.quota, args.threads, link) for i in range(args.devices)]
+        with Fleet(args.root, devices) as fleet:
+            path = fleet.write_devices(Path(args.root) / "devices.toml")
+            for name in fleet.devices:
+                print(f"{name}: agent on 127.0.0.1:{fleet.ports[name]}, reached at {fleet.address(name)} "
+                      f"({link.describe()}); log {fleet.logs[name]}")
+            print(f"wrote {path}; Ctrl-C stops the fleet", flush=True)
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+    except InvalidArgumentError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

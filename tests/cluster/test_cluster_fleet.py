@@ -209,3 +209,17 @@ def test_the_in_process_fake_plays_the_same_runners(classwise3, images):
     expected = run_in_process(classwise3, images[:6], backend="onnxruntime", missing=["sub1"])
     np.testing.assert_allclose(result.logits, expected.logits, rtol=1e-5, atol=1e-5)
     assert result.degraded == 6 and all(a.missing == ("sub1",) for a in result.answers)
+
+
+def test_run_and_deploy_refuse_bad_input_in_one_line(classwise3, tmp_path, capsys):
+    from edgevit.cli import main
+
+    assert main(["deploy", str(classwise3)]) == 1
+    assert "InvalidArgumentError: say where to deploy: --url HOST:PORT" in capsys.readouterr().err
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[[device]]\nname = "dev0"\nmemory_mb = 64\nspeed = 1.0\nlink_mbps = 100\nlink_latency_ms = 1\n')
+    assert main(["run", str(classwise3), "x.png", "--devices", str(devices)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("InvalidArgumentError: ") and "has no address" in err and "Traceback" not in err
+    assert main(["deploy", str(classwise3), "--devices", str(devices), "--replicas", "1"]) == 1
+    assert "InvalidArgumentError: the plan puts sub1 on device 'dev1', which is not in" in capsys.readouterr().err

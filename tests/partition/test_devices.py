@@ -93,3 +93,33 @@ def test_equal_devices():
     assert all(d.speed == 1.0 and d.memory_mb == 100 for d in cluster.devices)
     with pytest.raises(InvalidArgumentError):
         equal_devices(0)
+
+
+def test_addresses_tokens_and_cas_resolve_relative_to_the_file(tmp_path):
+    path = tmp_path / "fleet" / "devices.toml"
+    path.parent.mkdir()
+    path.write_text('[[device]]\nname = "pi-a"\nmemory_mb = 64\nspeed = 1.0\nlink_mbps = 100\nlink_latency_ms = 1\n'
+                    'address = "pi-a.local:8001"\ntoken_file = "tokens/pi-a"\ntls_ca = "/etc/edgevit/ca.pem"\n'
+                    '[[device]]\nname = "v6"\nmemory_mb = 64\nspeed = 1.0\nlink_mbps = 100\nlink_latency_ms = 1\n'
+                    'address = "[::1]:8001"\n')
+    cluster = load_devices(path)
+    device = cluster.device("pi-a")
+    assert device.address == "pi-a.local:8001" and device.tls_ca == "/etc/edgevit/ca.pem"
+    assert device.token_file == str(path.parent / "tokens" / "pi-a")
+    assert cluster.device("v6").address == "[::1]:8001"
+    assert "address" not in cluster.to_dict()["device"][0], "plans record devices without how to reach them"
+    assert device.to_dict(connection=True)["address"] == "pi-a.local:8001"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (dict(address="pi-a.local"), "address must be \"host:port\" of the device's agent"),
+    (dict(address="pi-a:99999"), "address must be"),
+    (dict(address="http://pi-a:8001/"), "address must be"),
+    (dict(address=8001), "address must be"),
+    (dict(token_file="t"), "token_file and tls_ca say how to reach the device's agent; give its address too"),
+    (dict(address="a:1", tls_ca=""), "tls_ca must be a file path"),
+])
+def test_bad_connection_fields_name_the_device(overrides, message):
+    with pytest.raises(InvalidArgumentError) as error:
+        parse_devices({"device": [_device(**overrides)]}, source="f.toml")
+    assert "f.toml: device 1 ('d')" in str(error.value) and message in str(error.value), str(error.value)

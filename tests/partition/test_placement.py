@@ -109,3 +109,46 @@ def test_single_device_reference():
     load = single_device(unsplit, _cluster(_dev("slow", 100, 1.0), _dev("fast", 100, 2.0), _dev("tiny", 10, 9.0)))
     assert load.device == "fast" and load.compute_ms == pytest.approx(5.0)
     assert single_device(unsplit, _cluster(_dev("tiny", 10))) is None
+
+
+def test_replicas_respect_memory_and_never_share_the_piece_s_device():
+    from edgevit.partition.placement import place_replicas
+
+    pieces = {f"sub{i}": (f"d{i}", 30) for i in range(4)}
+    chosen = place_replicas(pieces, {f"d{i}": 70 for i in range(4)}, 1)
+    assert all(devices[0] == f"d{i}" and devices[1] != devices[0] for i, devices in enumerate(chosen.values()))
+    used = {d: sum(30 for devices in chosen.values() for x in devices if x == d) for d in ("d0", "d1", "d2", "d3")}
+    assert max(used.values()) <= 70, used
+    assert sorted(devices[1] for devices in chosen.values()) == ["d0", "d1", "d2", "d3"], "spread out"
+    assert place_replicas(pieces, {f"d{i}": 70 for i in range(4)}, 0) == {n: (d,) for n, (d, _) in pieces.items()}
+
+
+def test_too_little_room_for_replicas_names_the_piece_and_the_free_memory():
+    from edgevit.errors import PlanningError
+    from edgevit.partition.placement import place_replicas
+
+    with pytest.raises(PlanningError) as error:
+        place_replicas({"sub0": ("a", 50_000_000), "sub1": ("b", 50_000_000)}, {"a": 60_000_000, "b": 60_000_000}, 1)
+    assert "piece 'sub" in str(error.value) and "needs 1 standby device(s)" in str(error.value)
+    assert "10 MB free" in str(error.value) and "--replicas" in str(error.value)
+
+
+def test_predict_plan_on_other_devices():
+    from edgevit.devices import Cluster, Device
+    from edgevit.partition.plan import Plan, PlanPiece
+    from edgevit.partition.predict import predict_plan
+
+    cost = {"input_bytes": 12_500, "output_bytes": 250, "measured_ms": 2.0}
+    pieces = tuple(PlanPiece(f"sub{i}", "submodel", f"sub{i}", f"d{i}", "input", "output", cost=cost)
+                   for i in range(2))
+    fusion = PlanPiece("fusion", "fusion", "fusion", None, "input", "logits", cost={"measured_ms": 0.1})
+    plan = Plan("classwise", {}, ("a", "b"), "onnx", "fp32", {}, pieces, fusion)
+    cluster = Cluster((Device("d0", 64, 100, 1.0, speed=0.5), Device("d1", 64, 100, 1.0, speed=1.0)))
+    predicted = predict_plan(plan, cluster, request_ms=0.5)
+    slow = predicted["pieces"]["sub0"]
+    assert slow["compute_ms"] == pytest.approx(4.0) and slow["input_transfer_ms"] == pytest.approx(1.0 + 1.0)
+    assert predicted["end_to_end_ms"] == pytest.approx(2.0 + 4.0 + (1.0 + 0.02) + 0.5 + 0.1)
+    stages = Plan("pipeline", {}, ("a", "b"), "onnx", "fp32", {}, pieces)
+    pipe = predict_plan(stages, cluster)
+    assert pipe["end_to_end_ms"] == pytest.approx(sum(p["total_ms"] for p in pipe["pieces"].values()))
+    assert pipe["frames_per_s"] == pytest.approx(1000 / 4.0)

@@ -53,11 +53,13 @@ def test_core_install_pulls_no_torch():
         assert not any(dep.startswith("torch") for dep in deps), f"extra {extra!r} pulls torch: {deps}"
 
 
-def test_agent_and_its_client_import_no_torch():
+def test_agent_client_and_coordinator_import_no_torch():
     result = _fresh(
         "import sys\n"
         "import edgevit.agent, edgevit.agent.server, edgevit.agent.servicer, edgevit.agent.client\n"
         "import edgevit.agent.repository, edgevit.agent.tensors, edgevit.agent.auth, edgevit.bench.remote\n"
+        "import edgevit.cluster.session, edgevit.cluster.transport, edgevit.cluster.policy, edgevit.cluster.deploy\n"
+        "import edgevit.cluster.fleet, edgevit.cluster.processes, edgevit.cluster.local, edgevit.partition.predict\n"
         "from edgevit.cli import build_parser\n"
         "build_parser()\n"
         "heavy = sorted(m for m in ('torch', 'coremltools', 'tensorflow', 'litert_torch', 'onnx') if m in sys.modules)\n"

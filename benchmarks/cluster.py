@@ -1,0 +1,435 @@
+"""Split plans measured on an emulated fleet: latency, throughput, failures, degraded accuracy, load.
+
+Not a test. The plans are the ViT-Tiny digits plans of ``benchmarks/edvit.py`` (class-wise
+K = 2, 3, 4, in its ``--work`` folder) plus pipelines (K = 2, 3) and the unsplit model (a
+one-stage pipeline) cut from the same trained weights here. Every device is an `edgevit serve`
+process (``edgevit.cluster.fleet``) behind a link emulator (1 ms one way, 100 Mbit/s), with a
+CPU quota of 0.25 core when this machine allows cgroups (root and the v1 ``cpu`` controller;
+the results say whether it did). The coordinator is this process.
+
+1. **Latency and throughput** per plan: ``--requests`` images one after another (end-to-end
+   p50/p99 as the coordinator sees them), then the same images streamed with several in flight
+   (frames per second). Each against the unsplit model served the same way (one device).
+2. **Predicted against measured**: ``edgevit.partition.predict.predict_plan`` with the fleet's
+   device file and ``request_ms``, the round trip of one request that computes nothing, measured
+   on the same fleet (so the model has no free parameter fitted to the plans).
+3. **Failure** (class-wise K = 4, deadline 250 ms): ``--failure-requests`` at a fixed rate; one
+   agent SIGKILLed after 30% of them and restarted after 70%; every answer's latency, and how many
+   were hedged, failed over, degraded. Then again with one standby per piece.
+4. **Degraded accuracy**: the K = 4 plan on the digits validation split with each single
+   sub-model missing (``run_in_process(missing=...)``), against the full split.
+5. **Load**: 64 client threads through one coordinator session.
+
+Usage::
+
+    python benchmarks/edvit.py --work /tmp/edvit-bench        # the class-wise plans, first
+    python benchmarks/cluster.py --work /tmp/edvit-bench       # writes benchmarks/results/cluster.md/.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+GOALS = {"classwise_k4_ratio": 0.4, "pipeline_k2_throughput": 1.6, "prediction_error": 0.15,
+         "degraded_drop_points": 3.0, "failure_deadline_ms": 250.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work)
+    from edgevit.cluster.fleet import cgroups_available
+
+    quota = args.quota if args.quota and cgroups_available() else None
+    results: dict[str, Any] = {"environment": environment(), "settings": {**vars(args), "quota_applied": quota},
+                               "goals": GOALS, "plans": {}}
+    plans = prepare_plans(work, args)
+    images = validation_images(plans["unsplit"], args.requests)
+    for name, folder in plans.items():
+        log(f"== {name}")
+        results["plans"][name] = measure_plan(folder, images, quota, args)
+        save(results)
+    k4 = plans.get("classwise-K4")
+    if k4 is not None:
+        results["degraded_accuracy"] = degraded_accuracy(k4)
+        save(results)
+        for replicas in (0, 1):
+            log(f"== failure, {replicas} standby per piece")
+            results.setdefault("failure", {})[f"replicas={replicas}"] = failure(k4, quota, args, replicas)
+            save(results)
+        log("== 64 clients")
+        results["load"] = load_test(k4, quota, args)
+        save(results)
+    results["environment"]["load_average_end"] = list(os.getloadavg())
+    save(results)
+    return 0
+
+
+# -- plans ---------------------------------------------------------------------------------------
+
+
+def prepare_plans(work: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """The class-wise plans of benchmarks/edvit.py, and pipelines + the unsplit model made here."""
+    from edgevit.devices import equal_devices
+    from edgevit.split import SplitOptions, split
+
+    weights = sorted(work.glob(f"{args.model}-digits-{args.image_size}px-*ep.safetensors"),
+                     key=lambda p: int(p.stem.rsplit("-", 1)[1][:-2]))
+    if not weights:
+        raise SystemExit(f"no trained weights in {work}: run benchmarks/edvit.py --work {work} first")
+    plans = {}
+    for k in (1, 2, 3):
+        folder = work / ("unsplit-stage" if k == 1 else f"pipeline-K{k}")
+        if not (folder / "plan.json").exists():
+            log(f"cutting a {k}-stage pipeline from {weights[-1].name}")
+            split(args.model, None, equal_devices(k, memory_mb=512), folder,
+                  SplitOptions(strategy="pipeline", measure_rounds=50, threads=1), weights=weights[-1],
+                  image_size=args.image_size, progress=False)
+        plans["unsplit" if k == 1 else f"pipeline-K{k}"] = folder
+    for k in (2, 3, 4):
+        folder = work / f"plan-K{k}"
+        if (folder / "plan.json").exists():
+            plans[f"classwise-K{k}"] = folder
+        else:
+            log(f"no {folder}: class-wise K={k} skipped (benchmarks/edvit.py makes it)")
+    return plans
+
+
+def validation_images(plan_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+    from edgevit.cluster.local import load_plan
+    from edgevit.data.datasets import load_dataset
+    from edgevit.data.preprocess import PreprocessSpec
+
+    plan = load_plan(plan_dir)
+    x, y = load_dataset("digits", "val").arrays(PreprocessSpec.from_dict(plan.preprocessing))
+    return np.ascontiguousarray(x[:count]), y[:count]
+
+
+# -- fleets --------------------------------------------------------------------------------------
+
+
+def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, root: Path):
+    from edgevit.cluster.emulate import LinkSpec
+    from edgevit.cluster.fleet import Fleet, FleetDevice
+    from edgevit.cluster.local import load_plan
+
+    plan = load_plan(plan_dir)
+    names = sorted({p.device for p in plan.pieces})
+    link = LinkSpec(latency_ms=args.latency_ms, mbps=args.mbps)
+    return Fleet(root, [FleetDevice(n, memory_mb=512, cpu_quota=quota, threads=1, link=link) for n in names])
+
+
+def request_overhead(fleet, root: Path) -> float:
+    """p50 of a request that computes nothing, over each device's link: the prediction's request_ms."""
+    from edgevit.agent.client import AgentClient
+
+    folder = noop_artifact(root / "noop-onnx-fp32")
+    times = []
+    for name in fleet.devices:
+        with AgentClient(fleet.address(name)) as client:
+            client.upload(folder)
+            x = np.zeros((1, 3, 64, 64), np.float32)
+            for index in range(60):
+                result = client.infer(folder.name, {"input": x})
+                if index >= 10:
+                    times.append((result.round_trip_ns - result.timings.get("compute_ns", 0)) / 1e6)
+    return float(np.median(times))
+
+
+def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: float | None,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    from edgevit.cluster.deploy import deploy_plan
+    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.policy import Policy
+    from edgevit.cluster.session import connect
+    from edgevit.devices import load_devices
+    from edgevit.partition.predict import predict_plan
+
+    x, y = images
+    root = Path(args.work) / f"fleet-{plan_dir.name}"
+    plan = load_plan(plan_dir)
+    with fleet_for(plan_dir, quota, args, root) as fleet:
+        devices = fleet.write_devices(root / "devices.toml")
+        cluster = load_devices(devices)
+        deploy_plan(plan_dir, cluster)
+        overhead = request_overhead(fleet, root)
+        with connect(plan_dir, cluster, policy=Policy(deadline_ms=10_000, hedge=False)) as session:
+            for frame in x[:20]:
+                list(session.stream([frame]))
+            latencies, correct, computes = [], 0, {}
+            for frame, label in zip(x, y):
+                (answer,) = list(session.stream([frame]))
+                latencies.append(answer.latency_ms)
+                correct += int(np.argmax(answer.logits) == label)
+                for piece, timing in answer.pieces.items():
+                    computes.setdefault(piece, []).append(timing["compute_ms"])
+            start = time.perf_counter()
+            streamed = list(session.stream(x))
+            fps = len(streamed) / (time.perf_counter() - start)
+            stats = session.stats()
+    predicted = predict_plan(plan, cluster, request_ms=overhead)
+    out = {"pieces": len(plan.pieces), "strategy": plan.strategy, "requests": len(x),
+           "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
+           "mean_ms": float(np.mean(latencies)), "frames_per_s": fps, "top1": 100.0 * correct / len(x),
+           "device_compute_p50_ms": {p: float(np.median(v)) for p, v in computes.items()},
+           "request_overhead_ms": overhead, "predicted": predicted,
+           "policy": stats["policy"], "link": {"latency_ms": args.latency_ms, "mbps": args.mbps}, "quota": quota}
+    out["prediction_error"] = predicted["end_to_end_ms"] / out["p50_ms"] - 1
+    log(f"{plan_dir.name}: p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms, {fps:.1f} frames/s; predicted "
+        f"{predicted['end_to_end_ms']:.2f} ms ({out['prediction_error']:+.1%}); request overhead {overhead:.2f} ms")
+    return out
+
+
+def noop_artifact(folder: Path) -> Path:
+    """A 64-px ONNX model that computes (almost) nothing: the cost of a request itself."""
+    if (folder / "manifest.json").exists():
+        return folder
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgevit.artifact import Manifest, TensorSpec
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input", "axes"], ["output"], keepdims=0)], "noop",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+        initializer=[numpy_helper.from_array(np.array([2, 3]), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    Manifest(model={"name": "noop"}, target="onnx", precision="fp32", model_file="model.onnx",
+             inputs=(TensorSpec("input", (1, 3, 64, 64)),), outputs=(TensorSpec("output", (1, 3)),),
+             preprocessing={"size": 64}, files={"model.onnx": (folder / "model.onnx").stat().st_size}).write(folder)
+    return folder
+
+
+# -- failure, degraded accuracy, load --------------------------------------------------------------
+
+
+def failure(plan_dir: Path, quota: float | None, args: argparse.Namespace, replicas: int) -> dict[str, Any]:
+    from edgevit.cluster.deploy import deploy_plan
+    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.policy import Policy
+    from edgevit.cluster.session import connect
+    from edgevit.devices import load_devices
+
+    x, _ = validation_images(plan_dir, 64)
+    root = Path(args.work) / f"fleet-failure-{replicas}"
+    plan = load_plan(plan_dir)
+    victim = plan.pieces[1].device
+    total = args.failure_requests
+    kill_at, restart_at = int(total * 0.3), int(total * 0.7)
+    policy = Policy(deadline_ms=GOALS["failure_deadline_ms"], probe_initial_ms=100, probe_max_ms=1000)
+    with fleet_for(plan_dir, quota, args, root) as fleet:
+        cluster = load_devices(fleet.write_devices(root / "devices.toml"))
+        deploy_plan(plan_dir, cluster, replicas=replicas)
+        with connect(plan_dir, cluster, policy=policy) as session:
+            for frame in x[:30]:
+                list(session.stream([frame]))  # learn each piece's p95 before the clock starts
+            answers, events = [], {}
+            period = 1.0 / args.rate
+            start = time.monotonic()
+            futures = []
+            for index in range(total):
+                due = start + index * period
+                time.sleep(max(0.0, due - time.monotonic()))
+                if index == kill_at:
+                    fleet.kill(victim)
+                    events["killed_at_request"] = index
+                if index == restart_at:
+                    threading.Thread(target=fleet.restart, args=(victim,), daemon=True).start()
+                    events["restarted_at_request"] = index
+                futures.append(session._loop.submit(session._request(x[index % len(x)][None])))
+            for future in futures:
+                answers.append(future.result(60))
+            stats = session.stats()
+    latencies = [a.latency_ms for a in answers]
+    late = sum(1 for a in answers if not a.ok or a.latency_ms > policy.deadline_ms)
+    after_restart = answers[restart_at + 50:]
+    out = {"requests": total, "rate_per_s": args.rate, "replicas": replicas, "victim": victim, **events,
+           "answered": sum(a.ok for a in answers), "within_deadline": total - late,
+           "within_deadline_pct": 100.0 * (total - late) / total,
+           "degraded": sum(a.degraded for a in answers),
+           "hedged": sum(any(t["hedged"] for t in a.pieces.values()) for a in answers),
+           "failed_over": sum(any(t["failed_over"] for t in a.pieces.values()) for a in answers),
+           "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
+           "max_ms": float(max(latencies)),
+           "degraded_after_restart_plus_50": sum(a.degraded for a in after_restart),
+           "policy": stats["policy"], "down_at_end": stats["down"]}
+    log(f"replicas={replicas}: {out['within_deadline']}/{total} within {policy.deadline_ms:g} ms, degraded "
+        f"{out['degraded']}, hedged {out['hedged']}, failed over {out['failed_over']}, max {out['max_ms']:.1f} ms")
+    return out
+
+
+def degraded_accuracy(plan_dir: Path) -> dict[str, Any]:
+    from edgevit.cluster.local import load_plan, run_in_process
+    from edgevit.data.datasets import load_dataset
+    from edgevit.data.preprocess import PreprocessSpec
+
+    plan = load_plan(plan_dir)
+    x, y = load_dataset("digits", "val").arrays(PreprocessSpec.from_dict(plan.preprocessing))
+    full = float((run_in_process(plan_dir, x, backend="onnxruntime").predictions == y).mean() * 100)
+    missing = {}
+    for piece in plan.pieces:
+        result = run_in_process(plan_dir, x, backend="onnxruntime", missing=[piece.name])
+        missing[piece.name] = float((result.predictions == y).mean() * 100)
+    out = {"images": int(len(y)), "full_top1": full, "missing_top1": missing,
+           "worst_drop_points": full - min(missing.values()), "recorded_in_plan": plan.accuracy.get("degraded")}
+    log(f"degraded accuracy: full {full:.2f}%, one missing {missing}")
+    return out
+
+
+def load_test(plan_dir: Path, quota: float | None, args: argparse.Namespace) -> dict[str, Any]:
+    from edgevit.cluster.deploy import deploy_plan
+    from edgevit.cluster.policy import Policy
+    from edgevit.cluster.session import connect
+    from edgevit.devices import load_devices
+
+    x, _ = validation_images(plan_dir, 64)
+    root = Path(args.work) / "fleet-load"
+    errors, answered = [], []
+    with fleet_for(plan_dir, quota, args, root) as fleet:
+        cluster = load_devices(fleet.write_devices(root / "devices.toml"))
+        deploy_plan(plan_dir, cluster)
+        with connect(plan_dir, cluster, policy=Policy(deadline_ms=60_000)) as session:
+            def client(seed: int) -> None:
+                for i in range(args.load_requests):
+                    try:
+                        result = session.run(x[(seed + i) % len(x)][None])
+                        answered.append(not result.degraded)
+                    except Exception as exc:  # noqa: BLE001 - counted and reported
+                        errors.append(repr(exc))
+
+            start = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - start
+    out = {"clients": 64, "requests": 64 * args.load_requests, "errors": len(errors), "first_error": errors[:1],
+           "degraded": answered.count(False), "seconds": seconds, "requests_per_s": len(answered) / seconds}
+    log(f"64 clients: {len(answered)} answered, {len(errors)} errors, {out['requests_per_s']:.1f} req/s")
+    return out
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    from edgevit.bench.environment import environment as stamp
+
+    env = stamp()
+    return {"summary": env.summary(), "load_average_start": list(os.getloadavg()), **env.to_dict()}
+
+
+def save(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cluster.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (RESULTS / "cluster.md").write_text(markdown(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    from edgevit.cli._table import format_table
+
+    env, settings = results["environment"], results["settings"]
+    quota = settings.get("quota_applied")
+    lines = ["# Split plans on an emulated fleet", "",
+             f"Machine: {env['summary']}; load average at the start "
+             f"{', '.join(f'{x:.1f}' for x in env['load_average_start'])}"
+             + (f", at the end {', '.join(f'{x:.1f}' for x in env['load_average_end'])}"
+                if "load_average_end" in env else "") + ".",
+             f"Fleet: one `edgevit serve` process per device (`--threads 1`), behind a link emulator of "
+             f"{settings['latency_ms']:g} ms one way and {settings['mbps']:g} Mbit/s; CPU quota "
+             + (f"{quota:g} core per device (cgroup v1 cpu)" if quota else
+                "NOT applied (needs root and the cgroup v1 cpu controller)")
+             + "; the coordinator is the benchmark process.", "",
+             "## Latency and throughput (digits validation images, 64 px)", "",
+             "`ratio` = p50 over the unsplit model's p50 on one such device; `fps ratio` = frames per second over the "
+             "unsplit model's; `predicted` = `predict_plan` on the fleet's device file with `request_ms` measured by "
+             "a request that computes nothing (the `overhead` column).", ""]
+    plans = results["plans"]
+    base = plans.get("unsplit")
+    rows = []
+    for name, row in plans.items():
+        ratio = row["p50_ms"] / base["p50_ms"] if base else None
+        fps_ratio = row["frames_per_s"] / base["frames_per_s"] if base else None
+        rows.append((name, row["pieces"], f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                     f"{ratio:.2f}" if ratio else "-", f"{row['frames_per_s']:.1f}",
+                     f"{fps_ratio:.2f}" if fps_ratio else "-", f"{row['predicted']['end_to_end_ms']:.2f}",
+                     f"{row['prediction_error']:+.1%}", f"{row['request_overhead_ms']:.2f}", f"{row['top1']:.1f}"))
+    lines.append(format_table(["plan", "pieces", "p50 ms", "p99 ms", "ratio", "frames/s", "fps ratio",
+                               "predicted ms", "error", "overhead ms", "top-1 %"], rows, align="lrrrrrrrrrr"))
+    if base and "classwise-K4" in plans:
+        ratio = plans["classwise-K4"]["p50_ms"] / base["p50_ms"]
+        lines += ["", f"Class-wise K = 4: {ratio:.2f}x the unsplit model (goal <= {GOALS['classwise_k4_ratio']}): "
+                  f"{'met' if ratio <= GOALS['classwise_k4_ratio'] else 'NOT met'}."]
+    if base and "pipeline-K2" in plans:
+        ratio = plans["pipeline-K2"]["frames_per_s"] / base["frames_per_s"]
+        lines += [f"Pipeline K = 2 throughput: {ratio:.2f}x (goal >= {GOALS['pipeline_k2_throughput']}): "
+                  f"{'met' if ratio >= GOALS['pipeline_k2_throughput'] else 'NOT met'}."]
+    worst = max((abs(r["prediction_error"]) for r in plans.values()), default=None)
+    if worst is not None:
+        lines += [f"Prediction within +-{GOALS['prediction_error']:.0%} of the measured p50: "
+                  f"{'met' if worst <= GOALS['prediction_error'] else 'NOT met'} (worst {worst:.1%})."]
+    if "degraded_accuracy" in results:
+        acc = results["degraded_accuracy"]
+        lines += ["", "## Degraded answers (class-wise K = 4, digits validation split)", "",
+                  f"Full split {acc['full_top1']:.2f}% on {acc['images']} images; with one sub-model missing: "
+                  + ", ".join(f"{k} {v:.2f}%" for k, v in acc["missing_top1"].items())
+                  + f"; worst drop {acc['worst_drop_points']:.2f} points (goal <= {GOALS['degraded_drop_points']:g})."]
+    if "failure" in results:
+        lines += ["", f"## Failure: one agent SIGKILLed and restarted (class-wise K = 4, deadline "
+                  f"{GOALS['failure_deadline_ms']:g} ms)", ""]
+        rows = []
+        for name, row in results["failure"].items():
+            rows.append((name, row["requests"], f"{row['rate_per_s']:g}/s", row["victim"],
+                         f"{row['killed_at_request']}/{row['restarted_at_request']}",
+                         f"{row['within_deadline']} ({row['within_deadline_pct']:.1f}%)", row["degraded"],
+                         row["hedged"], row["failed_over"], f"{row['p99_ms']:.1f}", f"{row['max_ms']:.1f}",
+                         row["degraded_after_restart_plus_50"], ", ".join(row["down_at_end"]) or "none"))
+        lines.append(format_table(["", "requests", "rate", "killed", "kill/restart at", "within deadline",
+                                   "degraded", "hedged", "failed over", "p99 ms", "max ms",
+                                   "degraded 50+ after restart", "down at end"], rows, align="lrrlllrrrrrrl"))
+    if "load" in results:
+        load = results["load"]
+        lines += ["", "## Load", "", f"{load['clients']} client threads, {load['requests']} requests through one "
+                  f"coordinator session: {load['errors']} errors, {load['degraded']} degraded, "
+                  f"{load['requests_per_s']:.1f} requests/s."]
+    lines += ["", "Raw numbers: cluster.json. Walk-through: docs/edvit.md, \"Running a plan on devices\".", ""]
+    return "\n".join(lines)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=str(Path.home() / ".cache" / "edgevit" / "edvit-bench"),
+                        help="benchmarks/edvit.py's --work (trained weights, plan-K2..4)")
+    parser.add_argument("--model", default="vit_tiny_patch16_224")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--quota", type=float, default=0.25, help="CPU cores per device (0: none)")
+    parser.add_argument("--latency-ms", type=float, default=1.0)
+    parser.add_argument("--mbps", type=float, default=100.0)
+    parser.add_argument("--requests", type=int, default=200, help="images per latency measurement")
+    parser.add_argument("--failure-requests", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second in the failure run")
+    parser.add_argument("--load-requests", type=int, default=10, help="requests per client in the load run")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

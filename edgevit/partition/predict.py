@@ -1,0 +1,74 @@
+"""A plan's latency on a given set of devices, from its measured piece costs (pure).
+
+``plan.json`` carries the prediction for the devices it was made for. The same plan may run on
+other devices (an emulated fleet, the real boards): :func:`predict_plan` recomputes it from each
+piece's measured compute time (``cost.measured_ms``, timed on the planning machine), the device
+file's speeds and links, and ``request_ms``: what one request costs besides compute and the
+bytes on the link (serialization, gRPC, the agent's own work), which the link model alone leaves
+out and which, on loopback, is larger than the compute of a small piece. ``request_ms`` is
+measured, not guessed: ``edgevit bench --url`` reports it as "network + agent"; the cluster
+benchmark measures it per fleet with a model that computes nothing.
+
+* class-wise: every sub-model's device in parallel (input transfer, compute, feature transfer,
+  one request), the slowest of them, then the fusion head on the coordinator;
+* pipeline: the stages one after another (each a request and its transfers); the steady-state
+  frame rate is set by the slowest stage.
+
+Example:
+    >>> predict_plan(plan, load_devices("fleet/devices.toml"), request_ms=2.4)["end_to_end_ms"]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgevit.devices import Cluster, Device
+from edgevit.errors import PlanningError
+from edgevit.partition.cost import PieceCost, compute_ms, transfer_ms
+
+__all__ = ["predict_plan"]
+
+
+def predict_plan(plan: Any, cluster: Cluster, request_ms: float = 0.0) -> dict[str, Any]:
+    """``{"end_to_end_ms", "frames_per_s", "pieces": {name: {...}}, "request_ms"}`` of ``plan`` on ``cluster``.
+
+    Raises:
+        PlanningError: a piece's device is not in ``cluster``, or a piece has no measured time
+            and its device gives a relative speed.
+    """
+    pieces = {}
+    for piece in plan.pieces:
+        device = _device(cluster, piece.device, piece.name)
+        cost = _cost(piece.name, piece.cost)
+        compute = compute_ms(cost, device)
+        transfer_in, transfer_out = transfer_ms(cost.input_bytes, device), transfer_ms(cost.output_bytes, device)
+        pieces[piece.name] = {"device": device.name, "compute_ms": compute, "input_transfer_ms": transfer_in,
+                              "output_transfer_ms": transfer_out, "request_ms": request_ms,
+                              "total_ms": transfer_in + compute + transfer_out + request_ms}
+    if plan.strategy == "classwise":
+        fusion = 0.0
+        if plan.fusion is not None and plan.fusion.cost.get("measured_ms") is not None:
+            fusion = float(plan.fusion.cost["measured_ms"]) / cluster.coordinator_speed
+        slowest = max(p["total_ms"] for p in pieces.values())
+        return {"end_to_end_ms": slowest + fusion, "fusion_ms": fusion, "frames_per_s": None,
+                "slowest_piece_ms": slowest, "pieces": pieces, "request_ms": request_ms}
+    total = sum(p["total_ms"] for p in pieces.values())
+    # a stage is busy for its compute only; transfers and the request overlap with other frames
+    bottleneck = max(p["compute_ms"] for p in pieces.values())
+    return {"end_to_end_ms": total, "frames_per_s": 1000.0 / bottleneck if bottleneck > 0 else None,
+            "bottleneck_ms": bottleneck, "pieces": pieces, "request_ms": request_ms}
+
+
+def _device(cluster: Cluster, name: str | None, piece: str) -> Device:
+    for device in cluster.devices:
+        if device.name == name:
+            return device
+    raise PlanningError(f"piece {piece!r} is placed on {name!r}, which is not in {cluster.source} "
+                        f"({', '.join(d.name for d in cluster.devices)})")
+
+
+def _cost(name: str, cost: dict[str, Any]) -> PieceCost:
+    """The plan's cost record of a piece (plan.json keeps it as a dict)."""
+    return PieceCost(name, int(cost.get("params", 0)), int(cost.get("macs", 0)), int(cost.get("weight_bytes", 0)),
+                     int(cost.get("activation_bytes", 0)), int(cost.get("input_bytes", 0)),
+                     int(cost.get("output_bytes", 0)), cost.get("measured_ms"))
