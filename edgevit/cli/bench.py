@@ -38,8 +38,10 @@ def add_parser(sub) -> None:
     from edgevit.cli.deploy import add_connection_arguments
 
     add_connection_arguments(remote, admin=False, required=False)
+    remote.add_argument("--device", help="instead of --url: a device of --devices (its address, token_file, tls_ca)")
+    remote.add_argument("--devices", help="the device file --device is read from")
     remote.add_argument("--compare", action="store_true",
-                        help="with --url: time each artifact on this machine too, in the same table")
+                        help="with --url or --device: time each artifact on this machine too, in the same table")
     parser.set_defaults(run=run)
 
 
@@ -96,7 +98,20 @@ def _counts(text: str | None) -> list[int] | None:
 
 def _remote(args: argparse.Namespace) -> dict | None:
     from edgevit.cli.deploy import connection
+    from edgevit.errors import InvalidArgumentError
 
+    if args.device is not None or args.devices is not None:
+        if args.device is None or args.devices is None or args.url is not None:
+            raise InvalidArgumentError("--device NAME needs --devices FILE (and no --url): the device's address, "
+                                       "token and CA come from the device file")
+        from edgevit.devices import load_devices
+
+        device = load_devices(args.devices).device(args.device)
+        if device.address is None:
+            raise InvalidArgumentError(f"device {device.name!r} in {args.devices} has no address; add "
+                                       "address = \"host:port\" of its agent")
+        return {"url": device.address, "token_file": device.token_file or args.token_file,
+                "tls_ca": device.tls_ca or args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key}
     if args.url is None:
         if args.compare:
             from edgevit.errors import InvalidArgumentError

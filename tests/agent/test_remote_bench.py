@@ -45,3 +45,15 @@ def test_an_unreachable_agent_is_one_line(zoo_artifacts, capsys):
     assert main(["bench", str(zoo_artifacts["onnx-fp32"]), "--url", "127.0.0.1:1", "--quiet", "--no-memory"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("AgentError: UNAVAILABLE: 127.0.0.1:1 ServerMetadata:") and "Traceback" not in err
+
+
+def test_bench_on_a_device_named_in_the_device_file(agent, zoo_artifacts, tmp_path, capsys):
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[[device]]\nname = "pi-a"\nmemory_mb = 64\nspeed = 1.0\nlink_mbps = 100\n'
+                       f'link_latency_ms = 1\naddress = "{agent.url}"\n')
+    folder = zoo_artifacts["onnx-fp32"]
+    assert main(["bench", str(folder), "--device", "pi-a", "--devices", str(devices), "--runs", "5", "--warmup", "1",
+                 "--quiet", "--no-memory"]) == 0
+    assert f"{folder.name}@{agent.url}" in capsys.readouterr().out
+    assert main(["bench", str(folder), "--device", "pi-a"]) == 1
+    assert "InvalidArgumentError: --device NAME needs --devices FILE" in capsys.readouterr().err
