@@ -225,24 +225,14 @@ class AgentClient:
     def infer(self, name: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
               timeout: float | None = None) -> InferResult:
         """Run ``name`` on ``feeds`` (raw little-endian contents); outputs by name with the agent's timings."""
-        from edgevit.agent.tensors import DATATYPES, datatype_of
+        from edgevit.agent.tensors import fill_request, read_response
 
-        request = self._pb.ModelInferRequest(model_name=name)
-        for input_name, array in feeds.items():
-            array = np.asarray(array)
-            entry = request.inputs.add(name=input_name, datatype=datatype_of(array.dtype.name))
-            entry.shape.extend(array.shape)
-            request.raw_input_contents.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
-        for output in outputs or ():
-            request.outputs.add(name=output)
+        request = fill_request(self._pb.ModelInferRequest(model_name=name), feeds, outputs)
         start = time.perf_counter_ns()
         response = self._call("ModelInfer", request, timeout=timeout)
         round_trip = time.perf_counter_ns() - start
-        arrays = {}
-        for index, tensor in enumerate(response.outputs):
-            dtype = np.dtype(DATATYPES.get(tensor.datatype, "float32")).newbyteorder("<")
-            arrays[tensor.name] = np.frombuffer(response.raw_output_contents[index], dtype).reshape(tuple(tensor.shape))
-        timings = {key: int(response.parameters[key].int64_param) for key in TIMING_KEYS if key in response.parameters}
+        arrays, parameters = read_response(response)
+        timings = {key: value for key, value in parameters.items() if key in TIMING_KEYS}
         return InferResult(arrays, timings, round_trip)
 
 

@@ -153,3 +153,40 @@ def _from_typed(tensor: Any, dtype: np.dtype, shape: tuple[int, ...], count: int
 
 def _describe(spec: TensorSpec) -> str:
     return f"{spec.name!r} {datatype_of(spec.dtype)}{metadata_shape(spec.shape)}"
+
+
+def fill_request(request: Any, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> Any:
+    """Put ``feeds`` into a ``ModelInferRequest`` as raw little-endian contents (what a client sends);
+    ``outputs`` names the outputs wanted (None: all)."""
+    for name, array in feeds.items():
+        array = np.asarray(array)
+        entry = request.inputs.add(name=name, datatype=datatype_of(array.dtype.name))
+        entry.shape.extend(array.shape)
+        request.raw_input_contents.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
+    for output in outputs or ():
+        request.outputs.add(name=output)
+    return request
+
+
+def read_response(response: Any) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The outputs of a ``ModelInferResponse`` (raw contents) and its int64 parameters (an edgevit
+    agent's timings: ``queue_ns``, ``compute_ns``...).
+
+    Raises:
+        AgentError: ``DATA_LOSS`` when an output's bytes do not match its shape and datatype.
+    """
+    outputs = {}
+    for index, tensor in enumerate(response.outputs):
+        if tensor.datatype not in DATATYPES or index >= len(response.raw_output_contents):
+            raise AgentError("DATA_LOSS", f"output {tensor.name!r} came back as {tensor.datatype!r} without raw "
+                                          "contents; edgevit reads raw outputs of numeric datatypes")
+        dtype = np.dtype(DATATYPES[tensor.datatype]).newbyteorder("<")
+        blob = response.raw_output_contents[index]
+        shape = tuple(int(d) for d in tensor.shape)
+        if len(blob) != math.prod(shape) * dtype.itemsize:
+            raise AgentError("DATA_LOSS", f"output {tensor.name!r} has {len(blob)} bytes for shape {list(shape)} "
+                                          f"of {tensor.datatype}")
+        outputs[tensor.name] = np.frombuffer(blob, dtype).reshape(shape)
+    timings = {key: int(value.int64_param) for key, value in response.parameters.items()
+               if value.WhichOneof("parameter_choice") == "int64_param"}
+    return outputs, timings

@@ -115,15 +115,10 @@ class GrpcTransport(Transport):
         return (("authorization", f"Bearer {token}"),) if token else ()
 
     async def infer(self, device: str, model: str, inputs: dict[str, np.ndarray], timeout: float) -> Answer:
-        from edgevit.agent.tensors import DATATYPES, datatype_of
+        from edgevit.agent.tensors import fill_request, read_response
 
         stub = self._stub(device)
-        request = self._pb.ModelInferRequest(model_name=model)
-        for name, array in inputs.items():
-            array = np.asarray(array)
-            entry = request.inputs.add(name=name, datatype=datatype_of(array.dtype.name))
-            entry.shape.extend(array.shape)
-            request.raw_input_contents.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
+        request = fill_request(self._pb.ModelInferRequest(model_name=model), inputs)
         start = time.perf_counter_ns()
         try:
             response = await stub.ModelInfer(request, timeout=max(timeout, 0.001), metadata=self._metadata(device))
@@ -132,11 +127,8 @@ class GrpcTransport(Transport):
             raise AgentError(exc.code().name, f"device {device!r} ({address}): {exc.details() or exc.code().name}") \
                 from None
         round_trip = (time.perf_counter_ns() - start) / 1e6
-        outputs = {}
-        for index, tensor in enumerate(response.outputs):
-            dtype = np.dtype(DATATYPES.get(tensor.datatype, "float32")).newbyteorder("<")
-            outputs[tensor.name] = np.frombuffer(response.raw_output_contents[index], dtype).reshape(tuple(tensor.shape))
-        compute = response.parameters["compute_ns"].int64_param / 1e6 if "compute_ns" in response.parameters else None
+        outputs, timings = read_response(response)
+        compute = timings["compute_ns"] / 1e6 if "compute_ns" in timings else None
         return Answer(outputs, round_trip, compute)
 
     async def ready(self, device: str, model: str | None = None, timeout: float = 1.0) -> bool:

@@ -6,20 +6,16 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
-def classwise3(base_vit, digits6, tmp_path_factory):
-    """A class-wise plan with three sub-models on devices dev0, dev1, dev2 (presence columns)."""
+def _split(base_vit, data, devices: int, out, **options):
     import torch
 
     from edgevit.devices import equal_devices
     from edgevit.split import SplitOptions, split
 
-    out = tmp_path_factory.mktemp("classwise3") / "plan"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        split(base_vit, digits6, equal_devices(3, memory_mb=64), out,
-              SplitOptions(reduction=4, prune_steps=1, recover_epochs=2, fusion_epochs=20, measure_rounds=2),
+        split(base_vit, data, equal_devices(devices, memory_mb=64), out, SplitOptions(measure_rounds=2, **options),
               progress=False)
     finally:
         torch.set_num_threads(threads)
@@ -27,22 +23,16 @@ def classwise3(base_vit, digits6, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pipeline2(base_vit, digits6, tmp_path_factory):
+def classwise3(base_vit, digits6, tmp_path_factory):
+    """A class-wise plan with three sub-models on devices dev0, dev1, dev2 (presence columns)."""
+    return _split(base_vit, digits6, 3, tmp_path_factory.mktemp("classwise3") / "plan", reduction=4, prune_steps=1,
+                  recover_epochs=2, fusion_epochs=20)
+
+
+@pytest.fixture(scope="session")
+def pipeline2(base_vit, tmp_path_factory):
     """A two-stage pipeline plan on dev0 -> dev1."""
-    import torch
-
-    from edgevit.devices import equal_devices
-    from edgevit.split import SplitOptions, split
-
-    out = tmp_path_factory.mktemp("pipeline2") / "plan"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        split(base_vit, None, equal_devices(2, memory_mb=64), out,
-              SplitOptions(strategy="pipeline", measure_rounds=2), progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return _split(base_vit, None, 2, tmp_path_factory.mktemp("pipeline2") / "plan", strategy="pipeline")
 
 
 @pytest.fixture
