@@ -359,7 +359,7 @@ def free_port() -> int:
 
 
 def environment() -> dict[str, Any]:
-    from edgevit.bench.environment import environment as stamp
+    from edgevit.environment import environment as stamp
 
     env = stamp()
     return {"summary": env.summary(), "load_average_start": list(os.getloadavg()), **env.to_dict()}

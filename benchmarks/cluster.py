@@ -106,7 +106,7 @@ def prepare_plans(work: Path, args: argparse.Namespace) -> dict[str, Path]:
 
 
 def validation_images(plan_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
     from edgevit.data.datasets import load_dataset
     from edgevit.data.preprocess import PreprocessSpec
 
@@ -121,7 +121,7 @@ def validation_images(plan_dir: Path, count: int) -> tuple[np.ndarray, np.ndarra
 def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, root: Path):
     from edgevit.cluster.emulate import LinkSpec
     from edgevit.cluster.fleet import Fleet, FleetDevice
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
 
     plan = load_plan(plan_dir)
     names = sorted({p.device for p in plan.pieces})
@@ -149,7 +149,7 @@ def request_overhead(fleet, root: Path) -> float:
 def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: float | None,
                  args: argparse.Namespace) -> dict[str, Any]:
     from edgevit.cluster.deploy import deploy_plan
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
     from edgevit.cluster.policy import Policy
     from edgevit.cluster.session import connect
     from edgevit.devices import load_devices
@@ -219,7 +219,7 @@ def noop_artifact(folder: Path) -> Path:
 
 def failure(plan_dir: Path, quota: float | None, args: argparse.Namespace, replicas: int) -> dict[str, Any]:
     from edgevit.cluster.deploy import deploy_plan
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
     from edgevit.cluster.policy import Policy
     from edgevit.cluster.session import connect
     from edgevit.devices import load_devices
@@ -273,7 +273,8 @@ def failure(plan_dir: Path, quota: float | None, args: argparse.Namespace, repli
 
 
 def degraded_accuracy(plan_dir: Path) -> dict[str, Any]:
-    from edgevit.cluster.local import load_plan, run_in_process
+    from edgevit.cluster.local import run_in_process
+    from edgevit.cluster.plans import load_plan
     from edgevit.data.datasets import load_dataset
     from edgevit.data.preprocess import PreprocessSpec
 
@@ -328,7 +329,7 @@ def load_test(plan_dir: Path, quota: float | None, args: argparse.Namespace) -> 
 
 
 def environment() -> dict[str, Any]:
-    from edgevit.bench.environment import environment as stamp
+    from edgevit.environment import environment as stamp
 
     env = stamp()
     return {"summary": env.summary(), "load_average_start": list(os.getloadavg()), **env.to_dict()}

@@ -345,7 +345,7 @@ def save(results: dict[str, Any], models: list[str] | None = None) -> None:
 
 
 def environment_summary() -> dict[str, Any]:
-    from edgevit.bench.environment import environment
+    from edgevit.environment import environment
     from edgevit.runtime.cpu import int8_path
 
     env = environment()

@@ -50,7 +50,7 @@ BIG_GMACS = 8.0
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from edgevit.bench.environment import environment
+    from edgevit.environment import environment
     from edgevit.models import list_models
 
     names = [n for n in list_models(include_test=False) if any(fnmatch.fnmatchcase(n, p) for p in args.models)]

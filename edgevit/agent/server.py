@@ -65,7 +65,7 @@ def server_options(config: AgentConfig) -> list[tuple[str, Any]]:
 
 def device_record(config: AgentConfig) -> dict[str, Any]:
     """The device's environment stamp and the agent's settings (what a remote benchmark reports)."""
-    from edgevit.bench.environment import environment
+    from edgevit.environment import environment
     from edgevit.runtime import BACKENDS
     from edgevit.runtime.cpu import int8_path
 

@@ -63,7 +63,7 @@ class RemoteCandidate:
         self.server_ms.append(result.timings.get("server_ns", 0) / 1e6)
 
     def result(self, samples: list[float], cold: dict[str, Any]) -> Any:
-        from edgevit.bench.runner import BenchResult, model_bytes
+        from edgevit.bench.result import BenchResult, model_bytes
 
         timed = self.compute_ms[-len(samples):]  # the warm-up calls come first
         device = latency_stats(timed)

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgevit.bench.environment import Environment, environment
 from edgevit.bench.probe import probe
 from edgevit.bench.progress import Progress
-from edgevit.bench.stats import LatencyStats, latency_stats
+from edgevit.bench.result import BenchResult, model_bytes
+from edgevit.bench.stats import latency_stats
+from edgevit.environment import Environment, environment
 from edgevit.errors import InvalidArgumentError
 
 
@@ -62,46 +63,6 @@ class BenchOptions:
                 raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer or None, got {self.threads!r}")
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    """Everything measured for one model. Unknown or not-measured values are None."""
-
-    name: str
-    kind: str  # "artifact" or "torch"
-    path: str | None
-    backend: str
-    backend_version: str
-    threads: int | None
-    batch: int
-    target: str | None
-    precision: str | None
-    file_bytes: int | None
-    latency: LatencyStats
-    throughput_ips: float
-    load_s: float | None = None
-    first_run_s: float | None = None
-    peak_rss_bytes: int | None = None
-    baseline_rss_bytes: int | None = None
-    overhead_us: float | None = None
-    overhead_pct: float | None = None
-    samples_ms: tuple[float, ...] = field(default=(), repr=False)
-    #: a remote result (kind "remote"): ``latency`` is the device's compute time; the round trip
-    #: adds network and agent; ``agent_ms`` is the time inside the agent; ``device`` names the device
-    round_trip: LatencyStats | None = None
-    agent_ms: LatencyStats | None = None
-    device: str | None = None
-    device_record: dict[str, Any] | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        skip = ("latency", "samples_ms", "round_trip", "agent_ms")
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
-        data["latency_ms"] = self.latency.to_dict()
-        data["round_trip_ms"] = self.round_trip.to_dict() if self.round_trip else None
-        data["agent_ms"] = self.agent_ms.to_dict() if self.agent_ms else None
-        data["samples_ms"] = list(self.samples_ms)
-        return data
 
 
 @dataclass(frozen=True)
@@ -375,18 +336,6 @@ class _Stub:
 
     def run(self, feeds: dict) -> dict:
         return self.outputs
-
-
-def model_bytes(model_path: Path, files: dict[str, int] | None = None) -> int | None:
-    """Bytes a device must store: the manifest's file list (minus the manifest) or the files on disk."""
-    if files:
-        return int(sum(size for name, size in files.items() if name != "manifest.json"))
-    if model_path.is_dir():
-        return sum(f.stat().st_size for f in model_path.rglob("*") if f.is_file())
-    if not model_path.exists():
-        return None
-    data = model_path.with_name(model_path.name + ".data")  # ONNX external weights
-    return model_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
 def _name_uniquely(candidates: list[Any]) -> None:

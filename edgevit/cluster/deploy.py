@@ -145,7 +145,7 @@ def deploy_plan(plan_dir: str | Path, cluster: Any, replicas: int = 0, force: bo
     """
     from edgevit.agent.client import AgentClient
     from edgevit.artifact import artifact_digest
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
 
     say = log or (lambda message: None)
     folder = Path(plan_dir)

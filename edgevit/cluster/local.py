@@ -1,6 +1,6 @@
 """Running a plan folder on this machine: every piece in its own process, or all in this one.
 
-:func:`run_local` runs each piece in a fresh local process (``python -m edgevit.split._piece``,
+:func:`run_local` runs each piece in a fresh local process (``python -m edgevit.cluster.piece``,
 which loads its artifact with ``edgevit.runtime`` as a device would) and drives them with the
 same class-wise and pipeline runners as a fleet of device agents
 (:class:`edgevit.cluster.session.ClusterSession` over a
@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.errors import ArtifactError, EdgeVitError, InvalidArgumentError
+from edgevit.cluster.plans import load_plan, plan_inputs, run_artifact
+from edgevit.errors import EdgeVitError, InvalidArgumentError
 from edgevit.partition.fusion_layout import FusionLayout, fusion_input
-from edgevit.partition.plan import PLAN_NAME, Plan
+from edgevit.partition.plan import Plan
 
 __all__ = ["PlanResult", "load_plan", "run_in_process", "run_local"]
 
@@ -51,25 +51,6 @@ class PlanResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_plan(plan_dir: str | Path) -> Plan:
-    """Read and validate ``plan.json``; every artifact folder it names must exist, and a class-wise
-    plan's fusion layout must agree with its pieces."""
-    folder = Path(plan_dir)
-    path = folder / PLAN_NAME
-    if not path.is_file():
-        raise ArtifactError(f"{str(folder)!r} is not a plan folder (no {PLAN_NAME}); write one with `edgevit split`")
-    try:
-        plan = Plan.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}") from exc
-    for piece in (*plan.pieces, *((plan.fusion,) if plan.fusion else ())):
-        if not (folder / piece.artifact).is_dir():
-            raise ArtifactError(f"plan {str(folder)!r} names artifact {piece.artifact!r} for {piece.name}, but it is missing")
-    if plan.strategy == "classwise":
-        FusionLayout.from_plan(plan)  # presence_columns / feature_dims agree with the pieces
-    return plan
-
-
 def run_in_process(plan_dir: str | Path, images: Any, backend: str = "auto", threads: int | None = None,
                    missing: Sequence[str] = ()) -> PlanResult:
     """Run every piece of the plan in this process, one after another.
@@ -79,7 +60,7 @@ def run_in_process(plan_dir: str | Path, images: Any, backend: str = "auto", thr
     """
     folder, plan = Path(plan_dir), load_plan(plan_dir)
     skip = _check_missing(plan, missing)
-    x = _inputs(plan, images)
+    x = plan_inputs(plan, images)
     seconds: dict[str, float] = {}
     if plan.strategy == "classwise":
         features: list[np.ndarray | None] = []
@@ -88,14 +69,14 @@ def run_in_process(plan_dir: str | Path, images: Any, backend: str = "auto", thr
                 features.append(None)
                 continue
             start = time.perf_counter()
-            features.append(_run_artifact(folder / piece.artifact, x, backend, threads))
+            features.append(run_artifact(folder / piece.artifact, x, backend, threads))
             seconds[piece.name] = time.perf_counter() - start
         logits = _fuse(folder, plan, features, backend, threads)
     else:
         logits = x
         for piece in plan.pieces:
             start = time.perf_counter()
-            logits = _run_artifact(folder / piece.artifact, logits, backend, threads)
+            logits = run_artifact(folder / piece.artifact, logits, backend, threads)
             seconds[piece.name] = time.perf_counter() - start
     return PlanResult(logits, logits.argmax(axis=1), plan.labels, seconds)
 
@@ -125,7 +106,7 @@ def run_local(plan_dir: str | Path, images: Any, backend: str = "auto", threads:
 
     folder, plan = Path(plan_dir), load_plan(plan_dir)
     skip = _check_missing(plan, missing)
-    x = _inputs(plan, images)
+    x = plan_inputs(plan, images)
     placement = {p.name: (p.artifact, () if p.name in skip else (p.name,)) for p in plan.pieces}
     policy = Policy(deadline_ms=timeout * 1000, hedge=False, breaker_failures=1_000_000)
     with ClusterSession(folder, ProcessTransport(folder, backend, threads), placement, policy, threads=threads,
@@ -146,7 +127,7 @@ def _fuse(folder: Path, plan: Plan, features: list[np.ndarray | None], backend, 
     when the plan's head takes them."""
     layout = FusionLayout.from_plan(plan)
     dims = layout.feature_dims or [f.shape[1] for f in features]  # a plan too old to record them: all present
-    return _run_artifact(folder / plan.fusion.artifact, fusion_input(features, dims, layout.presence), backend,
+    return run_artifact(folder / plan.fusion.artifact, fusion_input(features, dims, layout.presence), backend,
                          threads)
 
 
@@ -173,44 +154,3 @@ def _check_missing(plan: Plan, missing: Sequence[str]) -> frozenset[str]:
                                    "before presence columns): it needs every sub-model; rewrite the plan with "
                                    "`edgevit split` for degraded answers")
     return skip
-
-
-# -- shared helpers ------------------------------------------------------------------------------
-def _run_artifact(folder: Path, x: np.ndarray, backend: str, threads: int | None) -> np.ndarray:
-    from edgevit.runtime import load
-
-    with load(folder, backend=backend, threads=threads) as session:
-        return run_session(session, x)
-
-
-def run_session(session, x: np.ndarray) -> np.ndarray:
-    spec = session.input_specs[0]
-    fixed = spec.shape[0] if spec.shape else None
-    step = fixed if isinstance(fixed, int) else max(len(x), 1)
-    outputs = []
-    for start in range(0, len(x), step):
-        chunk = np.ascontiguousarray(x[start : start + step], dtype=np.float32)
-        count = len(chunk)
-        if isinstance(fixed, int) and count < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - count, axis=0)])
-        result = session.run({spec.name: chunk})
-        outputs.append(np.asarray(result[session.output_specs[0].name], dtype=np.float32)[:count])
-    return np.concatenate(outputs)
-
-
-def _inputs(plan: Plan, images: Any) -> np.ndarray:
-    if isinstance(images, np.ndarray) and images.dtype == np.float32 and images.ndim == 4:
-        size = plan.model.get("image_size")
-        if images.shape[1] != 3 or (size and images.shape[2:] != (size, size)):
-            raise InvalidArgumentError(
-                f"preprocessed images must be float32 [N, 3, {size}, {size}] for this plan, got {list(images.shape)}; "
-                "or pass image files / uint8 arrays to have them preprocessed"
-            )
-        return images
-    from edgevit.data.preprocess import PreprocessSpec, preprocess_image
-
-    spec = PreprocessSpec.from_dict(plan.preprocessing)
-    items = images if isinstance(images, (list, tuple)) else [images]
-    if not items:
-        raise InvalidArgumentError("no images given")
-    return np.stack([preprocess_image(item, spec) for item in items]).astype(np.float32)

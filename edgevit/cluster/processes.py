@@ -1,6 +1,6 @@
 """Every piece of a plan in its own local process: the transport of ``run_local``.
 
-Each piece is ``python -m edgevit.split._piece ARTIFACT`` (a fresh interpreter that loads its
+Each piece is ``python -m edgevit.cluster.piece ARTIFACT`` (a fresh interpreter that loads its
 artifact with ``edgevit.runtime``, no torch) spoken to over its stdin and stdout: one array in,
 one array and its compute time out. The runners of :mod:`edgevit.cluster.session` drive these
 processes exactly as they drive device agents, so a plan behaves the same on this machine and
@@ -44,7 +44,7 @@ class ProcessTransport(Transport):
     def _process(self, device: str, model: str) -> Any:
         process = self._processes.get(device)
         if process is None or process.poll() is not None:
-            command = [sys.executable, "-m", "edgevit.split._piece", str(self.plan_dir / model), "--name", device,
+            command = [sys.executable, "-m", "edgevit.cluster.piece", str(self.plan_dir / model), "--name", device,
                        "--backend", self.backend, "--each"]
             if self.threads is not None:
                 command += ["--threads", str(self.threads)]
@@ -56,7 +56,7 @@ class ProcessTransport(Transport):
         return process
 
     def _round_trip(self, device: str, model: str, array: np.ndarray) -> tuple[np.ndarray, float]:
-        from edgevit.split._piece import receive, send
+        from edgevit.cluster.piece import receive, send
 
         with self._locks.setdefault(device, threading.Lock()):
             if device in self._failed:

@@ -119,7 +119,7 @@ class ClusterSession:
     def __init__(self, plan_dir: str | Path, transport: Transport, placement: dict[str, tuple[str, tuple[str, ...]]],
                  policy: Policy | None = None, threads: int | None = 1, max_in_flight: int | None = None,
                  degrade: bool = True) -> None:
-        from edgevit.cluster.local import load_plan
+        from edgevit.cluster.plans import load_plan
 
         self.plan_dir = Path(plan_dir)
         self.plan = load_plan(self.plan_dir)
@@ -267,9 +267,9 @@ class ClusterSession:
     # -- helpers -------------------------------------------------------------------------------
 
     def _inputs(self, images: Any) -> np.ndarray:
-        from edgevit.cluster.local import _inputs
+        from edgevit.cluster.plans import plan_inputs
 
-        return _inputs(self.plan, images)
+        return plan_inputs(self.plan, images)
 
     def _frames(self, frame: Any) -> np.ndarray:
         """``[n, 3, S, S]`` float32 from one stream item: a preprocessed frame (or batch), a file, an array."""
@@ -316,7 +316,7 @@ def connect(plan_dir: str | Path, devices: Any, *, policy: Policy | None = None,
             the message names the device and its address.
     """
     from edgevit.cluster.deploy import agent_model_name, endpoints, plan_digest, read_deployment
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
     from edgevit.cluster.transport import GrpcTransport
     from edgevit.devices import Cluster, load_devices
 

@@ -126,8 +126,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_speedups_are_against_the_fastest_torch_setting():
-    from edgevit.bench.environment import environment
     from edgevit.bench.runner import BenchReport, BenchResult
+    from edgevit.environment import environment
 
     def result(name, kind, p50):
         stats = latency_stats([p50, p50])

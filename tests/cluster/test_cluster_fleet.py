@@ -196,7 +196,7 @@ def test_sixty_four_clients_through_one_session(classwise3, fleet, images):
 
 def test_the_in_process_fake_plays_the_same_runners(classwise3, images):
     """The transport the runners are unit-tested with: a device switched down degrades the answer."""
-    from edgevit.cluster.local import load_plan
+    from edgevit.cluster.plans import load_plan
     from edgevit.cluster.session import ClusterSession
     from edgevit.cluster.transport import Fault, InProcessTransport
 

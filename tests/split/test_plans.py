@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edgevit.artifact import read_manifest
-from edgevit.cluster.local import load_plan, run_session
+from edgevit.cluster.plans import load_plan, run_session
 from edgevit.devices import equal_devices
 from edgevit.models._count import count_params
 from edgevit.partition import FusionLayout, fusion_input, run_local

@@ -1,4 +1,5 @@
-"""What machine a benchmark ran on: the stamp every result carries.
+"""What machine a measurement came from: the stamp every benchmark result and every device
+agent's record carries (imports the standard library and numpy only).
 
 Numbers without their machine are not worth keeping; the stamp records the CPU, how many
 cores this process may use, the OS and Python, and the 1-minute load average when the run

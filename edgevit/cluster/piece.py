@@ -1,4 +1,4 @@
-"""One piece of a plan in its own process: ``python -m edgevit.split._piece ARTIFACT``.
+"""One piece of a plan in its own process: ``python -m edgevit.cluster.piece ARTIFACT``.
 
 Loads the artifact with ``edgevit.runtime`` (no torch) and answers on stdout every array it
 reads on stdin, in the framing of :func:`send` / :func:`receive`:
@@ -60,7 +60,7 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
 
 def serve(artifact: str, name: str, backend: str, threads: int | None, inbox: BinaryIO, outbox: BinaryIO,
           each: bool = False) -> None:
-    from edgevit.cluster.local import run_session
+    from edgevit.cluster.plans import run_session
     from edgevit.runtime import load
 
     busy = 0.0
@@ -85,7 +85,7 @@ def serve(artifact: str, name: str, backend: str, threads: int | None, inbox: Bi
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgevit.split._piece")
+    parser = argparse.ArgumentParser(prog="python -m edgevit.cluster.piece")
     parser.add_argument("artifact")
     parser.add_argument("--name", default="piece")
     parser.add_argument("--backend", default="auto")
