@@ -67,7 +67,7 @@ def evaluate_source(source: str, data: str, split: str = "val", weights: str | N
 
     model = create_model(source, weights=weights, image_size=image_size)
     _check_classes(getattr(model, "labels", None), getattr(model, "num_classes", None), dataset)
-    x, y = dataset.arrays(dataset_spec(source, dataset, image_size))
+    x, y = dataset.arrays(dataset_spec(source, dataset, getattr(model, "image_size", None) or image_size))
     return topk_accuracy(predict_logits(model, x), y)
 
 

@@ -76,7 +76,7 @@ def prepare_model(source: Any, options: ExportOptions) -> PreparedModel:
             )
         model, info, weights = source.eval(), _info_of(source), {"path": None, "sha256": None, "note": "user module"}
         name = options.name or getattr(source, "model_name", None) or type(source).__name__
-    image_size = options.image_size or (info.image_size if info else getattr(model, "image_size", None))
+    image_size = getattr(model, "image_size", None) or options.image_size or (info.image_size if info else None)
     if not isinstance(image_size, int):
         raise InvalidArgumentError(f"the input size of {name} is unknown; pass image_size=...")
     preprocess = info.preprocess if info else Preprocess()
@@ -86,6 +86,8 @@ def prepare_model(source: Any, options: ExportOptions) -> PreparedModel:
     deploy = model.reparameterize() if hasattr(model, "reparameterize") and not getattr(
         model, "is_reparameterized", False) else model
     meta = _model_meta(name, info, model, image_size, reference.shape[-1])
+    if getattr(model, "image_size_source", "").startswith("recorded"):
+        meta["image_size_source"] = model.image_size_source  # the report says where the size came from
     return PreparedModel(name=name, model=deploy.eval(), image_size=int(image_size), num_outputs=int(reference.shape[-1]),
                          model_meta=meta, weights=weights, labels=getattr(model, "labels", None), preprocess=preprocess,
                          samples=samples, reference=reference)

@@ -58,7 +58,9 @@ class Artifact:
             + (f", {self.seconds:.1f} s)" if self.seconds else ")"),
             f"  input     {inp.name!r} {inp.dtype} {_shape(inp.shape)} {inp.layout or ''}".rstrip()
             + f"; output {out.name!r} {out.dtype} {_shape(out.shape)}",
-            f"  weights   {m.weights.get('path') or m.weights.get('note', 'random init')}",
+            f"  weights   {m.weights.get('path') or m.weights.get('note', 'random init')}"
+            + (f" (image size {m.model.get('image_size')}, {m.model['image_size_source']})"
+               if m.model.get("image_size_source") else ""),
             f"  ops       {m.ops.get('total', 0)} ops: {_histogram(m.ops)}",
         ]
         for key, value in m.ops.get("details", {}).items():

@@ -112,7 +112,9 @@ def create_model(
             head is re-initialised (with a warning). Defaults to the checkpoint's class count
             when weights are given, else the model's default (1000).
         image_size: square input size; fixed-size models rebuild their bias tables for it
-            and refuse sizes they cannot take.
+            and refuse sizes they cannot take. Default: the size recorded in ``weights`` (what
+            ``edgevit train`` trained at; ``model.image_size_source`` says where it came from),
+            else the model's. A size that conflicts with the recorded one is refused.
         **kwargs: passed to the family's constructor (e.g. ``drop_path_rate``).
 
     Returns:
@@ -121,12 +123,13 @@ def create_model(
     _load_families()
     factory = MODELS.get(name)
     info: ModelInfo = MODELS.meta(name)
-    if image_size is not None:
-        check_image_size(info, image_size)
-        kwargs["image_size"] = image_size
     ckpt = None
     if weights is not None:
         ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
+    image_size, source = _image_size(info, ckpt, image_size)
+    if image_size is not None:
+        check_image_size(info, image_size)
+        kwargs["image_size"] = image_size
     if num_classes is not None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
             raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -140,10 +143,31 @@ def create_model(
             kwargs["num_classes"] = ckpt_classes
             model = factory(**kwargs)
     model.model_name = name
+    model.image_size_source = source
     if ckpt is not None:
         load_weights(model, ckpt, checkpoint_filter=getattr(model, "checkpoint_filter", None), model_name=name)
         model.labels = ckpt.labels
     return model.eval()
+
+
+def recorded_image_size(ckpt: Checkpoint | None) -> int | None:
+    """The input size a checkpoint says it was trained at (``edgevit train`` records it), or None."""
+    value = (ckpt.metadata or {}).get("image_size") if ckpt is not None else None
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _image_size(info: ModelInfo, ckpt: Checkpoint | None, asked: int | None) -> tuple[int | None, str]:
+    """The size to build at and where it came from: the recorded size unless one is asked for,
+    which must then agree with it."""
+    recorded = recorded_image_size(ckpt)
+    if recorded is None:
+        return asked, "asked for" if asked is not None else f"the model's default ({info.image_size})"
+    if asked is not None and asked != recorded:
+        raise InvalidArgumentError(
+            f"image size {asked} conflicts with the {recorded} px the weights {ckpt.path.name!r} were trained at; "
+            f"leave the image size out to use {recorded}, or train at {asked}"
+        )
+    return recorded, f"recorded in {ckpt.path.name}"
 
 
 def _checkpoint_classes(model: EdgeModel, ckpt: Checkpoint) -> int | None:
