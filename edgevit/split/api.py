@@ -77,17 +77,14 @@ def _load_model(model: Any, weights, image_size: int | None, options: SplitOptio
         if weights is not None:
             raise InvalidArgumentError("weights= applies to a zoo model given by name; load them into your module")
         return model.eval(), getattr(model, "model_name", type(model).__name__)
-    from edgevit.models import create_model, read_checkpoint
+    from edgevit.models import create_model
 
     if weights is None and options.strategy == "classwise":
         raise InvalidArgumentError(
             f"a class-wise split prunes {model} by what matters for each group of classes, so it needs trained "
             f"weights; train them with `edgevit train {model} --data ...` and pass --weights"
         )
-    checkpoint = read_checkpoint(weights) if weights is not None else None
-    if image_size is None and checkpoint is not None and checkpoint.metadata.get("image_size", "").isdigit():
-        image_size = int(checkpoint.metadata["image_size"])
-    built = create_model(model, weights=checkpoint, image_size=image_size)
+    built = create_model(model, weights=weights, image_size=image_size)  # at the weights' recorded size
     return built.eval(), model
 
 
