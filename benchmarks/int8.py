@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["accuracy"] = accuracy(model, work, args, entry.get("accuracy"))
                 save(results, args.models)
             if args.phase in ("latency", "all"):
-                entry["latency"] = latency(model, work, args)
+                entry["latency"] = latency(model, work, args, entry.get("latency"))
                 save(results, args.models)
         except Exception as exc:  # noqa: BLE001 - keep going with the other models, record the failure
             entry["error"] = f"{type(exc).__name__}: {exc}"
@@ -215,17 +215,23 @@ def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, 
 # -- latency -------------------------------------------------------------------------------------------
 
 
-def latency(model: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def latency(model: str, work: Path, args: argparse.Namespace, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     from edgevit.bench import BenchOptions, benchmark
     from edgevit.runtime.cpu import int8_path
 
     weights = None
     if TRAIN_SIZE.get(model) == 224:
         weights, _ = trained_weights(model, 224, work)
-    out = {"image_size": 224, "weights": "digits-trained" if weights else "random init", "pairs": {},
+    # rows of targets not timed now are kept from the run that timed them (their "cpu" says where)
+    kept = {label: {**row, "cpu": row.get("cpu", (previous or {}).get("cpu"))}
+            for label, row in ((previous or {}).get("pairs") or {}).items()
+            if label.split("-")[0] not in args.latency_targets}
+    out = {"image_size": 224, "weights": "digits-trained" if weights else "random init", "pairs": kept,
            "cpu": int8_path().to_dict()}
     variants = [("onnx", {} if fmt == DEFAULT_ONNX_FORMAT else {"onnx_int8_format": fmt}) for fmt in args.onnx_formats]
-    variants += [(t, {}) for t in LATENCY_TARGETS if t != "onnx"] + ([("onnx", {"opset": 20})] if args.opset20 else [])
+    variants = [v for v in variants if "onnx" in args.latency_targets]
+    variants += [(t, {}) for t in args.latency_targets if t != "onnx"]
+    variants += [("onnx", {"opset": 20})] if args.opset20 else []
     pairs: dict[str, dict[str, Any]] = {}
     for target, extra in variants:
         label = target + ("-opset20" if extra.get("opset") else "") + _format_suffix(extra)
@@ -274,6 +280,7 @@ def latency(model: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         for result in pair_report.values():
             result.pop("samples_ms", None)
         row["bench"] = pair_report
+        row["cpu"] = out["cpu"]
         out["pairs"][label] = row
         log(f"{model} {label}: fp32 {row['fp32_p50_ms']:.1f} ms, int8 {row['int8_p50_ms']:.1f} ms "
             f"(x{row['latency_ratio_p50']:.2f} p50, x{row['latency_ratio_min']:.2f} min), size x{row['size_ratio']:.2f}")
@@ -384,6 +391,12 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append(format_table(["model", "px", "epochs", "target", "measured on", "fp32 top-1", "int8 top-1", "drop",
                                "<=1.0", "calib agree %", "SQNR dB", "int8 verify", "kept in float"], rows,
                               align="lrlllrrrlrrll"))
+    if any(row[4] == "not recorded" for row in rows):
+        lines += ["", "`measured on` is the CPU's onnxruntime U8S8 kernel path for the rows of this run; `not recorded` "
+                  "marks rows kept from an earlier run (another machine, before the path was recorded), made with "
+                  "that run's own training of the same recipe, so their fp32 top-1 can differ by a few tenths "
+                  "(training is not bitwise reproducible across machines). `onnx` is the default int8 format "
+                  "(u8s8-reduced); `onnx-u8u8` and `onnx-u8s8` the others (docs/quantize.md)."]
     repeats = results.get("settings", {}).get("repeats", 1)
     lines += ["", "## Size and latency at 224 px (batch 1, 2 threads, interleaved)", "",
               f"`ratio p50`: int8 p50 over fp32 p50, the median of {repeats} rounds (each round times the pair "
@@ -399,15 +412,16 @@ def markdown(results: dict[str, Any]) -> str:
             where = _kernels(kernels)
             kept = _kept_in_float(row["float_kinds"], row["float_blocks"])
             spread = row.get("latency_ratio_rounds") or [row["latency_ratio_p50"]]
-            rows.append((model, label, f"{row['fp32_p50_ms']:.1f}", f"{row['int8_p50_ms']:.1f}",
+            rows.append((model, label, (row.get("cpu") or {}).get("u8s8_kernel", "not recorded"),
+                         f"{row['fp32_p50_ms']:.1f}", f"{row['int8_p50_ms']:.1f}",
                          f"{row['latency_ratio_p50']:.2f}", f"{min(spread):.2f}-{max(spread):.2f}",
                          f"{row['latency_ratio_min']:.2f}",
                          _ok(row["latency_ratio_p50"] <= GOALS["latency_ratio"]),
                          f"{row['fp32_bytes'] / 1e6:.1f}", f"{row['int8_bytes'] / 1e6:.1f}", f"{row['size_ratio']:.2f}",
                          _ok(row["size_ratio"] <= GOALS["size_ratio"]), where, kept or "-"))
-    lines.append(format_table(["model", "runtime", "fp32 p50 ms", "int8 p50 ms", "ratio p50", "rounds",
+    lines.append(format_table(["model", "runtime", "measured on", "fp32 p50 ms", "int8 p50 ms", "ratio p50", "rounds",
                                "ratio min", "<=0.6", "fp32 MB", "int8 MB", "size ratio", "<=0.3",
-                               "runtime kernels (int8 graph)", "kept in float"], rows, align="llrrrlrlrrrlll"))
+                               "runtime kernels (int8 graph)", "kept in float"], rows, align="lllrrrlrlrrrlll"))
     errors = [(m, e["error"]) for m, e in results["models"].items() if e.get("error")]
     if errors:
         lines += ["", "## Failures", ""] + [f"- {m}: {e}" for m, e in errors]
@@ -463,6 +477,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--onnx-formats", nargs="+", default=list(ONNX_FORMATS), choices=ONNX_FORMATS,
                         help="int8 ONNX formats to measure (default: all)")
     parser.add_argument("--opset20", action="store_true", help="also time ONNX at opset 20")
+    parser.add_argument("--latency-targets", nargs="+", default=list(LATENCY_TARGETS), choices=LATENCY_TARGETS,
+                        help="targets to time (the others keep their rows from earlier runs)")
     parser.add_argument("--report-only", action="store_true", help="rewrite int8.md from int8.json and exit")
     parser.add_argument("--work", default=os.environ.get("EDGEVIT_INT8_WORK", "/tmp/edgevit-int8"),
                         help="cache of weights and artifacts (too large to commit)")
