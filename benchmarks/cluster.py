@@ -130,13 +130,14 @@ def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, roo
 
 
 def request_overhead(fleet, root: Path) -> float:
-    """p50 of a request that computes nothing, over each device's link: the prediction's request_ms."""
+    """p50 of a request that computes nothing, straight to each agent (not through its link, which the
+    prediction models itself): the prediction's request_ms (serialization, gRPC, the agent)."""
     from edgevit.agent.client import AgentClient
 
     folder = noop_artifact(root / "noop-onnx-fp32")
     times = []
     for name in fleet.devices:
-        with AgentClient(fleet.address(name)) as client:
+        with AgentClient(f"127.0.0.1:{fleet.ports[name]}") as client:
             client.upload(folder)
             x = np.zeros((1, 3, 64, 64), np.float32)
             for index in range(60):
