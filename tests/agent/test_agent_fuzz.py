@@ -17,6 +17,7 @@ from tritonclient.grpc import service_pb2_grpc as pbg  # noqa: E402
 
 from edgevit.agent.client import artifact_files  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real agent processes, over a minute in all
 EXAMPLES = 500
 REQUESTS_PER_EXAMPLE = 20  # 10,000 requests in all
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,

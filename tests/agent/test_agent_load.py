@@ -13,6 +13,7 @@ pytest.importorskip("grpc")
 
 from edgevit.errors import AgentError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real agent processes, over a minute in all
 CLIENTS = 64
 REQUESTS = 25  # per client: 1,600 in all
 

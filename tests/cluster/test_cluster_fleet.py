@@ -23,6 +23,7 @@ from edgevit.cluster.session import connect  # noqa: E402
 from edgevit.devices import load_devices  # noqa: E402
 from edgevit.errors import AgentError, InvalidArgumentError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real agent processes, over a minute in all
 DEVICES = ("dev0", "dev1", "dev2")
 
 
