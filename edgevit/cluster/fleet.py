@@ -63,10 +63,47 @@ def cgroups_available() -> bool:
     return os.geteuid() == 0 and (CGROUP_CPU / "cpu.cfs_quota_us").exists()
 
 
-class Fleet:
-    """Agents and links for a list of :class:`FleetDevice` (see the module docstring)."""
+class _LinkProcess:
+    """A link emulator in a process of its own (``python -m edgevit.cluster.emulate``): for
+    measurements, so that forwarding bytes does not take the coordinator's CPU and GIL. Its link
+    is fixed while it runs (no cut or set_link)."""
 
-    def __init__(self, root: str | Path, devices: list[FleetDevice], agent_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, upstream: str, spec: LinkSpec, log: Path) -> None:
+        command = [sys.executable, "-m", "edgevit.cluster.emulate", "--upstream", upstream,
+                   "--latency-ms", str(spec.latency_ms)] + (["--mbps", str(spec.mbps)] if spec.mbps else [])
+        self.spec = spec
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=open(log, "a"), text=True)  # noqa: SIM115
+        line = self.process.stdout.readline()
+        match = re.search(r"on 127\.0\.0\.1:(\d+) ->", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"the link emulator for {upstream} did not start: {line!r}; see {log}")
+        self.address = f"127.0.0.1:{match.group(1)}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.stdout.close()
+
+    def _fixed(self, *args: Any) -> None:
+        raise InvalidArgumentError("this fleet's links run in their own processes (links_in_processes=True); "
+                                   "they cannot be cut or changed while running")
+
+    cut = restore = set_link = _fixed
+
+
+class Fleet:
+    """Agents and links for a list of :class:`FleetDevice` (see the module docstring).
+
+    ``links_in_processes``: each link emulator in a process of its own instead of a thread of
+    this one (for measurements: forwarding then costs this process nothing; links are fixed)."""
+
+    def __init__(self, root: str | Path, devices: list[FleetDevice], agent_args: tuple[str, ...] = (),
+                 links_in_processes: bool = False) -> None:
         names = [d.name for d in devices]
         if len(set(names)) != len(names) or not names:
             raise InvalidArgumentError(f"a fleet needs devices with distinct names, got {names}")
@@ -76,9 +113,10 @@ class Fleet:
         self.root = Path(root)
         self.devices = {d.name: d for d in devices}
         self.agent_args = tuple(agent_args)
+        self.links_in_processes = links_in_processes
         self.processes: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
-        self.links: dict[str, LinkProxy] = {}
+        self.links: dict[str, Any] = {}
         self.logs: dict[str, Path] = {}
 
     # -- life ----------------------------------------------------------------------------------
@@ -88,7 +126,9 @@ class Fleet:
         try:
             for name in self.devices:
                 self._start_agent(name)
-                self.links[name] = LinkProxy(f"127.0.0.1:{self.ports[name]}", self.devices[name].link).start()
+                upstream, spec = f"127.0.0.1:{self.ports[name]}", self.devices[name].link
+                self.links[name] = (_LinkProcess(upstream, spec, self.root / f"{name}.link.log")
+                                    if self.links_in_processes else LinkProxy(upstream, spec).start())
         except BaseException:
             self.stop()
             raise
