@@ -48,6 +48,9 @@ GOALS = {"classwise_k4_ratio": 0.4, "pipeline_k2_throughput": 1.6, "prediction_e
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        save(json.loads((RESULTS / "cluster.json").read_text()))
+        return 0
     work = Path(args.work)
     from edgevit.cluster.fleet import cgroups_available
 
@@ -182,6 +185,8 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
         cluster = load_devices(devices)
         deploy_plan(plan_dir, cluster)
         overhead = request_overhead(fleet, cluster, root)
+        speeds = device_speeds(fleet, Path(args.work) / "unsplit-stage", x)
+        measured_devices = load_devices(fleet.write_devices(root / "devices-measured.toml", speed=speeds))
         with connect(plan_dir, cluster, policy=Policy(deadline_ms=10_000, hedge=False)) as session:
             for frame in x[:20]:
                 list(session.stream([frame]))
@@ -196,17 +201,42 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
             streamed = list(session.stream(x))
             fps = len(streamed) / (time.perf_counter() - start)
             stats = session.stats()
-    predicted = predict_plan(plan, cluster, request_ms=overhead)
+    predicted = predict_plan(plan, measured_devices, request_ms=overhead)
     out = {"pieces": len(plan.pieces), "strategy": plan.strategy, "requests": len(x),
            "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
            "mean_ms": float(np.mean(latencies)), "frames_per_s": fps, "top1": 100.0 * correct / len(x),
            "device_compute_p50_ms": {p: float(np.median(v)) for p, v in computes.items()},
-           "request_overhead_ms": overhead, "predicted": predicted,
+           "request_overhead_ms": overhead, "predicted": predicted, "device_speeds": speeds,
            "policy": stats["policy"], "link": {"latency_ms": args.latency_ms, "mbps": args.mbps}, "quota": quota}
     out["prediction_error"] = predicted["end_to_end_ms"] / out["p50_ms"] - 1
     log(f"{plan_dir.name}: p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms, {fps:.1f} frames/s; predicted "
         f"{predicted['end_to_end_ms']:.2f} ms ({out['prediction_error']:+.1%}); request overhead {overhead:.2f} ms")
     return out
+
+
+def device_speeds(fleet, calibration_plan: Path, images: np.ndarray) -> dict[str, float]:
+    """Each device's speed relative to the planning machine, measured as a device profile would be:
+    the unsplit model (``calibration_plan``'s one stage) run on the device at one request at a time,
+    its compute time (reported by the agent) against the time the plan measured on this machine.
+    A CPU quota slows a device only once it is busy for more than its share of the time, so a
+    speed assumed from the quota would mispredict a device answering one request at a time."""
+    from edgevit.agent.client import AgentClient
+    from edgevit.cluster.plans import load_plan
+
+    plan = load_plan(calibration_plan)
+    stage = plan.pieces[0]
+    reference = float(stage.cost["measured_ms"])
+    speeds = {}
+    for name in fleet.devices:
+        with AgentClient(fleet.address(name)) as client:
+            upload = client.upload(calibration_plan / stage.artifact, name="calibration")
+            times = []
+            for index, frame in enumerate(images[:60]):
+                result = client.infer(upload.name, {stage.input_name: frame[None]})
+                if index >= 10:
+                    times.append(result.timings["compute_ns"] / 1e6)
+        speeds[name] = reference / float(np.median(times))
+    return speeds
 
 
 def noop_artifact(folder: Path) -> Path:
@@ -385,7 +415,9 @@ def markdown(results: dict[str, Any]) -> str:
              "## Latency and throughput (digits validation images, 64 px)", "",
              "`ratio` = p50 over the unsplit model's p50 on one such device; `fps ratio` = frames per second over the "
              "unsplit model's; `predicted` = `predict_plan` on the fleet's device file with `request_ms` measured by "
-             "a request that computes nothing (the `overhead` column).", ""]
+             "a request that computes nothing through the coordinator's transport (the `overhead` column) and each "
+             "device's speed measured as a device profile would be (the unsplit model's compute time on the device "
+             "against the planning machine's; `device speed`, the median over the plan's devices).", ""]
     plans = results["plans"]
     base = plans.get("unsplit")
     rows = []
@@ -395,9 +427,12 @@ def markdown(results: dict[str, Any]) -> str:
         rows.append((name, row["pieces"], f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
                      f"{ratio:.2f}" if ratio else "-", f"{row['frames_per_s']:.1f}",
                      f"{fps_ratio:.2f}" if fps_ratio else "-", f"{row['predicted']['end_to_end_ms']:.2f}",
-                     f"{row['prediction_error']:+.1%}", f"{row['request_overhead_ms']:.2f}", f"{row['top1']:.1f}"))
+                     f"{row['prediction_error']:+.1%}", f"{row['request_overhead_ms']:.2f}",
+                     f"{np.median(list(row.get('device_speeds', {}).values()) or [float('nan')]):.2f}",
+                     f"{row['top1']:.1f}"))
     lines.append(format_table(["plan", "pieces", "p50 ms", "p99 ms", "ratio", "frames/s", "fps ratio",
-                               "predicted ms", "error", "overhead ms", "top-1 %"], rows, align="lrrrrrrrrrr"))
+                               "predicted ms", "error", "overhead ms", "device speed", "top-1 %"], rows,
+                              align="lrrrrrrrrrrr"))
     if base and "classwise-K4" in plans:
         ratio = plans["classwise-K4"]["p50_ms"] / base["p50_ms"]
         lines += ["", f"Class-wise K = 4: {ratio:.2f}x the unsplit model (goal <= {GOALS['classwise_k4_ratio']}): "
@@ -410,6 +445,8 @@ def markdown(results: dict[str, Any]) -> str:
     if worst is not None:
         lines += [f"Prediction within +-{GOALS['prediction_error']:.0%} of the measured p50: "
                   f"{'met' if worst <= GOALS['prediction_error'] else 'NOT met'} (worst {worst:.1%})."]
+    if base:
+        lines += time_breakdown(plans)
     if "degraded_accuracy" in results:
         acc = results["degraded_accuracy"]
         lines += ["", f"## Degraded answers ({results.get('failure_plan', 'classwise-K4')}, digits validation split)", "",
@@ -438,6 +475,37 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def time_breakdown(plans: dict[str, Any]) -> list[str]:
+    """Where each plan's median request goes: the device compute the agents report (the slowest
+    piece for class-wise, the sum of stages for a pipeline), the link as modelled from the device
+    file, and the rest (the coordinator, gRPC, the link emulators and agents sharing this
+    machine's cores). With the link as given, ``best ratio`` is what the plan would reach if the
+    rest cost nothing: compute plus link over the unsplit model's p50."""
+    base = plans["unsplit"]
+    rows = []
+    for name, row in plans.items():
+        pieces = row["predicted"]["pieces"]
+        computes = row["device_compute_p50_ms"]
+        if row["strategy"] == "pipeline" or name == "unsplit":
+            compute = sum(computes.values())
+            link = sum(p["input_transfer_ms"] for p in pieces.values()) + list(pieces.values())[-1]["output_transfer_ms"]
+        else:
+            compute = max(computes.values())
+            link = max(p["input_transfer_ms"] + p["output_transfer_ms"] for p in pieces.values())
+        rest = row["p50_ms"] - compute - link
+        rows.append((name, f"{row['p50_ms']:.2f}", f"{compute:.2f}", f"{link:.2f}", f"{rest:.2f}",
+                     f"{(compute + link) / base['p50_ms']:.2f}"))
+    from edgevit.cli._table import format_table
+
+    return ["", "## Where the time goes (p50)", "",
+            "`compute` = device compute the agents reported (slowest sub-model, or the sum of the stages); `link` = "
+            "the transfers as the device file models them; `rest` = p50 - compute - link: the coordinator, gRPC and "
+            "the emulated fleet's processes sharing this machine's 2 cores; `best ratio` = (compute + link) over the "
+            "unsplit p50, the ratio if `rest` were zero.", "",
+            format_table(["plan", "p50 ms", "compute ms", "link ms", "rest ms", "best ratio"], rows,
+                         align="lrrrrr")]
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -455,6 +523,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failure-requests", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second in the failure run")
     parser.add_argument("--load-requests", type=int, default=10, help="requests per client in the load run")
+    parser.add_argument("--report", action="store_true",
+                        help="only re-render cluster.md from the committed cluster.json")
     return parser.parse_args(argv)
 
 
