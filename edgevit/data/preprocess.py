@@ -73,12 +73,17 @@ class PreprocessSpec:
 def load_image(image: str | Path | Any) -> Any:
     """Open a path, PIL image or HxWx3 uint8 array as an RGB PIL image.
 
+    Every way one image can be unusable (missing, undecodable, a decompression bomb, empty,
+    not an image at all) is a :class:`DataError` naming it, so that a batch can report it for
+    that image and go on with the others.
+
     Raises:
         DataError: naming the file when it cannot be decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
+        _check_size(image.size, "the PIL image")
         return image.convert("RGB")
     if isinstance(image, np.ndarray):
         array = image
@@ -86,17 +91,34 @@ def load_image(image: str | Path | Any) -> Any:
             array = np.stack([array] * 3, axis=-1)
         if array.ndim != 3 or array.shape[-1] not in (3, 4):
             raise DataError(f"an image array must be HxW or HxWx3, got shape {array.shape}")
+        _check_size((array.shape[1], array.shape[0]), f"the image array of shape {array.shape}")
         if array.dtype != np.uint8:
+            if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+                raise DataError(f"an image array must hold real numbers, got dtype {array.dtype}")
+            if not np.isfinite(array).all():
+                raise DataError("the image array holds NaN or infinite values")
             array = np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(array[..., :3])
+        return Image.fromarray(np.ascontiguousarray(array[..., :3]))
+    if not isinstance(image, (str, Path)):
+        raise DataError(f"an image must be a file path, a PIL image or an HxWx3 array, got {type(image).__name__}")
     path = Path(image)
     try:
         with Image.open(path) as img:
+            _check_size(img.size, f"image {str(path)!r}")
             return img.convert("RGB")
     except FileNotFoundError as exc:
         raise DataError(f"image {str(path)!r} does not exist") from exc
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {str(path)!r} is refused as a possible decompression bomb ({exc}); if it is a "
+                        "genuine image this large, raise PIL.Image.MAX_IMAGE_PIXELS or resize it first") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot decode image {str(path)!r}: {exc}") from exc
+
+
+def _check_size(size: tuple[int, int], what: str) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise DataError(f"{what} is empty ({width}x{height} pixels); an image needs at least 1x1")
 
 
 def preprocess_image(image: str | Path | Any, spec: PreprocessSpec) -> np.ndarray:

@@ -404,6 +404,9 @@ def _describe(spec: TensorSpec) -> str:
 
 
 def _as_image_list(images: Any) -> list[Any]:
+    if images is None:
+        raise InvalidArgumentError("predict needs images: a file path, a PIL image or an HxWx3 array, or a list of "
+                                   "them; got None")
     if isinstance(images, (str, Path)) or not isinstance(images, (list, tuple, np.ndarray)):
         return [images]
     if isinstance(images, np.ndarray):

@@ -245,3 +245,25 @@ def test_auto_runs_mlpackages_with_the_reference_executor_on_linux():
     except (ImportError, AttributeError):
         pytest.skip("the coreml-reference backend is not present")
     assert resolve_backend("model.mlpackage").name == "coreml-reference"
+
+
+def test_predict_reports_every_kind_of_unusable_image_for_that_image_and_classifies_the_rest(tiny_onnx, tmp_path):
+    """A decompression bomb, empty arrays and images, NaNs and non-images each get their own
+    error; the good images around them are still classified (docs/runtime.md's promise)."""
+    from PIL import Image
+
+    path, _, pil, array = _photos(tmp_path)
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 20000)).save(bomb)  # 400 Mpixel, a few hundred KB compressed
+    images = [path, bomb, np.zeros((0, 0, 3), np.uint8), Image.new("RGB", (0, 5)),
+              np.full((8, 8, 3), np.nan, np.float32), None, 42, pil, array]
+    with load(tiny_onnx) as session:
+        results = session.predict(images, top_k=2)
+    assert [r.ok for r in results] == [True, False, False, False, False, False, False, True, True]
+    assert "decompression bomb" in results[1].error and "bomb.png" in results[1].error
+    assert "empty" in results[2].error and "empty" in results[3].error
+    assert "NaN" in results[4].error
+    assert "NoneType" in results[5].error and "int" in results[6].error
+    with load(tiny_onnx) as session:
+        with pytest.raises(InvalidArgumentError, match="got None"):
+            session.predict(None)
