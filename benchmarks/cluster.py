@@ -12,8 +12,10 @@ the results say whether it did). The coordinator is this process.
    p50/p99 as the coordinator sees them), then the same images streamed with several in flight
    (frames per second). Each against the unsplit model served the same way (one device).
 2. **Predicted against measured**: ``edgevit.partition.predict.predict_plan`` with the fleet's
-   device file and ``request_ms``, the round trip of one request that computes nothing, measured
-   on the same fleet (so the model has no free parameter fitted to the plans).
+   device file, each device's speed measured as a device profile would be, ``request_ms`` (one
+   request that computes nothing, its round trip minus the modelled link) and ``fanout_ms``
+   (what each further concurrent request adds), both measured on the same fleet with a model
+   that computes nothing, so the prediction has no free parameter fitted to the plans.
 3. **Failure** (class-wise K = 4, deadline 250 ms): ``--failure-requests`` at a fixed rate; one
    agent SIGKILLed after 30% of them and restarted after 70%; every answer's latency, and how many
    were hedged, failed over, degraded. Then again with one standby per piece.
@@ -30,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -136,11 +139,13 @@ def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, roo
                  links_in_processes=True)
 
 
-def request_overhead(fleet, cluster, root: Path) -> float:
+def request_overhead(fleet, cluster, root: Path) -> tuple[float, float]:
     """What one request costs besides compute and the modelled link, on the path plans use: a model
     that computes nothing, called through the coordinator's gRPC transport from its event-loop
-    thread and through each device's link, minus the link model's transfer times. The
-    prediction's ``request_ms``; measured on the fleet, not fitted to the plans."""
+    thread and through each device's link, minus the link model's transfer times (the
+    prediction's ``request_ms``); and what each further concurrent request adds when the
+    coordinator sends one to every device at once (``fanout_ms``: the time until the last
+    answer, minus one request's, over K - 1). Measured on the fleet, not fitted to the plans."""
     from edgevit.agent.client import AgentClient
     from edgevit.cluster.deploy import endpoints
     from edgevit.cluster.session import _Loop
@@ -155,17 +160,32 @@ def request_overhead(fleet, cluster, root: Path) -> float:
     transport, loop = GrpcTransport(endpoints(cluster)), _Loop()
     costs = []
     try:
+        singles = []
         for device in cluster.devices:
             link = transfer_ms(x.nbytes, device) + transfer_ms(3 * 4, device)
             for index in range(60):
                 start = time.perf_counter()
                 answer = loop.run(transport.infer(device.name, folder.name, {"input": x}, 10.0))
                 if index >= 10:
-                    costs.append((time.perf_counter() - start) * 1000 - link - (answer.compute_ms or 0.0))
+                    singles.append((time.perf_counter() - start) * 1000)
+                    costs.append(singles[-1] - link - (answer.compute_ms or 0.0))
+        fanout = 0.0
+        if len(cluster.devices) > 1:
+            async def everyone() -> None:
+                await asyncio.gather(*(transport.infer(d.name, folder.name, {"input": x}, 10.0)
+                                       for d in cluster.devices))
+
+            together = []
+            for index in range(60):
+                start = time.perf_counter()
+                loop.run(everyone())
+                if index >= 10:
+                    together.append((time.perf_counter() - start) * 1000)
+            fanout = (float(np.median(together)) - float(np.median(singles))) / (len(cluster.devices) - 1)
         loop.run(transport.close())
     finally:
         loop.close()
-    return float(np.median(costs))
+    return float(np.median(costs)), fanout
 
 
 def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: float | None,
@@ -184,7 +204,7 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
         devices = fleet.write_devices(root / "devices.toml")
         cluster = load_devices(devices)
         deploy_plan(plan_dir, cluster)
-        overhead = request_overhead(fleet, cluster, root)
+        overhead, fanout = request_overhead(fleet, cluster, root)
         speeds = device_speeds(fleet, Path(args.work) / "unsplit-stage", x)
         measured_devices = load_devices(fleet.write_devices(root / "devices-measured.toml", speed=speeds))
         with connect(plan_dir, cluster, policy=Policy(deadline_ms=10_000, hedge=False)) as session:
@@ -201,16 +221,17 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
             streamed = list(session.stream(x))
             fps = len(streamed) / (time.perf_counter() - start)
             stats = session.stats()
-    predicted = predict_plan(plan, measured_devices, request_ms=overhead)
+    predicted = predict_plan(plan, measured_devices, request_ms=overhead, fanout_ms=fanout)
     out = {"pieces": len(plan.pieces), "strategy": plan.strategy, "requests": len(x),
            "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
            "mean_ms": float(np.mean(latencies)), "frames_per_s": fps, "top1": 100.0 * correct / len(x),
            "device_compute_p50_ms": {p: float(np.median(v)) for p, v in computes.items()},
-           "request_overhead_ms": overhead, "predicted": predicted, "device_speeds": speeds,
+           "request_overhead_ms": overhead, "fanout_ms": fanout, "predicted": predicted, "device_speeds": speeds,
            "policy": stats["policy"], "link": {"latency_ms": args.latency_ms, "mbps": args.mbps}, "quota": quota}
     out["prediction_error"] = predicted["end_to_end_ms"] / out["p50_ms"] - 1
     log(f"{plan_dir.name}: p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms, {fps:.1f} frames/s; predicted "
-        f"{predicted['end_to_end_ms']:.2f} ms ({out['prediction_error']:+.1%}); request overhead {overhead:.2f} ms")
+        f"{predicted['end_to_end_ms']:.2f} ms ({out['prediction_error']:+.1%}); request overhead {overhead:.2f} ms, "
+        f"fan-out {fanout:.2f} ms per further request")
     return out
 
 
@@ -415,7 +436,9 @@ def markdown(results: dict[str, Any]) -> str:
              "## Latency and throughput (digits validation images, 64 px)", "",
              "`ratio` = p50 over the unsplit model's p50 on one such device; `fps ratio` = frames per second over the "
              "unsplit model's; `predicted` = `predict_plan` on the fleet's device file with `request_ms` measured by "
-             "a request that computes nothing through the coordinator's transport (the `overhead` column) and each "
+             "a request that computes nothing through the coordinator's transport (the `overhead` column), `fanout_ms` "
+             "measured by sending one such request to every device of the plan at once (the `fan-out` column: what each "
+             "further concurrent request adds; class-wise plans only), and each "
              "device's speed measured as a device profile would be (the unsplit model's compute time on the device "
              "against the planning machine's; `device speed`, the median over the plan's devices).", ""]
     plans = results["plans"]
@@ -428,11 +451,12 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{ratio:.2f}" if ratio else "-", f"{row['frames_per_s']:.1f}",
                      f"{fps_ratio:.2f}" if fps_ratio else "-", f"{row['predicted']['end_to_end_ms']:.2f}",
                      f"{row['prediction_error']:+.1%}", f"{row['request_overhead_ms']:.2f}",
+                     f"{row['fanout_ms']:.2f}" if row["strategy"] == "classwise" and "fanout_ms" in row else "-",
                      f"{np.median(list(row.get('device_speeds', {}).values()) or [float('nan')]):.2f}",
                      f"{row['top1']:.1f}"))
     lines.append(format_table(["plan", "pieces", "p50 ms", "p99 ms", "ratio", "frames/s", "fps ratio",
-                               "predicted ms", "error", "overhead ms", "device speed", "top-1 %"], rows,
-                              align="lrrrrrrrrrrr"))
+                               "predicted ms", "error", "overhead ms", "fan-out ms", "device speed", "top-1 %"],
+                              rows, align="lrrrrrrrrrrrr"))
     if base and "classwise-K4" in plans:
         ratio = plans["classwise-K4"]["p50_ms"] / base["p50_ms"]
         lines += ["", f"Class-wise K = 4: {ratio:.2f}x the unsplit model (goal <= {GOALS['classwise_k4_ratio']}): "
@@ -488,7 +512,7 @@ def time_breakdown(plans: dict[str, Any]) -> list[str]:
         computes = row["device_compute_p50_ms"]
         if row["strategy"] == "pipeline" or name == "unsplit":
             compute = sum(computes.values())
-            link = sum(p["input_transfer_ms"] for p in pieces.values()) + list(pieces.values())[-1]["output_transfer_ms"]
+            link = sum(p["input_transfer_ms"] + p["output_transfer_ms"] for p in pieces.values())
         else:
             compute = max(computes.values())
             link = max(p["input_transfer_ms"] + p["output_transfer_ms"] for p in pieces.values())

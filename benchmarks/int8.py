@@ -106,7 +106,7 @@ def accuracy(model: str, work: Path, args: argparse.Namespace, previous: dict[st
     from edgevit.runtime.cpu import int8_path
 
     size = TRAIN_SIZE.get(model, DEFAULT_TRAIN_SIZE)
-    weights, training = trained_weights(model, size, work)
+    weights, training = trained_weights(model, size, work, not args.no_second_run)
     kept = {t: r for t, r in ((previous or {}).get("targets") or {}).items() if t not in _accuracy_labels(args)}
     out = {"image_size": size, "training": training, "targets": kept}
     for target, extra in _accuracy_variants(args):
@@ -167,8 +167,11 @@ def _accuracy_row(artifact: Any) -> dict[str, Any]:
     return row
 
 
-def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, Any]]:
-    """Weights trained on digits at ``size`` (cached in ``work``; too large to commit)."""
+def trained_weights(model: str, size: int, work: Path, second_run: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Weights trained on digits at ``size`` (cached in ``work``; too large to commit).
+
+    ``second_run=False`` (``--no-second-run``): take the first run's weights where SECOND_RUN
+    would train again (the tables' ``epochs`` column then shows one run)."""
     import torch
 
     from edgevit.data.datasets import load_dataset
@@ -178,7 +181,7 @@ def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, 
     path = work / "weights" / f"{model}-digits-{size}.safetensors"
     record = path.with_suffix(".json")
     info = json.loads(record.read_text()) if path.exists() and record.exists() else None
-    if info is not None and (model not in SECOND_RUN or "second_run" in info):
+    if info is not None and (model not in SECOND_RUN or "second_run" in info or not second_run):
         return path, info
     torch.set_num_threads(1)  # on a shared 2-core machine PyTorch's 2-thread training is many times slower
     train_set, val_set = load_dataset("digits", "train"), load_dataset("digits", "val")
@@ -194,7 +197,7 @@ def trained_weights(model: str, size: int, work: Path) -> tuple[Path, dict[str, 
         info = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
                 "val_top1_pytorch": result.final_top1, "seconds": round(time.perf_counter() - start, 1), "threads": 1}
         record.write_text(json.dumps(info))
-    if model in SECOND_RUN:
+    if model in SECOND_RUN and second_run:
         epochs, lr = SECOND_RUN[model]
         net = create_model(model, weights=path, image_size=size)
         config = TrainConfig(epochs=epochs, batch_size=BATCH.get(model, DEFAULT_BATCH), lr=lr, warmup_epochs=0.5,
@@ -221,7 +224,7 @@ def latency(model: str, work: Path, args: argparse.Namespace, previous: dict[str
 
     weights = None
     if TRAIN_SIZE.get(model) == 224:
-        weights, _ = trained_weights(model, 224, work)
+        weights, _ = trained_weights(model, 224, work, not args.no_second_run)
     # rows of targets not timed now are kept from the run that timed them (their "cpu" says where)
     kept = {label: {**row, "cpu": row.get("cpu", (previous or {}).get("cpu"))}
             for label, row in ((previous or {}).get("pairs") or {}).items()
@@ -479,6 +482,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset20", action="store_true", help="also time ONNX at opset 20")
     parser.add_argument("--latency-targets", nargs="+", default=list(LATENCY_TARGETS), choices=LATENCY_TARGETS,
                         help="targets to time (the others keep their rows from earlier runs)")
+    parser.add_argument("--no-second-run", action="store_true",
+                        help="use the first training run's weights where a second run is scheduled (EfficientFormer-L1: "
+                             "6 more epochs at 224 px, about 2 hours on 2 cores)")
     parser.add_argument("--report-only", action="store_true", help="rewrite int8.md from int8.json and exit")
     parser.add_argument("--work", default=os.environ.get("EDGEVIT_INT8_WORK", "/tmp/edgevit-int8"),
                         help="cache of weights and artifacts (too large to commit)")

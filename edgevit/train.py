@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -215,20 +213,15 @@ def save_weights(model: nn.Module, path: str | Path, labels: list[str] | tuple[s
     """Write the state dict as safetensors (atomically), with the class labels in its metadata."""
     from safetensors.torch import save_file
 
+    from edgevit._files import replacing
+
     path = Path(path)
     meta = dict(metadata or {})
     if labels is not None:
         meta["labels"] = json.dumps(list(labels))
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

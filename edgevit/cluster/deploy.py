@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,13 +183,9 @@ def deploy_plan(plan_dir: str | Path, cluster: Any, replicas: int = 0, force: bo
 
 
 def write_deployment(plan_dir: str | Path, deployment: Deployment) -> Path:
-    folder = Path(plan_dir)
-    fd, tmp = tempfile.mkstemp(prefix=f".{DEPLOYMENT_NAME}.", dir=folder)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(deployment.to_dict(), indent=2) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / DEPLOYMENT_NAME)
-    return folder / DEPLOYMENT_NAME
+    from edgevit._files import write_text
+
+    return write_text(Path(plan_dir) / DEPLOYMENT_NAME, json.dumps(deployment.to_dict(), indent=2) + "\n")
 
 
 def read_deployment(plan_dir: str | Path) -> Deployment | None:

@@ -7,8 +7,10 @@ proxy dials the agent, and every byte crossing it, in either direction, is
 * **delayed**: delivered no earlier than ``latency_ms`` after the proxy read it. Each direction
   is a FIFO of timestamped chunks, so latency does not cost throughput: a stream keeps flowing
   with ``latency_ms`` of data in flight, as on a real long link;
-* **paced**: at most ``mbps`` megabits per second per direction (a token bucket holding about
-  5 ms of traffic; chunks are split to fit);
+* **serialized**: at ``mbps`` megabits per second per direction, each chunk occupying the link
+  for its size over the bandwidth, one after another, with no burst allowance: a message of
+  ``n`` bytes sent on an idle link arrives ``latency_ms + n / bandwidth`` after it was sent,
+  what the device file's link model (:func:`edgevit.partition.cost.transfer_ms`) predicts;
 * **cut** on demand: :meth:`LinkProxy.cut` resets every open connection (both sides see a TCP
   RST) and resets new ones the moment they arrive, until :meth:`LinkProxy.restore`.
 
@@ -60,9 +62,6 @@ DEFAULT_LISTEN = "127.0.0.1:0"
 MAX_QUEUED_BYTES = 4 << 20
 #: the largest read from a socket
 CHUNK_BYTES = 64 << 10
-#: a token bucket holds this much traffic at most (a burst), but never less than BURST_MIN_BYTES
-BURST_SECONDS = 0.005
-BURST_MIN_BYTES = 1500
 MAX_LATENCY_MS = 60_000.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 #: how long a control call (cut, restore, set_link, stats) waits for the proxy's thread
@@ -454,7 +453,7 @@ class _Pipe:
         self.queued = 0
         self.wake = asyncio.Event()  # new data in an empty FIFO, or a new spec
         self.room = asyncio.Event()  # the FIFO fell below MAX_QUEUED_BYTES
-        self.bucket = _TokenBucket()
+        self.wire = _Wire()
 
     async def receive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -479,7 +478,10 @@ class _Pipe:
                 continue
             read_at, data = self.queue[0]
             spec = self.link.spec
-            early = read_at + spec.latency_ms / 1000 - loop.time()
+            now, eligible = loop.time(), read_at + spec.latency_ms / 1000
+            # one wait per chunk (each asyncio timer may fire up to a millisecond late)
+            early = self.wire.until_sent(len(data), eligible, now, spec.bytes_per_second) if data else 0.0
+            early = max(early, eligible - now)
             if early > 0:
                 await self._wait(early)
                 continue
@@ -487,14 +489,8 @@ class _Pipe:
                 if self.sink.can_write_eof():
                     self.sink.write_eof()
                 return
-            size, early = self.bucket.take(len(data), loop.time(), spec.bytes_per_second)
-            if early > 0:
-                await self._wait(early)
-                continue
-            if size < len(data):
-                self.queue[0] = (read_at, data[size:])
-            else:
-                self.queue.popleft()
+            size = len(data)
+            self.queue.popleft()
             self.queued -= size
             if self.queued < MAX_QUEUED_BYTES:
                 self.room.set()
@@ -512,29 +508,29 @@ class _Pipe:
             pass
 
 
-class _TokenBucket:
-    """Bytes a direction may send now: refills at the link's rate, holds one burst at most."""
+class _Wire:
+    """When the head chunk has crossed the link: chunks are serialized one after another at the
+    link's rate, each starting when it may (read time plus latency) and the wire is free, so a
+    burst after an idle spell pays its full transfer time, as on a real link."""
 
     def __init__(self) -> None:
-        self.tokens = 0.0
-        self.stamp: float | None = None
+        self.free_at = float("-inf")  # when the wire finishes the chunks already sent
+        self.done_at: float | None = None  # when the head chunk will have crossed
+        self.rate: float | None = None
 
-    def take(self, want: int, now: float, rate: float | None) -> tuple[int, float]:
-        """``(bytes to send now, 0)``, or ``(0, seconds to wait)`` when the bucket is short."""
+    def until_sent(self, size: int, eligible: float, now: float, rate: float | None) -> float:
+        """Seconds until the head chunk (``size`` bytes, deliverable from ``eligible``) has crossed; 0
+        when it has, and then the wire moves on to the next chunk."""
         if rate is None:
-            self.stamp = None  # a later limit starts with a full bucket
-            return want, 0.0
-        burst = max(float(BURST_MIN_BYTES), rate * BURST_SECONDS)
-        if self.stamp is None:
-            self.tokens = burst
-        else:
-            self.tokens = min(burst, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        size = min(want, int(burst))
-        if self.tokens >= size:
-            self.tokens -= size
-            return size, 0.0
-        return 0, (size - self.tokens) / rate
+            self.done_at, self.free_at = None, float("-inf")
+            return 0.0
+        if self.done_at is None or rate != self.rate:  # a new head chunk, or the link changed under it
+            self.rate = rate
+            self.done_at = max(eligible, self.free_at) + size / rate
+        if now < self.done_at:
+            return self.done_at - now
+        self.free_at, self.done_at = self.done_at, None
+        return 0.0
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

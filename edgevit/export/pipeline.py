@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgevit._files import normal_modes, staging_dir
 from edgevit.artifact import Manifest, TensorSpec
 from edgevit.errors import ConversionError, EdgeVitError, InvalidArgumentError, VerificationError
 from edgevit.export.ops import OpReport
@@ -85,8 +86,7 @@ def prepare(job: ExportJob) -> None:
         job.prepared = prepare_model(job.source, job.options)
     input_spec, output_spec = job.target.io_specs(job.options, job.prepared.image_size, job.prepared.num_outputs)
     job.inputs, job.outputs = (input_spec,), (output_spec,)
-    job.staging = Path(tempfile.mkdtemp(prefix=f".{job.artifact_name}.", suffix=".partial", dir=job.options.out))
-    job.staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the artifact gets normal permissions
+    job.staging = staging_dir(job.options.out, job.artifact_name)
 
 
 def convert(job: ExportJob) -> None:
@@ -276,7 +276,10 @@ def check_writable(out: Path) -> Path:
 
 
 def install(staging: Path, final: Path) -> None:
-    """Rename ``staging`` to ``final``; an existing ``final`` is replaced only once the new one is in place."""
+    """Rename ``staging`` to ``final``; an existing ``final`` is replaced only once the new one is in place.
+
+    Everything in it first gets normal permissions (converters and :mod:`tempfile` make private ones)."""
+    normal_modes(staging)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.{os.getpid()}.old")
@@ -289,12 +292,6 @@ def install(staging: Path, final: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # -- progress ----------------------------------------------------------------------------------

@@ -7,10 +7,14 @@ file's speeds and links, and ``request_ms``: what one request costs besides comp
 bytes on the link (serialization, gRPC, the agent's own work), which the link model alone leaves
 out and which, on loopback, is larger than the compute of a small piece. ``request_ms`` is
 measured, not guessed: ``edgevit bench --url`` reports it as "network + agent"; the cluster
-benchmark measures it per fleet with a model that computes nothing.
+benchmark measures it per fleet with a model that computes nothing. ``fanout_ms``: what each
+further concurrent request of a class-wise plan adds, because one coordinator serializes,
+sends and receives the K requests one after another (measured the same way, with K concurrent
+requests that compute nothing against one).
 
 * class-wise: every sub-model's device in parallel (input transfer, compute, feature transfer,
-  one request), the slowest of them, then the fusion head on the coordinator;
+  one request), the slowest of them, plus ``fanout_ms`` for each of the other K - 1 requests,
+  then the fusion head on the coordinator;
 * pipeline: the stages one after another (each a request and its transfers); the steady-state
   frame rate is set by the slowest stage.
 
@@ -29,7 +33,7 @@ from edgevit.partition.cost import PieceCost, compute_ms, transfer_ms
 __all__ = ["predict_plan"]
 
 
-def predict_plan(plan: Any, cluster: Cluster, request_ms: float = 0.0) -> dict[str, Any]:
+def predict_plan(plan: Any, cluster: Cluster, request_ms: float = 0.0, fanout_ms: float = 0.0) -> dict[str, Any]:
     """``{"end_to_end_ms", "frames_per_s", "pieces": {name: {...}}, "request_ms"}`` of ``plan`` on ``cluster``.
 
     Raises:
@@ -50,8 +54,9 @@ def predict_plan(plan: Any, cluster: Cluster, request_ms: float = 0.0) -> dict[s
         if plan.fusion is not None and plan.fusion.cost.get("measured_ms") is not None:
             fusion = float(plan.fusion.cost["measured_ms"]) / cluster.coordinator_speed
         slowest = max(p["total_ms"] for p in pieces.values())
-        return {"end_to_end_ms": slowest + fusion, "fusion_ms": fusion, "frames_per_s": None,
-                "slowest_piece_ms": slowest, "pieces": pieces, "request_ms": request_ms}
+        fanout = fanout_ms * (len(pieces) - 1)
+        return {"end_to_end_ms": slowest + fanout + fusion, "fusion_ms": fusion, "frames_per_s": None,
+                "slowest_piece_ms": slowest, "fanout_ms": fanout, "pieces": pieces, "request_ms": request_ms}
     total = sum(p["total_ms"] for p in pieces.values())
     # a stage is busy for its compute only; transfers and the request overlap with other frames
     bottleneck = max(p["compute_ms"] for p in pieces.values())

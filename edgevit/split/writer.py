@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgevit._files import staging_dir, write_text
 from edgevit.artifact import Manifest, TensorSpec, read_manifest
 from edgevit.errors import VerificationError
 from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
@@ -49,7 +49,7 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
 
     out = Path(out)
     check_writable(out.parent if str(out.parent) else Path("."))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    staging = staging_dir(out.parent, out.name)
     try:
         plan = built.plan
         pieces = []
@@ -161,7 +161,7 @@ def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
     module = item.module.eval()
     with torch.no_grad():
         reference = module(torch.from_numpy(item.check_inputs)).float().numpy()
-    staging = Path(tempfile.mkdtemp(prefix=f".{item.piece.name}.", suffix=".partial", dir=folder))
+    staging = staging_dir(folder, item.piece.name)
     try:
         start = time.perf_counter()
         with captured_output():  # converters talk a lot; edgevit.export hides it the same way
@@ -256,9 +256,7 @@ def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -196,6 +196,21 @@ def test_bandwidth_is_limited_each_way(echo):
     assert unlimited < limited / 2, (unlimited, limited)
 
 
+def test_a_burst_after_idle_pays_its_full_transfer_time(echo):
+    """A 60 KB request on an idle 100 Mbit/s link crosses in 4.8 ms each way, as the device file's
+    link model says; a token bucket that let a burst through free would return it in well under 1 ms."""
+    payload = os.urandom(60_000)
+    with LinkProxy(echo, LinkSpec(mbps=100)) as proxy, connect(proxy.address) as sock:
+        times = []
+        for _ in range(5):
+            time.sleep(0.05)  # idle: a bucket would refill
+            start = time.perf_counter()
+            sock.sendall(payload)
+            assert recv_exactly(sock, len(payload)) == payload
+            times.append(time.perf_counter() - start)
+    assert min(times) >= 2 * 0.0048 * 0.95, times
+
+
 def test_latency_does_not_reduce_throughput(echo):
     """4 MB through 20 ms each way takes about 40 ms longer, not 64 chunks x 20 ms longer."""
     payload = os.urandom(4 << 20)

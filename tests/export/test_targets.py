@@ -89,3 +89,22 @@ def test_fp16_artifacts_store_half_the_weights(exported, model):
     for target in {t for t, _ in (k for k in result if k != "out")}:
         fp32, fp16 = result[(target, "fp32")].artifact, result[(target, "fp16")].artifact
         assert fp16.size_bytes < 0.8 * fp32.size_bytes, f"{target}: fp16 {fp16.size_bytes} vs fp32 {fp32.size_bytes}"
+
+
+@pytest.mark.parametrize("model", family_models())
+def test_artifacts_have_the_permissions_of_any_new_file(exported, model):
+    """No private (0600/0700) files or folders inside an artifact: converters and tempfile make
+    them, edgevit's install step gives the whole tree the umask's permissions (issue 17 #14)."""
+    from edgevit._files import umask
+
+    mask = umask()
+    for key, outcome in exported(model).items():
+        if key == "out" or not outcome.ok:
+            continue
+        root = outcome.artifact.path
+        for item in [root, *root.rglob("*")]:
+            if item.is_symlink():
+                continue
+            mode = item.stat().st_mode & 0o777
+            expected = 0o777 & ~mask if item.is_dir() or mode & 0o111 else 0o666 & ~mask
+            assert mode == expected, f"{key}: {item.relative_to(root.parent)} has mode {mode:o}, not {expected:o}"

@@ -148,6 +148,8 @@ def test_predict_plan_on_other_devices():
     slow = predicted["pieces"]["sub0"]
     assert slow["compute_ms"] == pytest.approx(4.0) and slow["input_transfer_ms"] == pytest.approx(1.0 + 1.0)
     assert predicted["end_to_end_ms"] == pytest.approx(2.0 + 4.0 + (1.0 + 0.02) + 0.5 + 0.1)
+    fanned = predict_plan(plan, cluster, request_ms=0.5, fanout_ms=0.75)
+    assert fanned["end_to_end_ms"] == pytest.approx(predicted["end_to_end_ms"] + 0.75 * (2 - 1))
     stages = Plan("pipeline", {}, ("a", "b"), "onnx", "fp32", {}, pieces)
     pipe = predict_plan(stages, cluster)
     assert pipe["end_to_end_ms"] == pytest.approx(sum(p["total_ms"] for p in pipe["pieces"].values()))

@@ -264,6 +264,5 @@ def test_predict_reports_every_kind_of_unusable_image_for_that_image_and_classif
     assert "empty" in results[2].error and "empty" in results[3].error
     assert "NaN" in results[4].error
     assert "NoneType" in results[5].error and "int" in results[6].error
-    with load(tiny_onnx) as session:
-        with pytest.raises(InvalidArgumentError, match="got None"):
-            session.predict(None)
+    with load(tiny_onnx) as session, pytest.raises(InvalidArgumentError, match="got None"):
+        session.predict(None)
