@@ -11,18 +11,22 @@ user's umask gives a new file or folder.
   (a library's ``save(path)``), renamed onto ``path`` on success, removed on failure;
 * :func:`write_text`: the same for text;
 * :func:`staging_dir`: a temporary folder to build an artifact in, with normal permissions;
-* :func:`normal_modes`: give a finished tree normal permissions before it is installed.
+* :func:`normal_modes`: give a finished tree normal permissions before it is installed;
+* :func:`check_output_file`: prove an output file can be written *before* the work that makes
+  it (training, benchmarking, evaluating), so a bad path costs nothing;
+* :func:`rescue`: when a finished result still cannot be written where asked (the disk filled
+  up, the folder was removed), write it to the temporary folder and say where.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["normal_modes", "replacing", "staging_dir", "umask", "write_text"]
+__all__ = ["check_output_file", "normal_modes", "replacing", "rescue", "staging_dir", "umask", "write_text"]
 
 
 def umask() -> int:
@@ -78,3 +82,47 @@ def staging_dir(parent: str | Path, name: str, suffix: str = ".partial") -> Path
     folder = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=suffix, dir=parent))
     folder.chmod(0o777 & ~umask())
     return folder
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Refuse, before any work, an output file that cannot be written: its folder is made if
+    missing and a file is created and removed in it.
+
+    Raises:
+        InvalidArgumentError: naming ``option``, the path, the reason and what to pass instead.
+    """
+    from edgevit.errors import InvalidArgumentError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgumentError(f"{option} {str(path)!r} is a folder; pass a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot write {option} {str(path)!r}: {exc.strerror or exc}; pass a path in a "
+                                   "writable folder") from exc
+    return path
+
+
+def rescue(path: str | Path, write: Callable[[Path], object], error: OSError) -> None:
+    """``write`` failed to put a finished result at ``path`` with ``error``: write it to the temporary
+    folder instead and raise an error that says where it is.
+
+    Raises:
+        EdgeVitError: always; saying where the result was saved (or that it could not be).
+    """
+    from edgevit.errors import EdgeVitError
+
+    folder = Path(tempfile.mkdtemp(prefix="edgevit-rescued."))
+    folder.chmod(0o777 & ~umask())
+    saved = folder / Path(path).name
+    try:
+        write(saved)
+    except OSError as second:
+        raise EdgeVitError(f"could not write {str(path)!r} ({error.strerror or error}), nor a copy in {folder} "
+                           f"({second.strerror or second}); the result is lost") from error
+    raise EdgeVitError(f"could not write {str(path)!r} ({error.strerror or error}); the finished result was saved to "
+                       f"{saved} instead") from error

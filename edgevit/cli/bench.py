@@ -46,8 +46,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgevit._files import check_output_file, rescue
     from edgevit.bench.report import write_csv, write_json
     from edgevit.bench.runner import BenchOptions, benchmark
+
+    outputs = {"--json": args.json, "--csv": args.csv, "--plot": args.plot}
+    for option, path in outputs.items():
+        if path:
+            check_output_file(path, option)
 
     options = BenchOptions(
         backend=args.backend,
@@ -68,17 +74,18 @@ def run(args: argparse.Namespace) -> int:
         compare=args.compare,
     )
     print(report.table())
-    written = []
-    if args.json:
-        written.append(write_json(report, args.json))
-    if args.csv:
-        written.append(write_csv(report, args.csv))
+    writers = {"--json": write_json, "--csv": write_csv}
     if args.plot:
         from edgevit.bench.plot import plot_latency
 
-        written.append(plot_latency(report, args.plot))
-    for path in written:
-        print(f"wrote {path}")
+        writers["--plot"] = plot_latency
+    for option, path in outputs.items():
+        if not path:
+            continue
+        try:
+            print(f"wrote {writers[option](report, path)}")
+        except OSError as exc:
+            rescue(path, lambda where, write=writers[option]: write(report, where), exc)
     return 0
 
 

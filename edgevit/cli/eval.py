@@ -25,12 +25,19 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from edgevit._files import check_output_file, rescue, write_text
     from edgevit.evaluate import evaluate_source
 
+    if args.json:
+        check_output_file(args.json, "--json")
     result = evaluate_source(args.model, args.data, split=args.split, weights=args.weights,
                              image_size=args.image_size, backend=args.backend)
     print(f"{args.model} on {args.data} ({args.split}, {result['count']} images): "
           f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        text = json.dumps(result, indent=2) + "\n"
+        try:
+            write_text(args.json, text)
+        except OSError as exc:
+            rescue(Path(args.json), lambda where: write_text(where, text), exc)
     return 0

@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from edgevit._files import check_output_file, rescue
     from edgevit.data.datasets import load_dataset
     from edgevit.errors import InvalidArgumentError
     from edgevit.models import create_model
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--out must end in .safetensors, got {str(out)!r}")
     if out.parent.exists() and not out.parent.is_dir():
         raise InvalidArgumentError(f"--out folder {str(out.parent)!r} is not a folder")
+    check_output_file(out, "--out")
     train_set = load_dataset(args.data, "train")
     val_set = load_dataset(args.data, "val")
     model = create_model(args.model, weights=args.weights, num_classes=train_set.num_classes,
@@ -52,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size)
     spec = dataset_spec(args.model, train_set, args.image_size)
     result = train(model, train_set, val_set, config, spec, progress=None if not args.quiet else False)
-    save_weights(model, out, labels=train_set.classes,
-                 metadata={"model": args.model, "image_size": str(spec.size), "data": str(args.data)})
+    metadata = {"model": args.model, "image_size": str(spec.size), "data": str(args.data)}
+    try:
+        save_weights(model, out, labels=train_set.classes, metadata=metadata)
+    except OSError as exc:
+        rescue(out, lambda path: save_weights(model, path, labels=train_set.classes, metadata=metadata), exc)
     top1 = result.final_top1
     print(f"wrote {out} ({len(train_set)} training images, {train_set.num_classes} classes"
           + (f", validation top-1 {top1:.2f}%" if top1 is not None else "") + ")")

@@ -47,6 +47,9 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
     options = (options or SplitOptions()).replace(**overrides) if overrides else (options or SplitOptions())
     strategy = STRATEGIES.get(options.strategy)()
     _check_target(options)
+    from edgevit.export.pipeline import check_writable
+
+    check_writable(Path(out).parent if str(Path(out).parent) else Path("."))  # before minutes of training
     cluster = devices if isinstance(devices, Cluster) else load_devices(devices)
     model, name = _load_model(model, weights, image_size, options)
     train_set, val_set = _load_data(data, model, options)

@@ -43,3 +43,40 @@ def test_bad_train_and_eval_inputs_say_what_is_wrong(tmp_path, capsys):
             Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(folder / name / f"{i}.png")
     assert main(["eval", "test_vit", "--data", str(folder)]) == 1  # 10 classes vs 2
     assert "the model has 10 classes but the dataset" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys):
+    """Every output path is proved writable before training, benchmarking, evaluating or
+    splitting: the bad --data/artifact/devices given with it is never reached (issue 17 #4).
+    The folder is a file, which stops root too."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    nowhere = str(tmp_path / "no-such-data")
+    cases = [
+        (["train", "test_vit", "--data", nowhere, "--out", str(blocker / "w.safetensors")], "--out"),
+        (["eval", "test_vit", "--data", nowhere, "--json", str(blocker / "r.json")], "--json"),
+        (["bench", str(tmp_path / "no-artifact"), "--plot", str(blocker / "p.png")], "--plot"),
+        (["bench", str(tmp_path / "no-artifact"), "--json", str(tmp_path)], "--json"),
+        (["split", "test_vit", "--data", nowhere, "--devices", str(tmp_path / "none.toml"),
+          "--out", str(blocker / "plan")], "--out"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert expected in err and "a-file" in err or "is a folder" in err, (argv, err)
+        assert err.count("\n") == 1, err  # one line, no traceback
+
+
+def test_a_finished_result_that_cannot_be_written_is_saved_elsewhere_and_said(tmp_path):
+    import pytest
+
+    from edgevit._files import rescue
+    from edgevit.errors import EdgeVitError
+
+    target = tmp_path / "gone" / "weights.safetensors"
+    with pytest.raises(EdgeVitError) as info:
+        rescue(target, lambda where: where.write_text("trained"), OSError(28, "No space left on device"))
+    message = str(info.value)
+    assert "No space left on device" in message and "saved to" in message
+    saved = message.split("saved to ")[1].split(" instead")[0]
+    assert open(saved).read() == "trained"
