@@ -107,11 +107,14 @@ def accuracy(model: str, work: Path, args: argparse.Namespace, previous: dict[st
 
     size = TRAIN_SIZE.get(model, DEFAULT_TRAIN_SIZE)
     weights, training = trained_weights(model, size, work, not args.no_second_run)
-    kept = {t: r for t, r in ((previous or {}).get("targets") or {}).items() if t not in _accuracy_labels(args)}
+    # rows not re-run keep the training they were measured with
+    before = (previous or {}).get("training") or {}
+    kept = {t: {**r, "training": r.get("training", before)}
+            for t, r in ((previous or {}).get("targets") or {}).items() if t not in _accuracy_labels(args)}
     out = {"image_size": size, "training": training, "targets": kept}
     for target, extra in _accuracy_variants(args):
         label = target + _format_suffix(extra)
-        row: dict[str, Any] = {"cpu": int8_path().to_dict()}
+        row: dict[str, Any] = {"cpu": int8_path().to_dict(), "training": training}
         for precision in ("fp32", "int8"):
             artifact = export(model, target, precision, work / "accuracy", weights=weights, image_size=size,
                               calib_size=args.calib_size, data="digits", **(extra if precision == "int8" else {}))
@@ -385,7 +388,7 @@ def markdown(results: dict[str, Any]) -> str:
                                  row["max_drop_top1_drop"]))
             for label, int8, drop in variants:
                 kept = _kept_in_float(int8["recipe"]["float_kinds"], int8["recipe"]["float_blocks"])
-                rows.append((model, acc["image_size"], _epochs(acc.get("training", {})), label,
+                rows.append((model, acc["image_size"], _epochs(row.get("training") or acc.get("training", {})), label,
                              (row.get("cpu") or {}).get("u8s8_kernel", "not recorded"),
                              f"{row['fp32']['top1']:.2f}", f"{int8['top1']:.2f}", f"{drop:+.2f}",
                              _ok(drop <= GOALS["top1_drop"]),
