@@ -329,7 +329,6 @@ def failure(plan_dir: Path, quota: float | None, args: argparse.Namespace, repli
                 if not session.stats()["down"]:
                     break
                 time.sleep(0.1)
-            events["back_in_service_s_after_restart"] = round(time.monotonic() - start - restart_at * period, 2)
             stats = session.stats()
     latencies = [a.latency_ms for a in answers]
     late = sum(1 for a in answers if not a.ok or a.latency_ms > policy.deadline_ms)
@@ -343,6 +342,9 @@ def failure(plan_dir: Path, quota: float | None, args: argparse.Namespace, repli
            "p50_ms": float(np.median(latencies)), "p99_ms": float(np.percentile(latencies, 99)),
            "max_ms": float(max(latencies)),
            "degraded_after_restart_plus_50": sum(a.degraded for a in after_restart),
+           # the device's pieces answered again from here on: the last degraded answer after the restart
+           "last_degraded_s_after_restart": max(((i - restart_at) * period for i, a in enumerate(answers)
+                                                 if a.degraded and i >= restart_at), default=None),
            "policy": stats["policy"], "down_at_end": stats["down"]}
     log(f"replicas={replicas}: {out['within_deadline']}/{total} within {policy.deadline_ms:g} ms, degraded "
         f"{out['degraded']}, hedged {out['hedged']}, failed over {out['failed_over']}, max {out['max_ms']:.1f} ms")
