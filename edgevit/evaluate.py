@@ -9,7 +9,7 @@ import numpy as np
 
 from edgevit.data.datasets import ImageDataset, load_dataset, spec_for_source
 from edgevit.data.preprocess import PreprocessSpec
-from edgevit.errors import DataError
+from edgevit.errors import DataError, InvalidArgumentError
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -50,9 +50,20 @@ def _artifact_spec(manifest: Any, dataset: ImageDataset) -> PreprocessSpec:
 
 def evaluate_source(source: str, data: str, split: str = "val", weights: str | None = None,
                     image_size: int | None = None, backend: str = "auto") -> dict[str, Any]:
-    """Evaluate ``source`` (a zoo name, or an artifact folder/model file) on ``data``."""
+    """Evaluate ``source`` (a zoo name, or an artifact folder/model file) on ``data``.
+
+    ``weights`` and ``image_size`` build a zoo model; ``backend`` runs an artifact. Each is refused
+    for the other kind of source rather than ignored."""
+    is_artifact = Path(source).exists()
+    if is_artifact and (weights is not None or image_size is not None):
+        flag = "--weights" if weights is not None else "--image-size"
+        raise InvalidArgumentError(f"{flag} builds a zoo model, but {source!r} is an artifact, which has its weights "
+                                   f"and size; drop {flag}, or pass a zoo model name")
+    if not is_artifact and backend != "auto":
+        raise InvalidArgumentError(f"--backend chooses the runtime of an artifact, but {source!r} is a zoo model (run "
+                                   "in PyTorch); drop --backend, or pass an artifact folder")
     dataset = load_dataset(data, split)
-    if Path(source).exists():
+    if is_artifact:
         from edgevit import runtime
 
         with runtime.load(source, backend=backend) as session:

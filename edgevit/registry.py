@@ -80,6 +80,19 @@ class Registry(Generic[T]):
             self._entries[name] = entry
         return entry  # type: ignore[return-value]
 
+    def canonical(self, name: str) -> str:
+        """The registered spelling of ``name``, matched without regard to case (``"ONNX"`` -> ``"onnx"``).
+
+        Raises:
+            UnknownNameError: no entry matches, naming the closest valid names.
+        """
+        if isinstance(name, str) and name not in self._entries:
+            folded = [n for n in self._entries if n.casefold() == name.casefold()]
+            if len(folded) == 1:
+                return folded[0]
+        self._check(name)
+        return name
+
     def meta(self, name: str) -> Any:
         """Return the value object registered beside ``name``."""
         self._check(name)
@@ -99,7 +112,7 @@ class Registry(Generic[T]):
 
     def _check(self, name: str) -> None:
         if name not in self._entries:
-            close = self.closest(name)
+            close = self.closest(name) if isinstance(name, str) else []
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{hint}. Valid {self.kind}s: {', '.join(self.names())}"

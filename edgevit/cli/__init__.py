@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         module.add_parser(sub)
+    for command in sub.choices.values():  # `edgevit export ... --debug` works as well as `edgevit --debug export`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show full tracebacks on errors")
     return parser
 
 

@@ -78,8 +78,13 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     from edgevit.export.pipeline import Progress, check_writable, new_job, run_pipeline
 
     options = _options(options, None, kwargs)
-    target_names = split_names(targets if targets is not None else options.target)
-    precision_names = split_names(precisions if precisions is not None else options.precision)
+    from edgevit.export.options import PRECISIONS, check_options_apply
+    from edgevit.export.targets import TARGETS as _all_targets
+
+    target_names = [_all_targets.canonical(t) for t in split_names(targets if targets is not None else options.target)]
+    precision_names = [PRECISIONS.canonical(p)
+                       for p in split_names(precisions if precisions is not None else options.precision)]
+    check_options_apply(options, target_names, precision_names)
     if supported_only:
         from edgevit.export.targets import TARGETS as _targets
 

@@ -127,7 +127,11 @@ class ExportOptions:
         if self.weights is not None:
             object.__setattr__(self, "weights", Path(self.weights))
         object.__setattr__(self, "batch", parse_batch(self.batch))
-        PRECISIONS.get(self.precision)  # unknown precision: lists the valid ones
+        from edgevit.export.targets import TARGETS
+
+        # names are matched without regard to case; an unknown one lists the valid ones
+        object.__setattr__(self, "target", TARGETS.canonical(self.target))
+        object.__setattr__(self, "precision", PRECISIONS.canonical(self.precision))
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise InvalidArgumentError(
                 f"unknown Core ML deployment target {self.deployment_target!r}; valid: {', '.join(DEPLOYMENT_TARGETS)}"
@@ -194,3 +198,32 @@ def split_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
     if not names:
         raise InvalidArgumentError(f"expected at least one name, got {value!r}")
     return list(dict.fromkeys(names))
+
+
+#: options that mean something only for some targets or precisions: (what they apply to, test)
+_ONLY_FOR: dict[str, tuple[str, Any]] = {
+    "opset": ("ONNX (--target onnx)", lambda t, p: t == "onnx"),
+    "deployment_target": ("Core ML (--target coreml)", lambda t, p: t == "coreml"),
+    "channels_last": ("TFLite (--target tflite)", lambda t, p: t == "tflite"),
+    "onnx_int8_format": ("ONNX int8 (--target onnx --precision int8)", lambda t, p: t == "onnx" and p == "int8"),
+    **{name: ("the quantized precisions (--precision int8, w8, w6 or w4)", lambda t, p: p not in ("fp32", "fp16"))
+       for name in ("calib", "calib_size", "calib_method", "max_drop")},
+}
+
+
+def check_options_apply(options: ExportOptions, targets: list[str], precisions: list[str]) -> None:
+    """Refuse an option set away from its default that no requested target/precision uses, before
+    any work: it would be silently ignored (``--opset 30 --target tflite``).
+
+    Raises:
+        InvalidArgumentError: naming the option, what it applies to and what was asked.
+    """
+    defaults = ExportOptions.__dataclass_fields__
+    for name, (applies_to, applies) in _ONLY_FOR.items():
+        if getattr(options, name) == defaults[name].default:
+            continue
+        if not any(applies(t, p) for t in targets for p in precisions):
+            flag = "--" + name.replace("_", "-")
+            raise InvalidArgumentError(
+                f"{flag} applies only to {applies_to}, and this export is {', '.join(targets)} at "
+                f"{', '.join(precisions)}; drop {flag}, or add a target or precision it applies to")

@@ -25,3 +25,10 @@ def test_unknown_pattern_is_one_line_error(capsys):
 def test_debug_shows_traceback(capsys):
     assert main(["--debug", "models", "nope_nothing"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_after_the_subcommand_shows_traceback_too(capsys):
+    assert main(["models", "nope_nothing", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["models", "nope_nothing"]) == 1  # and without it, still one line
+    assert "Traceback" not in capsys.readouterr().err

@@ -1,0 +1,51 @@
+"""The whole request is checked before any work (issue 17 #5): options that mean nothing for the
+targets and precisions asked are refused with the reason instead of being ignored, and target
+and precision names are matched without regard to case."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevit.cli import main
+
+
+@pytest.mark.parametrize(("argv", "flag", "applies_to"), [
+    (["--target", "tflite", "--opset", "30"], "--opset", "ONNX"),
+    (["--target", "onnx", "--deployment-target", "iOS18"], "--deployment-target", "Core ML"),
+    (["--target", "onnx", "--channels-last"], "--channels-last", "TFLite"),
+    (["--target", "onnx", "--calib", "/nonexistent"], "--calib", "the quantized precisions"),
+    (["--target", "onnx", "--max-drop", "1"], "--max-drop", "the quantized precisions"),
+    (["--target", "tflite", "--precision", "int8", "--onnx-int8-format", "u8u8"], "--onnx-int8-format", "ONNX int8"),
+])
+def test_export_refuses_options_that_apply_to_nothing_asked(argv, flag, applies_to, tmp_path, capsys):
+    assert main(["export", "test_vit", "--out", str(tmp_path), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"InvalidArgumentError: {flag} applies only to {applies_to}") and f"drop {flag}" in err
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_an_option_that_applies_to_one_of_several_targets_is_accepted():
+    from edgevit.export.options import ExportOptions, check_options_apply
+
+    check_options_apply(ExportOptions(opset=20), ["tflite", "onnx"], ["fp32"])  # no error
+
+
+def test_target_and_precision_names_ignore_case(tmp_path, capsys):
+    from edgevit.export.options import ExportOptions
+
+    options = ExportOptions(target="ONNX", precision="Int8")
+    assert (options.target, options.precision) == ("onnx", "int8")
+    assert main(["export", "test_vit", "--target", "ONNX", "--precision", "FP16", "--no-verify", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("test_vit-onnx-fp16")
+    assert main(["export", "test_vit", "--target", "onxx", "--out", str(tmp_path)]) == 1
+    assert "closest: onnx" in capsys.readouterr().err
+
+
+def test_eval_refuses_options_for_the_other_kind_of_source(tmp_path, capsys):
+    assert main(["eval", "test_vit", "--backend", "litert", "--data", "digits"]) == 1
+    assert "--backend chooses the runtime of an artifact" in capsys.readouterr().err
+    artifact = tmp_path / "art"
+    artifact.mkdir()
+    assert main(["eval", str(artifact), "--weights", "w.safetensors", "--data", "digits"]) == 1
+    assert "--weights builds a zoo model" in capsys.readouterr().err
