@@ -100,4 +100,26 @@ def summary(plan, out) -> str:
     if acc.get("degraded"):
         lines.append("with one sub-model missing: " + ", ".join(f"{name} {top1:.2f}%"
                                                               for name, top1 in acc["degraded"].items()))
+    lines += [f"warning: {text}" for text in plan_warnings(plan)]
     return "\n".join(lines)
+
+
+def plan_warnings(plan) -> list[str]:
+    """What a user should not miss: devices the plan leaves idle, a plan predicted slower than the
+    unsplit model on one device."""
+    warnings = []
+    given = [d.get("name") for d in plan.devices.get("device", []) if d.get("name")]
+    used = {piece.device for piece in plan.pieces}
+    idle = [name for name in given if name not in used]
+    if idle:
+        warnings.append(f"the plan uses {len(used)} of the {len(given)} devices given; {', '.join(idle)} "
+                        f"{'is' if len(idle) == 1 else 'are'} left idle (too little memory, or more devices than "
+                        "pieces are worth: see the table)")
+    latency = plan.latency
+    split_ms, unsplit_ms = latency.get("end_to_end_ms"), latency.get("unsplit_device_ms")
+    if split_ms and unsplit_ms and split_ms > unsplit_ms:
+        warnings.append(f"the plan is predicted {split_ms / unsplit_ms:.1f}x slower end to end than the unsplit model on "
+                        f"{latency.get('unsplit_device', 'one device')} ({split_ms:.2f} ms against {unsplit_ms:.2f} ms)"
+                        + ("; a pipeline pays off in frames per second, not in latency" if plan.strategy == "pipeline"
+                           else ""))
+    return warnings
