@@ -63,6 +63,10 @@ class BenchOptions:
                 raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.backend != "auto":  # a typo is named now, not inside a probe after the first model
+            from edgevit.runtime import BACKENDS
+
+            object.__setattr__(self, "backend", BACKENDS.canonical(self.backend))
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,15 @@ def load_dataset(source: str | Path, split: str = "all") -> ImageDataset:
     if split == "all":
         return data
     train_idx, val_idx = stratified_split(data.labels, VAL_FRACTION, SPLIT_SEED)
-    return data.subset(train_idx if split == "train" else val_idx, f"{data.name}:{split}")
+    chosen = train_idx if split == "train" else val_idx
+    if len(chosen) == 0 and len(data.items):
+        need = int(np.ceil(0.5 / VAL_FRACTION))  # the fewest images per class that put one in validation
+        raise DataError(
+            f"the {split} split of {str(source)!r} is empty: {len(data.items)} image(s) in {len(data.classes)} "
+            f"class(es), and {VAL_FRACTION:.0%} of each class goes to validation, so a class needs at least "
+            f"{need} images to give one; add images, or make train/ and val/ sub-folders (each with one "
+            "sub-folder per class)")
+    return data.subset(chosen, f"{data.name}:{split}")
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -104,7 +104,8 @@ def _describe_load_failure(path: Path, exc: Exception) -> str:
         )
     if isinstance(exc, (zipfile.BadZipFile, EOFError, RuntimeError)) or "zip" in text.lower():
         return f"cannot read {path.name!r}: the file is truncated or not a PyTorch checkpoint ({text})"
-    return f"cannot read {path.name!r}: {text}"
+    return (f"cannot read {path.name!r}: it is not a checkpoint edgevit can load ({type(exc).__name__}: {text}); "
+            "pass a .safetensors file or a PyTorch state dict saved with torch.save")
 
 
 def _first_line(exc: Exception) -> str:

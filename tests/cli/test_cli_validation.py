@@ -49,3 +49,25 @@ def test_eval_refuses_options_for_the_other_kind_of_source(tmp_path, capsys):
     artifact.mkdir()
     assert main(["eval", str(artifact), "--weights", "w.safetensors", "--data", "digits"]) == 1
     assert "--weights builds a zoo model" in capsys.readouterr().err
+
+
+def test_weak_messages_say_what_is_wrong_and_how_to_fix_it(tmp_path, capsys):
+    """Issue 17 #11: a text file as weights, a backend typo in bench, a folder too small to split."""
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "text.pth").write_text("hello")
+    assert main(["eval", "test_vit", "--weights", str(tmp_path / "text.pth"), "--data", "digits"]) == 1
+    err = capsys.readouterr().err
+    assert "not a checkpoint edgevit can load" in err and ".safetensors" in err
+
+    assert main(["bench", str(tmp_path / "anything"), "--backend", "onnxrt"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("UnknownNameError: unknown runtime backend 'onnxrt'; closest: onnxruntime")
+
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "one" / "cat" / "a.png")
+    assert main(["train", "test_vit", "--data", str(tmp_path / "one"), "--epochs", "1",
+                 "--out", str(tmp_path / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "1 image(s) in 1 class(es)" in err and "at least 3 images" in err and "train/ and val/" in err
