@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["check_output_file", "normal_modes", "replacing", "rescue", "staging_dir", "umask", "write_text"]
+__all__ = ["check_output_file", "foreign_files", "normal_modes", "remove_stale_staging", "replacing", "rescue",
+           "staging_dir", "umask", "write_text"]
 
 
 def umask() -> int:
@@ -78,10 +79,58 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def staging_dir(parent: str | Path, name: str, suffix: str = ".partial") -> Path:
-    """A new hidden folder ``.NAME.xxxx.partial`` in ``parent`` with normal permissions."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=suffix, dir=parent))
+    """A new hidden folder ``.NAME.PID.xxxx.partial`` in ``parent`` with normal permissions.
+
+    Staging folders of the same name left by a process that no longer runs (killed before it
+    could clean up) are removed first."""
+    remove_stale_staging(parent, name, suffix)
+    folder = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=suffix, dir=parent))
     folder.chmod(0o777 & ~umask())
     return folder
+
+
+def remove_stale_staging(parent: str | Path, name: str, suffix: str = ".partial") -> list[Path]:
+    """Remove ``.NAME.PID.*.partial`` folders in ``parent`` whose process is gone; the removed ones."""
+    import shutil
+
+    removed = []
+    for folder in Path(parent).glob(f".{name}.*{suffix}"):
+        pid_text = folder.name[len(name) + 2:].split(".", 1)[0]
+        if not folder.is_dir() or not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def foreign_files(folder: str | Path) -> list[str]:
+    """Files in an existing artifact ``folder`` that edgevit did not write (not ``manifest.json``
+    and not in its manifest's file list): replacing the folder would delete them. All of them
+    when the folder has no readable manifest."""
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    try:
+        listed = set(json.loads((folder / "manifest.json").read_text()).get("files") or {})
+    except (OSError, ValueError, AttributeError):
+        return present
+    ours = {"manifest.json"}
+    return [p for p in present if p not in ours and not any(p == f or p.startswith(f"{f}/") for f in listed)]
 
 
 def check_output_file(path: str | Path, option: str) -> Path:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
@@ -48,11 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug
+    previous = _terminate_like_interrupt()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.formatwarning = _format_warning
             return int(args.run(args) or 0)
+    except _Terminated:
+        print("Terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("Interrupted", file=sys.stderr)
         return 130
@@ -61,6 +67,26 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it cleans up as after Ctrl-C."""
+
+
+def _terminate_like_interrupt():
+    """Make SIGTERM (``kill``, a CI timeout, a container stopping) unwind like Ctrl-C, so every
+    command's cleanup runs (staging folders removed, nothing half-written); the old handler, or
+    None off the main thread. Commands with their own SIGTERM handling (``serve``) set it later."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

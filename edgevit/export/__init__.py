@@ -75,7 +75,7 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     """
     import time
 
-    from edgevit.export.pipeline import Progress, check_writable, new_job, run_pipeline
+    from edgevit.export.pipeline import Progress, check_replaceable, check_writable, new_job, run_pipeline
 
     options = _options(options, None, kwargs)
     from edgevit.export.options import PRECISIONS, check_options_apply
@@ -94,6 +94,8 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
     jobs = [new_job(model, cell) for cell in cells]  # unknown target / unsupported precision: fail now
     check_writable(options.out)
+    for job in jobs:
+        check_replaceable(options.out / job.artifact_name)
     printer = Progress(enabled=False if options.quiet else progress)
     outcomes, prepared = [], None
     for job in jobs:

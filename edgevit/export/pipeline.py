@@ -275,6 +275,24 @@ def check_writable(out: Path) -> Path:
     return out
 
 
+def check_replaceable(final: Path) -> None:
+    """Refuse to replace an existing artifact folder that holds files edgevit did not write.
+
+    Raises:
+        InvalidArgumentError: listing them, and what to do.
+    """
+    from edgevit._files import foreign_files
+
+    if final.exists() and not final.is_dir():
+        raise InvalidArgumentError(f"{str(final)!r} exists and is not an artifact folder; move it, or pass another --out")
+    foreign = foreign_files(final)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise InvalidArgumentError(
+            f"{str(final)!r} holds files edgevit did not write ({shown}); exporting again would delete them. "
+            "Move them out, or pass another --out")
+
+
 def install(staging: Path, final: Path) -> None:
     """Rename ``staging`` to ``final``; an existing ``final`` is replaced only once the new one is in place.
 
