@@ -34,6 +34,13 @@ def run(args: argparse.Namespace) -> int:
                              image_size=args.image_size, backend=args.backend)
     print(f"{args.model} on {args.data} ({args.split}, {result['count']} images): "
           f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%")
+    folder = Path(str(args.data))
+    if args.split != "all" and folder.is_dir() and not (folder / args.split).is_dir():
+        from edgevit.data.datasets import VAL_FRACTION
+
+        share = VAL_FRACTION if args.split == "val" else 1 - VAL_FRACTION
+        print(f"(the {args.split} split: a fixed {share:.0%} of each class of {args.data}, the part training held "
+              f"{'out' if args.split == 'val' else 'in'}; --split all scores every image)")
     if args.json:
         text = json.dumps(result, indent=2) + "\n"
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -79,4 +80,19 @@ def test_a_finished_result_that_cannot_be_written_is_saved_elsewhere_and_said(tm
     message = str(info.value)
     assert "No space left on device" in message and "saved to" in message
     saved = message.split("saved to ")[1].split(" instead")[0]
-    assert open(saved).read() == "trained"
+    assert Path(saved).read_text() == "trained"
+
+
+def test_eval_on_a_folder_says_which_part_it_scored(tmp_path, capsys):
+    folder = tmp_path / "pics"
+    rng = np.random.default_rng(0)
+    for name in [str(i) for i in range(10)]:
+        (folder / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    assert main(["eval", "test_vit", "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "(val, 10 images)" in out and "a fixed 20% of each class" in out and "--split all" in out
+    assert main(["eval", "test_vit", "--data", str(folder), "--split", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "(all, 50 images)" in out and "a fixed" not in out
