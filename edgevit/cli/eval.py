@@ -13,10 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo model name, or an artifact folder / model file")
     p.add_argument("--data", required=True, help="image folder (one sub-folder per class) or 'digits'")
-    p.add_argument("--split", default="val", choices=["train", "val", "all"])
+    p.add_argument("--split", default="val", choices=["train", "val", "all"],
+                   help="which part of --data to score; a folder without train/ and val/ is split 80/20 per class "
+                        "(default val)")
     p.add_argument("--weights", default=None, help="weights for a zoo model")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--backend", default="auto", help="runtime backend for artifacts")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="build a zoo model at this size (default: the size recorded with --weights, else the model's)")
+    p.add_argument("--backend", default="auto", help="runtime backend for artifacts (default auto: by file type)")
     p.add_argument("--json", default=None, help="also write the result as JSON")
     p.set_defaults(run=run)
 

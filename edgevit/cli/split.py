@@ -26,21 +26,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="plan folder to write (replaced atomically)")
     p.add_argument("--data", default=None, help="image folder (one sub-folder per class) or 'digits'; "
                    "required by classwise")
-    p.add_argument("--strategy", default="classwise", help="classwise (ED-ViT) or pipeline")
+    p.add_argument("--strategy", default="classwise", help="classwise (ED-ViT) or pipeline (default classwise)")
     p.add_argument("--weights", default=None, help="trained weights (required by classwise); edgevit train writes them")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the weights' recorded size)")
-    p.add_argument("--target", default=defaults.target, help="onnx, tflite or coreml")
-    p.add_argument("--precision", default=defaults.precision, help="fp32 or fp16")
-    p.add_argument("--grouping", default=defaults.grouping, choices=GROUPINGS, help="class split (classwise)")
+    p.add_argument("--target", default=defaults.target, help=f"onnx, tflite or coreml (default {defaults.target})")
+    p.add_argument("--precision", default=defaults.precision, help=f"fp32 or fp16 (default {defaults.precision})")
+    p.add_argument("--grouping", default=defaults.grouping, choices=GROUPINGS, help=f"class split (classwise; default {defaults.grouping})")
     p.add_argument("--reduction", type=float, default=defaults.reduction,
                    help="parameter reduction of each sub-model (classwise; default %(default)s)")
-    p.add_argument("--prune-steps", type=int, default=defaults.prune_steps)
-    p.add_argument("--recover-epochs", type=int, default=defaults.recover_epochs)
-    p.add_argument("--fusion-epochs", type=int, default=defaults.fusion_epochs)
+    p.add_argument("--prune-steps", type=int, default=defaults.prune_steps,
+                   help=f"prune/recover rounds per sub-model (classwise; default {defaults.prune_steps})")
+    p.add_argument("--recover-epochs", type=int, default=defaults.recover_epochs,
+                   help=f"distillation epochs after each pruning round (default {defaults.recover_epochs})")
+    p.add_argument("--fusion-epochs", type=int, default=defaults.fusion_epochs,
+                   help=f"training epochs of the fusion head (classwise; default {defaults.fusion_epochs})")
     p.add_argument("--fusion-drop", type=float, default=defaults.fusion_drop,
                    help="probability that a sub-model's features are dropped while the fusion head trains, so it "
                    "still answers when devices are down (classwise; default %(default)s, 0: never)")
-    p.add_argument("--threads", type=int, default=defaults.threads, help="threads when timing pieces")
+    p.add_argument("--threads", type=int, default=defaults.threads, help=f"threads when timing pieces (default {defaults.threads})")
     p.add_argument("--timing", default=defaults.timing, choices=TIMINGS,
                    help="runtime: time the exported pieces with edgevit.runtime in a fresh process (default); "
                    "pytorch: PyTorch eager only")

@@ -14,10 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo model name (edgevit models)")
     p.add_argument("--data", required=True, help="image folder (one sub-folder per class) or 'digits'")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training split (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="train at this size (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate, cosine-decayed (default 0.001)")
     p.add_argument("--weights", default=None, help="start from these weights (default: random init)")
     p.add_argument("--out", default=None, help="output .safetensors (default: <model>-<data>.safetensors)")
     p.add_argument("--threads", type=int, default=None,

@@ -32,3 +32,24 @@ def test_debug_after_the_subcommand_shows_traceback_too(capsys):
     assert "Traceback" in capsys.readouterr().err
     assert main(["models", "nope_nothing"]) == 1  # and without it, still one line
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help_that_names_its_default():
+    """Issue 17 #12: `edgevit COMMAND --help` is enough to use an option (parametrized over the commands)."""
+    import argparse
+
+    from edgevit.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    problems = []
+    for name, command in commands.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or action.default is argparse.SUPPRESS:
+                continue
+            label = f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+            if not action.help:
+                problems.append(f"{label}: no help")
+            elif action.option_strings and action.default not in (None, False) and "default" not in action.help:
+                problems.append(f"{label}: default {action.default!r} not in its help")
+    assert problems == []
