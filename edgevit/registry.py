@@ -80,17 +80,20 @@ class Registry(Generic[T]):
             self._entries[name] = entry
         return entry  # type: ignore[return-value]
 
-    def canonical(self, name: str) -> str:
+    def canonical(self, name: str, strict: bool = True) -> str:
         """The registered spelling of ``name``, matched without regard to case (``"ONNX"`` -> ``"onnx"``).
 
+        With ``strict=False`` an unknown name comes back unchanged, for the caller's own check.
+
         Raises:
-            UnknownNameError: no entry matches, naming the closest valid names.
+            UnknownNameError: (``strict``) no entry matches, naming the closest valid names.
         """
         if isinstance(name, str) and name not in self._entries:
             folded = [n for n in self._entries if n.casefold() == name.casefold()]
             if len(folded) == 1:
                 return folded[0]
-        self._check(name)
+        if strict:
+            self._check(name)
         return name
 
     def meta(self, name: str) -> Any:

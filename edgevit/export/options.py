@@ -130,7 +130,7 @@ class ExportOptions:
         from edgevit.export.targets import TARGETS
 
         # names are matched without regard to case; an unknown one lists the valid ones
-        object.__setattr__(self, "target", TARGETS.canonical(self.target))
+        object.__setattr__(self, "target", TARGETS.canonical(self.target, strict=False))  # checked by the target
         object.__setattr__(self, "precision", PRECISIONS.canonical(self.precision))
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise InvalidArgumentError(
@@ -204,7 +204,6 @@ def split_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
 _ONLY_FOR: dict[str, tuple[str, Any]] = {
     "opset": ("ONNX (--target onnx)", lambda t, p: t == "onnx"),
     "deployment_target": ("Core ML (--target coreml)", lambda t, p: t == "coreml"),
-    "channels_last": ("TFLite (--target tflite)", lambda t, p: t == "tflite"),
     "onnx_int8_format": ("ONNX int8 (--target onnx --precision int8)", lambda t, p: t == "onnx" and p == "int8"),
     **{name: ("the quantized precisions (--precision int8, w8, w6 or w4)", lambda t, p: p not in ("fp32", "fp16"))
        for name in ("calib", "calib_size", "calib_method", "max_drop")},

@@ -12,7 +12,6 @@ from edgevit.cli import main
 @pytest.mark.parametrize(("argv", "flag", "applies_to"), [
     (["--target", "tflite", "--opset", "30"], "--opset", "ONNX"),
     (["--target", "onnx", "--deployment-target", "iOS18"], "--deployment-target", "Core ML"),
-    (["--target", "onnx", "--channels-last"], "--channels-last", "TFLite"),
     (["--target", "onnx", "--calib", "/nonexistent"], "--calib", "the quantized precisions"),
     (["--target", "onnx", "--max-drop", "1"], "--max-drop", "the quantized precisions"),
     (["--target", "tflite", "--precision", "int8", "--onnx-int8-format", "u8u8"], "--onnx-int8-format", "ONNX int8"),
