@@ -127,10 +127,7 @@ class ExportOptions:
         if self.weights is not None:
             object.__setattr__(self, "weights", Path(self.weights))
         object.__setattr__(self, "batch", parse_batch(self.batch))
-        from edgevit.export.targets import TARGETS
-
-        # names are matched without regard to case; an unknown one lists the valid ones
-        object.__setattr__(self, "target", TARGETS.canonical(self.target, strict=False))  # checked by the target
+        # matched without regard to case; an unknown one lists the valid ones (target names: export_all)
         object.__setattr__(self, "precision", PRECISIONS.canonical(self.precision))
         if self.deployment_target not in DEPLOYMENT_TARGETS:
             raise InvalidArgumentError(
