@@ -58,8 +58,7 @@ def plot_latency(report, path: str | Path) -> Path:
         ax.set_xlim(max(0.0, low - 0.05 * (high - low)), high + 0.05 * (high - low) + 1e-9)
     o = report.options
     ax.set_xlabel(f"latency per call (ms), batch {o.batch}; box: quartiles, whiskers: p5-p95, dots: every run")
-    ax.set_title(f"{report.environment.cpu_model} - {o.runs} interleaved runs per model" if o.interleave
-                 else f"{report.environment.cpu_model} - {o.runs} runs per model", fontsize=10)
+    ax.set_title(plot_title(report), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
@@ -69,6 +68,14 @@ def plot_latency(report, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def plot_title(report) -> str:
+    """The machine, how loaded it was (a speed-up measured on a busy machine can be several times
+    another run's), and how the runs were taken."""
+    env, o = report.environment, report.options
+    load = f", load {env.load_average_1m:.1f}" if env.load_average_1m is not None else ""
+    return f"{env.cpu_model}{load} - {o.runs} {'interleaved ' if o.interleave else ''}runs per model"
 
 
 def _versus(speedup: float) -> str:

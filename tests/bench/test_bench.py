@@ -118,6 +118,18 @@ def test_cli_writes_table_json_csv_and_png(two_artifacts, tmp_path, capsys):
     assert not list(tmp_path.glob(".bench*"))  # no temporary files left
 
 
+def test_plot_title_stamps_the_load_it_was_measured_under():
+    from types import SimpleNamespace
+
+    from edgevit.bench.plot import plot_title
+
+    report = SimpleNamespace(environment=SimpleNamespace(cpu_model="AMD EPYC", load_average_1m=2.34),
+                             options=SimpleNamespace(runs=40, interleave=True))
+    assert plot_title(report) == "AMD EPYC, load 2.3 - 40 interleaved runs per model"
+    report.environment.load_average_1m, report.options.interleave = None, False
+    assert plot_title(report) == "AMD EPYC - 40 runs per model"
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing")]) == 1
     assert "ArtifactError" in capsys.readouterr().err
