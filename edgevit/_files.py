@@ -12,10 +12,11 @@ user's umask gives a new file or folder.
 * :func:`write_text`: the same for text;
 * :func:`staging_dir`: a temporary folder to build an artifact in, with normal permissions;
 * :func:`normal_modes`: give a finished tree normal permissions before it is installed;
-* :func:`check_output_file`: prove an output file can be written *before* the work that makes
-  it (training, benchmarking, evaluating), so a bad path costs nothing;
-* :func:`rescue`: when a finished result still cannot be written where asked (the disk filled
-  up, the folder was removed), write it to the temporary folder and say where.
+* :func:`check_output_file` / :func:`check_writable`: prove an output file / folder can be
+  written *before* the work that makes it (training, exporting, splitting, benchmarking), so a
+  bad path costs nothing;
+* :func:`write_or_rescue`: write a finished result; when it still cannot be written where asked
+  (the disk filled up, the folder was removed), write it to the temporary folder and say where.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
-__all__ = ["check_output_file", "foreign_files", "normal_modes", "remove_stale_staging", "replacing", "rescue",
-           "staging_dir", "umask", "write_text"]
+T = TypeVar("T")
+
+__all__ = ["check_output_file", "check_writable", "foreign_files", "normal_modes", "remove_stale_staging", "replacing",
+           "staging_dir", "umask", "write_or_rescue", "write_text"]
 
 
 def umask() -> int:
@@ -110,8 +114,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, and someone else's
+        pass
     return True
 
 
@@ -131,6 +135,29 @@ def foreign_files(folder: str | Path) -> list[str]:
         return present
     ours = {"manifest.json"}
     return [p for p in present if p not in ours and not any(p == f or p.startswith(f"{f}/") for f in listed)]
+
+
+def check_writable(out: str | Path) -> Path:
+    """Create the output folder ``out`` if needed and prove a folder can be made in it, before any
+    work (the folder counterpart of :func:`check_output_file`).
+
+    Raises:
+        InvalidArgumentError: ``out`` is a file, or cannot be written.
+    """
+    from edgevit.errors import InvalidArgumentError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidArgumentError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the artifacts")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".edgevit-write-check.", dir=out)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write artifacts to {str(out)!r}: {exc.strerror or exc}; pass a writable folder with --out"
+        ) from exc
+    return out
 
 
 def check_output_file(path: str | Path, option: str) -> Path:
@@ -156,17 +183,25 @@ def check_output_file(path: str | Path, option: str) -> Path:
     return path
 
 
-def rescue(path: str | Path, write: Callable[[Path], object], error: OSError) -> None:
-    """``write`` failed to put a finished result at ``path`` with ``error``: write it to the temporary
-    folder instead and raise an error that says where it is.
+def write_or_rescue(path: str | Path, write: Callable[[Path], T]) -> T:
+    """``write(path)`` for a finished result; if that fails, ``write`` into the temporary folder
+    instead and raise an error that says where the result is.
 
     Raises:
-        EdgeVitError: always; saying where the result was saved (or that it could not be).
+        EdgeVitError: ``path`` could not be written; saying where the result was saved (or that
+            it could not be).
     """
+    try:
+        return write(Path(path))
+    except OSError as error:
+        _rescue(path, write, error)
+
+
+def _rescue(path: str | Path, write: Callable[[Path], object], error: OSError) -> NoReturn:
     from edgevit.errors import EdgeVitError
 
     folder = Path(tempfile.mkdtemp(prefix="edgevit-rescued."))
-    folder.chmod(0o777 & ~umask())
+    normal_modes(folder)
     saved = folder / Path(path).name
     try:
         write(saved)

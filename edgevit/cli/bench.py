@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgevit._files import check_output_file, rescue
+    from edgevit._files import check_output_file, write_or_rescue
     from edgevit.bench.report import write_csv, write_json
     from edgevit.bench.runner import BenchOptions, benchmark
 
@@ -82,10 +82,7 @@ def run(args: argparse.Namespace) -> int:
     for option, path in outputs.items():
         if not path:
             continue
-        try:
-            print(f"wrote {writers[option](report, path)}")
-        except OSError as exc:
-            rescue(path, lambda where, write=writers[option]: write(report, where), exc)
+        print(f"wrote {write_or_rescue(path, lambda where, write=writers[option]: write(report, where))}")
     return 0
 
 

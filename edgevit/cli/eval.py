@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edgevit._files import check_output_file, rescue, write_text
+    from edgevit._files import check_output_file, write_or_rescue, write_text
     from edgevit.evaluate import evaluate_source
 
     if args.json:
@@ -46,8 +46,5 @@ def run(args: argparse.Namespace) -> int:
               f"{'out' if args.split == 'val' else 'in'}; --split all scores every image)")
     if args.json:
         text = json.dumps(result, indent=2) + "\n"
-        try:
-            write_text(args.json, text)
-        except OSError as exc:
-            rescue(Path(args.json), lambda where: write_text(where, text), exc)
+        write_or_rescue(args.json, lambda path: write_text(path, text))
     return 0

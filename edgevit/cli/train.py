@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgevit._files import check_output_file, rescue
+    from edgevit._files import check_output_file, write_or_rescue
     from edgevit.data.datasets import load_dataset
     from edgevit.errors import InvalidArgumentError
     from edgevit.models import create_model
@@ -55,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
     spec = dataset_spec(args.model, train_set, args.image_size)
     result = train(model, train_set, val_set, config, spec, progress=None if not args.quiet else False)
     metadata = {"model": args.model, "image_size": str(spec.size), "data": str(args.data)}
-    try:
-        save_weights(model, out, labels=train_set.classes, metadata=metadata)
-    except OSError as exc:
-        rescue(out, lambda path: save_weights(model, path, labels=train_set.classes, metadata=metadata), exc)
+    write_or_rescue(out, lambda path: save_weights(model, path, labels=train_set.classes, metadata=metadata))
     top1 = result.final_top1
     print(f"wrote {out} ({len(train_set)} training images, {train_set.num_classes} classes"
           + (f", validation top-1 {top1:.2f}%" if top1 is not None else "") + ")")

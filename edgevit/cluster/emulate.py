@@ -489,13 +489,12 @@ class _Pipe:
                 if self.sink.can_write_eof():
                     self.sink.write_eof()
                 return
-            size = len(data)
             self.queue.popleft()
-            self.queued -= size
+            self.queued -= len(data)
             if self.queued < MAX_QUEUED_BYTES:
                 self.room.set()
-            self.sink.write(data[:size])
-            self.link.count(self.counter, size)
+            self.sink.write(data)
+            self.link.count(self.counter, len(data))
             await self.sink.drain()
 
     async def _wait(self, seconds: float | None) -> None:

@@ -75,19 +75,17 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     """
     import time
 
-    from edgevit.export.pipeline import Progress, check_replaceable, check_writable, new_job, run_pipeline
+    from edgevit._files import check_writable
+    from edgevit.export.options import PRECISIONS, check_options_apply
+    from edgevit.export.pipeline import Progress, check_replaceable, new_job, run_pipeline
+    from edgevit.export.targets import TARGETS as _targets
 
     options = _options(options, None, kwargs)
-    from edgevit.export.options import PRECISIONS, check_options_apply
-    from edgevit.export.targets import TARGETS as _all_targets
-
-    target_names = [_all_targets.canonical(t) for t in split_names(targets if targets is not None else options.target)]
+    target_names = [_targets.canonical(t) for t in split_names(targets if targets is not None else options.target)]
     precision_names = [PRECISIONS.canonical(p)
                        for p in split_names(precisions if precisions is not None else options.precision)]
     check_options_apply(options, target_names, precision_names)
     if supported_only:
-        from edgevit.export.targets import TARGETS as _targets
-
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names
                  if p in _targets.get(t).precisions + _targets.get(t).quantized_precisions]
     else:

@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -257,22 +256,6 @@ def file_sizes(folder: Path, model_file: str) -> dict[str, int]:
 
 
 # -- writing atomically ------------------------------------------------------------------------
-
-
-def check_writable(out: Path) -> Path:
-    """Create ``out`` if needed and prove a folder can be made in it, before any conversion work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InvalidArgumentError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the artifacts")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=".edgevit-write-check.", dir=out)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise InvalidArgumentError(
-            f"cannot write artifacts to {str(out)!r}: {exc.strerror or exc}; pass a writable folder with --out"
-        ) from exc
-    return out
 
 
 def check_replaceable(final: Path) -> None:

@@ -47,7 +47,7 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
     options = (options or SplitOptions()).replace(**overrides) if overrides else (options or SplitOptions())
     strategy = STRATEGIES.get(options.strategy)()
     _check_target(options)
-    from edgevit.export.pipeline import check_writable
+    from edgevit._files import check_writable
 
     check_writable(Path(out).parent if str(Path(out).parent) else Path("."))  # before minutes of training
     cluster = devices if isinstance(devices, Cluster) else load_devices(devices)

@@ -71,12 +71,18 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys):
 def test_a_finished_result_that_cannot_be_written_is_saved_elsewhere_and_said(tmp_path):
     import pytest
 
-    from edgevit._files import rescue
+    from edgevit._files import write_or_rescue
     from edgevit.errors import EdgeVitError
 
     target = tmp_path / "gone" / "weights.safetensors"
+
+    def write(where: Path) -> None:
+        if where == target:
+            raise OSError(28, "No space left on device")
+        where.write_text("trained")
+
     with pytest.raises(EdgeVitError) as info:
-        rescue(target, lambda where: where.write_text("trained"), OSError(28, "No space left on device"))
+        write_or_rescue(target, write)
     message = str(info.value)
     assert "No space left on device" in message and "saved to" in message
     saved = message.split("saved to ")[1].split(" instead")[0]
