@@ -63,9 +63,10 @@ def build(model_name: str, work: Path) -> tuple[dict[str, Path], int, dict[str, 
     from edgevit.export.options import ExportOptions
     from edgevit.export.targets import get_target
     from edgevit.models import create_model, model_info
+    from edgevit.precision import precision
     from edgevit.quantize.base import quiet
     from edgevit.quantize.calibration import calibration_set
-    from edgevit.quantize.recipe import SCHEMES, Recipe
+    from edgevit.quantize.recipe import Recipe
     from edgevit.quantize.tflite import TfliteQuantizer
 
     torch.manual_seed(0)
@@ -81,7 +82,7 @@ def build(model_name: str, work: Path) -> tuple[dict[str, Path], int, dict[str, 
                                          ExportOptions(target="tflite", precision="int8"), source)
         if not files:
             files["fp32"] = source
-        quantizer = TfliteQuantizer(source, SCHEMES["int8"], work)
+        quantizer = TfliteQuantizer(source, precision("int8"), work)
         quantizer.default_kinds = lambda kinds=kinds: kinds  # check every chosen kind for ops XNNPACK refuses
         quantizer.calibrate(images, "minmax")
         out = work / f"{len(files)}-int8.tflite"

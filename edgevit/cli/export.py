@@ -22,9 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo model name (see 'edgevit models')")
     p.add_argument("--target", default="onnx", help="onnx, tflite or coreml; several separated by commas (default onnx)")
-    p.add_argument("--precision", default="fp32",
-                   help="fp32, fp16, int8 (weights and activations), w8 (int8 weights), w6/w4 (palettized weights, "
-                        "coreml); several separated by commas (default fp32)")
+    p.add_argument("--precision", default="fp32", help=precision_help())
     p.add_argument("--weights", help="checkpoint file for the model (default: random init)")
     p.add_argument("--image-size", type=int, help="square input size (default: the model's)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the checkpoint's or the model's)")
@@ -94,3 +92,15 @@ def run(args: argparse.Namespace) -> int:
     for o in failed:
         print(f"{type(o.error).__name__}: {o.target} {o.precision}: {o.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def precision_help() -> str:
+    """``--precision`` help from the one precision table, with the targets of each quantized one."""
+    from edgevit.precision import ordered
+    from edgevit.quantize.base import QUANTIZERS, supported_precisions
+
+    parts = []
+    for p in ordered():
+        makers = [t for t in QUANTIZERS.names() if p.name in supported_precisions(t)]
+        parts.append(f"{p.name}: {p.description}" + (f" [{', '.join(makers)}]" if p.quantized else ""))
+    return "; ".join(parts) + "; several separated by commas (default fp32)"

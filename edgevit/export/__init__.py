@@ -22,9 +22,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from edgevit.export.options import PRECISIONS, ExportOptions, Precision, split_names
+from edgevit.export.options import ExportOptions, split_names
 from edgevit.export.report import Artifact, ExportOutcome, summary_table
 from edgevit.export.targets import TARGETS, Target
+from edgevit.precision import PRECISIONS, Precision
 
 __all__ = ["export", "export_all", "Artifact", "ExportOptions", "ExportOutcome", "Precision", "PRECISIONS",
            "TARGETS", "Target", "summary_table"]
@@ -76,7 +77,7 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     import time
 
     from edgevit._files import check_writable
-    from edgevit.export.options import PRECISIONS, check_options_apply
+    from edgevit.export.options import check_options_apply
     from edgevit.export.pipeline import Progress, check_replaceable, new_job, run_pipeline
     from edgevit.export.targets import TARGETS as _targets
 
@@ -87,7 +88,7 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     check_options_apply(options, target_names, precision_names)
     if supported_only:
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names
-                 if p in _targets.get(t).precisions + _targets.get(t).quantized_precisions]
+                 if p in _targets.get(t)().all_precisions]
     else:
         cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
     jobs = [new_job(model, cell) for cell in cells]  # unknown target / unsupported precision: fail now

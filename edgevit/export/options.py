@@ -7,14 +7,8 @@ The quantized precisions (``int8``, ``w8``, ``w6``, ``w4``) are made by :mod:`ed
 in the pipeline's ``quantize`` step, from the converted float model and calibration images
 (``calib``, ``calib_size``, ``calib_method``); ``max_drop`` bounds their top-1 loss.
 
-A *precision* is a named numeric format from the :data:`PRECISIONS` registry. Each target
-says which precisions it can produce (``Target.precisions``); the verification tolerances
-live in one table in :mod:`edgevit.export.verify`. Adding a precision later (``int8``,
-``w8``, ``w4``...) means: register it here, add its row to the tolerance table, and add it
-to the ``precisions`` of the targets that implement it::
-
-    PRECISIONS.register("int8", Precision("int8", "int8 weights and activations", "int8", "int8",
-                                          needs_calibration=True))
+Precisions (``fp32``, ``fp16``, ``int8``...) come from the one table in :mod:`edgevit.precision`;
+each target says which of them it can produce (``Target.all_precisions``).
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgevit.errors import InvalidArgumentError
-from edgevit.registry import Registry
+from edgevit.precision import PRECISIONS
 
 #: Core ML deployment targets an ML Program can be built for (ML Programs need iOS15+).
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
@@ -39,47 +33,12 @@ Batch = int | Literal["dynamic"]
 
 
 @dataclass(frozen=True)
-class Precision:
-    """A numeric format an artifact can be stored and run in.
-
-    Attributes:
-        name: registry name (``"fp32"``).
-        description: one line for reports and ``--help``.
-        weight_dtype: how weights are stored.
-        activation_dtype: what the target computes activations in where it honours the format.
-        needs_calibration: whether conversion needs representative data (int8 activations).
-    """
-
-    name: str
-    description: str
-    weight_dtype: str
-    activation_dtype: str
-    needs_calibration: bool = False
-
-
-PRECISIONS: Registry[Precision] = Registry("precision")
-PRECISIONS.register("fp32", Precision("fp32", "32-bit float weights and compute", "float32", "float32"))
-PRECISIONS.register(
-    "fp16",
-    Precision("fp16", "16-bit float weights; fp16 compute where the target computes in fp16", "float16", "float16"),
-)
-# Quantized precisions: produced by edgevit.quantize from the converted float model (see edgevit.quantize.recipe).
-PRECISIONS.register("int8", Precision("int8", "int8 weights (per channel) and int8 activations (calibrated)",
-                                      "int8", "int8", needs_calibration=True))
-PRECISIONS.register("w8", Precision("w8", "int8 weights (per channel), float activations", "int8", "float"))
-PRECISIONS.register("w6", Precision("w6", "6-bit palettized weights (k-means look-up table), float activations",
-                                    "palettized6", "float"))
-PRECISIONS.register("w4", Precision("w4", "4-bit palettized weights (k-means look-up table), float activations",
-                                    "palettized4", "float"))
-
-
-@dataclass(frozen=True)
 class ExportOptions:
     """Everything an export is asked to do, besides the model itself.
 
     Attributes:
         target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (``edgevit.export.TARGETS``).
-        precision: ``"fp32"`` or ``"fp16"`` (``edgevit.export.PRECISIONS``).
+        precision: a name in :data:`edgevit.precision.PRECISIONS` that the target produces.
         weights: a checkpoint for a zoo model given by name (None: random init).
         image_size / num_classes: build the zoo model at this size / with this many classes.
         batch: a fixed batch size, or ``"dynamic"`` (targets that support it).
@@ -202,7 +161,7 @@ _ONLY_FOR: dict[str, tuple[str, Any]] = {
     "opset": ("ONNX (--target onnx)", lambda t, p: t == "onnx"),
     "deployment_target": ("Core ML (--target coreml)", lambda t, p: t == "coreml"),
     "onnx_int8_format": ("ONNX int8 (--target onnx --precision int8)", lambda t, p: t == "onnx" and p == "int8"),
-    **{name: ("the quantized precisions (--precision int8, w8, w6 or w4)", lambda t, p: p not in ("fp32", "fp16"))
+    **{name: ("the quantized precisions (--precision int8, w8, w6 or w4)", lambda t, p: PRECISIONS.get(p).quantized)
        for name in ("calib", "calib_size", "calib_method", "max_drop")},
 }
 

@@ -16,7 +16,7 @@ Metrics, per output:
     * ``min_cosine``: the lowest cosine similarity of one sample's output vectors;
     * ``top1_agreement``: the share of samples whose arg-max class is the same.
 
-Each precision is judged by its row of :data:`TOLERANCES`, the one table of thresholds.
+Each precision is judged by its ``tolerance`` in the one precision table (:mod:`edgevit.precision`).
 Where no backend can run the file (Core ML on Linux without the reference executor, or an
 op the executor lacks), the check is structural and the report says plainly that the
 numbers were not checked.
@@ -38,43 +38,14 @@ from edgevit.errors import (
     UnsupportedOpError,
     VerificationError,
 )
+from edgevit.precision import N_HELD_OUT, TOLERANCES, Tolerance
 
+__all__ = ["verify_artifact", "tolerance_for", "make_samples", "compare", "judge", "backend_usable", "Samples",
+           "Tolerance", "TOLERANCES", "N_HELD_OUT", "with_held_out"]
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Thresholds one precision is judged by; None means "reported, not judged"."""
-
-    max_rel_err: float | None
-    min_cosine: float
-    min_top1: float
-    why: str
-    #: whether the random-tensor samples are judged (int8 activations are calibrated on images, and
-    #: random tensors fall outside any calibration set: they are reported, not judged)
-    judge_random: bool = True
-    #: judged on held-out images of the calibration source when there are any (calibrated
-    #: activations); the other samples are then reported, not judged
-    in_domain: bool = False
-
-
-#: The one table of verification thresholds. fp32 differs from PyTorch only by operation
-#: order; fp16 carries ~3 significant digits through every layer, so it is wider on purpose.
-#: Quantized rows are judged by cosine similarity and top-1 agreement only (element-wise error
-#: of int8 logits says little); their agreement on the calibration images is in the manifest too.
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(1e-4, 0.99999, 1.0, "float32 everywhere: only the order of operations differs"),
-    "fp16": Tolerance(2e-2, 0.999, 0.75, "float16 weights/compute: ~3 significant digits per layer"),
-    "int8": Tolerance(None, 0.95, 0.75, "int8 weights and activations: judged by cosine and top-1 agreement on "
-                      "held-out images of the calibration source (on the photos when it has none left); inputs "
-                      "outside the calibration domain are reported only", False, True),
-    "w8": Tolerance(None, 0.99, 0.75, "int8 weights, float activations: judged by cosine and top-1 agreement"),
-    "w6": Tolerance(None, 0.98, 0.75, "6-bit palettized weights: judged by cosine and top-1 agreement"),
-    "w4": Tolerance(None, 0.9, 0.5, "4-bit palettized weights: judged by cosine and top-1 agreement"),
-}
 
 N_RANDOM = 4
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-#: held-out images of the calibration source for precisions judged in domain
-N_HELD_OUT = 16
 
 
 @dataclass(frozen=True)
@@ -91,7 +62,7 @@ class Samples:
 
 def tolerance_for(precision: str) -> Tolerance:
     if precision not in TOLERANCES:
-        raise EdgeVitError(f"no verification tolerance for precision {precision!r}; add a row to TOLERANCES")
+        raise EdgeVitError(f"no verification tolerance for precision {precision!r}; register it in edgevit.precision.PRECISIONS")
     return TOLERANCES[precision]
 
 
@@ -236,7 +207,7 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
             "cpu": int8_path().to_dict()}
     reasons = []
     for backend in target.verification_backends():
-        usable, why = _backend_usable(backend)
+        usable, why = backend_usable(backend)
         if not usable:
             reasons.append(why)
             continue
@@ -271,7 +242,7 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _backend_usable(name: str) -> tuple[bool, str]:
+def backend_usable(name: str) -> tuple[bool, str]:
     from edgevit.runtime import BACKENDS
 
     if name not in BACKENDS:

@@ -20,7 +20,13 @@ import math
 from dataclasses import dataclass
 
 from edgevit.errors import PlanningError
-from edgevit.partition.cost import ViTShape, vit_activation_values, vit_params, weight_bytes_per_value
+from edgevit.partition.cost import (
+    ViTShape,
+    activation_bytes_per_value,
+    vit_activation_values,
+    vit_params,
+    weight_bytes,
+)
 
 __all__ = ["Keep", "keep_for_budget", "keep_for_ratio", "smallest_shape", "MIN_KEEP_RATIO"]
 
@@ -80,7 +86,7 @@ def keep_for_budget(full: ViTShape, group_classes: int, max_params: int | None =
     def fits(keep: Keep) -> bool:
         shape = keep.shape(full, group_classes)
         params = vit_params(shape)
-        memory = params * weight_bytes_per_value(precision) + vit_activation_values(shape) * 4
+        memory = weight_bytes(params, precision) + vit_activation_values(shape) * activation_bytes_per_value(precision)
         return (max_params is None or params <= max_params) and (max_memory_bytes is None or memory <= max_memory_bytes)
 
     floor = keep_for_ratio(full, MIN_KEEP_RATIO, align)

@@ -19,18 +19,18 @@ from dataclasses import dataclass, replace
 
 from edgevit.devices import Device
 from edgevit.errors import PlanningError
-
-#: bytes per weight and per activation value for each export precision
-WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-ACTIVATION_BYTES = {"fp32": 4, "fp16": 2, "int8": 4}
+from edgevit.precision import PRECISIONS
 
 
-def weight_bytes_per_value(precision: str) -> int:
-    return WEIGHT_BYTES.get(precision, 4)
+def weight_bytes(params: int, precision: str) -> int:
+    """Bytes of ``params`` weights stored at ``precision`` (w4: half a byte each), from
+    :data:`edgevit.precision.PRECISIONS`."""
+    return PRECISIONS.get(precision).weight_bytes(params)
 
 
 def activation_bytes_per_value(precision: str) -> int:
-    return ACTIVATION_BYTES.get(precision, 4)
+    """Bytes of one activation value as the runtime holds it at ``precision``."""
+    return PRECISIONS.get(precision).activation_bytes
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def vit_piece_cost(name: str, shape: ViTShape, precision: str = "fp32", output_v
         name=name,
         params=vit_params(shape),
         macs=vit_macs(shape),
-        weight_bytes=vit_params(shape) * weight_bytes_per_value(precision),
+        weight_bytes=weight_bytes(vit_params(shape), precision),
         activation_bytes=vit_activation_values(shape) * act,
         input_bytes=shape.in_chans * shape.image_size**2 * 4,
         output_bytes=(shape.embed_dim if output_values is None else output_values) * 4,

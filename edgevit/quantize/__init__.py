@@ -26,16 +26,15 @@ from typing import Any
 
 from edgevit.quantize.base import (
     QUANTIZERS,
-    TARGET_PRECISIONS,
     get_quantizer,
     module_blocks,
     supported_precisions,
 )
 from edgevit.quantize.calibration import CalibrationSet, calibration_set
-from edgevit.quantize.recipe import CALIB_METHODS, KINDS, SCHEMES, Recipe, Scheme, scheme
+from edgevit.quantize.recipe import CALIB_METHODS, KINDS, Recipe, scheme
 
-__all__ = ["quantize", "Recipe", "Scheme", "SCHEMES", "KINDS", "CALIB_METHODS", "CalibrationSet", "calibration_set",
-           "QUANTIZERS", "TARGET_PRECISIONS", "supported_precisions", "get_quantizer"]
+__all__ = ["quantize", "Recipe", "KINDS", "CALIB_METHODS", "CalibrationSet", "calibration_set", "QUANTIZERS",
+           "supported_precisions", "get_quantizer"]
 
 
 def quantize(target: str, float_path: str | Path, out: str | Path, calibration: CalibrationSet, recipe: Recipe, *,

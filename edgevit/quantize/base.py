@@ -5,7 +5,6 @@ A quantizer works on a converted float model file (``model.onnx``, ``model.tflit
 
     class OnnxQuantizer(TargetQuantizer):
         target = "onnx"
-        precisions = ("int8",)
         backend = "onnxruntime"
 
         def units(self) -> list[Unit]: ...            # the quantizable ops, with kind, scope, block
@@ -32,7 +31,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgevit.errors import InvalidArgumentError
-from edgevit.quantize.recipe import SCHEMES, Recipe, Scheme, Unit
+from edgevit.precision import Precision, check_quantized
+from edgevit.quantize.recipe import Recipe, Unit
 from edgevit.registry import Registry
 
 #: threads the quantizers run candidate models with
@@ -52,14 +52,13 @@ class TargetQuantizer(ABC):
     """
 
     target: ClassVar[str]
-    precisions: ClassVar[tuple[str, ...]]
     backend: ClassVar[str]
 
-    def __init__(self, float_path: Path, scheme: Scheme, work: Path, blocks: dict[str, str] | None = None,
+    def __init__(self, float_path: Path, scheme: Precision, work: Path, blocks: dict[str, str] | None = None,
                  layout: str = "NCHW", options: dict[str, Any] | None = None) -> None:
-        if scheme.name not in self.precisions:
+        if scheme.name not in self.precisions():
             raise InvalidArgumentError(
-                f"the {self.target} quantizer cannot produce {scheme.name!r}; it produces {', '.join(self.precisions)}"
+                f"the {self.target} quantizer cannot produce {scheme.name!r}; it produces {', '.join(self.precisions())}"
             )
         self.float_path = Path(float_path)
         self.scheme = scheme
@@ -67,6 +66,11 @@ class TargetQuantizer(ABC):
         self.blocks = blocks or {}
         self.layout = layout
         self.options = dict(options or {})
+
+    @classmethod
+    def precisions(cls) -> tuple[str, ...]:
+        """The quantized precisions this quantizer makes (its registration in :data:`QUANTIZERS`)."""
+        return supported_precisions(cls.target)
 
     # -- what the model offers -------------------------------------------------------------------
 
@@ -118,28 +122,22 @@ class TargetQuantizer(ABC):
         return {}
 
 
+#: one quantizer per target, registered lazily with the quantized precisions it makes (the one
+#: place that says which target makes which quantized precision; targets read it from here)
 QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("quantizer")
-QUANTIZERS.register("onnx", "edgevit.quantize.onnx:OnnxQuantizer")
-QUANTIZERS.register("tflite", "edgevit.quantize.tflite:TfliteQuantizer")
-QUANTIZERS.register("coreml", "edgevit.quantize.coreml:CoreMLQuantizer")
-
-#: precisions each target's quantizer produces (kept equal to the classes' ``precisions``; a test checks)
-TARGET_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("int8",),
-    "tflite": ("int8", "w8"),
-    "coreml": ("int8", "w8", "w6", "w4"),
-}
+QUANTIZERS.register("onnx", "edgevit.quantize.onnx:OnnxQuantizer", meta=("int8",))
+QUANTIZERS.register("tflite", "edgevit.quantize.tflite:TfliteQuantizer", meta=("int8", "w8"))
+QUANTIZERS.register("coreml", "edgevit.quantize.coreml:CoreMLQuantizer", meta=("int8", "w8", "w6", "w4"))
 
 
 def supported_precisions(target: str) -> tuple[str, ...]:
     """Quantized precisions ``target`` supports (without importing its quantizer)."""
-    return TARGET_PRECISIONS.get(target, ())
+    return tuple(QUANTIZERS.meta(target) or ()) if target in QUANTIZERS else ()
 
 
 def get_quantizer(target: str, precision: str) -> type[TargetQuantizer]:
     """The quantizer class of ``target``; an unsupported precision lists the ones it has."""
-    if precision not in SCHEMES:
-        raise InvalidArgumentError(f"{precision!r} is not a quantized precision; valid: {', '.join(SCHEMES)}")
+    check_quantized(precision)
     if precision not in supported_precisions(target):
         have = supported_precisions(target)
         raise InvalidArgumentError(

@@ -47,7 +47,6 @@ CLEANUP_PASSES = ["common::dead_code_elimination", "common::const_deduplication"
 
 class CoreMLQuantizer(TargetQuantizer):
     target = "coreml"
-    precisions = ("int8", "w8", "w6", "w4")
     backend = "coreml-reference"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

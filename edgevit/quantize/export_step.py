@@ -20,22 +20,22 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import DataError
-from edgevit.quantize.recipe import SCHEMES, Recipe
+from edgevit.precision import N_HELD_OUT, precision
+from edgevit.quantize.recipe import Recipe
 
 
 def quantize_job(job: Any) -> None:
     """Quantize the converted float model of ``job`` in place (no-op for float precisions)."""
-    from edgevit.export.verify import N_HELD_OUT, tolerance_for
     from edgevit.quantize import calibration_set, quantize
 
     options = job.options
     if options.data is not None:
         check_data(options.data, job.prepared.num_outputs)
-    if options.precision not in SCHEMES:
+    if not precision(options.precision).quantized:
         return
     prepared = job.prepared
     # precisions verified in domain get their held-out images from the same read of the source
-    held_out = N_HELD_OUT if options.verify and tolerance_for(options.precision).in_domain else 0
+    held_out = N_HELD_OUT if options.verify and precision(options.precision).tolerance.in_domain else 0
     calibration = calibration_set(options.calib, options.calib_size, prepared.preprocessing("NCHW"), held_out=held_out)
     job.calibration = calibration
     recipe = Recipe(options.precision, calib_method=options.calib_method, calib_size=options.calib_size,

@@ -110,7 +110,6 @@ CALIBRATION_CHUNK = 8
 
 class OnnxQuantizer(TargetQuantizer):
     target = "onnx"
-    precisions = ("int8",)
     backend = "onnxruntime"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -1,8 +1,8 @@
 """Quantization schemes and recipes as frozen value objects.
 
-A *scheme* says what a quantized precision means (``int8``: int8 weights and activations;
-``w8``: int8 weights, float activations; ``w4``/``w6``: 4/6-bit palettized weights). A
-*recipe* says how one artifact was quantized: the scheme, the calibration (method, number
+What a quantized precision means (``int8``: int8 weights and activations; ``w8``: int8
+weights, float activations; ``w4``/``w6``: 4/6-bit palettized weights) is its row of the one
+precision table, :data:`edgevit.precision.PRECISIONS`. A *recipe* says how one artifact was quantized: the scheme, the calibration (method, number
 of images) and which parts of the network stay in float, with the measured reason for each.
 The recipe is written into the artifact's manifest (``quantization.recipe``).
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgevit.errors import InvalidArgumentError
+from edgevit.precision import Precision, check_quantized
 
 KINDS = ("conv", "dwconv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
 POSITIONS = ("first", "last")
@@ -40,41 +41,10 @@ DEFAULT_CALIB_SOURCE = "digits"
 DEFAULT_SENSITIVITY_SIZE = 32
 
 
-@dataclass(frozen=True)
-class Scheme:
-    """What a quantized precision stores and computes.
-
-    Attributes:
-        name: the precision's name (``int8``, ``w8``, ``w4``, ``w6``).
-        weight_bits: bits per stored weight.
-        activation_bits: bits of the activations the runtime computes with; None = float.
-        weights: ``"linear"`` (scale and zero point per output channel) or ``"palettized"``
-            (a look-up table of ``2**weight_bits`` values per weight tensor, k-means).
-    """
-
-    name: str
-    description: str
-    weight_bits: int
-    activation_bits: int | None
-    weights: str = "linear"
-
-    @property
-    def needs_calibration(self) -> bool:
-        return self.activation_bits is not None
-
-
-SCHEMES: dict[str, Scheme] = {
-    "int8": Scheme("int8", "int8 weights (per channel) and int8 activations (calibrated)", 8, 8),
-    "w8": Scheme("w8", "int8 weights (per channel), float activations", 8, None),
-    "w6": Scheme("w6", "6-bit palettized weights (k-means look-up table), float activations", 6, None, "palettized"),
-    "w4": Scheme("w4", "4-bit palettized weights (k-means look-up table), float activations", 4, None, "palettized"),
-}
-
-
-def scheme(name: str) -> Scheme:
-    if name not in SCHEMES:
-        raise InvalidArgumentError(f"{name!r} is not a quantized precision; valid: {', '.join(SCHEMES)}")
-    return SCHEMES[name]
+def scheme(name: str) -> Precision:
+    """The quantized precision ``name`` from :data:`edgevit.precision.PRECISIONS` (its bits, linear or
+    palettized weights, calibrated activations); a float or unknown name lists the quantized ones."""
+    return check_quantized(name)
 
 
 @dataclass(frozen=True)
@@ -82,7 +52,7 @@ class Recipe:
     """How one artifact is (to be) quantized.
 
     Attributes:
-        precision: a name in :data:`SCHEMES`.
+        precision: a quantized precision (:func:`edgevit.precision.quantized_names`).
         calib_method: activation ranges from ``minmax``, ``percentile`` (99.999th) or
             ``entropy`` (KL divergence), for ``int8``.
         calib_size: calibration images asked for; ``calib_used`` how many there were.
@@ -127,8 +97,8 @@ class Recipe:
         object.__setattr__(self, "float_blocks", tuple(dict.fromkeys(self.float_blocks)))
 
     @property
-    def scheme(self) -> Scheme:
-        return SCHEMES[self.precision]
+    def scheme(self) -> Precision:
+        return scheme(self.precision)
 
     @property
     def float_groups(self) -> tuple[str, ...]:

@@ -62,7 +62,6 @@ GELU_OPS = ("MUL", "ADD", "TANH", "DIV", "LOGISTIC")
 
 class TfliteQuantizer(TargetQuantizer):
     target = "tflite"
-    precisions = ("int8", "w8")
     backend = "litert"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edgevit.models._count import count_params
-from edgevit.partition.cost import PieceCost, activation_bytes_per_value, weight_bytes_per_value
+from edgevit.partition.cost import PieceCost, activation_bytes_per_value, weight_bytes
 
 __all__ = ["activation_values", "interleaved_ms", "module_macs", "piece_cost"]
 
@@ -91,7 +91,7 @@ def piece_cost(name: str, module: nn.Module, example: torch.Tensor, precision: s
         name=name,
         params=params,
         macs=module_macs(module, example),
-        weight_bytes=params * weight_bytes_per_value(precision),
+        weight_bytes=weight_bytes(params, precision),
         activation_bytes=activation_values(module, example) * activation_bytes_per_value(precision),
         input_bytes=example[0].numel() * 4,
         output_bytes=out[0].numel() * 4,

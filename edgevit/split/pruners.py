@@ -115,12 +115,12 @@ class FfnPruner:
 
     def ratio_for_budget(self, model: nn.Module, group_size: int, max_params: int | None = None,
                          max_memory_bytes: int | None = None, precision: str = "fp32") -> float:
-        from edgevit.partition.cost import weight_bytes_per_value
+        from edgevit.partition.cost import weight_bytes
 
         def fits(ratio: float) -> bool:
             params = self.params_at(model, group_size, ratio)
             ok = max_params is None or params <= max_params
-            return ok and (max_memory_bytes is None or params * weight_bytes_per_value(precision) <= max_memory_bytes)
+            return ok and (max_memory_bytes is None or weight_bytes(params, precision) <= max_memory_bytes)
 
         if not fits(MIN_KEEP_RATIO):
             raise InvalidArgumentError(
@@ -137,10 +137,10 @@ class FfnPruner:
         return lo
 
     def smallest_cost(self, model: nn.Module, group_size: int, precision: str) -> PieceCost:
-        from edgevit.partition.cost import weight_bytes_per_value
+        from edgevit.partition.cost import weight_bytes
 
         params = self.params_at(model, group_size, MIN_KEEP_RATIO)
-        return PieceCost("smallest", params, 0, params * weight_bytes_per_value(precision), 0, 0, 0)
+        return PieceCost("smallest", params, 0, weight_bytes(params, precision), 0, 0, 0)
 
     def params_at(self, model: nn.Module, group_size: int, ratio: float) -> int:
         total = count_params(model)

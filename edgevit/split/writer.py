@@ -78,12 +78,12 @@ def retime(built: BuiltPlan, plan: Plan, folder: Path, timing: str, threads: int
     """Time the exported pieces and the exported unsplit model with the runtime, in a fresh
     process, and let the strategy recompute placement and latency from those times."""
     from edgevit.export.targets import get_target
-    from edgevit.export.verify import _backend_usable
+    from edgevit.export.verify import backend_usable
     from edgevit.split._timing import measure_in_subprocess
 
     if timing != "runtime" or built.unsplit is None or built.strategy is None:
         return plan
-    usable = [b for b in get_target(plan.target).verification_backends() if _backend_usable(b)[0]]
+    usable = [b for b in get_target(plan.target).verification_backends() if backend_usable(b)[0]]
     if not usable or usable[0] == "coreml-reference":
         note = (f"compute times are PyTorch eager: no runtime that runs {plan.target} at device speed is available "
                 "here" + (" (coreml-reference is a numpy reference executor)" if usable else ""))
@@ -197,13 +197,13 @@ def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
 def _verify_tensor_piece(folder: Path, manifest: Manifest, target, inputs: np.ndarray, reference: np.ndarray,
                          precision: str) -> dict[str, Any]:
     """Run the artifact on real intermediate tensors and judge it with the export tolerance table."""
-    from edgevit.export.verify import _backend_usable, compare, judge, tolerance_for
+    from edgevit.export.verify import backend_usable, compare, judge, tolerance_for
     from edgevit.runtime import load
 
     tolerance = tolerance_for(precision)
     reasons = []
     for backend in target.verification_backends():
-        usable, why = _backend_usable(backend)
+        usable, why = backend_usable(backend)
         if not usable:
             reasons.append(why)
             continue
@@ -233,12 +233,12 @@ def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.
     """Run the exported plan in this process and compare it with the PyTorch split."""
     from edgevit.cluster.local import run_in_process
     from edgevit.export.targets import get_target
-    from edgevit.export.verify import _backend_usable
+    from edgevit.export.verify import backend_usable
 
     images, labels = check
     reasons = []
     for backend in get_target(plan.target).verification_backends():
-        usable, why = _backend_usable(backend)
+        usable, why = backend_usable(backend)
         if not usable:
             reasons.append(why)
             continue

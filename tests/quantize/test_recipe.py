@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from edgevit.errors import InvalidArgumentError
-from edgevit.quantize import QUANTIZERS, TARGET_PRECISIONS, Recipe, get_quantizer
+from edgevit.export.targets import TARGETS, get_target
+from edgevit.precision import PRECISIONS
+from edgevit.quantize import QUANTIZERS, Recipe, get_quantizer, supported_precisions
 from edgevit.quantize.calibration import RangeCollector
 from edgevit.quantize.metrics import compare_logits, sqnr_db
 from edgevit.quantize.recipe import Unit, mark_positions, select
@@ -52,10 +54,13 @@ def test_select_honours_kinds_positions_and_blocks():
     assert [u.id for u in select(units, recipe, kinds)] == ["q"]
 
 
-def test_every_target_precision_table_matches_its_quantizer():
-    assert set(TARGET_PRECISIONS) == set(QUANTIZERS.names())
-    for target, precisions in TARGET_PRECISIONS.items():
-        assert QUANTIZERS.get(target).precisions == precisions
+@pytest.mark.parametrize("target", TARGETS.names())
+def test_a_target_and_its_quantizer_name_the_same_quantized_precisions(target):
+    made = get_target(target).quantized_precisions
+    assert made == supported_precisions(target)
+    if made:
+        assert QUANTIZERS.get(target).precisions() == made
+        assert all(PRECISIONS.get(name).quantized for name in made)
 
 
 def test_an_unsupported_precision_lists_the_supported_ones():
@@ -123,9 +128,9 @@ class _HotSpotQuantizer:
     target, backend = "fake", "none"
 
     def __init__(self, work) -> None:
-        from edgevit.quantize.recipe import SCHEMES
+        from edgevit.precision import precision
 
-        self.scheme, self.work = SCHEMES["int8"], work
+        self.scheme, self.work = precision("int8"), work
         self.float_path = work / "float.json"
         self.float_path.write_text("[]")
         self._units = mark_positions([Unit("embed.conv", "Conv", "conv", "embed.conv", "embed", weighted=True),

@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("ai_edge_quantizer")
 pytest.importorskip("ai_edge_litert")
 
+from edgevit.precision import precision  # noqa: E402
 from edgevit.quantize.base import quiet  # noqa: E402
-from edgevit.quantize.recipe import SCHEMES, Recipe  # noqa: E402
+from edgevit.quantize.recipe import Recipe  # noqa: E402
 from edgevit.quantize.tflite import TfliteQuantizer, strip_tensor_names  # noqa: E402
 
 
@@ -27,7 +28,7 @@ def _tensor_names(path) -> tuple[list[str], set[str]]:
 
 def test_stripping_names_keeps_the_model_and_its_input_output_names(float_file, calibration, tmp_path):
     model = "test_efficientformerv2"
-    quantizer = TfliteQuantizer(float_file(model, "tflite"), SCHEMES["int8"], tmp_path)
+    quantizer = TfliteQuantizer(float_file(model, "tflite"), precision("int8"), tmp_path)
     images = calibration(model).images
     quantizer.calibrate(images, "minmax")
     named = tmp_path / "named.tflite"
@@ -73,7 +74,7 @@ def test_int8_adds_xnnpack_refuses_are_kept_in_float(tmp_path):
     with quiet():
         get_target("tflite").convert(TinyResidual().eval(), torch.randn(1, 3, 16, 16),
                                      ExportOptions(target="tflite", precision="int8"), float_path)
-    quantizer = TfliteQuantizer(float_path, SCHEMES["int8"], tmp_path)
+    quantizer = TfliteQuantizer(float_path, precision("int8"), tmp_path)
     images = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
     quantizer.calibrate(images, "minmax")
     chosen = [u for u in quantizer.units() if u.kind in ("conv", "linear", "add", "mul")]
