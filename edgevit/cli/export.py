@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def precision_help() -> str:
+def precision_help(tail: str = "; several separated by commas (default fp32)") -> str:
     """``--precision`` help from the one precision table, with the targets of each quantized one."""
     from edgevit.precision import ordered
     from edgevit.quantize.base import QUANTIZERS, supported_precisions
@@ -103,4 +103,4 @@ def precision_help() -> str:
     for p in ordered():
         makers = [t for t in QUANTIZERS.names() if p.name in supported_precisions(t)]
         parts.append(f"{p.name}: {p.description}" + (f" [{', '.join(makers)}]" if p.quantized else ""))
-    return "; ".join(parts) + "; several separated by commas (default fp32)"
+    return "; ".join(parts) + tail

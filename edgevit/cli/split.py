@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgevit.cli.export import precision_help
+
 DEVICE_FILE_HELP = """device file (TOML), one [[device]] table per device:
   name = "pi-a"; memory_mb = 256; speed = 0.25 (relative to this machine) or gmacs_per_s = 12.0;
   speed_origin = "where the figure came from"; link_mbps = 100; link_latency_ms = 2.0"""
@@ -30,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, help="trained weights (required by classwise); edgevit train writes them")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the weights' recorded size)")
     p.add_argument("--target", default=defaults.target, help=f"onnx, tflite or coreml (default {defaults.target})")
-    p.add_argument("--precision", default=defaults.precision, help=f"fp32 or fp16 (default {defaults.precision})")
+    p.add_argument("--precision", default=defaults.precision,
+                   help="every piece's precision: " + precision_help(
+                       f"; quantized ones are calibrated on the --data training images (default {defaults.precision})"))
     p.add_argument("--grouping", default=defaults.grouping, choices=GROUPINGS, help=f"class split (classwise; default {defaults.grouping})")
     p.add_argument("--reduction", type=float, default=defaults.reduction,
                    help="parameter reduction of each sub-model (classwise; default %(default)s)")

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.export.options import ExportOptions, split_names
+from edgevit.export.prepare import Piece
 from edgevit.export.report import Artifact, ExportOutcome, summary_table
 from edgevit.export.targets import TARGETS, Target
 from edgevit.precision import PRECISIONS, Precision
 
-__all__ = ["export", "export_all", "Artifact", "ExportOptions", "ExportOutcome", "Precision", "PRECISIONS",
+__all__ = ["export", "export_all", "Artifact", "ExportOptions", "ExportOutcome", "Piece", "Precision", "PRECISIONS",
            "TARGETS", "Target", "summary_table"]
 
 
@@ -36,7 +37,8 @@ def export(model: Any, target: str | None = None, *, options: ExportOptions | No
     """Export ``model`` to one target and return the written, verified :class:`Artifact`.
 
     Args:
-        model: a zoo model name (``"cas_vit_xs"``) or an ``nn.Module`` with ``reparameterize()``.
+        model: a zoo model name (``"cas_vit_xs"``), an ``nn.Module`` with ``reparameterize()``, or a
+            :class:`Piece` (a module with its own real inputs, which may be an intermediate tensor).
         target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (overrides ``options.target``).
         options: an :class:`ExportOptions`; keyword arguments override its fields
             (``precision="fp16"``, ``weights="l1.pth"``, ``batch="dynamic"``, ``out="artifacts"``...).

@@ -83,7 +83,9 @@ def prepare(job: ExportJob) -> None:
     """Build (or reuse) the reparameterized model, its reference outputs and the staging folder."""
     if job.prepared is None:
         job.prepared = prepare_model(job.source, job.options)
-    input_spec, output_spec = job.target.io_specs(job.options, job.prepared.image_size, job.prepared.num_outputs)
+    prepared = job.prepared
+    input_spec, output_spec = job.target.io_specs(job.options, prepared.input_shape, prepared.output_shape,
+                                                  prepared.image_input)
     job.inputs, job.outputs = (input_spec,), (output_spec,)
     job.staging = staging_dir(job.options.out, job.artifact_name)
 
@@ -145,7 +147,8 @@ def verify(job: ExportJob) -> None:
     if job.options.verify:
         samples, reference = verification_samples(job)
         with captured_output():
-            job.verification = verify_artifact(job.staging, job.manifest, samples, reference, job.target, job.options)
+            job.verification = verify_artifact(job.staging, job.manifest, samples, reference, job.target, job.options,
+                                               classifies=prepared.classifies)
     if job.options.data is not None:  # asked for explicitly, so measured even with --no-verify
         from edgevit.quantize.export_step import labelled_accuracy
 
@@ -231,7 +234,7 @@ def build_manifest(job: ExportJob) -> Manifest:
         model_file=job.target.model_file,
         inputs=job.inputs,
         outputs=job.outputs,
-        preprocessing=prepared.preprocessing(options.layout).to_dict(),
+        preprocessing=prepared.preprocessing(options.layout).to_dict() if prepared.image_input else {},
         weights=prepared.weights,
         labels=prepared.labels,
         converter=job.target.converter_versions(),

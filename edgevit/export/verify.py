@@ -25,7 +25,7 @@ numbers were not checked.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,17 +188,23 @@ def artifact_inputs(samples: Samples, manifest: Any) -> np.ndarray:
 
 
 def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np.ndarray, target: Any,
-                    options: Any) -> dict[str, Any]:
+                    options: Any, classifies: bool = True) -> dict[str, Any]:
     """Run the artifact (or check its structure) and return the verification report.
 
     The report's ``status`` is ``passed``, ``failed`` or ``structural`` (numbers not checked).
+    ``classifies=False``: the output is a feature tensor, whose arg-max means nothing; top-1
+    agreement is reported, not judged.
     """
     from edgevit.runtime.cpu import int8_path
 
     start = time.perf_counter()
     tolerance = tolerance_for(options.precision)
+    if not classifies:
+        tolerance = replace(tolerance, min_top1=0.0, why=tolerance.why + "; a feature output: top-1 agreement "
+                            "is reported, not judged")
     base = {"reference": "PyTorch float32 model before reparameterization, same inputs",
             "samples": {"random": samples.kinds.count("random"),
+                        **({"real": samples.kinds.count("real")} if "real" in samples.kinds else {}),
                         "photos": [n for n, k in zip(samples.names, samples.kinds) if k == "photo"],
                         **({"held_out": [n for n, k in zip(samples.names, samples.kinds) if k == "held_out"]}
                            if "held_out" in samples.kinds else {})},

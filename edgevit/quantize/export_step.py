@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from edgevit.errors import DataError
+from edgevit.errors import DataError, InvalidArgumentError
 from edgevit.precision import N_HELD_OUT, precision
 from edgevit.quantize.recipe import Recipe
 
 
 def quantize_job(job: Any) -> None:
     """Quantize the converted float model of ``job`` in place (no-op for float precisions)."""
-    from edgevit.quantize import calibration_set, quantize
+    from edgevit.quantize import CalibrationSet, calibration_set, quantize
 
     options = job.options
     if options.data is not None:
@@ -34,12 +34,21 @@ def quantize_job(job: Any) -> None:
     if not precision(options.precision).quantized:
         return
     prepared = job.prepared
-    # precisions verified in domain get their held-out images from the same read of the source
-    held_out = N_HELD_OUT if options.verify and precision(options.precision).tolerance.in_domain else 0
-    calibration = calibration_set(options.calib, options.calib_size, prepared.preprocessing("NCHW"), held_out=held_out)
+    if prepared.calibration is not None:  # a piece brings its own (its held-out inputs are its samples)
+        calibration = CalibrationSet(f"{prepared.name}'s own calibration inputs", len(prepared.calibration),
+                                     prepared.calibration)
+    elif not prepared.image_input:
+        raise InvalidArgumentError(
+            f"{prepared.name} takes an intermediate tensor {prepared.input_shape}, so it cannot be calibrated on "
+            f"images; give the piece its own calibration inputs to export it at {options.precision}")
+    else:
+        # precisions verified in domain get their held-out images from the same read of the source
+        held_out = N_HELD_OUT if options.verify and precision(options.precision).tolerance.in_domain else 0
+        calibration = calibration_set(options.calib, options.calib_size, prepared.preprocessing("NCHW"),
+                                      held_out=held_out)
     job.calibration = calibration
-    recipe = Recipe(options.precision, calib_method=options.calib_method, calib_size=options.calib_size,
-                    calib_source=options.calib, max_drop=options.max_drop)
+    recipe = Recipe(options.precision, calib_method=options.calib_method, calib_size=calibration.asked,
+                    calib_source=calibration.source, max_drop=options.max_drop)
     model_path: Path = job.model_path
     float_path = model_path.with_name("float" + model_path.suffix)
     os.replace(model_path, float_path)

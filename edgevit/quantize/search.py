@@ -15,7 +15,11 @@ Given a target's quantizer (calibrated once), :func:`quantize_file`:
    residual adds, LayerNorm / Softmax / GELU where the target has int8 kernels for them, and
    the first and last layers) is kept in float only if quantizing it alone adds at least a
    quarter of the noise that quantizing all conv and linear layers adds
-   (:data:`FRAGILE_NOISE_SHARE`); the measured numbers are recorded either way;
+   (:data:`FRAGILE_NOISE_SHARE`); the first and last layers, being conv or linear layers
+   themselves, only when that share is also at least twice their share of those layers (in a
+   two-layer fusion head each layer is half of them and adds about half the noise: that is its
+   size, not fragility). The measured numbers are recorded either way. A recipe that would
+   leave nothing quantized is refused rather than written as a float file labelled quantized;
 4. **--max-drop P**: while the top-1 agreement with float on the calibration set is more than
    P points below 100 %, keeps the most sensitive remaining group in float and rebuilds; whole
    conv / depthwise / linear kinds are tried only after every block and smaller kind (on
@@ -124,6 +128,10 @@ def quantize_file(quantizer: TargetQuantizer, calibration: CalibrationSet, recip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     selected = select(units, recipe, quantizer.default_kinds())
+    if not selected:
+        raise ConversionError(
+            f"the {recipe.precision} recipe keeps every op of this model in float ({', '.join(recipe.float_groups)}), "
+            f"so the file would be float labelled {recipe.precision}; export it at fp32, or quantize a larger model")
     return QuantizeResult(
         recipe=recipe, calibration={"source": recipe.calib_source, "asked": recipe.calib_size, "used": len(images),
                                     "method": recipe.calib_method if quantizer.scheme.needs_calibration else None},
@@ -145,6 +153,7 @@ def default_recipe(recipe: Recipe, table: list[dict[str, Any]], full: dict[str, 
     if not core and full is None:
         return recipe
     core_noise = sum(_noise(row["sqnr_db"]) for row in core) if core else _noise(full["sqnr_db"])
+    core_units = sum(row.get("units", 0) for row in core)
     core_db = -10.0 * np.log10(core_noise) if core_noise > 0 else float("inf")
     for group in [f"kind:{k}" for k in default if k not in CORE_KINDS] + list(POSITIONS):
         row = by_group.get(group)
@@ -152,7 +161,10 @@ def default_recipe(recipe: Recipe, table: list[dict[str, Any]], full: dict[str, 
             continue
         share = _noise(row["sqnr_db"]) / core_noise if core_noise > 0 else 0.0
         row["noise_share"] = round(share, 4)
-        if share >= FRAGILE_NOISE_SHARE:
+        threshold = FRAGILE_NOISE_SHARE
+        if group in POSITIONS and core_units:  # a first/last layer is one of the core layers: weigh its size
+            threshold = max(threshold, 2 * row.get("units", 1) / core_units)
+        if share >= threshold:
             recipe = recipe.with_float(group, f"quantizing it alone adds {_share(share)} of the noise of all conv and "
                                               f"linear layers quantized (alone: {row['sqnr_db']:.1f} dB, conv+linear: "
                                               f"{core_db:.1f} dB)")

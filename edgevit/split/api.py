@@ -13,6 +13,7 @@ from typing import Any
 from edgevit.devices import Cluster, load_devices
 from edgevit.errors import DataError, InvalidArgumentError
 from edgevit.partition.plan import Plan
+from edgevit.precision import PRECISIONS
 from edgevit.split.options import SplitOptions
 
 __all__ = ["split"]
@@ -47,6 +48,9 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
     options = (options or SplitOptions()).replace(**overrides) if overrides else (options or SplitOptions())
     strategy = STRATEGIES.get(options.strategy)()
     _check_target(options)
+    if data is None and PRECISIONS.get(options.precision).quantized:
+        raise InvalidArgumentError(f"a {options.precision} split calibrates every piece on the training images; "
+                                   "pass --data (the images the model was trained on)")
     from edgevit._files import check_writable
 
     check_writable(Path(out).parent if str(Path(out).parent) else Path("."))  # before minutes of training

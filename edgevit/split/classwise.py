@@ -45,7 +45,7 @@ from edgevit.split.fusion import (
 from edgevit.split.measure import interleaved_ms, piece_cost
 from edgevit.split.pruners import pruner_for
 from edgevit.split.recover import distill
-from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest
+from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest, calibration_images
 from edgevit.train import TrainConfig, accuracy, predict_logits
 
 __all__ = ["ClasswiseStrategy"]
@@ -163,7 +163,10 @@ class ClasswiseStrategy:
         degraded = degraded_top1(fusion, val_features, vy, names)
         request.log(f"validation top-1: unsplit {unsplit.top1:.2f}%, fused {fused.top1:.2f}%"
                     + "".join(f", without {name} {top1:.2f}%" for name, top1 in degraded.items()))
-        fusion_check = _fusion_check_inputs(val_features, fusion.feature_dims)
+        fusion_check = _fusion_inputs(val_features, fusion.feature_dims, CHECK_IMAGES)
+        calibration = calibration_images(request)
+        fusion_calibration = None if calibration is None else _fusion_inputs(
+            extract_features(extractors, calibration), fusion.feature_dims, len(calibration))
         extra = {"unsplit": (model, _example(request)), "fusion": (fusion, torch.from_numpy(fusion_check[:1]))}
         costs, others = self.costs(request, pruner, subs, extra, rounds=options.measure_rounds)
         placement = place(costs, request.cluster, others["fusion"])
@@ -185,7 +188,7 @@ class ClasswiseStrategy:
                       **pruner.describe(sub)},
             )
             check = np.ascontiguousarray(vx[:CHECK_IMAGES])
-            pieces.append(BuiltPiece(piece, extractors[i], torch.from_numpy(vx[:1]), True, check))
+            pieces.append(BuiltPiece(piece, extractors[i], torch.from_numpy(vx[:1]), True, check, calibration))
         fusion_cost = others["fusion"]
         fusion_piece = BuiltPiece(
             PlanPiece(name="fusion", role="fusion", artifact="fusion", device=None, input_name="input",
@@ -194,7 +197,7 @@ class ClasswiseStrategy:
                       info={"feature_order": [p.piece.name for p in pieces], "feature_dims": list(fusion.feature_dims),
                             "presence_columns": len(pieces), "hidden": options.fusion_hidden,
                             "fusion_drop": options.fusion_drop, "history": history[-1]}),
-            fusion, torch.from_numpy(fusion_check[:1]), False, fusion_check)
+            fusion, torch.from_numpy(fusion_check[:1]), False, fusion_check, fusion_calibration)
         plan = Plan(
             strategy=self.name,
             model={"name": request.model_name, "image_size": request.spec.size, "num_classes": request.train_set.num_classes,
@@ -234,11 +237,11 @@ class ClasswiseStrategy:
         return dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion, latency=latency, model=model)
 
 
-def _fusion_check_inputs(features: np.ndarray, feature_dims: tuple[int, ...]) -> np.ndarray:
-    """Real fusion inputs to verify the exported head on: ``CHECK_IMAGES`` complete, then half
-    as many with each sub-model missing in turn (the degraded answers must match PyTorch too)."""
-    x = torch.from_numpy(np.ascontiguousarray(features[:CHECK_IMAGES]))
-    k, half = len(feature_dims), x[: CHECK_IMAGES // 2]
+def _fusion_inputs(features: np.ndarray, feature_dims: tuple[int, ...], count: int) -> np.ndarray:
+    """Real fusion-head inputs (to verify or calibrate the exported head on): ``count`` complete,
+    then half as many with each sub-model missing in turn (the degraded answers count too)."""
+    x = torch.from_numpy(np.ascontiguousarray(features[:count]))
+    k, half = len(feature_dims), x[: max(1, count // 2)]
     rows = [head_input(x, x.new_ones(len(x), k), feature_dims)]
     for i in range(k) if k > 1 else ():  # K = 1: nothing answers without the only sub-model
         presence = x.new_ones(len(half), k)

@@ -22,7 +22,7 @@ from edgevit.partition.placement import single_device
 from edgevit.partition.plan import Plan, PlanPiece
 from edgevit.split.classwise import CHECK_IMAGES, _example, _pytorch_ms, _pytorch_timing, _summary, _with_ms
 from edgevit.split.measure import interleaved_ms, piece_cost
-from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest
+from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest, calibration_images
 from edgevit.train import accuracy, predict_logits
 
 __all__ = ["PipelineStrategy"]
@@ -41,6 +41,9 @@ class PipelineStrategy:
         check = self.check_images(request)
         example = _example(request)
         inputs, checks = self.segment_inputs(segments, example, check)
+        calibration = calibration_images(request)
+        calibrations = None if calibration is None else self.segment_inputs(
+            segments, example, torch.from_numpy(calibration))[1]
         times = interleaved_ms(dict(segments), dict(zip(names, inputs)), rounds=options.measure_rounds,
                                threads=options.threads)
         costs = [piece_cost(name, module, inputs[i], options.precision, times[name])
@@ -61,7 +64,8 @@ class PipelineStrategy:
                                          "segment_range": [stage.first, stage.last]},
             )
             module = deploy.stage(start, end).eval()
-            pieces.append(BuiltPiece(piece, module, inputs[stage.first], k == 0, checks[stage.first]))
+            pieces.append(BuiltPiece(piece, module, inputs[stage.first], k == 0, checks[stage.first],
+                                     None if calibrations is None else calibrations[stage.first]))
         unsplit = piece_cost("unsplit", deploy, example, options.precision,
                              interleaved_ms({"unsplit": deploy}, {"unsplit": example}, rounds=options.measure_rounds,
                                             threads=options.threads)["unsplit"])

@@ -19,6 +19,7 @@ import numpy as np
 from edgevit.data.datasets import ImageDataset
 from edgevit.data.preprocess import PreprocessSpec
 from edgevit.devices import Cluster
+from edgevit.errors import InvalidArgumentError
 from edgevit.partition.plan import Plan, PlanPiece
 from edgevit.split.options import SplitOptions
 
@@ -60,7 +61,10 @@ class BuiltPiece:
         module: the torch module (batch-1 ``example`` in, one tensor out).
         image_input: whether its input is the preprocessed image (exported with
             ``edgevit.export``) or an intermediate tensor.
-        check_inputs: a few real inputs (``[N, ...]`` float32) to verify the artifact on.
+        check_inputs: a few real inputs (``[N, ...]`` float32) to verify the artifact on
+            (validation images, or what the pieces before it make of them).
+        calibration: real inputs a quantized precision calibrates on (training images, or what
+            the pieces before it make of them); None for float precisions.
     """
 
     piece: PlanPiece
@@ -68,6 +72,26 @@ class BuiltPiece:
     example: Any
     image_input: bool
     check_inputs: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    calibration: np.ndarray | None = field(repr=False, default=None)
+
+
+#: training images a quantized plan calibrates every piece on (fewer when the training split is smaller)
+CALIBRATION_IMAGES = 128
+
+
+def calibration_images(request: SplitRequest) -> np.ndarray | None:
+    """``CALIBRATION_IMAGES`` training images (NCHW float32, classes mixed, seeded) for a quantized
+    precision; None for a float one. The validation images stay for verification."""
+    from edgevit.precision import precision
+
+    if not precision(request.options.precision).quantized:
+        return None
+    if request.train_set is None:
+        raise InvalidArgumentError(
+            f"a {request.options.precision} split calibrates every piece on the training images; pass --data")
+    images, _ = request.train_set.arrays(request.spec)
+    order = np.random.default_rng(request.options.seed).permutation(len(images))[:CALIBRATION_IMAGES]
+    return np.ascontiguousarray(images[np.sort(order)], dtype=np.float32)
 
 
 @dataclass

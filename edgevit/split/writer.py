@@ -1,11 +1,12 @@
 """Writing a plan folder: every piece exported and verified, then ``plan.json``; all or nothing.
 
-Pieces whose input is the image (sub-models, the first pipeline stage) go through the
-public ``edgevit.export`` like any zoo model; its verification runs them against PyTorch on
-random tensors and photos. Pieces whose input is an intermediate tensor (the fusion head,
-later pipeline stages) use the same target converters (``Target.convert`` /
-``Target.inspect``) and are verified here against PyTorch on real intermediate tensors with
-the export tolerance table; ``edgevit.export`` only builds image inputs.
+Every piece goes through the one export pipeline (``edgevit.export`` given an
+:class:`edgevit.export.Piece`): pieces whose input is the image (sub-models, the first
+pipeline stage) are verified against PyTorch on random tensors, photos and validation images;
+pieces whose input is an intermediate tensor (the fusion head, later pipeline stages) on what
+the pieces before them make of the validation images. A quantized precision (int8, w8...) is
+calibrated on the training images, or on what the pieces before make of them, and verified
+like any quantized export.
 
 Everything is written to a hidden staging folder beside ``out`` and renamed into place at
 the end, so a failed split leaves no half-written plan.
@@ -16,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,7 @@ import numpy as np
 import torch
 
 from edgevit._files import staging_dir, write_text
-from edgevit.artifact import Manifest, TensorSpec, read_manifest
-from edgevit.errors import VerificationError
+from edgevit.artifact import read_manifest
 from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
 from edgevit.split.request import BuiltPiece, BuiltPlan
 
@@ -90,9 +88,10 @@ def retime(built: BuiltPlan, plan: Plan, folder: Path, timing: str, threads: int
         return dataclasses.replace(plan, notes=(*plan.notes, note))
     backend = usable[0]
     log(f"exporting the unsplit model to {plan.target} ({plan.precision}) to time it beside the pieces")
+    first = built.pieces[0]  # its input is the image: sub0, or the first stage
     unsplit = BuiltPiece(PlanPiece("unsplit", "stage", "unsplit", None, "input", "logits"), built.unsplit,
-                         built.pieces[0].example, True)
-    unsplit_dir = _export_image_piece(unsplit, plan, folder)
+                         first.example, True, first.check_inputs, first.calibration)
+    unsplit_dir = _export(unsplit, plan, folder)
     log(f"timing the exported pieces with {backend} in a fresh process")
     pieces = [*plan.pieces, *((plan.fusion,) if plan.fusion else ())]
     folders = [str(folder / p.artifact) for p in pieces] + [str(unsplit_dir)]
@@ -124,102 +123,31 @@ def apply_times(strategy, plan: Plan, folder: Path, times: dict, backend: str, t
 
 def export_piece(item: BuiltPiece, plan: Plan, folder: Path) -> PlanPiece:
     """Export one piece into ``folder``; returns its plan entry with artifact name, tensor names and sizes."""
-    if item.image_input:
-        artifact = _export_image_piece(item, plan, folder)
-    else:
-        artifact = _export_tensor_piece(item, plan, folder)
+    artifact = _export(item, plan, folder)
     manifest = read_manifest(artifact)
     cost = {**item.piece.cost, "file_bytes": int(sum(manifest.files.values()))}
     info = {**item.piece.info, "verification": manifest.verification.get("status", "skipped")}
+    if manifest.extra.get("quantization"):
+        agreement = manifest.extra["quantization"].get("agreement_on_calibration")
+        info["quantization"] = {"recipe": manifest.extra["quantization"].get("recipe", {}).get("chosen_by"),
+                                "agreement_on_calibration": agreement}
     return dataclasses.replace(item.piece, artifact=artifact.name, input_name=manifest.inputs[0].name,
                                output_name=manifest.outputs[0].name, cost=cost, info=info)
 
 
-def _export_image_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
-    import edgevit.export as export
+def _export(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
+    """One piece through the export pipeline (``edgevit.export`` with an :class:`~edgevit.export.Piece`):
+    verified on its own real inputs, a quantized precision calibrated on its own training inputs."""
+    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.export import Piece, export
 
-    artifact = export.export(item.module, target=plan.target, precision=plan.precision, out=folder,
-                             name=item.piece.name, image_size=int(item.example.shape[-1]), quiet=True)
-    manifest = read_manifest(artifact.path)
-    # the sub-models were trained on this preprocessing; the exporter only knows the zoo default
-    manifest = dataclasses.replace(manifest, preprocessing=plan.preprocessing, labels=_labels(item, plan))
-    manifest.write(artifact.path)
-    return artifact.path
-
-
-def _export_tensor_piece(item: BuiltPiece, plan: Plan, folder: Path) -> Path:
-    from edgevit import __version__
-    from edgevit.export._capture import captured_output
-    from edgevit.export.options import ExportOptions
-    from edgevit.export.pipeline import file_sizes, install
-    from edgevit.export.targets import INPUT_NAME, OUTPUT_NAME, get_target
-
-    target = get_target(plan.target)
-    options = ExportOptions(target=plan.target, precision=plan.precision, out=folder, quiet=True, name=item.piece.name)
-    target.check(options)
-    module = item.module.eval()
-    with torch.no_grad():
-        reference = module(torch.from_numpy(item.check_inputs)).float().numpy()
-    staging = staging_dir(folder, item.piece.name)
-    try:
-        start = time.perf_counter()
-        with captured_output():  # converters talk a lot; edgevit.export hides it the same way
-            target.convert(module, item.example, options, staging / target.model_file)
-            ops = target.inspect(staging / target.model_file, options)
-        inputs = (TensorSpec(INPUT_NAME, (1, *item.example.shape[1:]), "float32", None),)
-        outputs = (TensorSpec(OUTPUT_NAME, (1, *reference.shape[1:]), "float32", None),)
-        manifest = Manifest(
-            model={"name": item.piece.name, "family": f"edgevit-split:{item.piece.role}", "num_classes": int(reference.shape[-1]),
-                   "params": int(sum(p.numel() for p in module.parameters())), "gmacs": None, "image_size": None},
-            target=plan.target, precision=plan.precision, model_file=target.model_file, inputs=inputs, outputs=outputs,
-            preprocessing={}, weights={"path": None, "sha256": None, "note": f"trained by edgevit split ({plan.strategy})"},
-            labels=_labels(item, plan), converter=target.converter_versions(),
-            files=file_sizes(staging, target.model_file), ops=ops.to_dict(), options=options.to_dict(),
-            created=datetime.now(UTC).isoformat(timespec="seconds"), edgevit_version=__version__,
-            extra={"notes": target.notes(options), "timings": {"convert": round(time.perf_counter() - start, 3)}},
-        )
-        manifest.write(staging)
-        verification = _verify_tensor_piece(staging, manifest, target, item.check_inputs, reference, plan.precision)
-        manifest = dataclasses.replace(manifest, verification=verification)
-        manifest.write(staging)
-        if verification["status"] == "failed":
-            raise VerificationError(f"{item.piece.name} ({plan.target}, {plan.precision}) does not match PyTorch: "
-                                    + "; ".join(verification["failures"]))
-        final = folder / f"{item.piece.name}-{plan.target}-{plan.precision}"
-        install(staging, final)
-        staging = None
-        return final
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _verify_tensor_piece(folder: Path, manifest: Manifest, target, inputs: np.ndarray, reference: np.ndarray,
-                         precision: str) -> dict[str, Any]:
-    """Run the artifact on real intermediate tensors and judge it with the export tolerance table."""
-    from edgevit.export.verify import backend_usable, compare, judge, tolerance_for
-    from edgevit.runtime import load
-
-    tolerance = tolerance_for(precision)
-    reasons = []
-    for backend in target.verification_backends():
-        usable, why = backend_usable(backend)
-        if not usable:
-            reasons.append(why)
-            continue
-        with load(folder, backend=backend) as session:
-            name = session.input_specs[0].name
-            actual = np.concatenate([next(iter(session.run({name: inputs[i : i + 1]}).values()))
-                                     for i in range(len(inputs))])
-        names = tuple(f"input_{i}" for i in range(len(inputs)))
-        metrics = {manifest.outputs[0].name: compare(reference, actual, names)}
-        failures = judge(metrics, tolerance)
-        return {"status": "failed" if failures else "passed", "numbers_checked": True, "backend": backend,
-                "reference": "PyTorch, the same real intermediate tensors", "samples": {"real": len(inputs)},
-                "tolerance": {"precision": precision, **dataclasses.asdict(tolerance)}, "outputs": metrics,
-                "failures": failures}
-    return {"status": "structural", "numbers_checked": False, "failures": [],
-            "note": "numbers were NOT checked: " + "; ".join(reasons or ["no runtime backend runs this target here"])}
+    labels = _labels(item, plan)
+    piece = Piece(item.module, item.check_inputs, calibration=item.calibration, name=item.piece.name,
+                  image_input=item.image_input,
+                  preprocessing=PreprocessSpec.from_dict(plan.preprocessing) if item.image_input else None,
+                  classifies=labels is not None, labels=labels, family=f"edgevit-split:{item.piece.role}",
+                  note=f"trained by edgevit split ({plan.strategy})")
+    return export(piece, target=plan.target, precision=plan.precision, out=folder, quiet=True).path
 
 
 def _labels(item: BuiltPiece, plan: Plan) -> list[str] | None:

@@ -99,13 +99,17 @@ class Target(ABC):
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:
         """The op histogram of the written model, and warnings for ops that hurt on this target."""
 
-    def io_specs(self, options: ExportOptions, image_size: int, num_outputs: int) -> tuple[TensorSpec, TensorSpec]:
-        """The input and output the converted model declares."""
+    def io_specs(self, options: ExportOptions, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
+                 image_input: bool = True) -> tuple[TensorSpec, TensorSpec]:
+        """The input and output the converted model declares, from one sample's shapes (input
+        channels first); an image input carries its layout, a tensor input none."""
         batch = None if options.dynamic_batch else options.batch
-        shape = (batch, image_size, image_size, 3) if options.channels_last else (batch, 3, image_size, image_size)
+        shape = tuple(input_shape)
+        if image_input and options.channels_last:
+            shape = (*shape[1:], shape[0])
         return (
-            TensorSpec(INPUT_NAME, shape, "float32", options.layout),
-            TensorSpec(OUTPUT_NAME, (batch, num_outputs), "float32"),
+            TensorSpec(INPUT_NAME, (batch, *shape), "float32", options.layout if image_input else None),
+            TensorSpec(OUTPUT_NAME, (batch, *output_shape), "float32"),
         )
 
     def diagnosis_programs(self, program: Any) -> list[Any]:
