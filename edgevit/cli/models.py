@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
     from edgevit.errors import UnknownNameError
     from edgevit.models import list_models, model_info
     from edgevit.models._info import MODELS

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(plan, out) -> str:
     """The plan as a table, then the predicted latency and the accuracy."""
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     rows = []
     for piece in plan.pieces:
