@@ -16,7 +16,7 @@ import torch
 from edgevit.artifact import read_manifest
 from edgevit.cluster.plans import load_plan, run_session
 from edgevit.devices import equal_devices
-from edgevit.models._count import count_params
+from edgevit.models import count_params
 from edgevit.partition import FusionLayout, fusion_input, run_local
 from edgevit.split import SplitOptions, run_in_process, split
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgevit.models import create_model, list_models
-from edgevit.models._count import count_macs, count_params
+from edgevit.models import count_macs, count_params, create_model, list_models
 from edgevit.models.vit import VisionTransformer
 from edgevit.partition.budget import keep_for_ratio
 from edgevit.partition.cost import vit_macs, vit_params
