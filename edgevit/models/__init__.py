@@ -27,6 +27,7 @@ from edgevit.models._count import count_macs, count_params
 from edgevit.models._info import MODELS, ModelInfo, Preprocess, register_model
 
 __all__ = [
+    "MODELS",
     "EdgeModel",
     "ModelInfo",
     "Preprocess",
