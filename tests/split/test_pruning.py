@@ -105,7 +105,7 @@ def test_classwise_strategy_on_hierarchical_families(name, reduction, grouping):
     """The class-wise strategy (no export) with FFN-only pruning: sub-models, fusion head, placement."""
     from edgevit.data.datasets import load_dataset
     from edgevit.devices import equal_devices
-    from edgevit.partition import STRATEGIES
+    from edgevit.split import STRATEGIES
     from edgevit.split.options import SplitOptions
     from edgevit.split.request import SplitRequest
     from edgevit.train import dataset_spec
