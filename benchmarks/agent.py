@@ -374,7 +374,7 @@ def write(results: dict[str, Any]) -> None:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     env = results["environment"]
     floors, overheads, rate = results["floors"], results["overhead"], results["throughput"]

@@ -421,7 +421,7 @@ def save(results: dict[str, Any]) -> None:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     env, settings = results["environment"], results["settings"]
     quota = settings.get("quota_applied")
@@ -521,7 +521,7 @@ def time_breakdown(plans: dict[str, Any]) -> list[str]:
         rest = row["p50_ms"] - compute - link
         rows.append((name, f"{row['p50_ms']:.2f}", f"{compute:.2f}", f"{link:.2f}", f"{rest:.2f}",
                      f"{(compute + link) / base['p50_ms']:.2f}"))
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     return ["", "## Where the time goes (p50)", "",
             "`compute` = device compute the agents reported (slowest sub-model, or the sum of the stages); `link` = "

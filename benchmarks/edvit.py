@@ -196,7 +196,7 @@ def run_k(model, k: int, args, work: Path, reduction: float | None = None) -> di
 def retime_k(run: dict, args, work: Path) -> dict:
     """Time an existing plan folder again (fresh process), as ``edgevit split`` does after export."""
     from edgevit.cluster.plans import load_plan
-    from edgevit.partition import STRATEGIES
+    from edgevit.split import STRATEGIES
     from edgevit.split._timing import measure_in_subprocess
     from edgevit.split.writer import _write_json, apply_times
 

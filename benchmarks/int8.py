@@ -366,7 +366,7 @@ def environment_summary() -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     lines = ["# int8 vs fp32: accuracy on digits, size and latency", "",
              f"Machine: {results.get('environment', {}).get('summary', '?')}; load average at the start "

@@ -15,12 +15,14 @@ user's umask gives a new file or folder.
 * :func:`check_output_file` / :func:`check_writable`: prove an output file / folder can be
   written *before* the work that makes it (training, exporting, splitting, benchmarking), so a
   bad path costs nothing;
+* :func:`file_sha256`: the digest a manifest records for a weights file or an artifact file;
 * :func:`write_or_rescue`: write a finished result; when it still cannot be written where asked
   (the disk filled up, the folder was removed), write it to the temporary folder and say where.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,8 +32,17 @@ from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["check_output_file", "check_writable", "foreign_files", "normal_modes", "remove_stale_staging", "replacing",
-           "staging_dir", "umask", "write_or_rescue", "write_text"]
+__all__ = ["check_output_file", "check_writable", "file_sha256", "foreign_files", "normal_modes",
+           "remove_stale_staging", "replacing", "staging_dir", "umask", "write_or_rescue", "write_text"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file (hex), read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def umask() -> int:

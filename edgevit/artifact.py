@@ -1,7 +1,8 @@
 """The exported-artifact format: a folder holding a model file and ``manifest.json``.
 
 This module is the contract between the export side (which writes artifacts) and the
-torch-free runtime (which loads them); it imports only the standard library.
+torch-free runtime (which loads them); it imports only the standard library (and edgevit's own
+:mod:`edgevit._files`, which does too).
 
 Layout::
 
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgevit._files import file_sha256
 from edgevit.errors import ArtifactError
 
 FORMAT = "edgevit-artifact"
@@ -264,15 +266,6 @@ def artifact_digest(folder: str | Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         digest.update(relative.encode() + b"\0" + file_sha256(path).encode() + b"\n")
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

@@ -66,6 +66,11 @@ def environment() -> Environment:
     )
 
 
+def is_macos() -> bool:
+    """True on macOS, where Core ML runs (elsewhere the reference interpreter stands in)."""
+    return platform.system() == "Darwin"
+
+
 def cpu_model() -> str:
     """The CPU's marketing name, from /proc/cpuinfo, sysctl or platform (best effort)."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -75,7 +80,7 @@ def cpu_model() -> str:
                 value = line.split(":", 1)[1].strip()
                 if value and not value.isdigit():
                     return value
-    if platform.system() == "Darwin":
+    if is_macos():
         try:
             out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
             if out.stdout.strip():

@@ -139,7 +139,7 @@ def train(
                 idx = order[start : start + config.batch_size]
                 images = torch.from_numpy(x_all[idx])
                 if config.augment:
-                    images = _random_shift(images, rng)
+                    images = random_shift(images, rng)
                 labels = torch.from_numpy(y_all[idx])
                 loss = _loss(criterion, model(images), labels, images)
                 optimizer.zero_grad(set_to_none=True)
@@ -175,8 +175,11 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _random_shift(images: torch.Tensor, rng: np.random.Generator, fraction: float = 0.08) -> torch.Tensor:
-    """Translate the batch by up to ``fraction`` of the size (one shift per batch, zero fill)."""
+def random_shift(images: torch.Tensor, rng: np.random.Generator, fraction: float = 0.08) -> torch.Tensor:
+    """Translate the batch by up to ``fraction`` of the size (one shift per batch, zero fill).
+
+    The training augmentation; the fusion head of a class-wise split trains with it too.
+    """
     size = images.shape[-1]
     max_shift = max(1, int(size * fraction))
     dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))

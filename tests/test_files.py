@@ -62,3 +62,15 @@ def test_weights_bench_reports_and_deployments_are_written_with_normal_permissio
     deployment = write_deployment(tmp_path, Deployment(plan_digest="0" * 64, pieces=(), addresses={}))
     for path in (weights, deployment):
         assert _mode(path) == 0o644, path
+
+
+def test_file_sha256_is_one_function(tmp_path):
+    import hashlib
+
+    import edgevit.artifact
+    from edgevit._files import file_sha256
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x" * (3 << 20))
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert edgevit.artifact.file_sha256 is file_sha256

@@ -1,4 +1,5 @@
-"""``import edgevit`` must stay cheap: no torch, no converters."""
+"""``import edgevit`` must stay cheap: no torch, no converters. So must the runtime, the agent,
+partition and the shared internals (the device side and planning never need torch)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 def test_import_edgevit_does_not_import_torch():
     code = (
         "import sys, edgevit, edgevit.artifact, edgevit.data, edgevit.registry, edgevit.errors\n"
+        "import edgevit.runtime, edgevit.agent, edgevit.partition, edgevit.devices, edgevit.environment\n"
+        "import edgevit._files, edgevit._progress, edgevit._table, edgevit._quiet\n"
         "heavy = [m for m in ('torch', 'onnx', 'coremltools', 'litert_torch', 'tensorflow') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgevit.cli._table import format_table
+from edgevit._table import format_table
 
 MB = 1024 * 1024
 

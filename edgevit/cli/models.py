@@ -14,10 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
     from edgevit.errors import UnknownNameError
-    from edgevit.models import list_models, model_info
-    from edgevit.models._info import MODELS
+    from edgevit.models import MODELS, list_models, model_info
 
     names = list_models(args.pattern, include_test=args.all or args.pattern.startswith("test"))
     if not names:

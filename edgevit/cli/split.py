@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="split a model across edge devices (ED-ViT class-wise sub-models, or pipeline stages)",
         description="Split a model across the devices of a device file and write a plan folder: one exported "
         "artifact per sub-model or stage, the fusion head (classwise), and plan.json with classes, devices, sizes, "
-        "MACs and predicted latencies. Run it locally with edgevit.partition.run_local(DIR, images).",
+        "MACs and predicted latencies. Run it locally with edgevit.cluster.local.run_local(DIR, images).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="zoo model name (edgevit models)")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(plan, out) -> str:
     """The plan as a table, then the predicted latency and the accuracy."""
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     rows = []
     for piece in plan.pieces:

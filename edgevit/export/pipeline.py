@@ -92,7 +92,7 @@ def prepare(job: ExportJob) -> None:
 
 def convert(job: ExportJob) -> None:
     """Run the target's converter; a failure names the op and the model module it came from."""
-    from edgevit.export._capture import captured_output
+    from edgevit._quiet import captured_output
     from edgevit.export.diagnose import explain_failure
 
     prepared = job.prepared
@@ -126,7 +126,7 @@ def quantize(job: ExportJob) -> None:
 
 def inspect(job: ExportJob) -> None:
     """Read the written model back: op histogram and warnings."""
-    from edgevit.export._capture import captured_output
+    from edgevit._quiet import captured_output
 
     with captured_output():
         job.ops = job.target.inspect(job.model_path, job.options)
@@ -135,7 +135,7 @@ def inspect(job: ExportJob) -> None:
 def verify(job: ExportJob) -> None:
     """Run the artifact with the torch-free runtime and compare with PyTorch (unless --no-verify);
     with --data, also its accuracy and PyTorch's on that labelled set."""
-    from edgevit.export._capture import captured_output
+    from edgevit._quiet import captured_output
     from edgevit.export.verify import verify_artifact
     from edgevit.runtime.cpu import int8_path
 

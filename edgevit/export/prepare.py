@@ -208,8 +208,8 @@ def prepare_piece(piece: Piece, options: ExportOptions) -> PreparedModel:
 
 
 def _build_zoo_model(name: str, options: ExportOptions) -> tuple[Any, Any, dict[str, Any]]:
+    from edgevit._files import file_sha256
     from edgevit.models import create_model, model_info
-    from edgevit.models._checkpoint import file_sha256
 
     info = model_info(name)
     model = create_model(name, weights=options.weights, num_classes=options.num_classes, image_size=options.image_size)

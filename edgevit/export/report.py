@@ -104,7 +104,7 @@ class ExportOutcome:
 
 def summary_table(outcomes: list[ExportOutcome]) -> str:
     """One row per target and precision: status, time, size, worst error, top-1, warnings, path."""
-    from edgevit.cli._table import format_table
+    from edgevit._table import format_table
 
     rows = []
     for o in outcomes:

@@ -23,13 +23,17 @@ import torch
 from edgevit.errors import InvalidArgumentError
 from edgevit.models._base import EdgeModel
 from edgevit.models._checkpoint import Checkpoint, EdgeVitWarning, load_weights, read_checkpoint
+from edgevit.models._count import count_macs, count_params
 from edgevit.models._info import MODELS, ModelInfo, Preprocess, register_model
 
 __all__ = [
+    "MODELS",
     "EdgeModel",
     "ModelInfo",
     "Preprocess",
     "EdgeVitWarning",
+    "count_macs",
+    "count_params",
     "create_model",
     "list_models",
     "model_info",

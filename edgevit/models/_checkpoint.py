@@ -10,7 +10,6 @@ match the model exactly, or :class:`CheckpointMismatchError` lists every differe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 import zipfile
@@ -41,15 +40,6 @@ class Checkpoint:
     container: str
     labels: list[str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path, prefer_ema: bool = False) -> Checkpoint:

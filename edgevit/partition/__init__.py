@@ -11,19 +11,17 @@ The planning core is pure: value objects in, value objects out, no I/O and no to
 * :mod:`~edgevit.partition.fusion_layout`: the fusion head's input from the sub-models that
   answered (features, then one presence column per sub-model), for the coordinator.
 
-The strategies that *build* a plan (prune, fine-tune, measure, export) need torch and live
-in :mod:`edgevit.split`; they are registered here by name, lazily, so listing them imports
-nothing heavy. :func:`run_local` (running a plan folder on this machine, one process per
-piece, through the torch-free :mod:`edgevit.runtime`) is re-exported from
-:mod:`edgevit.cluster.local` on first use, and :func:`fusion_input` / :class:`FusionLayout`
-(numpy) from :mod:`~edgevit.partition.fusion_layout`: importing this package imports
-neither torch nor numpy.
+The strategies that *build* a plan (prune, fine-tune, measure, export) need torch; they and
+their registry (:data:`edgevit.split.STRATEGIES`) live in :mod:`edgevit.split`, and running a
+plan folder on this machine is :func:`edgevit.cluster.local.run_local`. This package imports
+nothing above it (errors, the registry, devices and itself). :func:`fusion_input` /
+:class:`FusionLayout` (numpy) are imported from :mod:`~edgevit.partition.fusion_layout` on
+first use: importing this package imports neither torch nor numpy.
 
 Example:
-    >>> from edgevit.partition import STRATEGIES, balanced_split, run_local
-    >>> STRATEGIES.names()
-    ['classwise', 'pipeline']
-    >>> result = run_local("plan/", images)
+    >>> from edgevit.partition import balanced_split
+    >>> balanced_split(10, 3)
+    ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9))
 """
 
 from __future__ import annotations
@@ -35,10 +33,8 @@ from edgevit.partition.cost import PieceCost, ViTShape, vit_macs, vit_params
 from edgevit.partition.pipeline import PipelinePlan, balance_pipeline
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place
 from edgevit.partition.plan import Plan, PlanPiece
-from edgevit.registry import Registry
 
 __all__ = [
-    "STRATEGIES",
     "FusionLayout",
     "NoFeasibleDevice",
     "PieceCost",
@@ -53,22 +49,12 @@ __all__ = [
     "confusion_split",
     "fusion_input",
     "place",
-    "run_local",
     "vit_macs",
     "vit_params",
 ]
 
-#: partition strategies by name; each is a class with ``build(request) -> BuiltPlan`` (edgevit.split)
-STRATEGIES: Registry = Registry("partition strategy")
-STRATEGIES.register("classwise", "edgevit.split.classwise:ClasswiseStrategy")
-STRATEGIES.register("pipeline", "edgevit.split.pipeline:PipelineStrategy")
-
 
 def __getattr__(name: str) -> Any:
-    if name == "run_local":
-        from edgevit.cluster.local import run_local
-
-        return run_local
     if name in ("fusion_input", "FusionLayout"):
         from edgevit.partition import fusion_layout as module
 

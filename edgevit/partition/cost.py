@@ -2,9 +2,9 @@
 
 Pure arithmetic on value objects. :class:`ViTShape` describes a (possibly class-wise pruned)
 ViT by its widths, and :func:`vit_params` / :func:`vit_macs` count it the way
-``edgevit.models._count`` does (tests check they agree). :class:`PieceCost` is what
-placement and pipeline balancing see of any piece: its size, its memory and its compute
-time measured on the planning machine.
+:func:`edgevit.models.count_params` / :func:`~edgevit.models.count_macs` do (tests check
+they agree). :class:`PieceCost` is what placement and pipeline balancing see of any piece:
+its size, its memory and its compute time measured on the planning machine.
 
 Device time of a piece::
 

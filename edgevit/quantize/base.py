@@ -19,17 +19,13 @@ calibration and run them with the torch-free runtime.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from edgevit._quiet import quiet
 from edgevit.errors import InvalidArgumentError
 from edgevit.precision import Precision, check_quantized
 from edgevit.quantize.recipe import Recipe, Unit
@@ -197,17 +193,3 @@ def run_model_file(path: Path, backend: str, images: np.ndarray, layout: str = "
             result = session.run({spec.name: np.ascontiguousarray(chunk, dtype=np.float32)})
             outs.append(np.asarray(next(iter(result.values())), np.float32).reshape(len(chunk), -1)[:count])
     return np.concatenate(outs)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence converters' prints, progress bars, Python warnings and logging for a block."""
-    level = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(level)

@@ -17,7 +17,6 @@ validation, preprocessing and prediction on top.
 
 from __future__ import annotations
 
-import platform
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -68,7 +67,3 @@ class Backend(ABC):
 
 
 BACKENDS: Registry[type[Backend]] = Registry("runtime backend")
-
-
-def is_macos() -> bool:
-    return platform.system() == "Darwin"

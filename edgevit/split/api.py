@@ -1,7 +1,7 @@
 """``split()``: the public entry point behind ``edgevit split``.
 
 Steps: load (model, data, devices) -> check (the data's classes against the model's head)
--> build (the strategy from ``edgevit.partition.STRATEGIES``) -> write (export every piece,
+-> build (the strategy from ``edgevit.split.STRATEGIES``) -> write (export every piece,
 ``plan.json``, atomically).
 """
 
@@ -41,7 +41,7 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
         ...              image_size=64, strategy="classwise", target="onnx")
         >>> [(p.name, p.device, p.classes) for p in plan.pieces]
     """
-    from edgevit.partition import STRATEGIES
+    from edgevit.split import STRATEGIES
     from edgevit.split.request import SplitRequest
     from edgevit.split.writer import write_plan
 

@@ -29,7 +29,7 @@ import torch
 
 from edgevit.devices import parse_devices
 from edgevit.errors import PlanningError
-from edgevit.models._count import count_params
+from edgevit.models import count_params
 from edgevit.partition.classes import balanced_split, confusion_split, group_sizes
 from edgevit.partition.cost import PieceCost
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place, single_device

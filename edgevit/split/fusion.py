@@ -132,14 +132,14 @@ def train_fusion(extractors: list[FeatureExtractor], train_set: ImageDataset, va
     this probability, per sample, never all K at once (:func:`random_presence`); 0 trains on
     complete inputs only. The validation top-1 in the history is with every sub-model present.
     """
-    from edgevit.train import _random_shift
+    from edgevit.train import random_shift
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = train_set.arrays(spec)
     feats, labels = [extract_features(extractors, x)], [y]
     for _ in range(augment_copies):
-        shifted = np.concatenate([_random_shift(torch.from_numpy(x[i : i + 64]), rng).numpy()
+        shifted = np.concatenate([random_shift(torch.from_numpy(x[i : i + 64]), rng).numpy()
                                   for i in range(0, len(x), 64)])
         feats.append(extract_features(extractors, shifted))
         labels.append(y)

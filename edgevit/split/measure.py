@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgevit.models._count import count_params
+from edgevit.models import count_params
 from edgevit.partition.cost import PieceCost, activation_bytes_per_value, weight_bytes
 
 __all__ = ["activation_values", "interleaved_ms", "module_macs", "piece_cost"]

@@ -18,7 +18,7 @@ class SplitOptions:
     """Options of a split.
 
     Attributes:
-        strategy: ``"classwise"`` (ED-ViT) or ``"pipeline"`` (``edgevit.partition.STRATEGIES``).
+        strategy: ``"classwise"`` (ED-ViT) or ``"pipeline"`` (``edgevit.split.STRATEGIES``).
         target / precision: how every piece is exported (``edgevit.export``).
         grouping: class split, ``"balanced"`` (contiguous, equal sizes) or ``"confusion"``
             (classes the full model confuses share a sub-model).

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgevit.devices import parse_devices
-from edgevit.models._count import count_params
+from edgevit.models import count_params
 from edgevit.partition.pipeline import PipelinePlan, balance_pipeline, evaluate_stages, stage_cost
 from edgevit.partition.placement import single_device
 from edgevit.partition.plan import Plan, PlanPiece

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from edgevit.errors import InvalidArgumentError
-from edgevit.models._count import count_params
+from edgevit.models import count_params
 from edgevit.partition.budget import MIN_KEEP_RATIO, keep_for_budget, keep_for_ratio, smallest_shape
 from edgevit.partition.cost import PieceCost, vit_params, vit_piece_cost
 from edgevit.registry import Registry

@@ -1,6 +1,6 @@
 """What a strategy is given (:class:`SplitRequest`) and what it returns (:class:`BuiltPlan`).
 
-A strategy (``edgevit.partition.STRATEGIES``) is a class with
+A strategy (``edgevit.split.STRATEGIES``) is a class with
 ``build(request: SplitRequest) -> BuiltPlan``: it sees the trained model, the data, the
 devices and the options, and returns the plan together with the torch modules to export.
 Writing the plan folder (export of every piece, ``plan.json``) is the same for every

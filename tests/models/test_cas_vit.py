@@ -22,9 +22,8 @@ import torch
 from golden_helpers import assert_matches_golden
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
-from edgevit.models import create_model, model_info, read_checkpoint
+from edgevit.models import count_params, create_model, model_info, read_checkpoint
 from edgevit.models._checkpoint import Checkpoint
-from edgevit.models._count import count_params
 
 GOLDEN = Path(__file__).parent / "golden"
 VARIANTS = ["cas_vit_xs", "cas_vit_s", "cas_vit_m", "cas_vit_t"]

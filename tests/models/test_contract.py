@@ -13,8 +13,7 @@ import functools
 import pytest
 import torch
 
-from edgevit.models import create_model, list_models, model_info
-from edgevit.models._count import count_macs, count_params
+from edgevit.models import count_macs, count_params, create_model, list_models, model_info
 
 ALL = list_models()
 FULL = list_models(include_test=False)

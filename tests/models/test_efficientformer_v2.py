@@ -27,9 +27,8 @@ import torch
 from golden_helpers import assert_matches_golden
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
-from edgevit.models import create_model, model_info, read_checkpoint
+from edgevit.models import count_params, create_model, model_info, read_checkpoint
 from edgevit.models._checkpoint import Checkpoint
-from edgevit.models._count import count_params
 from edgevit.models.efficientformer_v2 import LGQuery
 from edgevit.models.layers.attention_bias import first_appearance_index
 

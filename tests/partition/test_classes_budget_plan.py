@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from edgevit.errors import ArtifactError, PlanningError
-from edgevit.partition import STRATEGIES, Plan, PlanPiece
+from edgevit.partition import Plan, PlanPiece
 from edgevit.partition.budget import MIN_KEEP_RATIO, keep_for_budget, keep_for_ratio, smallest_shape
 from edgevit.partition.classes import balanced_split, confusion_split, group_sizes, within_group_confusion
 from edgevit.partition.cost import ViTShape, vit_params
@@ -82,10 +82,13 @@ def test_plan_round_trip_and_errors():
 
 
 def test_strategies_are_registered_lazily_and_planning_imports_no_torch():
+    from edgevit.split import STRATEGIES
+
     assert STRATEGIES.names() == ["classwise", "pipeline"]
     code = ("import sys, edgevit.partition, edgevit.devices, edgevit.split, edgevit.cluster.local\n"
             "import edgevit.partition.fusion_layout\n"
-            "from edgevit.partition import STRATEGIES, run_local\n"
+            "from edgevit.split import STRATEGIES\n"
+            "from edgevit.cluster.local import run_local\n"
             "STRATEGIES.names()\n"
             "print([m for m in ('torch', 'onnx', 'coremltools') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from edgevit.artifact import read_manifest
+from edgevit.cluster.local import run_local
 from edgevit.cluster.plans import load_plan, run_session
 from edgevit.devices import equal_devices
-from edgevit.models._count import count_params
-from edgevit.partition import FusionLayout, fusion_input, run_local
+from edgevit.models import count_params
+from edgevit.partition import FusionLayout, fusion_input
 from edgevit.split import SplitOptions, run_in_process, split
 
 CLASSES = [0, 1, 2, 3, 4, 5]  # as in conftest.py
@@ -239,7 +240,7 @@ def test_pipeline_plan_from_the_command_line_runs_as_a_chain(base_vit, digits6, 
 
 @pytest.mark.parametrize("name", ["classwise", "pipeline"])
 def test_strategies_registry(name):
-    from edgevit.partition import STRATEGIES
+    from edgevit.split import STRATEGIES
 
     assert name in STRATEGIES.names()
     strategy = STRATEGIES.get(name)()
@@ -248,9 +249,9 @@ def test_strategies_registry(name):
 
 def test_a_sub_model_that_fits_nowhere_is_pruned_harder(base_vit, digits6, spec):
     """Devices a little smaller than the budgeted sub-model: the pruning loop tightens it until it fits."""
-    from edgevit.partition import STRATEGIES
     from edgevit.partition.budget import keep_for_ratio
     from edgevit.partition.cost import vit_piece_cost
+    from edgevit.split import STRATEGIES
     from edgevit.split.pruners import VitPruner
     from edgevit.split.request import SplitRequest
     from edgevit.split.vit_prune import vit_shape

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgevit.models import create_model, list_models
-from edgevit.models._count import count_macs, count_params
+from edgevit.models import count_macs, count_params, create_model, list_models
 from edgevit.models.vit import VisionTransformer
 from edgevit.partition.budget import keep_for_ratio
 from edgevit.partition.cost import vit_macs, vit_params
@@ -106,7 +105,7 @@ def test_classwise_strategy_on_hierarchical_families(name, reduction, grouping):
     """The class-wise strategy (no export) with FFN-only pruning: sub-models, fusion head, placement."""
     from edgevit.data.datasets import load_dataset
     from edgevit.devices import equal_devices
-    from edgevit.partition import STRATEGIES
+    from edgevit.split import STRATEGIES
     from edgevit.split.options import SplitOptions
     from edgevit.split.request import SplitRequest
     from edgevit.train import dataset_spec

@@ -98,7 +98,7 @@ class CoreMLTarget(Target):
         return OpReport.build(counts, [w for w in warnings if w], details)
 
     def verification_backends(self) -> tuple[str, ...]:
-        from edgevit.runtime._backend import is_macos
+        from edgevit.environment import is_macos
 
         return ("coreml",) if is_macos() else ("coreml-reference",)
 

@@ -121,7 +121,7 @@ def xnnpack_partition(path: Path) -> tuple[int, list[dict]] | None:
         from ai_edge_litert import interpreter as litert
     except ImportError:
         return None
-    from edgevit.export._capture import captured_output
+    from edgevit._quiet import captured_output
 
     with captured_output():
         interpreter = litert.Interpreter(model_path=str(path), num_threads=1,
@@ -138,7 +138,7 @@ def xnnpack_partition(path: Path) -> tuple[int, list[dict]] | None:
 
 def _float16_weights(source: Path, destination: Path) -> None:
     """Store conv / fully-connected weights of ``source`` as float16 with DEQUANTIZE ops."""
-    from edgevit.export._capture import captured_output
+    from edgevit._quiet import captured_output
 
     require("ai_edge_quantizer", "export", "fp16 TFLite export")
     from ai_edge_quantizer import qtyping, quantizer

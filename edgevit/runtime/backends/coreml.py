@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.artifact import TensorSpec
+from edgevit.environment import is_macos
 from edgevit.errors import MissingDependencyError, require
-from edgevit.runtime._backend import Backend, BackendModel, is_macos
+from edgevit.runtime._backend import Backend, BackendModel
 
 #: Core ML multi-array data types (``ArrayFeatureType.ArrayDataType`` values) -> numpy dtype names
 COREML_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}

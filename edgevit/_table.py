@@ -1,4 +1,4 @@
-"""Plain-text tables for terminal output."""
+"""Plain-text tables for terminal output (the CLI, export and bench reports, benchmark scripts)."""
 
 from __future__ import annotations
 
