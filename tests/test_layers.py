@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("registry", "_files", "_progress", "_table", "_quiet"),  # ground: shared by everyone
+    ("precision",),  # the one precision table (a Registry of value objects)
     ("environment", "artifact", "devices"),
     ("data", "partition"),  # partition is pure: value objects, no torch, nothing above it
     ("models", "runtime"),  # runtime knows nothing of models or export
@@ -46,17 +47,6 @@ FLOORS: tuple[tuple[str, ...], ...] = (
 )
 FLOOR = {package: level for level, packages in enumerate(FLOORS) for package in packages}
 FACE = "edgevit/__init__.py"
-
-#: Known violations another engineer is fixing under issue 14 (split/writer.py is being
-#: rewritten, quantize is being reworked): (file, imported module). Visible on purpose, and
-#: only ever shrinks: an entry that no longer occurs fails test_known_violations_still_occur.
-KNOWN_UNTIL_ISSUE_14: dict[tuple[str, str], str] = {
-    ("edgevit/split/writer.py", "edgevit.export.verify"): "private name _backend_usable",
-    # edgevit/export/_capture.py only re-exports edgevit._quiet for this import: delete it with the entry
-    ("edgevit/split/writer.py", "edgevit.export._capture"): "private module (use edgevit._quiet)",
-    ("edgevit/quantize/export_step.py", "edgevit.export.verify"): "upward: quantize -> export",
-    ("edgevit/quantize/tflite.py", "edgevit.export.targets.tflite"): "upward: quantize -> export",
-}
 
 LAZY_TARGET = re.compile(r"edgevit(\.\w+)+:\w+")  # a registry's "module:attr"
 
@@ -154,10 +144,6 @@ def all_imports() -> list[Import]:
     return [imp for path in files for imp in imports_in(path.read_text(), path.relative_to(ROOT).as_posix())]
 
 
-def _known(imp: Import) -> bool:
-    return (imp.file, imp.module) in KNOWN_UNTIL_ISSUE_14
-
-
 def _listing(problems: list[tuple[Import, str]]) -> str:
     return "\n".join(f"{imp.file}:{imp.line}: {why}" for imp, why in problems)
 
@@ -169,14 +155,8 @@ def test_every_package_has_a_floor():
 
 
 def test_imports_point_down_and_no_package_imports_anothers_private_names():
-    problems = [(imp, why) for imp, why in problems_of(all_imports()) if not _known(imp)]
+    problems = problems_of(all_imports())
     assert not problems, "\n" + _listing(problems)
-
-
-def test_known_violations_still_occur():
-    live = {(imp.file, imp.module) for imp, _ in problems_of(all_imports())}
-    fixed = sorted(set(KNOWN_UNTIL_ISSUE_14) - live)
-    assert not fixed, f"fixed, remove from KNOWN_UNTIL_ISSUE_14: {fixed}"
 
 
 @pytest.mark.parametrize(("file", "source", "expected"), [

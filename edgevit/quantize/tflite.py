@@ -190,7 +190,7 @@ class TfliteQuantizer(TargetQuantizer):
     @staticmethod
     def _refused_ops(path: Path, chosen: set[str]) -> dict[str, str]:
         """{unit id: op type} of the chosen int8 ops that XNNPACK leaves to the reference kernels."""
-        from edgevit.export.targets.tflite import xnnpack_partition
+        from edgevit.runtime.backends.litert import xnnpack_partition
 
         with quiet():
             partition = xnnpack_partition(path)
@@ -217,7 +217,7 @@ class TfliteQuantizer(TargetQuantizer):
 
     def describe_file(self, path: Path) -> dict[str, Any]:
         """Int8 op counts and which ops XNNPACK takes (the export op report's delegation check)."""
-        from edgevit.export.targets.tflite import xnnpack_delegation
+        from edgevit.runtime.backends.litert import xnnpack_delegation
 
         ops, tensors = _read_ops(path)
         int8 = Counter(op["op_name"] for op in ops

@@ -55,7 +55,7 @@ def test_int8_adds_xnnpack_refuses_are_kept_in_float(tmp_path):
 
     from edgevit.export.options import ExportOptions
     from edgevit.export.targets import get_target
-    from edgevit.export.targets.tflite import xnnpack_delegation
+    from edgevit.runtime.backends.litert import xnnpack_delegation
 
     class TinyResidual(nn.Module):
         def __init__(self) -> None:

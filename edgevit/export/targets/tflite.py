@@ -25,6 +25,7 @@ from edgevit.export.ops import TFLITE_GATHER_OPS, OpReport, gather_warning, rank
 from edgevit.export.options import ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, Target
 from edgevit.quantize.base import supported_precisions
+from edgevit.runtime.backends.litert import xnnpack_delegation
 
 #: ops the fp16 recipe stores in float16 (ai-edge-quantizer's float casting supports these)
 FP16_WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE")
@@ -100,40 +101,6 @@ class TfliteTarget(Target):
         if options.channels_last:
             notes.append("channels-last: the input is NHWC [N, H, W, 3]")
         return notes
-
-
-def xnnpack_delegation(path: Path) -> tuple[int, int, list[str]] | None:
-    """(delegated ops, all ops, names of the ops left out) as the XNNPACK delegate partitions them."""
-    partition = xnnpack_partition(path)
-    if partition is None:
-        return None
-    total, missing = partition
-    return total - len(missing), total, [op["op_name"] for op in missing]
-
-
-def xnnpack_partition(path: Path) -> tuple[int, list[dict]] | None:
-    """(number of ops, the op details of those XNNPACK leaves out), or None without LiteRT.
-
-    Each op detail is the interpreter's (``op_name``, ``inputs``, ``outputs`` tensor indices)
-    plus ``output_names``: the names of its output tensors.
-    """
-    try:
-        from ai_edge_litert import interpreter as litert
-    except ImportError:
-        return None
-    from edgevit._quiet import captured_output
-
-    with captured_output():
-        interpreter = litert.Interpreter(model_path=str(path), num_threads=1,
-                                         experimental_disable_delegate_node_fusion=True)
-        interpreter.allocate_tensors()
-        ops = interpreter._get_ops_details()  # every node: the model's ops, then the delegate nodes
-        names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    delegate_outputs = {tuple(op["outputs"]) for op in ops if op["op_name"] == "DELEGATE"}
-    model_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
-    missing = [{**op, "output_names": [names.get(i, "") for i in op["outputs"] if i >= 0]}
-               for op in model_ops if tuple(op["outputs"]) not in delegate_outputs]
-    return len(model_ops), missing
 
 
 def _float16_weights(source: Path, destination: Path) -> None:

@@ -145,3 +145,40 @@ def _spec(name: str, detail: dict) -> TensorSpec:
     dims = signature if signature is not None and len(signature) else detail["shape"]
     shape = tuple(int(d) if d >= 0 else None for d in dims)
     return TensorSpec(name, shape, np.dtype(detail["dtype"]).name)
+
+
+# -- what the XNNPACK delegate takes (the export op report and the int8 quantizer both ask) ----------
+
+
+def xnnpack_delegation(path: Path) -> tuple[int, int, list[str]] | None:
+    """(delegated ops, all ops, names of the ops left out) as the XNNPACK delegate partitions them."""
+    partition = xnnpack_partition(path)
+    if partition is None:
+        return None
+    total, missing = partition
+    return total - len(missing), total, [op["op_name"] for op in missing]
+
+
+def xnnpack_partition(path: Path) -> tuple[int, list[dict]] | None:
+    """(number of ops, the op details of those XNNPACK leaves out), or None without LiteRT.
+
+    Each op detail is the interpreter's (``op_name``, ``inputs``, ``outputs`` tensor indices)
+    plus ``output_names``: the names of its output tensors.
+    """
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:
+        return None
+    from edgevit._quiet import captured_output
+
+    with captured_output():
+        interpreter = litert.Interpreter(model_path=str(path), num_threads=1,
+                                         experimental_disable_delegate_node_fusion=True)
+        interpreter.allocate_tensors()
+        ops = interpreter._get_ops_details()  # every node: the model's ops, then the delegate nodes
+        names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    delegate_outputs = {tuple(op["outputs"]) for op in ops if op["op_name"] == "DELEGATE"}
+    model_ops = [op for op in ops if op["op_name"] != "DELEGATE"]
+    missing = [{**op, "output_names": [names.get(i, "") for i in op["outputs"] if i >= 0]}
+               for op in model_ops if tuple(op["outputs"]) not in delegate_outputs]
+    return len(model_ops), missing
