@@ -30,7 +30,9 @@ from edgevit.errors import ArtifactError
 FORMAT = "edgevit-artifact"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-MODEL_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
+#: the model-file suffix of every target's format: the one table the runtime, the manifest check,
+#: the export targets and the bench read (a new target adds its own with register_model_suffix)
+MODEL_SUFFIXES: dict[str, str] = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
 #: tensor dtypes a manifest may name (numpy names)
 DTYPES = ("float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "bool")
@@ -135,6 +137,24 @@ class Manifest:
         path = Path(folder) / MANIFEST_NAME
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=_json_default) + "\n")
         return path
+
+
+def register_model_suffix(target: str, suffix: str, override: bool = False) -> None:
+    """Make ``target``'s model files (``model<suffix>``) known to artifacts and the runtime.
+
+    Raises:
+        InvalidArgumentError: the suffix is not ``.name``, or the target or suffix is taken.
+    """
+    from edgevit.errors import InvalidArgumentError
+
+    if not (isinstance(suffix, str) and suffix.startswith(".") and suffix[1:].isalnum()):
+        raise InvalidArgumentError(f"a model suffix is a dot and letters or digits ('.onnx'), got {suffix!r}")
+    taken = {s: t for t, s in MODEL_SUFFIXES.items() if t != target}
+    if not override and (target in MODEL_SUFFIXES or suffix in taken):
+        owner = target if target in MODEL_SUFFIXES else taken[suffix]
+        raise InvalidArgumentError(f"target {owner!r} already has model suffix {MODEL_SUFFIXES[owner]!r}; "
+                                   "pass override=True to replace it")
+    MODEL_SUFFIXES[target] = suffix
 
 
 def manifest_problems(data: dict[str, Any]) -> list[str]:

@@ -70,6 +70,11 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         self._meta[name] = meta
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plugin a test or a session registered for a while)."""
+        self._check(name)
+        del self._entries[name], self._meta[name]
+
     def get(self, name: str) -> T:
         """Return the entry called ``name``, importing it if it was registered lazily."""
         self._check(name)

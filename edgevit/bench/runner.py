@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgevit.artifact import MODEL_SUFFIXES
 from edgevit.bench.probe import probe
 from edgevit.bench.progress import Progress
 from edgevit.bench.result import BenchResult, model_bytes
@@ -204,7 +205,7 @@ class _ArtifactCandidate:
 
     def __init__(self, path: Path, options: BenchOptions) -> None:
         self.path, self.options = path, options
-        self.name = path.name if path.suffix not in (".onnx", ".tflite", ".mlpackage") else path.parent.name + "/" + path.name
+        self.name = path.name if path.suffix not in MODEL_SUFFIXES.values() else path.parent.name + "/" + path.name
         self.session = None
         self.feeds: dict = {}
 

@@ -40,8 +40,6 @@ from edgevit.runtime._backend import BACKENDS, Backend, BackendModel
 
 __all__ = ["load", "Session", "Prediction", "resolve_backend"]
 
-KNOWN_SUFFIXES = tuple(MODEL_SUFFIXES.values())
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -306,13 +304,13 @@ def _locate(path: Path) -> tuple[Manifest | None, Path]:
     if path.is_dir() and (path / MANIFEST_NAME).exists():
         manifest = read_manifest(path)
         return manifest, path / manifest.model_file
-    if path.suffix in KNOWN_SUFFIXES:
+    if path.suffix in MODEL_SUFFIXES.values():
         return None, path
     if path.is_dir():
         raise ArtifactError(f"{str(path)!r} has no {MANIFEST_NAME} and is not a model; is it an edgevit artifact?")
     raise ArtifactError(
         f"{str(path)!r} is not a model file edgevit can run (suffix {path.suffix or 'none'!r}); "
-        f"expected an artifact folder or one of {', '.join(KNOWN_SUFFIXES)}"
+        f"expected an artifact folder or one of {', '.join(MODEL_SUFFIXES.values())}"
     )
 
 
