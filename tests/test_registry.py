@@ -40,3 +40,22 @@ def test_unknown_name_lists_closest():
         reg.get("efficientformer_l2")
     text = str(info.value)
     assert "closest: efficientformer_l" in text and "efficientformer_l1" in text and "unknown widget" in text
+
+
+def _registries() -> dict:
+    from edgevit.export.targets import TARGETS
+    from edgevit.models import MODELS
+    from edgevit.precision import PRECISIONS
+    from edgevit.quantize.base import QUANTIZERS
+    from edgevit.runtime import BACKENDS
+    from edgevit.split import STRATEGIES
+
+    return {"target": TARGETS, "backend": BACKENDS, "quantizer": QUANTIZERS, "strategy": STRATEGIES, "model": MODELS,
+            "precision": PRECISIONS}
+
+
+@pytest.mark.parametrize(("kind", "name"), [(kind, name) for kind, registry in _registries().items()
+                                            for name in registry.names()])
+def test_every_registered_plugin_imports(kind, name):
+    """A plugin whose module is broken fails here, by name, instead of being skipped somewhere."""
+    assert _registries()[kind].get(name) is not None
