@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from edgevit.partition.cost import ViTShape, activation_bytes_per_value, vit_params, vit_piece_cost, weight_bytes
+from edgevit.partition.cost import (
+    ViTShape,
+    activation_bytes_per_value,
+    vit_params,
+    vit_piece_cost,
+    weight_bytes,
+)
 from edgevit.precision import PRECISIONS
 
 SHAPE = ViTShape(image_size=64, patch_size=16, embed_dim=192, num_heads=3, head_dim=64, mlp_hidden=(768,) * 12,
