@@ -35,6 +35,7 @@ def triton_dtype(dtype) -> str:
     return np_to_triton_dtype(np.dtype(dtype))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["onnx-fp32", "onnx-fp16", "tflite-fp32"])
 def test_tritonclient_uploads_and_infers_like_the_runtime(agent, zoo_artifacts, kind):
     folder = zoo_artifacts[kind]

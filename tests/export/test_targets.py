@@ -12,6 +12,8 @@ from edgevit.artifact import read_manifest
 from edgevit.export.verify import TOLERANCES
 from edgevit.models import model_info
 
+pytestmark = pytest.mark.slow  # every test model to every target and precision: full conversions
+
 #: targets whose artifacts must be numerically verified on this machine
 NUMERIC_TARGETS = {"onnx", "tflite"}
 

@@ -15,9 +15,10 @@ import torch
 
 from edgevit.models import count_macs, count_params, create_model, list_models, model_info
 
-ALL = list_models()
 FULL = list_models(include_test=False)
-TEST = [n for n in ALL if n not in FULL]
+TEST = [n for n in list_models() if n not in FULL]
+#: every model: the tiny test_* ones in the fast tier, the real-size ones in the slow tier
+ALL = TEST + [pytest.param(name, marks=pytest.mark.slow) for name in FULL]
 
 FAMILIES = {"cas_vit", "tiny_vit", "efficientformer", "efficientformerv2", "vit"}
 

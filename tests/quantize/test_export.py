@@ -19,6 +19,7 @@ from edgevit.runtime import load
 from edgevit.runtime.cpu import Int8KernelWarning, int8_path
 
 
+@pytest.mark.slow
 def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_path, capsys):
     model = "test_vit"
     code = main(["export", model, "--weights", str(weights(model)), "--target", "onnx,tflite,coreml",
@@ -145,6 +146,7 @@ def test_held_out_images_are_the_calibration_sources_unused_images(tmp_path):
     assert held_out_set(folder, 16, 6, spec) == ([], None)
 
 
+@pytest.mark.slow
 def test_int8_without_held_out_images_is_judged_on_the_photos(tmp_path):
     from edgevit.export import export
 

@@ -23,6 +23,8 @@ from edgevit.quantize import Recipe, quantize
 from edgevit.quantize.onnx import INT8_FORMATS, optimized_graph
 from edgevit.runtime.cpu import int8_path
 
+pytestmark = pytest.mark.slow  # every ONNX int8 format of every test model, quantized and run
+
 INT16 = (-(2**15), 2**15 - 1)
 
 

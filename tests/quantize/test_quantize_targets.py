@@ -13,6 +13,8 @@ from edgevit.models import list_models
 from edgevit.quantize import QUANTIZERS, Recipe, quantize
 from edgevit.quantize.base import module_blocks
 
+pytestmark = pytest.mark.slow  # quantization of every test model on every target, with sensitivity passes
+
 #: minimum agreement with float on the calibration images (digits-trained tiny models)
 MIN_TOP1_AGREEMENT = 87.5
 MIN_SQNR_DB = 18.0

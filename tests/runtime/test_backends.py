@@ -8,6 +8,8 @@ import pytest
 from edgevit.runtime import BACKENDS, load
 from edgevit.runtime.session import _backends_for
 
+pytestmark = pytest.mark.slow  # converts every test family to every target before comparing backends
+
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite"}
 
 

@@ -21,6 +21,8 @@ from edgevit.models import count_params
 from edgevit.partition import FusionLayout, fusion_input
 from edgevit.split import SplitOptions, run_in_process, split
 
+pytestmark = pytest.mark.slow  # trains a ViT and splits it (prune, recover, fusion head), then exports every piece
+
 CLASSES = [0, 1, 2, 3, 4, 5]  # as in conftest.py
 CHANCE = 100 / len(CLASSES)
 MARGIN = 50  # fused top-1 must beat chance (16.7%) by 50 points; ~92% when written

@@ -12,6 +12,8 @@ import pytest
 
 from edgevit.runtime import load
 
+pytestmark = pytest.mark.slow  # converts models with coremltools at every opset
+
 
 def _test_models() -> list[str]:
     from edgevit.models import list_models
