@@ -14,6 +14,7 @@ pytest.importorskip("grpc")
 from edgevit.cli import main  # noqa: E402
 
 
+@pytest.mark.slow  # exports zoo artifacts and uploads them to an agent
 def test_remote_bench_with_compare(agent, zoo_artifacts, tmp_path, capsys):
     folder = zoo_artifacts["onnx-fp32"]
     code = main(["bench", str(folder), "--url", agent.url, "--compare", "--runs", "20", "--warmup", "3",

@@ -26,6 +26,7 @@ def _tensor_names(path) -> tuple[list[str], set[str]]:
     return [d["name"] for d in interpreter.get_tensor_details()], io
 
 
+@pytest.mark.slow  # a full int8 quantization with its sensitivity pass
 def test_stripping_names_keeps_the_model_and_its_input_output_names(float_file, calibration, tmp_path):
     model = "test_efficientformerv2"
     quantizer = TfliteQuantizer(float_file(model, "tflite"), precision("int8"), tmp_path)
