@@ -29,7 +29,7 @@ from edgevit.errors import InvalidArgumentError
 from edgevit.registry import Registry
 
 __all__ = ["Precision", "Tolerance", "PRECISIONS", "TOLERANCES", "precision", "ordered", "quantized_names",
-           "float_names", "check_quantized", "help_text", "N_HELD_OUT"]
+           "check_quantized", "N_HELD_OUT"]
 
 #: held-out images of the calibration source that precisions judged in domain are verified on
 N_HELD_OUT = 16
@@ -93,14 +93,10 @@ class Precision:
         return self.activation_bits is not None
 
     @property
-    def bytes_per_weight(self) -> float:
-        return self.weight_bits / 8
-
-    @property
     def activation_bytes(self) -> int:
         """Bytes of one activation value as a runtime holds it between ops (int8 runtimes keep
         float tensors at the boundaries of the quantized regions, so int8 counts as 4)."""
-        return 2 if self.name == "fp16" else 4
+        return 4 if self.quantized else self.weight_bits // 8
 
     def weight_bytes(self, params: int) -> int:
         """Bytes of ``params`` weights stored at this precision (look-up tables and per-channel
@@ -154,16 +150,6 @@ def ordered() -> tuple[Precision, ...]:
 def quantized_names() -> tuple[str, ...]:
     """``("int8", "w8", "w6", "w4")``: the precisions edgevit.quantize makes."""
     return tuple(p.name for p in ordered() if p.quantized)
-
-
-def float_names() -> tuple[str, ...]:
-    """``("fp32", "fp16")``: the precisions a converter writes directly."""
-    return tuple(p.name for p in ordered() if not p.quantized)
-
-
-def help_text() -> str:
-    """One line per precision, for ``--help``."""
-    return "; ".join(f"{p.name}: {p.description}" for p in ordered())
 
 
 def check_quantized(name: str) -> Precision:
