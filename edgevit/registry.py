@@ -70,6 +70,10 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         self._meta[name] = meta
 
+    def is_lazy(self, name: str) -> bool:
+        """Whether ``name`` is registered as a ``"module:attr"`` string not imported yet."""
+        return isinstance(self._entries.get(name), str)
+
     def unregister(self, name: str) -> None:
         """Remove ``name`` (a plugin a test or a session registered for a while)."""
         self._check(name)

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgevit._files import check_output_file, write_or_rescue, write_text
+    from edgevit.cli.models import zoo_name
+
+    args.model = zoo_name(args.model, artifact_ok=True)  # before torch is imported
     from edgevit.evaluate import evaluate_source
 
     if args.json:

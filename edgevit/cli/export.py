@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", help="folder to write <model>-<target>-<precision>/ into (default .)")
     p.add_argument("--no-verify", action="store_true", help="skip running the artifact against PyTorch")
     p.add_argument("--quiet", action="store_true", help="print only the artifact paths (and errors)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON list on stdout instead of the reports: per target and precision, the "
+                        "artifact's path and manifest (verification, ops, quantization), or the error")
     p.add_argument("--channels-last", action="store_true", help="NHWC input (tflite)")
     p.add_argument("--deployment-target", default=DEFAULT_DEPLOYMENT_TARGET, choices=DEPLOYMENT_TARGETS,
                    help=f"Core ML minimum deployment target (default {DEFAULT_DEPLOYMENT_TARGET})")
@@ -61,7 +64,7 @@ def options_from_args(args: argparse.Namespace):
     return ExportOptions(
         target=split_names(args.target)[0], precision=split_names(args.precision)[0], weights=args.weights,
         image_size=args.image_size, num_classes=args.num_classes, batch=args.batch, out=args.out,
-        verify=not args.no_verify, quiet=args.quiet, channels_last=args.channels_last,
+        verify=not args.no_verify, quiet=args.quiet or args.json, channels_last=args.channels_last,
         deployment_target=args.deployment_target, opset=args.opset, name=args.name,
         calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, max_drop=args.max_drop,
         data=args.data, onnx_int8_format=args.onnx_int8_format,
@@ -69,13 +72,24 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgevit.cli.models import zoo_name
+
+    args.model = zoo_name(args.model)  # before torch is imported
     from edgevit.export import export_all, summary_table
 
     options = options_from_args(args)
     several = len(args.target.split(",")) > 1 or len(args.precision.split(",")) > 1
     outcomes = export_all(args.model, targets=args.target, precisions=args.precision, options=options,
-                          raise_errors=not several)
+                          raise_errors=not several and not args.json)
     done = [o.artifact for o in outcomes if o.artifact is not None]
+    failed = [o for o in outcomes if o.error is not None]
+    if args.json:
+        import json
+
+        print(json.dumps([outcome_dict(o) for o in outcomes], indent=1, default=str))
+        for o in failed:
+            print(f"{type(o.error).__name__}: {o.target} {o.precision}: {o.error}", file=sys.stderr)
+        return 1 if failed else 0
     if args.quiet:
         for artifact in done:
             print(artifact.path)
@@ -88,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
             print()
         if done:
             print(done[0].usage())
-    failed = [o for o in outcomes if o.error is not None]
     for o in failed:
         print(f"{type(o.error).__name__}: {o.target} {o.precision}: {o.error}", file=sys.stderr)
     return 1 if failed else 0
@@ -104,3 +117,15 @@ def precision_help(tail: str = "; several separated by commas (default fp32)") -
         makers = [t for t in QUANTIZERS.names() if p.name in supported_precisions(t)]
         parts.append(f"{p.name}: {p.description}" + (f" [{', '.join(makers)}]" if p.quantized else ""))
     return "; ".join(parts) + tail
+
+
+def outcome_dict(outcome) -> dict:
+    """One export cell as plain data, for ``--json``."""
+    data = {"model": outcome.model, "target": outcome.target, "precision": outcome.precision, "ok": outcome.ok,
+            "seconds": round(outcome.seconds, 3)}
+    if outcome.artifact is not None:
+        data["path"] = str(outcome.artifact.path)
+        data["manifest"] = outcome.artifact.manifest.to_dict()
+    if outcome.error is not None:
+        data["error"] = {"type": type(outcome.error).__name__, "message": str(outcome.error)}
+    return data

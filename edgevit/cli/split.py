@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgevit.cli.models import zoo_name
+
+    args.model = zoo_name(args.model)  # before torch is imported
     from edgevit.split.api import split
     from edgevit.split.options import SplitOptions
 

@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output .safetensors (default: <model>-<data>.safetensors)")
     p.add_argument("--threads", type=int, default=None,
                    help="PyTorch CPU threads (default: PyTorch's choice; on a shared machine 1 is often fastest)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the metrics as JSON: per-epoch loss and validation top-1, the settings, "
+                        "the weights file and the time taken")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(run=run)
 
@@ -29,7 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgevit._files import check_output_file, write_or_rescue
+    from edgevit.cli.models import zoo_name
+
+    args.model = zoo_name(args.model)  # before torch is imported
+
+    import json
+    import time
+
+    from edgevit._files import check_output_file, write_or_rescue, write_text
     from edgevit.data.datasets import load_dataset
     from edgevit.errors import InvalidArgumentError
     from edgevit.models import create_model
@@ -47,16 +57,26 @@ def run(args: argparse.Namespace) -> int:
     if out.parent.exists() and not out.parent.is_dir():
         raise InvalidArgumentError(f"--out folder {str(out.parent)!r} is not a folder")
     check_output_file(out, "--out")
+    if args.json:
+        check_output_file(args.json, "--json")
     train_set = load_dataset(args.data, "train")
     val_set = load_dataset(args.data, "val")
     model = create_model(args.model, weights=args.weights, num_classes=train_set.num_classes,
                          image_size=args.image_size)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size)
     spec = dataset_spec(args.model, train_set, args.image_size)
+    start = time.perf_counter()
     result = train(model, train_set, val_set, config, spec, progress=None if not args.quiet else False)
+    seconds = time.perf_counter() - start
     metadata = {"model": args.model, "image_size": str(spec.size), "data": str(args.data)}
     write_or_rescue(out, lambda path: save_weights(model, path, labels=train_set.classes, metadata=metadata))
     top1 = result.final_top1
+    if args.json:
+        metrics = {"model": args.model, "data": str(args.data), "weights": str(out), "image_size": spec.size,
+                   "train_images": len(train_set), "val_images": len(val_set), "classes": list(train_set.classes),
+                   "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seconds": round(seconds, 2),
+                   "final_val_top1": top1, "history": result.history}
+        write_or_rescue(args.json, lambda path: write_text(path, json.dumps(metrics, indent=1) + "\n"))
     print(f"wrote {out} ({len(train_set)} training images, {train_set.num_classes} classes"
           + (f", validation top-1 {top1:.2f}%" if top1 is not None else "") + ")")
     return 0

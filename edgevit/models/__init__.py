@@ -9,21 +9,21 @@ Example:
     1.3
 
 Every model follows the edge contract of :class:`~edgevit.models._base.EdgeModel`.
+
+Importing this package imports no torch: the zoo's names and infos come from a catalogue
+(:mod:`edgevit.models._catalog`, generated from the models and checked against them by a
+test), so ``edgevit models``, ``list_models`` and ``model_info`` are instant; building a model
+(:func:`create_model`) imports torch and the model's family.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from functools import cache, lru_cache
-from pathlib import Path
-
-import torch
+from functools import lru_cache
+from typing import Any
 
 from edgevit.errors import InvalidArgumentError
-from edgevit.models._base import EdgeModel
-from edgevit.models._checkpoint import Checkpoint, EdgeVitWarning, load_weights, read_checkpoint
-from edgevit.models._count import count_macs, count_params
+from edgevit.models._catalog import register_catalogue
 from edgevit.models._info import MODELS, ModelInfo, Preprocess, register_model
 
 __all__ = [
@@ -32,32 +32,59 @@ __all__ = [
     "ModelInfo",
     "Preprocess",
     "EdgeVitWarning",
+    "check_image_size",
     "count_macs",
     "count_params",
     "create_model",
     "list_models",
+    "load_families",
     "model_info",
     "read_checkpoint",
+    "recorded_image_size",
     "register_model",
 ]
 
 FAMILY_MODULES = ("cas_vit", "tiny_vit", "efficientformer", "efficientformer_v2", "vit")
 
+#: torch-side names, imported on first use
+_LAZY = {
+    "create_model": "edgevit.models._build:create_model",
+    "recorded_image_size": "edgevit.models._build:recorded_image_size",
+    "EdgeModel": "edgevit.models._base:EdgeModel",
+    "Checkpoint": "edgevit.models._checkpoint:Checkpoint",
+    "EdgeVitWarning": "edgevit.models._checkpoint:EdgeVitWarning",
+    "load_weights": "edgevit.models._checkpoint:load_weights",
+    "read_checkpoint": "edgevit.models._checkpoint:read_checkpoint",
+    "count_macs": "edgevit.models._count:count_macs",
+    "count_params": "edgevit.models._count:count_params",
+}
+
+register_catalogue(MODELS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attr = _LAZY[name].split(":")
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgevit.models' has no attribute {name!r}")
+
 
 @lru_cache(maxsize=1)
-def _load_families() -> None:
+def load_families() -> None:
+    """Import every family module (torch), so each zoo entry holds its factory."""
     for module in FAMILY_MODULES:
         importlib.import_module(f"edgevit.models.{module}")
 
 
 def list_models(pattern: str = "*", include_test: bool = True) -> list[str]:
-    """Registered model names matching the glob ``pattern``.
+    """Registered model names matching the glob ``pattern`` (no torch needed).
 
     Args:
         pattern: a glob such as ``"tiny_vit*"``.
         include_test: include the tiny ``test_*`` variants used by the test suite.
     """
-    _load_families()
     names = MODELS.names(pattern)
     if not include_test:
         names = [n for n in names if not MODELS.meta(n).is_test]
@@ -67,19 +94,18 @@ def list_models(pattern: str = "*", include_test: bool = True) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """What is known of model ``name``: family, paper, params, GMACs, input size, split points...
 
+    A zoo model's info comes from the catalogue without torch; a model registered at run
+    time (or whose family is imported) is built on the meta device to read its split points.
+
     Raises:
         UnknownNameError: with the closest valid names.
     """
-    _load_families()
-    return _info_with_split_points(name)
-
-
-@cache
-def _info_with_split_points(name: str) -> ModelInfo:
     info: ModelInfo = MODELS.meta(name)
-    with torch.device("meta"):
-        model = MODELS.get(name)()
-    return dataclasses.replace(info, split_points=tuple(model.split_points()))
+    if MODELS.is_lazy(name):
+        return info
+    from edgevit.models._build import info_with_split_points
+
+    return info_with_split_points(name)
 
 
 def check_image_size(info: ModelInfo, image_size: int) -> None:
@@ -97,89 +123,3 @@ def check_image_size(info: ModelInfo, image_size: int) -> None:
             f"{info.name} cannot take {image_size}x{image_size} input: it takes {info.size_policy()}; "
             f"try {lower} or {lower + info.size_multiple}"
         )
-
-
-def create_model(
-    name: str,
-    weights: str | Path | Checkpoint | None = None,
-    num_classes: int | None = None,
-    image_size: int | None = None,
-    **kwargs,
-) -> EdgeModel:
-    """Build zoo model ``name``, optionally loading a weights file.
-
-    Args:
-        name: a registered name (``list_models()``).
-        weights: path to an official (or timm-named) checkpoint, ``.pth``/``.pt`` or
-            ``.safetensors``. Loaded strictly; mismatches are listed in the error.
-        num_classes: classifier size. With ``weights`` of another class count, only the
-            head is re-initialised (with a warning). Defaults to the checkpoint's class count
-            when weights are given, else the model's default (1000).
-        image_size: square input size; fixed-size models rebuild their bias tables for it
-            and refuse sizes they cannot take. Default: the size recorded in ``weights`` (what
-            ``edgevit train`` trained at; ``model.image_size_source`` says where it came from),
-            else the model's. A size that conflicts with the recorded one is refused.
-        **kwargs: passed to the family's constructor (e.g. ``drop_path_rate``).
-
-    Returns:
-        The model in eval mode.
-    """
-    _load_families()
-    factory = MODELS.get(name)
-    info: ModelInfo = MODELS.meta(name)
-    ckpt = None
-    if weights is not None:
-        ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
-    image_size, source = _image_size(info, ckpt, image_size)
-    if image_size is not None:
-        check_image_size(info, image_size)
-        kwargs["image_size"] = image_size
-    if num_classes is not None:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
-            raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}")
-        kwargs["num_classes"] = num_classes
-    model = factory(**kwargs)
-    if ckpt is not None and num_classes is None:
-        # Keep the checkpoint's class count (read after the family's name mapping, so a
-        # timm-named 22k head counts too).
-        ckpt_classes = _checkpoint_classes(model, ckpt)
-        if ckpt_classes is not None and ckpt_classes != getattr(model, "num_classes", ckpt_classes):
-            kwargs["num_classes"] = ckpt_classes
-            model = factory(**kwargs)
-    model.model_name = name
-    model.image_size_source = source
-    if ckpt is not None:
-        load_weights(model, ckpt, checkpoint_filter=getattr(model, "checkpoint_filter", None), model_name=name)
-        model.labels = ckpt.labels
-    return model.eval()
-
-
-def recorded_image_size(ckpt: Checkpoint | None) -> int | None:
-    """The input size a checkpoint says it was trained at (``edgevit train`` records it), or None."""
-    value = (ckpt.metadata or {}).get("image_size") if ckpt is not None else None
-    return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def _image_size(info: ModelInfo, ckpt: Checkpoint | None, asked: int | None) -> tuple[int | None, str]:
-    """The size to build at and where it came from: the recorded size unless one is asked for,
-    which must then agree with it."""
-    recorded = recorded_image_size(ckpt)
-    if recorded is None:
-        return asked, "asked for" if asked is not None else f"the model's default ({info.image_size})"
-    if asked is not None and asked != recorded:
-        raise InvalidArgumentError(
-            f"image size {asked} conflicts with the {recorded} px the weights {ckpt.path.name!r} were trained at; "
-            f"leave the image size out to use {recorded}, or train at {asked}"
-        )
-    return recorded, f"recorded in {ckpt.path.name}"
-
-
-def _checkpoint_classes(model: EdgeModel, ckpt: Checkpoint) -> int | None:
-    state_dict = ckpt.state_dict
-    if hasattr(model, "checkpoint_filter"):
-        try:
-            state_dict = model.checkpoint_filter(dict(state_dict))
-        except Exception:  # noqa: BLE001 - load_weights reports the real problem
-            return None
-    head = state_dict.get("head.weight")
-    return int(head.shape[0]) if head is not None and head.ndim == 2 else None

@@ -80,6 +80,16 @@ class ModelInfo:
 
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        """The inverse of :meth:`to_dict` (tuples restored)."""
+        def tuples(value: Any) -> Any:
+            return tuple(value) if isinstance(value, list) else value
+
+        fields = {key: tuples(value) for key, value in data.items() if key != "preprocess"}
+        preprocess = Preprocess(**{key: tuples(value) for key, value in data["preprocess"].items()})
+        return cls(**fields, preprocess=preprocess)
+
 
 ModelFactory = Callable[..., Any]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -95,7 +105,9 @@ def register_model(info: ModelInfo) -> Callable[[ModelFactory], ModelFactory]:
     """
 
     def decorator(factory: ModelFactory) -> ModelFactory:
-        MODELS.register(info.name, factory, meta=info)
+        # a zoo model is listed in the catalogue (lazily, by "module:attr") before its family
+        # module is imported; importing it puts the factory in that entry's place
+        MODELS.register(info.name, factory, meta=info, override=MODELS.is_lazy(info.name))
         return factory
 
     return decorator

@@ -4,6 +4,8 @@ and precision names are matched without regard to case."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edgevit.cli import main
@@ -36,6 +38,14 @@ def test_target_and_precision_names_ignore_case(tmp_path, capsys):
     assert main(["export", "test_vit", "--target", "ONNX", "--precision", "FP16", "--no-verify", "--quiet",
                  "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip().endswith("test_vit-onnx-fp16")
+    assert main(["export", "test_vit", "--target", "onnx", "--precision", "fp32,fp16", "--no-verify", "--json",
+                 "--out", str(tmp_path / "json")]) == 0  # --json: one machine-readable list on stdout
+    cells = json.loads(capsys.readouterr().out)
+    assert [(c["precision"], c["ok"]) for c in cells] == [("fp32", True), ("fp16", True)]
+    assert cells[1]["manifest"]["precision"] == "fp16" and cells[1]["path"].endswith("test_vit-onnx-fp16")
+    assert main(["export", "test_vit", "--precision", "fp32,w8", "--json", "--out", str(tmp_path / "json")]) == 1
+    captured = capsys.readouterr()  # a request refused before any work: nothing on stdout, the reason on stderr
+    assert captured.out == "" and "UnknownNameError: precision 'w8' not supported" in captured.err
     assert main(["export", "test_vit", "--target", "onxx", "--out", str(tmp_path)]) == 1
     assert "closest: onnx" in capsys.readouterr().err
 

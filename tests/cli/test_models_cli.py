@@ -53,3 +53,30 @@ def test_every_option_of_every_command_has_help_that_names_its_default():
             elif action.option_strings and action.default not in (None, False) and "default" not in action.help:
                 problems.append(f"{label}: default {action.default!r} not in its help")
     assert problems == []
+
+
+def test_models_json_lists_every_field(capsys):
+    import json
+
+    assert main(["models", "--json", "cas_vit_x*"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == ["cas_vit_xs"]
+    assert rows[0]["params"] > 0 and rows[0]["split_points"] and rows[0]["preprocess"]["mean"]
+
+
+def test_a_mistyped_model_is_refused_before_torch_is_imported():
+    """Issue 17, finding 12: a typo must not cost a torch import (5-12 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from edgevit.cli import main\n"
+        "codes = [main(['export', 'tset_vit']), main(['train', 'tset_vit', '--data', 'digits']),\n"
+        "         main(['eval', 'tset_vit', '--data', 'digits']),\n"
+        "         main(['split', 'tset_vit', '--data', 'digits', '--devices', 'd.toml', '--out', 'p'])]\n"
+        "print('RESULT', codes, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "RESULT [1, 1, 1, 1] False" in result.stdout, result.stdout + result.stderr
+    assert result.stderr.count("UnknownNameError: unknown model 'tset_vit'; closest: test_vit") == 4

@@ -14,11 +14,15 @@ from edgevit.cli import main
 
 def test_train_then_eval_a_zoo_model(tmp_path, capsys):
     out = tmp_path / "vit.safetensors"
+    metrics = tmp_path / "metrics.json"
     code = main(["train", "test_vit", "--data", "digits", "--epochs", "1", "--threads", "1", "--quiet",
-                 "--out", str(out)])
+                 "--out", str(out), "--json", str(metrics)])
     printed = capsys.readouterr().out
     assert code == 0 and out.is_file()
     assert "1438 training images, 10 classes, validation top-1" in printed
+    recorded = json.loads(metrics.read_text())  # --json: the metrics file (issue 17, finding 12)
+    assert recorded["weights"] == str(out) and recorded["epochs"] == 1 and len(recorded["history"]) == 1
+    assert f"validation top-1 {recorded['final_val_top1']:.2f}%" in printed and recorded["seconds"] > 0
     with safe_open(str(out), "pt") as f:
         meta = f.metadata()
     assert json.loads(meta["labels"]) == [str(i) for i in range(10)] and meta["model"] == "test_vit"
