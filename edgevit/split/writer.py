@@ -15,7 +15,6 @@ the end, so a failed split leaves no half-written plan.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgevit._files import staging_dir, write_text
+from edgevit._files import staging_dir, write_json
 from edgevit.artifact import read_manifest
 from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
 from edgevit.split.request import BuiltPiece, BuiltPlan
@@ -183,7 +182,7 @@ def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.
 
 
 def _write_json(path: Path, data: dict) -> None:
-    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
