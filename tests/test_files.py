@@ -7,7 +7,16 @@ import stat
 
 import pytest
 
-from edgevit._files import normal_modes, read_json, replacing, staging_dir, umask, write_bytes, write_json, write_text
+from edgevit._files import (
+    normal_modes,
+    read_json,
+    replacing,
+    staging_dir,
+    umask,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from edgevit.errors import ArtifactError
 
 
