@@ -9,7 +9,9 @@ user's umask gives a new file or folder.
 
 * :func:`replacing`: a temporary path beside ``path`` for code that writes a file by name
   (a library's ``save(path)``), renamed onto ``path`` on success, removed on failure;
-* :func:`write_text`: the same for text;
+* :func:`write_text` / :func:`write_bytes`: the same for text / bytes;
+* :func:`write_json` / :func:`read_json`: the one JSON format edgevit writes (two-space indent,
+  a final newline: manifests, plans, deployments, reports) and a read that names a corrupt file;
 * :func:`staging_dir`: a temporary folder to build an artifact in, with normal permissions;
 * :func:`normal_modes`: give a finished tree normal permissions before it is installed;
 * :func:`check_output_file` / :func:`check_writable`: prove an output file / folder can be
@@ -23,17 +25,19 @@ user's umask gives a new file or folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["check_output_file", "check_writable", "file_sha256", "foreign_files", "normal_modes",
-           "remove_stale_staging", "replacing", "staging_dir", "umask", "write_or_rescue", "write_text"]
+__all__ = ["check_output_file", "check_writable", "file_sha256", "foreign_files", "normal_modes", "read_json",
+           "remove_stale_staging", "replacing", "staging_dir", "umask", "write_bytes", "write_json",
+           "write_or_rescue", "write_text"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -93,6 +97,54 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, with normal permissions (a converter's model bytes)."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any, default: Callable[[Any], Any] | None = None) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically: two-space indent, keys in the order given,
+    a final newline, the format of every manifest, plan and report edgevit writes.
+
+    The JSON is streamed into a temporary file; if ``default`` (``json.dump``'s hook for values
+    JSON has no type for) or anything else raises half-way, ``path`` is left as it was.
+
+    Example:
+        >>> write_json("out/result.json", {"top1": 91.5})  # doctest: +SKIP
+    """
+    with replacing(path) as tmp, open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, default=default)
+        handle.write("\n")
+    return Path(path)
+
+
+def read_json(path: str | Path, hint: str = "") -> Any:
+    """The JSON value in ``path``.
+
+    Raises:
+        ArtifactError: the file is missing, unreadable, not UTF-8 or not JSON; naming the path, what
+            is wrong and ``hint`` (how to make it again, e.g. "deploy the plan again").
+    """
+    from edgevit.errors import ArtifactError
+
+    path = Path(path)
+    fix = f"; {hint}" if hint else ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{path} does not exist{fix}") from exc
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path} is corrupt: not UTF-8 text ({exc.reason} at byte {exc.start}){fix}") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{path} cannot be read: {exc.strerror or exc}{fix}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is corrupt: {exc}{fix}") from exc
+
+
 def staging_dir(parent: str | Path, name: str, suffix: str = ".partial") -> Path:
     """A new hidden folder ``.NAME.PID.xxxx.partial`` in ``parent`` with normal permissions.
 
@@ -134,8 +186,6 @@ def foreign_files(folder: str | Path) -> list[str]:
     """Files in an existing artifact ``folder`` that edgevit did not write (not ``manifest.json``
     and not in its manifest's file list): replacing the folder would delete them. All of them
     when the folder has no readable manifest."""
-    import json
-
     folder = Path(folder)
     if not folder.is_dir():
         return []

@@ -19,12 +19,11 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevit._files import file_sha256
+from edgevit._files import file_sha256, read_json, write_json
 from edgevit.errors import ArtifactError
 
 FORMAT = "edgevit-artifact"
@@ -135,8 +134,7 @@ class Manifest:
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / MANIFEST_NAME
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=_json_default) + "\n")
-        return path
+        return write_json(path, self.to_dict(), default=_json_default)
 
 
 def register_model_suffix(target: str, suffix: str, override: bool = False) -> None:
@@ -311,10 +309,7 @@ def read_manifest(folder: str | Path) -> Manifest:
         raise ArtifactError(f"{str(folder)!r} is not an artifact folder (no such directory)")
     if not path.is_file():
         raise ArtifactError(f"{str(folder)!r} has no {MANIFEST_NAME}; is it an edgevit artifact?")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}") from exc
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ArtifactError(f"{path} is corrupt: expected a JSON object")
     manifest = Manifest.from_dict(data)

@@ -7,7 +7,17 @@ import stat
 
 import pytest
 
-from edgevit._files import normal_modes, replacing, staging_dir, umask, write_text
+from edgevit._files import (
+    normal_modes,
+    read_json,
+    replacing,
+    staging_dir,
+    umask,
+    write_bytes,
+    write_json,
+    write_text,
+)
+from edgevit.errors import ArtifactError
 
 
 @pytest.fixture
@@ -74,3 +84,68 @@ def test_file_sha256_is_one_function(tmp_path):
     path.write_bytes(b"x" * (3 << 20))
     assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert edgevit.artifact.file_sha256 is file_sha256
+
+
+def test_write_json_has_the_one_format_and_reads_back(tmp_path, mask):
+    path = write_json(tmp_path / "plan.json", {"b": 1, "a": [1, 2]})
+    assert path.read_text() == '{\n  "b": 1,\n  "a": [\n    1,\n    2\n  ]\n}\n'  # key order kept, final newline
+    assert _mode(path) == 0o644 and read_json(path) == {"b": 1, "a": [1, 2]}
+
+
+def test_write_json_failing_half_way_leaves_the_old_file_and_no_temporary(tmp_path, mask):
+    path = write_json(tmp_path / "manifest.json", {"model": "old"})
+    before = path.read_text()
+    written = []
+
+    def default(value):  # the serializer dies after part of the file is out
+        written.append(value)
+        if len(written) > 1:
+            raise TypeError("cannot serialize")
+        return "first"
+
+    big = {f"key{i}": "x" * 100 for i in range(2000)}  # more than one buffer of text before the failure
+    with pytest.raises(TypeError, match="cannot serialize"):
+        write_json(path, {**big, "one": object(), "two": object()}, default=default)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_write_json_to_a_new_path_leaves_nothing_when_it_fails(tmp_path):
+    with pytest.raises(TypeError):
+        write_json(tmp_path / "new.json", {"a": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bytes_is_atomic(tmp_path, mask):
+    path = write_bytes(tmp_path / "model.tflite", b"TFL3")
+    assert path.read_bytes() == b"TFL3" and _mode(path) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b'{"model": ', "is corrupt: Expecting value"),
+    (b"\xff\xfe{}", "is corrupt: not UTF-8"),
+])
+def test_read_json_names_a_corrupt_file(tmp_path, content, words):
+    path = tmp_path / "plan.json"
+    path.write_bytes(content)
+    with pytest.raises(ArtifactError, match=words) as info:
+        read_json(path, hint="split the model again")
+    assert str(path) in str(info.value) and str(info.value).endswith("; split the model again")
+
+
+def test_read_json_names_a_missing_file(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        read_json(tmp_path / "deployment.json")
+
+
+def test_deployments_and_plans_read_through_read_json(tmp_path):
+    from edgevit.cluster.deploy import read_deployment
+    from edgevit.cluster.plans import load_plan
+
+    (tmp_path / "deployment.json").write_text("{")
+    with pytest.raises(ArtifactError, match="deployment.json is corrupt: .*; deploy the plan again"):
+        read_deployment(tmp_path)
+    (tmp_path / "plan.json").write_text("[1,")
+    with pytest.raises(ArtifactError, match="plan.json is corrupt"):
+        load_plan(tmp_path)

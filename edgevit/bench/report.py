@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,9 @@ def format_report(report) -> str:
 
 
 def write_json(report, path: str | Path) -> Path:
-    return _write_atomic(Path(path), json.dumps(report.to_dict(), indent=2) + "\n")
+    from edgevit._files import write_json as write_json_file
+
+    return write_json_file(path, report.to_dict())
 
 
 def write_csv(report, path: str | Path) -> Path:
@@ -81,7 +82,9 @@ def write_csv(report, path: str | Path) -> Path:
     writer.writeheader()
     for result in report.results:
         writer.writerow(_flat(result))
-    return _write_atomic(Path(path), buffer.getvalue())
+    from edgevit._files import write_text
+
+    return write_text(path, buffer.getvalue())
 
 
 def _flat(result) -> dict[str, Any]:
@@ -94,9 +97,3 @@ def _flat(result) -> dict[str, Any]:
 
 def _num(value: float | None, unit: float) -> float | None:
     return None if value is None else value / unit
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    from edgevit._files import write_text
-
-    return write_text(path, text)

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edgevit._progress import Progress
 from edgevit.artifact import MODEL_SUFFIXES
 from edgevit.bench.probe import probe
-from edgevit.bench.progress import Progress
 from edgevit.bench.result import BenchResult, model_bytes
 from edgevit.bench.stats import latency_stats
 from edgevit.environment import Environment, environment

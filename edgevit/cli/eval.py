@@ -25,10 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from edgevit._files import check_output_file, write_or_rescue, write_text
+    from edgevit._files import check_output_file, write_json, write_or_rescue
     from edgevit.cli.models import zoo_name
 
     args.model = zoo_name(args.model, artifact_ok=True)  # before torch is imported
@@ -48,6 +47,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"(the {args.split} split: a fixed {share:.0%} of each class of {args.data}, the part training held "
               f"{'out' if args.split == 'val' else 'in'}; --split all scores every image)")
     if args.json:
-        text = json.dumps(result, indent=2) + "\n"
-        write_or_rescue(args.json, lambda path: write_text(path, text))
+        write_or_rescue(args.json, lambda path: write_json(path, result))
     return 0

@@ -36,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     args.model = zoo_name(args.model)  # before torch is imported
 
-    import json
     import time
 
-    from edgevit._files import check_output_file, write_or_rescue, write_text
+    from edgevit._files import check_output_file, write_json, write_or_rescue
     from edgevit.data.datasets import load_dataset
     from edgevit.errors import InvalidArgumentError
     from edgevit.models import create_model
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                    "train_images": len(train_set), "val_images": len(val_set), "classes": list(train_set.classes),
                    "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seconds": round(seconds, 2),
                    "final_val_top1": top1, "history": result.history}
-        write_or_rescue(args.json, lambda path: write_text(path, json.dumps(metrics, indent=1) + "\n"))
+        write_or_rescue(args.json, lambda path: write_json(path, metrics))
     print(f"wrote {out} ({len(train_set)} training images, {train_set.num_classes} classes"
           + (f", validation top-1 {top1:.2f}%" if top1 is not None else "") + ")")
     return 0

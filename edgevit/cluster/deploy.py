@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,9 +182,9 @@ def deploy_plan(plan_dir: str | Path, cluster: Any, replicas: int = 0, force: bo
 
 
 def write_deployment(plan_dir: str | Path, deployment: Deployment) -> Path:
-    from edgevit._files import write_text
+    from edgevit._files import write_json
 
-    return write_text(Path(plan_dir) / DEPLOYMENT_NAME, json.dumps(deployment.to_dict(), indent=2) + "\n")
+    return write_json(Path(plan_dir) / DEPLOYMENT_NAME, deployment.to_dict())
 
 
 def read_deployment(plan_dir: str | Path) -> Deployment | None:
@@ -193,7 +192,6 @@ def read_deployment(plan_dir: str | Path) -> Deployment | None:
     path = Path(plan_dir) / DEPLOYMENT_NAME
     if not path.is_file():
         return None
-    try:
-        return Deployment.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is corrupt ({exc}); deploy the plan again") from exc
+    from edgevit._files import read_json
+
+    return Deployment.from_dict(read_json(path, hint="deploy the plan again"))

@@ -190,9 +190,9 @@ class Fleet:
                       f'speed_origin = "emulated: {device.cpu_quota or "unlimited"} cores, {device.threads} thread(s)"',
                       f"link_mbps = {device.link.mbps or 10000:g}", f"link_latency_ms = {device.link.latency_ms:g}",
                       f'address = "{self.address(name)}"', ""]
-        path = Path(path)
-        path.write_text("\n".join(lines))
-        return path
+        from edgevit._files import write_text
+
+        return write_text(path, "\n".join(lines))
 
     def rss_bytes(self, name: str) -> int:
         for line in Path(f"/proc/{self.processes[name].pid}/status").read_text().splitlines():

@@ -3,12 +3,12 @@ takes (:func:`plan_inputs`), and running one of its artifacts (:func:`run_sessio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgevit._files import read_json
 from edgevit.errors import ArtifactError, InvalidArgumentError
 from edgevit.partition.fusion_layout import FusionLayout
 from edgevit.partition.plan import PLAN_NAME, Plan
@@ -23,10 +23,7 @@ def load_plan(plan_dir: str | Path) -> Plan:
     path = folder / PLAN_NAME
     if not path.is_file():
         raise ArtifactError(f"{str(folder)!r} is not a plan folder (no {PLAN_NAME}); write one with `edgevit split`")
-    try:
-        plan = Plan.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is corrupt: {exc}") from exc
+    plan = Plan.from_dict(read_json(path))
     for piece in (*plan.pieces, *((plan.fusion,) if plan.fusion else ())):
         if not (folder / piece.artifact).is_dir():
             raise ArtifactError(f"plan {str(folder)!r} names artifact {piece.artifact!r} for {piece.name}, but it is missing")

@@ -42,7 +42,7 @@ def export(model: Any, target: str | None = None, *, options: ExportOptions | No
         target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (overrides ``options.target``).
         options: an :class:`ExportOptions`; keyword arguments override its fields
             (``precision="fp16"``, ``weights="l1.pth"``, ``batch="dynamic"``, ``out="artifacts"``...).
-        progress: print step progress (default: only when stdout is a terminal and not ``quiet``).
+        progress: print step progress on stderr (default: only when stderr is a terminal and not ``quiet``).
 
     Raises:
         UnknownNameError: unknown model, target or precision (lists the valid ones).
@@ -79,8 +79,9 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
     import time
 
     from edgevit._files import check_writable
+    from edgevit._progress import Progress
     from edgevit.export.options import check_options_apply
-    from edgevit.export.pipeline import Progress, check_replaceable, new_job, run_pipeline
+    from edgevit.export.pipeline import check_replaceable, new_job, run_pipeline
     from edgevit.export.targets import TARGETS as _targets
 
     options = _options(options, None, kwargs)

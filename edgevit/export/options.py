@@ -44,7 +44,7 @@ class ExportOptions:
         batch: a fixed batch size, or ``"dynamic"`` (targets that support it).
         out: the folder in which ``<name>-<target>-<precision>/`` is written.
         verify: run the artifact and compare it with PyTorch (default True).
-        quiet: no progress output (progress is also off when stdout is not a terminal).
+        quiet: no progress output (progress is also off when stderr is not a terminal).
         channels_last: NHWC input (TFLite), so that a phone's camera frames need no transpose.
         deployment_target: Core ML minimum deployment target (``"iOS16"``...).
         opset: ONNX opset (18 or newer).

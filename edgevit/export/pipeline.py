@@ -14,18 +14,17 @@ nothing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edgevit._files import normal_modes, staging_dir
+from edgevit._progress import Progress
 from edgevit.artifact import Manifest, TensorSpec
 from edgevit.errors import ConversionError, EdgeVitError, InvalidArgumentError, VerificationError
 from edgevit.export.ops import OpReport
@@ -55,6 +54,8 @@ class ExportJob:
     cpu_timings: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
     path: Path | None = None
+    #: what a long step is doing now (quantization's calibration and search), for the progress display
+    note: Callable[[str], None] = field(default=lambda message: None, repr=False)
 
     @property
     def artifact_name(self) -> str:
@@ -206,9 +207,10 @@ def run_pipeline(job: ExportJob, progress: Progress | None = None,
                  steps: tuple[Step, ...] = PIPELINE) -> ExportJob:
     """Run ``steps`` on ``job``; on any failure the staging folder is removed and the error raised."""
     progress = progress or Progress(enabled=False)
+    job.note = progress.note
     try:
         for step in steps:
-            with progress.step(job, step.name):
+            with progress.step(f"[{job.artifact_name}] {step.name}"):
                 start, cpu_start = time.perf_counter(), time.process_time()
                 step.run(job)
                 job.timings[step.name] = round(time.perf_counter() - start, 3)
@@ -296,37 +298,6 @@ def install(staging: Path, final: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-# -- progress ----------------------------------------------------------------------------------
-
-
-class Progress:
-    """Step-by-step progress lines on stdout; silent when disabled (``--quiet``, not a terminal)."""
-
-    def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout
-        if enabled is None:
-            enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.enabled = enabled
-
-    @contextlib.contextmanager
-    def step(self, job: ExportJob, name: str) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
-        label = f"[{job.artifact_name}] {name}"
-        self.stream.write(f"{label} ...")
-        self.stream.flush()
-        start = time.perf_counter()
-        try:
-            yield
-        except BaseException:
-            self.stream.write(f"\r{label} failed after {time.perf_counter() - start:.1f} s\n")
-            self.stream.flush()
-            raise
-        self.stream.write(f"\r{label} done in {time.perf_counter() - start:.1f} s\n")
-        self.stream.flush()
 
 
 def new_job(source: Any, options: ExportOptions, prepared: PreparedModel | None = None) -> ExportJob:

@@ -55,7 +55,7 @@ def quantize_job(job: Any) -> None:
     try:
         result = quantize(options.target, float_path, model_path, calibration, recipe, model=prepared.model,
                           layout=options.layout, options={"deployment_target": options.deployment_target,
-                                   "onnx_int8_format": options.onnx_int8_format})
+                                   "onnx_int8_format": options.onnx_int8_format}, log=job.note)
     finally:
         if float_path.is_dir():
             shutil.rmtree(float_path, ignore_errors=True)

@@ -9,21 +9,18 @@ strategy (:mod:`edgevit.split.writer`).
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edgevit._progress import Progress
 from edgevit.data.datasets import ImageDataset
 from edgevit.data.preprocess import PreprocessSpec
 from edgevit.devices import Cluster
 from edgevit.errors import InvalidArgumentError
 from edgevit.partition.plan import Plan, PlanPiece
 from edgevit.split.options import SplitOptions
-
-_START = time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -46,11 +43,15 @@ class SplitRequest:
     cluster: Cluster
     options: SplitOptions
     progress: bool | None = None
+    #: the split's progress display (log lines stamped with the seconds since the request was made)
+    display: Progress = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "display", Progress(desc="split", enabled=self.progress))
 
     def log(self, message: str) -> None:
         """One progress line on stderr (unless progress is off), with the seconds since the start."""
-        if self.progress is not False:
-            print(f"[split {time.perf_counter() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
+        self.display.log(message)
 
 
 @dataclass

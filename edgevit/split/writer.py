@@ -15,15 +15,16 @@ the end, so a failed split leaves no half-written plan.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from edgevit._files import staging_dir, write_text
+from edgevit._files import staging_dir, write_json
+from edgevit._progress import Progress
 from edgevit.artifact import read_manifest
 from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
 from edgevit.split.request import BuiltPiece, BuiltPlan
@@ -32,7 +33,8 @@ __all__ = ["export_piece", "write_plan"]
 
 
 def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.ndarray] | None = None,
-               log=print, timing: str = "runtime", threads: int | None = 1, rounds: int = 15) -> Plan:
+               log: Callable[[str], None] | None = None, timing: str = "runtime", threads: int | None = 1,
+               rounds: int = 15) -> Plan:
     """Export every piece of ``built`` into ``out`` and write ``plan.json``.
 
     Args:
@@ -42,8 +44,11 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
         timing: ``"runtime"``: also export the unsplit model (``unsplit-*``), time it and every
             piece with the runtime in a fresh process, and re-time the plan with those figures
             (see :func:`retime`); ``"pytorch"``: keep the strategy's PyTorch timings.
+        log: ``log(message)`` for progress lines (default: a :class:`~edgevit._progress.Progress` on stderr).
     """
     from edgevit.export.pipeline import install
+
+    log = log or Progress(desc="split").log
 
     out = Path(out)  # its folder was checked by split() before the work
     staging = staging_dir(out.parent, out.name)
@@ -183,7 +188,7 @@ def _check_exported(folder: Path, plan: Plan, built: BuiltPlan, check: tuple[np.
 
 
 def _write_json(path: Path, data: dict) -> None:
-    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from edgevit._progress import Progress
 from edgevit.bench import BenchOptions, benchmark, latency_stats
-from edgevit.bench.progress import Progress
 from edgevit.bench.runner import _time, runtime_overhead_us
 from edgevit.cli import main
 from edgevit.errors import InvalidArgumentError
@@ -151,35 +151,6 @@ def test_speedups_are_against_the_fastest_torch_setting():
     table = report.table()
     assert "against the fastest PyTorch eager setting, t1" in table
     assert "4.00x" in table
-
-
-def test_progress_is_silent_off_a_terminal(capsys):
-    with Progress(3, "bench") as bar:
-        bar.note("timing")
-        bar.update(3)
-    assert capsys.readouterr().err == ""
-    with Progress(3, "bench", enabled=True) as bar:
-        bar.note("timing")
-    assert capsys.readouterr().err == "bench: timing\n"
-
-
-def test_progress_draws_on_a_terminal():
-    import io
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    stream = Terminal()
-    with Progress(4, "bench", stream=stream) as bar:
-        bar.update(2)
-        bar.note("timing 2 models")
-    assert "bench [##########----------]  50%" in stream.getvalue()
-    assert "timing 2 models" in stream.getvalue()
-    quiet = Terminal()
-    with Progress(4, "bench", enabled=False, stream=quiet) as bar:
-        bar.note("timing")
-    assert quiet.getvalue() == ""
 
 
 def test_import_bench_is_light():

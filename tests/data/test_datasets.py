@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from tolerances import EXACT, PREPROCESS
 
 from edgevit.data.datasets import calibration_images, load_dataset
 from edgevit.data.preprocess import PreprocessSpec, preprocess_image, sample_photos
@@ -25,7 +26,7 @@ def test_digits_upsampled_to_model_size():
     val = load_dataset("digits", "val").subset(range(8))
     x, y = val.arrays(PreprocessSpec(size=48, resize_mode="warp"))
     assert x.shape == (8, 3, 48, 48) and x.dtype == np.float32 and y.shape == (8,)
-    assert np.allclose(x[:, 0] * 0.229 + 0.485, x[:, 1] * 0.224 + 0.456, atol=1e-5)  # grey
+    PREPROCESS.check(x[:, 0] * 0.229 + 0.485, x[:, 1] * 0.224 + 0.456)  # grey
 
 
 def _folder(root, classes=("cat", "dog"), per_class=3):
@@ -81,4 +82,4 @@ def test_crop_policy_matches_definition():
     x = preprocess_image(photo, spec)
     assert x.shape == (3, 224, 224)
     nhwc = preprocess_image(photo, PreprocessSpec(size=224, layout="NHWC"))
-    np.testing.assert_allclose(nhwc.transpose(2, 0, 1), x)
+    EXACT.check(nhwc.transpose(2, 0, 1), x)

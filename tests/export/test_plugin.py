@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import NUMPY_BACKEND
 
 from edgevit.artifact import MODEL_SUFFIXES, TensorSpec, register_model_suffix
 from edgevit.errors import InvalidArgumentError, VerificationError
@@ -98,7 +99,7 @@ def test_a_registered_target_exports_verifies_and_runs(affine, tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 3, IMAGE, IMAGE)).astype(np.float32)
     with load(artifact.path) as session:  # backend "auto" finds it by the suffix
         logits = next(iter(session.run({"input": x}).values()))
-    np.testing.assert_allclose(logits, model(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    NUMPY_BACKEND.check(logits, model(torch.from_numpy(x)).detach().numpy())
 
 
 def test_a_registered_target_takes_pieces_too(affine, tmp_path):

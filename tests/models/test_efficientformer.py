@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from golden_helpers import assert_matches_golden
+from tolerances import ONE_LAYER, REPARAMETERIZED
 
 from edgevit.errors import CheckpointMismatchError, InvalidArgumentError
 from edgevit.models import create_model, model_info, read_checkpoint
@@ -149,7 +150,7 @@ def test_pool_residual_is_exclude_pad_average_pooling():
     mixer = PoolMixerResidual(scale, 3, 6, 5)
     x = torch.randn(2, 8, 6, 5)
     expected = x + scale[:, None, None] * (pool(x) - x)
-    torch.testing.assert_close(_run(mixer, x), expected, rtol=1e-5, atol=1e-6)
+    ONE_LAYER.check(_run(mixer, x), expected)
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
@@ -232,7 +233,7 @@ def test_bias_tables_follow_image_size():
     attn = model.network[6][2].token_mixer
     assert attn.attention_biases.shape == (2, 9) and getattr(attn, IDXS).shape == (9, 9)
     x = torch.randn(1, 3, 96, 96)
-    torch.testing.assert_close(_run(model.reparameterize(), x), _run(model, x), rtol=1e-4, atol=1e-5)
+    REPARAMETERIZED.check(_run(model.reparameterize(), x), _run(model, x))
     with pytest.raises(InvalidArgumentError, match="96x96 input"):
         _run(model, torch.randn(1, 3, 64, 64))
     with pytest.raises(InvalidArgumentError, match="multiple of 32"):

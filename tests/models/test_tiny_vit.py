@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from golden_helpers import assert_matches_golden
+from tolerances import EXACT, GOLDEN_REPARAMETERIZED
 
 from edgevit.errors import CheckpointError, CheckpointMismatchError, InvalidArgumentError
 from edgevit.models import Checkpoint, create_model, model_info, read_checkpoint
@@ -67,7 +68,7 @@ def test_golden_outputs_of_official_code():
         out = model(io["golden.input_64"])
         deploy = model.reparameterize()(io["golden.input_64"])
     assert_matches_golden(out, io["golden.output_64"])
-    assert_matches_golden(deploy, io["golden.output_64"], rtol=1e-4)
+    assert_matches_golden(deploy, io["golden.output_64"], GOLDEN_REPARAMETERIZED)
 
 
 def test_golden_outputs_with_padding_at_a_non_canonical_size():
@@ -78,7 +79,7 @@ def test_golden_outputs_with_padding_at_a_non_canonical_size():
         out = model(io["golden.input_96"])
         deploy = model.reparameterize()(io["golden.input_96"])
     assert_matches_golden(out, io["golden.output_96"])
-    assert_matches_golden(deploy, io["golden.output_96"], rtol=1e-4)
+    assert_matches_golden(deploy, io["golden.output_96"], GOLDEN_REPARAMETERIZED)
 
 
 def test_test_variant_really_partitions_windows():
@@ -104,9 +105,9 @@ def test_window_partition_equals_the_rank6_formula():
     x = torch.randn(batch, rows * ws, cols * ws, channels)
     official = x.view(batch, rows, ws, cols, ws, channels).transpose(2, 3).reshape(-1, ws * ws, channels)
     windows = window_partition(x.reshape(batch, -1, channels), batch, rows * ws, cols * ws, ws)
-    torch.testing.assert_close(windows, official, rtol=0, atol=0)
+    EXACT.check(windows, official)
     back = window_reverse(windows, batch, rows * ws, cols * ws, ws)
-    torch.testing.assert_close(back, x.reshape(batch, -1, channels), rtol=0, atol=0)
+    EXACT.check(back, x.reshape(batch, -1, channels))
 
 
 @pytest.mark.parametrize("ws", [2, 4, 7, 12, 14, 16, 24])
@@ -176,7 +177,7 @@ def test_timm_named_checkpoint_loads(tmp_path, head_norm):
     loaded = create_model(NAME, weights=path)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        EXACT.check(loaded(x), model(x))
 
 
 def _with_legacy_idxs(model: TinyViT) -> dict[str, torch.Tensor]:
@@ -197,7 +198,7 @@ def test_legacy_attention_bias_idxs_accepted(tmp_path):
     loaded = create_model(NAME, weights=tmp_path / "legacy.pth")
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+        EXACT.check(loaded(x), model(x))
 
 
 def test_wrong_attention_bias_idxs_refused(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from quantize_helpers import weights
+from tolerances import INT8_CALIBRATION_AGREEMENT
 
 from edgevit.artifact import read_manifest
 from edgevit.cli import main
@@ -38,7 +39,7 @@ def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_
         groups = {row["group"] for row in quantization["sensitivity"]}
         assert {"kind:linear", "first", "last", "block:blocks.0", "block:blocks.3"} <= groups, groups
         assert set(recipe["reasons"]) >= {group_name(k) for k in recipe["float_kinds"]}
-        assert quantization["agreement_on_calibration"]["top1_agreement"] >= 87.5
+        assert quantization["agreement_on_calibration"]["top1_agreement"] >= INT8_CALIBRATION_AGREEMENT.value
 
         verification = manifest.verification
         assert verification["status"] == "passed", verification["failures"]

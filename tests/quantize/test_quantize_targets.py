@@ -8,6 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import (
+    COREML_WEIGHT_AGREEMENT,
+    INT8_CALIBRATION_AGREEMENT,
+    INT8_SQNR_DB,
+    KERNEL_SQNR_DB,
+    W8_AGREEMENT,
+    W8_SQNR_DB,
+)
 
 from edgevit.models import list_models
 from edgevit.quantize import QUANTIZERS, Recipe, quantize
@@ -16,15 +24,13 @@ from edgevit.quantize.base import module_blocks
 pytestmark = pytest.mark.slow  # quantization of every test model on every target, with sensitivity passes
 
 #: minimum agreement with float on the calibration images (digits-trained tiny models)
-MIN_TOP1_AGREEMENT = 87.5
-MIN_SQNR_DB = 18.0
+MIN_TOP1_AGREEMENT = INT8_CALIBRATION_AGREEMENT.value
+MIN_SQNR_DB = INT8_SQNR_DB.value
 #: int8 file size over the float file's: fp32 files for ONNX/TFLite, an fp16 program for Core ML. The
 #: tiny models are ~200k parameters, so names, quantization parameters and graph structure weigh
 #: more than in real models (benchmarks/int8.py measures those against 0.3x)
 MAX_SIZE_RATIO = {"onnx": 0.4, "tflite": 0.6, "coreml": 0.75}
-#: integer kernels against the same QDQ graph in float (exact kernels measure 42-145 dB here; a
-#: saturating one 4-11 dB)
-MIN_KERNEL_SQNR_DB = 35.0
+MIN_KERNEL_SQNR_DB = KERNEL_SQNR_DB.value
 
 
 def _size(path) -> int:
@@ -78,7 +84,7 @@ def test_coreml_weight_only_precisions_shrink_with_bits(precision, float_file, t
     out = tmp_path / source.name
     result = quantize("coreml", source, out, calibration(model), Recipe(precision), model=trained(model),
                       sensitivity=False)
-    minimum = {"w8": 99.0, "w6": 90.0, "w4": 75.0}[precision]
+    minimum = COREML_WEIGHT_AGREEMENT[precision].value
     assert result.agreement["top1_agreement"] >= minimum, result.agreement
     ops = result.kernels["compression_ops"]
     expected = "constexpr_lut_to_dense" if precision != "w8" else "constexpr_affine_dequantize"
@@ -91,7 +97,7 @@ def test_tflite_w8_stores_int8_weights(float_file, trained, calibration, tmp_pat
     source = float_file("test_vit", "tflite")
     result = quantize("tflite", source, tmp_path / "model.tflite", calibration("test_vit"), Recipe("w8"),
                       model=trained("test_vit"), sensitivity=False)
-    assert result.agreement["top1_agreement"] >= 99.0 and result.agreement["sqnr_db"] > 30
+    assert result.agreement["top1_agreement"] >= W8_AGREEMENT.value and result.agreement["sqnr_db"] > W8_SQNR_DB.value
     assert (tmp_path / "model.tflite").stat().st_size < 0.4 * source.stat().st_size
 
 

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from runtime_helpers import TINY_CLASSES, TINY_SIZE, write_tiny_onnx
+from tolerances import ONE_LAYER, SCORES
 
 from edgevit.errors import (
     ArtifactError,
@@ -31,7 +32,7 @@ def test_run_returns_named_outputs(tiny_onnx):
     with load(tiny_onnx) as session:
         out = session.run({"pixel_values": x})
     assert list(out) == ["logits"]
-    np.testing.assert_allclose(out["logits"], _expected_logits(x), rtol=1e-5, atol=1e-6)
+    ONE_LAYER.check(out["logits"], _expected_logits(x))
 
 
 def test_specs_come_from_the_model_with_manifest_layout(tiny_onnx):
@@ -98,7 +99,7 @@ def test_predict_takes_paths_pil_and_arrays_and_keeps_going_past_a_bad_image(tin
         order = list(np.argsort(-probs)[:3])
         assert list(result.indices) == order
         assert result.labels == tuple(["cat", "dog", "fish", "bird"][i] for i in order)
-        np.testing.assert_allclose(result.scores, probs[order], rtol=1e-5)
+        SCORES.check(result.scores, probs[order])
         assert list(result.scores) == sorted(result.scores, reverse=True)
 
 
@@ -145,7 +146,7 @@ def test_predict_feeds_an_nhwc_model_channels_last(tiny_onnx, tmp_path):
         expected, got = nchw_session.predict(images), nhwc_session.predict(images)
     assert [p.indices for p in got] == [p.indices for p in expected]
     for a, b in zip(got, expected):
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+        SCORES.check(a.scores, b.scores)
 
 
 def test_predict_on_a_bare_model_needs_preprocessing(tiny_onnx):
