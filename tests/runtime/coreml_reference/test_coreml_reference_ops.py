@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from coreml_reference_cases_compression import CASES as COMPRESSION_CASES
 from coreml_reference_cases_image import CASES as IMAGE_CASES
+from coreml_reference_cases_indexing import CASES as INDEXING_CASES
 from coreml_reference_cases_layers import CASES as LAYER_CASES
 from coreml_reference_cases_math import CASES as MATH_CASES
 from coreml_reference_cases_precision import CASES as PRECISION_CASES
 
 from edgevit.runtime.backends.coreml_reference import CoreMLReferenceBackend, supported_ops
 
-CASES = MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES + PRECISION_CASES
+CASES = MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES + PRECISION_CASES + INDEXING_CASES
 
 
 def _as_float64(array: np.ndarray) -> np.ndarray:
