@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from coreml_reference_cases_compression import CASES as COMPRESSION_CASES
 from coreml_reference_cases_image import CASES as IMAGE_CASES
+from coreml_reference_cases_indexing import CASES as INDEXING_CASES
 from coreml_reference_cases_layers import CASES as LAYER_CASES
 from coreml_reference_cases_math import CASES as MATH_CASES
+from coreml_reference_cases_precision import CASES as PRECISION_CASES
 
 from edgevit.runtime.backends.coreml_reference import CoreMLReferenceBackend, supported_ops
 
-CASES = MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES
+CASES = MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES + PRECISION_CASES + INDEXING_CASES
 
 
 def _as_float64(array: np.ndarray) -> np.ndarray:
@@ -60,3 +62,19 @@ def test_the_documentation_lists_every_supported_op():
     missing = [name for name in supported_ops() if f"`{name}`" not in text]
     assert not missing, f"docs/coreml_reference.md does not list: {missing}"
     assert f"{len(supported_ops())} MIL ops" in text
+
+
+def test_fill_with_a_shape_of_unknown_length_has_an_unknown_rank(coremltools_builder, tmp_path):
+    """coremltools declares such a fill ``fp32[variadic]``: one variadic dim means any rank."""
+    ct, mb, types = coremltools_builder
+    from coremltools.converters.mil.mil import get_new_symbol
+
+    spec = mb.TensorSpec((get_new_symbol(),), dtype=types.int32)
+    program = mb.program(input_specs=[spec], opset_version=ct.target.iOS16)(lambda s: mb.fill(shape=s, value=1.5))
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+                       pass_pipeline=ct.PassPipeline.EMPTY, skip_model_load=True,
+                       compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "fill.mlpackage"))
+    reference = CoreMLReferenceBackend().open(tmp_path / "fill.mlpackage", None)
+    out = list(reference.run({reference.input_specs[0].name: np.array([2, 1, 3], np.int32)}).values())[0]
+    np.testing.assert_array_equal(out, np.full((2, 1, 3), 1.5, np.float32))

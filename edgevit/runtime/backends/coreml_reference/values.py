@@ -77,14 +77,18 @@ def tensor_type(value_type: Any, data_type_enum: Any) -> TensorType | None:
         return None
     tensor = value_type.tensorType
     name = dtype_name(data_type_enum, tensor.dataType)
-    if tensor.rank < 0:
-        return TensorType(name, None)
+    if tensor.rank < 0 or any(_variadic(d) for d in tensor.dimensions):
+        return TensorType(name, None)  # a variadic dim stands for any number of dims: the rank is unknown
     shape = tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else None for d in tensor.dimensions)
     if not shape and tensor.rank > 0:
         shape = (None,) * tensor.rank
     elif len(shape) != tensor.rank:
         raise ArtifactError(f"a tensor type of rank {tensor.rank} lists {len(shape)} dimensions; the model is corrupt")
     return TensorType(name, shape)
+
+
+def _variadic(dimension: Any) -> bool:
+    return dimension.WhichOneof("dimension") == "unknown" and dimension.unknown.variadic
 
 
 def decode_value(value: Any, data_type_enum: Any, weights: Callable[[str], WeightFile], where: str) -> Any:

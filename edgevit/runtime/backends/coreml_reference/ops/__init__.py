@@ -11,7 +11,10 @@ from edgevit.runtime.backends.coreml_reference.ops import (  # noqa: F401 - regi
     elementwise,
     image,
     linear,
+    rearrange,
     reduction,
+    scatter,
+    selection,
     tensor,
 )
 from edgevit.runtime.backends.coreml_reference.ops._registry import (

@@ -1,4 +1,4 @@
-"""Convolution and pooling MIL ops: ``conv``, ``avg_pool``, ``max_pool``, ``l2_pool``.
+"""Convolution and pooling MIL ops: ``conv``, ``conv_transpose``, ``avg_pool``, ``max_pool``, ``l2_pool``.
 
 Layouts are MIL's: ``x`` is ``[N, C, *spatial]`` (1 to 3 spatial dims), ``weight`` is
 ``[C_out, C_in / groups, *kernel]``. Padding follows MIL's ``pad_type``:
@@ -116,6 +116,64 @@ def _convolve(xp: np.ndarray, weight: np.ndarray, strides: list[int], dilations:
     filters = weight.reshape(groups, c_out // groups, -1).transpose(0, 2, 1)
     product = np.matmul(columns, filters)  # [N, groups, pixels, c_out / groups]
     return product.transpose(0, 1, 3, 2).reshape(batch, c_out, *out)
+
+
+@op("conv_transpose")
+def conv_transpose(args: OpArgs) -> np.ndarray:
+    """The transpose (gradient) of ``conv``: every input pixel adds ``weight`` times itself to
+    the output window it would have come from.
+
+    ``weight`` is ``[C_in, C_out / groups, *kernel]``. The full output is
+    ``(in - 1) * stride + (kernel - 1) * dilation + 1`` per dim; ``custom`` padding removes
+    ``pad[2i]`` before and ``pad[2i + 1]`` after, ``same`` removes ``full - in * stride`` (the
+    odd one after), and ``output_shape`` keeps that many from the first kept element,
+    zero-extending at the end (PyTorch's ``output_padding``).
+    """
+    x, weight = args["x"], np.asarray(args["weight"], np.float32)
+    kernel = list(weight.shape[2:])
+    strides, dilations = _spatial_params(args, x, kernel)
+    groups = args.int("groups", 1)
+    batch, c_in = x.shape[:2]
+    if groups < 1 or c_in % groups or weight.shape[0] != c_in:
+        args.fail(f"has groups={groups} for {c_in} input channels and weight {list(weight.shape)}")
+    c_out = weight.shape[1] * groups
+    sizes = x.shape[2:]
+    full_sizes = [(i - 1) * s + (k - 1) * d + 1 for i, k, s, d in zip(sizes, kernel, strides, dilations)]
+    full = np.zeros((batch, groups, c_out // groups, *full_sizes), np.float32)
+    xg = x.reshape(batch, groups, c_in // groups, *sizes)
+    wg = weight.reshape(groups, c_in // groups, c_out // groups, *kernel)
+    for tap in np.ndindex(*kernel):
+        contribution = np.einsum("ngi...,gio->ngo...", xg, wg[(slice(None), slice(None), slice(None)) + tap])
+        index = (slice(None),) * 3 + tuple(slice(t * d, t * d + (i - 1) * s + 1, s)
+                                           for t, d, i, s in zip(tap, dilations, sizes, strides))
+        full[index] += contribution
+    full = full.reshape(batch, c_out, *full_sizes)
+    out = _transpose_crop(args, full, sizes, strides)
+    bias = args.get("bias")
+    if bias is not None:
+        out = out + np.asarray(bias, np.float32).reshape((1, -1) + (1,) * len(kernel))
+    return out
+
+
+def _transpose_crop(args: OpArgs, full: np.ndarray, sizes, strides) -> np.ndarray:
+    n = len(sizes)
+    pad_type = args.choice("pad_type", ("valid", "same", "custom"), "valid")
+    full_sizes = full.shape[2:]
+    if pad_type == "custom":
+        pad = args.ints("pad", [0] * 2 * n)
+        befores, afters = pad[0::2], pad[1::2]
+    elif pad_type == "same":
+        totals = [max(0, f - i * s) for f, i, s in zip(full_sizes, sizes, strides)]
+        befores, afters = [t // 2 for t in totals], [t - t // 2 for t in totals]
+    else:
+        befores, afters = [0] * n, [0] * n
+    wanted = [f - b - a for f, b, a in zip(full_sizes, befores, afters)]
+    if args.get("output_shape") is not None:
+        wanted = args.ints("output_shape")[2:]
+    extra = [max(0, b + w - f) for b, w, f in zip(befores, wanted, full_sizes)]
+    if any(extra):
+        full = np.pad(full, [(0, 0), (0, 0)] + [(0, e) for e in extra])
+    return full[(slice(None), slice(None)) + tuple(slice(b, b + w) for b, w in zip(befores, wanted))]
 
 
 # -- pooling ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Reductions and normalizations: ``reduce_*``, ``reduce_argmax/argmin``, ``batch_norm``,
-``layer_norm``, ``instance_norm``, ``l2_norm``.
+``layer_norm``, ``instance_norm``, ``l2_norm``, ``local_response_norm``.
 
 Statistics are computed in float32 from the (possibly fp16-rounded) input; variance is the
 population variance (mean of squared deviations), as in the MIL definitions.
@@ -8,6 +8,7 @@ population variance (mean of squared deviations), as in the MIL definitions.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from edgevit.runtime.backends.coreml_reference.ops._registry import OpArgs, op
 
@@ -153,3 +154,19 @@ def l2_norm(args: OpArgs) -> np.ndarray:
     axes = (-3, -2, -1)
     total = np.sum(np.square(x), axis=axes, keepdims=True)
     return x / np.sqrt(total + np.float32(args.float("epsilon", 1e-6)))
+
+
+@op("local_response_norm")
+def local_response_norm(args: OpArgs) -> np.ndarray:
+    """``x / (k + alpha / size * sum of squares over a window of channels) ** beta``.
+
+    The window of channel ``c`` is ``[c - size // 2, c + (size - 1) // 2]`` (PyTorch's, whose
+    ``local_response_norm`` converts to this op; the two conventions agree for odd sizes).
+    """
+    x = args["x"]
+    size = args.int("size")
+    alpha, beta, k = (np.float32(args.float(n, d)) for n, d in (("alpha", 1e-4), ("beta", 0.75), ("k", 1.0)))
+    squares = np.square(x)
+    padded = np.pad(squares, [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (x.ndim - 2))
+    window = sliding_window_view(padded, size, axis=1).sum(axis=-1)
+    return x / np.power(k + alpha / size * window, beta)

@@ -116,9 +116,8 @@ def split(args: OpArgs) -> tuple[np.ndarray, ...]:
     return tuple(np.split(x, parts, axis=axis))
 
 
-@op("slice_by_index")
-def slice_by_index(args: OpArgs) -> np.ndarray:
-    x = np.asarray(args["x"])
+def slice_index(args: OpArgs, x: np.ndarray) -> tuple:
+    """The numpy index of ``slice_by_index`` / ``slice_update``'s begin, end, stride and masks."""
     rank = x.ndim
     begin, end = args.ints("begin"), args.ints("end")
     stride = args.ints("stride", [1] * rank)
@@ -135,7 +134,13 @@ def slice_by_index(args: OpArgs) -> np.ndarray:
         start = None if begin_mask[i] else begin[i]
         stop = None if end_mask[i] else end[i]
         index.append(slice(start, stop, stride[i]))
-    return x[tuple(index)]
+    return tuple(index)
+
+
+@op("slice_by_index")
+def slice_by_index(args: OpArgs) -> np.ndarray:
+    x = np.asarray(args["x"])
+    return x[slice_index(args, x)]
 
 
 @op("slice_by_size")
@@ -189,9 +194,25 @@ def _indices(args: OpArgs, indices, size: int) -> np.ndarray:
 def gather(args: OpArgs) -> np.ndarray:
     x = np.asarray(args["x"])
     axis = args.axis("axis", x.ndim, 0)
-    if args.int("batch_dims", 0) != 0:
-        args.fail("has batch_dims > 0, which the reference executor does not implement")
-    return np.take(x, _indices(args, args["indices"], x.shape[axis]), axis=axis)
+    batch_dims = _batch_dims(args, axis)
+    indices = _indices(args, args["indices"], x.shape[axis])
+    if batch_dims == 0:
+        return np.take(x, indices, axis=axis)
+    return _per_batch(x, indices, batch_dims, lambda xb, ib: np.take(xb, ib, axis=axis - batch_dims))
+
+
+def _batch_dims(args: OpArgs, limit: int) -> int:
+    batch_dims = args.int("batch_dims", 0)
+    if not 0 <= batch_dims <= limit:
+        args.fail(f"has batch_dims={batch_dims}; it must be in [0, {limit}]")
+    return batch_dims
+
+
+def _per_batch(x: np.ndarray, indices: np.ndarray, batch_dims: int, gather_one) -> np.ndarray:
+    """Apply ``gather_one(x[b], indices[b])`` to every index ``b`` of the leading batch dims."""
+    batch = x.shape[:batch_dims]
+    parts = [gather_one(x[b], indices[b]) for b in np.ndindex(*batch)]
+    return np.stack(parts).reshape(*batch, *parts[0].shape)
 
 
 @op("gather_along_axis")
@@ -204,12 +225,14 @@ def gather_along_axis(args: OpArgs) -> np.ndarray:
 @op("gather_nd")
 def gather_nd(args: OpArgs) -> np.ndarray:
     x = np.asarray(args["x"])
-    if args.int("batch_dims", 0) != 0:
-        args.fail("has batch_dims > 0, which the reference executor does not implement")
     indices = np.asarray(args["indices"])
+    batch_dims = _batch_dims(args, indices.ndim - 1)
     depth = indices.shape[-1]
-    coordinates = tuple(_indices(args, indices[..., i], x.shape[i]) for i in range(depth))
-    return x[coordinates]
+
+    def gather_one(xb: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        return xb[tuple(_indices(args, ib[..., i], xb.shape[i]) for i in range(depth))]
+
+    return gather_one(x, indices) if batch_dims == 0 else _per_batch(x, indices, batch_dims, gather_one)
 
 
 # -- channel / space rearrangements ------------------------------------------------------------
