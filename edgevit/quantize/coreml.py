@@ -13,7 +13,7 @@
   model with Core ML, which exists only on macOS; here they are measured with edgevit's
   numpy reference executor (``coreml-reference``), which runs the same ML Program op by op,
   so int8 Core ML can be produced and checked on Linux. Activation quantize/dequantize ops
-  need iOS17 or newer.
+  need iOS17 or newer (:func:`check_deployment`, which the export target's check calls too).
 
 coremltools quantizes activations only around ``conv``, ``linear``, ``add`` and the pooling
 ops; attention matmuls, softmax, LayerNorm and GELU stay in fp16/fp32 on Core ML whatever

@@ -252,15 +252,15 @@ class OnnxQuantizer(TargetQuantizer):
 
     def describe_file(self, path: Path) -> dict[str, Any]:
         """Which compute nodes onnxruntime runs as integer kernels after its graph optimisations."""
-        model = optimized_model(path)
-        counts = _op_counts(model)
+        graph = ops_of(optimized_model(path))
+        counts = dict(graph.counts(graph.main_ops).most_common())
         integer = {op: n for op, n in counts.items() if op in INTEGER_OPS}
         floating = {op: n for op, n in counts.items() if op in FLOAT_COMPUTE_OPS}
         return {"runtime_graph": "onnxruntime CPU, ORT_ENABLE_ALL", "integer_kernels": integer,
                 "float_compute_kernels": floating,
                 "quantize_linear": counts.get("QuantizeLinear", 0),
                 "dequantize_linear": counts.get("DequantizeLinear", 0),
-                "u8s8_saturation": u8s8_saturation(model.graph)}
+                "u8s8_saturation": u8s8_saturation(graph)}
 
 
 def qdq_reference(path: Path, images: np.ndarray) -> np.ndarray:
@@ -285,7 +285,8 @@ def qdq_reference(path: Path, images: np.ndarray) -> np.ndarray:
 
 def optimized_op_counts(path: Path) -> dict[str, int]:
     """Op histogram of the graph onnxruntime actually runs (CPU provider, all optimisations)."""
-    return _op_counts(optimized_model(path))
+    graph = ops_of(optimized_model(path))
+    return dict(graph.counts(graph.main_ops).most_common())
 
 
 def optimized_graph(path: Path) -> Any:
@@ -308,15 +309,10 @@ def optimized_model(path: Path) -> Any:
         return onnx.load(options.optimized_model_filepath)
 
 
-def _op_counts(model: Any) -> dict[str, int]:
-    graph = ops_of(model)
-    return dict(graph.counts(graph.main_ops).most_common())
-
-
-def u8s8_saturation(graph: Any) -> dict[str, Any]:
+def u8s8_saturation(graph: OpGraph) -> dict[str, Any]:
     """Whether any uint8 x int8 product of an optimised graph can saturate a VPMADDUBSW int16 sum.
 
-    ``graph`` is the graph onnxruntime runs (:func:`optimized_graph`), not the file's: its QDQ
+    ``graph`` is the graph onnxruntime runs (``ops_of(optimized_model(path))``), not the file's: its QDQ
     fusions may quantize the weights of a float convolution that sits between quantized ops
     themselves. Every int8 weight (an initializer of two or more dimensions) read by an integer
     kernel is checked: two adjacent products fit in int16 when both weights are within
@@ -331,9 +327,9 @@ def u8s8_saturation(graph: Any) -> dict[str, Any]:
 
     from edgevit.runtime.cpu import U8S8_SAFE_WEIGHT
 
-    initializers = {init.name: init for init in graph.initializer}
-    weights = {name for node in graph.node if node.op_type in INTEGER_OPS for name in node.input
-               if name in initializers and len(initializers[name].dims) >= 2}
+    initializers = {init.name: init for init in graph.raw.graph.initializer}
+    weights = {key for op in graph.main_ops if op.type in INTEGER_OPS for key in op.inputs
+               if key in initializers and len(initializers[key].dims) >= 2}
     largest, over = None, 0
     for name in sorted(weights):
         array = numpy_helper.to_array(initializers[name])
