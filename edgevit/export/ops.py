@@ -1,7 +1,7 @@
 """The op report of an exported model: what op types it holds and which will hurt.
 
-Each target reads its own file format (ONNX nodes, TFLite builtin operators, MIL ops) into
-an :class:`OpReport`; the warnings say, in one line each, what falls off the fast path and
+Each target reads its file with its format's reader in :mod:`edgevit.formats` (ONNX nodes,
+TFLite operators, MIL ops) and turns it into an :class:`OpReport`; the warnings say, in one line each, what falls off the fast path and
 why, so that a user learns it before shipping.
 
 Example:
@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgevit.formats import MAX_FAST_RANK
+
 #: ONNX ops that gather or scatter along a computed index (slow or unsupported on mobile EPs/NPUs)
 ONNX_GATHER_OPS = frozenset({"Gather", "GatherElements", "GatherND", "ScatterND", "ScatterElements", "NonZero"})
 #: TFLite builtins that gather with computed indices
@@ -28,7 +30,6 @@ MIL_OFF_ANE_OPS = frozenset({
     "non_zero", "topk", "argsort", "cumsum", "while_loop", "cond", "random_normal", "random_uniform",
     "einsum", "non_maximum_suppression", "band_part",
 })
-MAX_FAST_RANK = 4
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@
   model with Core ML, which exists only on macOS; here they are measured with edgevit's
   numpy reference executor (``coreml-reference``), which runs the same ML Program op by op,
   so int8 Core ML can be produced and checked on Linux. Activation quantize/dequantize ops
-  need iOS17 or newer.
+  need iOS17 or newer (:func:`check_deployment`, which the export target's check calls too).
 
 coremltools quantizes activations only around ``conv``, ``linear``, ``add`` and the pooling
 ops; attention matmuls, softmax, LayerNorm and GELU stay in fp16/fp32 on Core ML whatever
@@ -29,16 +29,24 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import ConversionError, InvalidArgumentError, require
+from edgevit.formats.mlprogram import SPEC_VERSIONS, read_ops
+from edgevit.precision import precision
 from edgevit.quantize.base import TargetQuantizer, block_of, quiet
 from edgevit.quantize.calibration import RangeCollector
-from edgevit.quantize.recipe import Recipe, Unit, mark_positions
+from edgevit.quantize.recipe import KindRules, Recipe, Unit, mark_positions
 
-OP_KINDS = {"conv": "conv", "conv_transpose": "conv", "linear": "linear", "matmul": "matmul", "softmax": "softmax",
-            "layer_norm": "layernorm", "gelu": "gelu", "add": "add", "mul": "mul", "avg_pool": "other",
-            "max_pool": "other", "concat": "other", "reduce_mean": "other", "sigmoid": "other"}
+#: MIL op -> kind (coremltools keeps LayerNorm and GELU as ops of their own, so no module rules);
+#: a ``matmul`` with a weight is a linear layer, a grouped ``conv`` a depthwise one
+KIND_RULES = KindRules(
+    ops={"conv": "conv", "conv_transpose": "conv", "linear": "linear", "matmul": "matmul", "softmax": "softmax",
+         "layer_norm": "layernorm", "gelu": "gelu", "add": "add", "mul": "mul", "avg_pool": "other",
+         "max_pool": "other", "concat": "other", "reduce_mean": "other", "sigmoid": "other"},
+    with_weight={"matmul": "linear"},
+    grouped={"conv": "dwconv", "conv_transpose": "dwconv"},
+)
 WEIGHTED = ("conv", "conv_transpose", "linear")
 #: Core ML specification versions of iOS17 (first with activation quantize/dequantize) and iOS18
-SPEC_IOS17, SPEC_IOS18 = 8, 9
+SPEC_IOS17, SPEC_IOS18 = SPEC_VERSIONS["iOS17"], SPEC_VERSIONS["iOS18"]
 #: iOS18 palettization groups output channels in groups of this size, each with its own table
 PALETTE_GROUP = 16
 #: passes run when a quantized program is written back (the float program was already optimised)
@@ -52,13 +60,9 @@ class CoreMLQuantizer(TargetQuantizer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ct = require("coremltools", "export", "Core ML quantization")
-        self.spec = self.ct.utils.load_spec(str(self.float_path))
-        self.spec_version = int(self.spec.specificationVersion)
-        if self.scheme.needs_calibration and self.spec_version < SPEC_IOS17:
-            raise InvalidArgumentError(
-                "Core ML int8 quantizes activations with quantize/dequantize ops, which need iOS17 or newer; "
-                "export with --deployment-target iOS17 (or iOS18), or use --precision w8 for int8 weights only"
-            )
+        self.graph = read_ops(self.float_path)
+        self.spec_version = int(self.graph.version)
+        check_deployment(self.scheme.name, self.spec_version)
         self._units = mark_positions(self._classify())
         self._stats: dict[str, dict[str, float]] | None = None
 
@@ -68,23 +72,17 @@ class CoreMLQuantizer(TargetQuantizer):
         names = {path.replace(".", "_"): path for path in self.blocks}
         units, scope = [], ""
         self._weight_of: dict[str, str] = {}
-        constants = _scalar_constants(self.spec)
-        for op in _operations(self.spec):
-            name = op.attributes["name"].immediateValue.tensor.strings.values[0] if "name" in op.attributes else ""
-            weight = next((a.name for key in ("weight", "gamma") if key in op.inputs
-                           for a in op.inputs[key].arguments if a.name), "")
+        for op in self.graph.main_ops:
+            weight = next((key for param in ("weight", "gamma") for key in op.params.get(param, ())), "")
             if weight:
                 scope = _module_of(weight, names) or scope
-            kind = OP_KINDS.get(op.type)
-            if kind == "matmul" and weight:
-                kind = "linear"
-            if kind == "conv" and _groups(op, constants) > 1:
-                kind = "dwconv"
-            if kind is None or not name:
+            kind = KIND_RULES.kind(op, weighted=bool(weight))
+            if kind is None or not op.name:
                 continue
             if op.type in WEIGHTED and weight:
-                self._weight_of[name] = weight
-            units.append(Unit(name, op.type, kind, scope, block_of(scope, self.blocks), weighted=op.type in WEIGHTED))
+                self._weight_of[op.name] = weight
+            units.append(Unit(op.name, op.type, kind, scope, block_of(scope, self.blocks),
+                              weighted=op.type in WEIGHTED))
         return units
 
     def units(self) -> list[Unit]:
@@ -210,39 +208,29 @@ class CoreMLQuantizer(TargetQuantizer):
         return options
 
     def describe_file(self, path: Path) -> dict[str, Any]:
-        spec = self.ct.utils.load_spec(str(path))
+        graph = read_ops(path)
         counts: dict[str, int] = {}
-        for op in _operations(spec):
+        for op in graph.main_ops:
             if op.type.startswith("constexpr") or op.type in ("quantize", "dequantize"):
                 counts[op.type] = counts.get(op.type, 0) + 1
-        return {"compression_ops": counts, "spec_version": int(spec.specificationVersion)}
+        return {"compression_ops": counts, "spec_version": graph.version}
 
 
-def _operations(spec: Any):
-    function = spec.mlProgram.functions["main"]
-    yield from function.block_specializations[function.opset].operations
+def check_deployment(precision_name: str, spec_version: int) -> None:
+    """Refuse a precision with integer activations below iOS17, the first Core ML with activation
+    quantize/dequantize ops (the export target checks the options, the quantizer the float file).
 
-
-def _scalar_constants(spec: Any) -> dict[str, int]:
-    """Integer scalars defined by ``const`` ops (conv ``groups`` and the like), by name."""
-    values = {}
-    for op in _operations(spec):
-        if op.type == "const" and "val" in op.attributes and op.outputs:
-            tensor = op.attributes["val"].immediateValue.tensor
-            ints = list(tensor.ints.values) if tensor.HasField("ints") else []
-            if len(ints) == 1:
-                values[op.outputs[0].name] = int(ints[0])
-    return values
-
-
-def _groups(op: Any, constants: dict[str, int]) -> int:
-    arguments = op.inputs["groups"].arguments if "groups" in op.inputs else []
-    for argument in arguments:
-        if argument.name:
-            return constants.get(argument.name, 1)
-        if argument.value.immediateValue.tensor.HasField("ints"):
-            return int(argument.value.immediateValue.tensor.ints.values[0])
-    return 1
+    Raises:
+        InvalidArgumentError: naming the deployment target and what to pass instead.
+    """
+    if not precision(precision_name).needs_calibration or spec_version >= SPEC_IOS17:
+        return
+    target = {version: name for name, version in SPEC_VERSIONS.items()}.get(spec_version, f"spec version {spec_version}")
+    raise InvalidArgumentError(
+        f"Core ML {precision_name} quantizes activations with quantize/dequantize ops, which need iOS17 or newer, "
+        f"but the deployment target is {target}; pass --deployment-target iOS17 (or iOS18), or --precision w8 for "
+        "int8 weights only"
+    )
 
 
 def _module_of(const_name: str, names: dict[str, str]) -> str:

@@ -51,9 +51,11 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import ConversionError, InvalidArgumentError, require
+from edgevit.formats import OpGraph
+from edgevit.formats.onnx import ops_of, read_ops
 from edgevit.quantize.base import TargetQuantizer, block_of, quiet, run_model_file
 from edgevit.quantize.metrics import sqnr_db
-from edgevit.quantize.recipe import Recipe, Unit, mark_positions
+from edgevit.quantize.recipe import KindRules, Recipe, Unit, mark_positions
 
 #: onnxruntime ops that compute in integers (after its QDQ fusions), and float compute ops
 INTEGER_OPS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat", "MatMulInteger", "ConvInteger",
@@ -62,6 +64,19 @@ INTEGER_OPS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat", 
 FLOAT_COMPUTE_OPS = ("Conv", "Gemm", "MatMul", "FusedMatMul", "FusedConv", "FusedGemm", "NchwcConv")
 OTHER_OPS = ("AveragePool", "GlobalAveragePool", "MaxPool", "Concat", "Resize", "Sigmoid", "HardSigmoid",
              "Sub", "Div", "ReduceMean")
+#: ONNX op -> kind. The exporter lowers a LayerNorm or GELU module to LayerNormalization / Gelu
+#: or to elementwise arithmetic, recognised by the module class the node came from; a module's
+#: other ops (a Concat in a norm) are left alone, as no int8 kernel would take them
+KIND_RULES = KindRules(
+    ops={"Conv": "conv", "ConvTranspose": "conv", "Gemm": "linear", "MatMul": "matmul", "Softmax": "softmax",
+         "LayerNormalization": "layernorm", "Gelu": "gelu", "Add": "add", "Mul": "mul",
+         **dict.fromkeys(OTHER_OPS, "other")},
+    with_weight={"MatMul": "linear"},
+    grouped={"Conv": "dwconv", "ConvTranspose": "dwconv"},
+    modules=(("Norm", "layernorm", ("LayerNormalization", "Add", "Mul", "Sub", "Div", "ReduceMean")),
+             ("GELU", "gelu", ("Gelu", "Add", "Mul", "Div", "Erf"))),
+    modules_claim=True,
+)
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
@@ -115,7 +130,7 @@ class OnnxQuantizer(TargetQuantizer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.onnx = require("onnx", "export", "ONNX quantization")
-        scopes, classes = _scopes(self.onnx.load(str(self.float_path), load_external_data=False))
+        scopes, classes = _scopes(read_ops(self.float_path))
         self.prepared = self.work / "prepared.onnx"
         self.cache = self.work / "calibration.json"
         _pre_process(self.float_path, self.prepared)
@@ -125,24 +140,25 @@ class OnnxQuantizer(TargetQuantizer):
         self.input_name = model.graph.input[0].name
         self.method: str | None = None
         self.format = int8_format(self.options.get("onnx_int8_format", DEFAULT_INT8_FORMAT))
-        self._units = mark_positions(self._classify(model, scopes, classes))
-        self._followers = _activation_followers(model, {u.id for u in self._units if u.op == "Conv"})
+        graph = ops_of(model)
+        self._units = mark_positions(self._classify(graph, scopes, classes))
+        self._followers = _activation_followers(graph, {u.id for u in self._units if u.op == "Conv"})
 
     # -- units ------------------------------------------------------------------------------------
 
-    def _classify(self, model: Any, scopes: dict[str, str], classes: dict[str, str]) -> list[Unit]:
-        constants = {init.name for init in model.graph.initializer}
+    def _classify(self, graph: OpGraph, scopes: dict[str, str], classes: dict[str, str]) -> list[Unit]:
+        constants = graph.constants()
         units = []
-        for node in model.graph.node:
-            origin = node.name.split("/")[0]
-            scope = scopes.get(origin) or next((scopes[o] for o in node.output if o in scopes), "")
-            klass = classes.get(origin) or next((classes[o] for o in node.output if o in classes), "")
-            kind = _kind(node, constants, klass)
+        for op in graph.main_ops:
+            origin = op.name.split("/")[0]
+            scope = scopes.get(origin) or next((scopes[o] for o in op.outputs if o in scopes), "")
+            klass = classes.get(origin) or next((classes[o] for o in op.outputs if o in classes), "")
+            with_weight = any(i in constants for i in op.inputs)
+            kind = KIND_RULES.kind(op, module=klass.rsplit(".", 1)[-1], weighted=with_weight)
             if kind is None:
                 continue
-            weighted = node.op_type in ("Conv", "ConvTranspose", "Gemm") or (
-                node.op_type == "MatMul" and any(i in constants for i in node.input))
-            units.append(Unit(node.name, node.op_type, kind, scope.removeprefix("model."),
+            weighted = op.type in ("Conv", "ConvTranspose", "Gemm") or (op.type == "MatMul" and with_weight)
+            units.append(Unit(op.name, op.type, kind, scope.removeprefix("model."),
                               block_of(scope, self.blocks), weighted=weighted))
         return units
 
@@ -236,8 +252,8 @@ class OnnxQuantizer(TargetQuantizer):
 
     def describe_file(self, path: Path) -> dict[str, Any]:
         """Which compute nodes onnxruntime runs as integer kernels after its graph optimisations."""
-        graph = optimized_graph(path)
-        counts = _op_counts(graph)
+        graph = ops_of(optimized_model(path))
+        counts = dict(graph.counts(graph.main_ops).most_common())
         integer = {op: n for op, n in counts.items() if op in INTEGER_OPS}
         floating = {op: n for op, n in counts.items() if op in FLOAT_COMPUTE_OPS}
         return {"runtime_graph": "onnxruntime CPU, ORT_ENABLE_ALL", "integer_kernels": integer,
@@ -269,11 +285,17 @@ def qdq_reference(path: Path, images: np.ndarray) -> np.ndarray:
 
 def optimized_op_counts(path: Path) -> dict[str, int]:
     """Op histogram of the graph onnxruntime actually runs (CPU provider, all optimisations)."""
-    return _op_counts(optimized_graph(path))
+    graph = ops_of(optimized_model(path))
+    return dict(graph.counts(graph.main_ops).most_common())
 
 
 def optimized_graph(path: Path) -> Any:
     """The ONNX graph onnxruntime runs for the file at ``path`` (CPU provider, all optimisations)."""
+    return optimized_model(path).graph
+
+
+def optimized_model(path: Path) -> Any:
+    """The ONNX model onnxruntime runs for the file at ``path`` (CPU provider, all optimisations)."""
     import tempfile
 
     ort = require("onnxruntime", "onnxruntime", "reading the optimised graph")
@@ -284,17 +306,13 @@ def optimized_graph(path: Path) -> Any:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         options.log_severity_level = 3
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return onnx.load(options.optimized_model_filepath).graph
+        return onnx.load(options.optimized_model_filepath)
 
 
-def _op_counts(graph: Any) -> dict[str, int]:
-    return dict(collections.Counter(node.op_type for node in graph.node).most_common())
-
-
-def u8s8_saturation(graph: Any) -> dict[str, Any]:
+def u8s8_saturation(graph: OpGraph) -> dict[str, Any]:
     """Whether any uint8 x int8 product of an optimised graph can saturate a VPMADDUBSW int16 sum.
 
-    ``graph`` is the graph onnxruntime runs (:func:`optimized_graph`), not the file's: its QDQ
+    ``graph`` is the graph onnxruntime runs (``ops_of(optimized_model(path))``), not the file's: its QDQ
     fusions may quantize the weights of a float convolution that sits between quantized ops
     themselves. Every int8 weight (an initializer of two or more dimensions) read by an integer
     kernel is checked: two adjacent products fit in int16 when both weights are within
@@ -309,9 +327,9 @@ def u8s8_saturation(graph: Any) -> dict[str, Any]:
 
     from edgevit.runtime.cpu import U8S8_SAFE_WEIGHT
 
-    initializers = {init.name: init for init in graph.initializer}
-    weights = {name for node in graph.node if node.op_type in INTEGER_OPS for name in node.input
-               if name in initializers and len(initializers[name].dims) >= 2}
+    initializers = {init.name: init for init in graph.raw.graph.initializer}
+    weights = {key for op in graph.main_ops if op.type in INTEGER_OPS for key in op.inputs
+               if key in initializers and len(initializers[key].dims) >= 2}
     largest, over = None, 0
     for name in sorted(weights):
         array = numpy_helper.to_array(initializers[name])
@@ -357,21 +375,17 @@ def _pre_process(source: Path, destination: Path) -> None:
             shape_inference.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
 
 
-def _activation_followers(model: Any, producers: set[str]) -> dict[str, list[str]]:
+def _activation_followers(graph: OpGraph, producers: set[str]) -> dict[str, list[str]]:
     """``{conv node: [Relu/Clip node]}`` for activations that alone consume a conv's output.
 
     Quantized with their conv, onnxruntime's quantizer folds them into the conv's output
     range; left out, they leave a dequantize/requantize pair at run time."""
-    consumers = collections.defaultdict(list)
-    for node in model.graph.node:
-        for name in node.input:
-            consumers[name].append(node)
+    consumers = graph.consumers(graph.main_ops)
     followers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        if node.name in producers and len(consumers[node.output[0]]) == 1:
-            follower = consumers[node.output[0]][0]
-            if follower.op_type in ("Relu", "Clip"):
-                followers[node.name] = [follower.name]
+    for op in graph.main_ops:
+        readers = consumers.get(op.outputs[0], []) if op.outputs else []
+        if op.name in producers and len(readers) == 1 and readers[0].type in ("Relu", "Clip"):
+            followers[op.name] = [readers[0].name]
     return followers
 
 
@@ -449,14 +463,15 @@ def _untie_initializers(model: Any) -> None:
                     node.input[i] = copy.name
 
 
-def _scopes(model: Any) -> tuple[dict[str, str], dict[str, str]]:
+def _scopes(graph: OpGraph) -> tuple[dict[str, str], dict[str, str]]:
     """Module path and innermost module class of each exported node, by node name and output name.
 
     The torch.onnx dynamo exporter records ``pkg.torch.onnx.name_scopes`` (module paths, then
-    the FX node) and ``pkg.torch.onnx.class_hierarchy`` on every node.
+    the FX node) and ``pkg.torch.onnx.class_hierarchy`` on every node (``Op.raw.metadata_props``).
     """
     scopes, classes = {}, {}
-    for node in model.graph.node:
+    for op in graph.main_ops:
+        node = op.raw
         meta = {p.key: p.value for p in node.metadata_props}
         try:
             names = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
@@ -469,27 +484,3 @@ def _scopes(model: Any) -> tuple[dict[str, str], dict[str, str]]:
             scopes[key] = scope
             classes[key] = klass
     return scopes, classes
-
-
-def _kind(node: Any, constants: set[str], klass: str) -> str | None:
-    op = node.op_type
-    if op in ("Conv", "ConvTranspose"):
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        return "dwconv" if group > 1 else "conv"
-    if op == "Gemm":
-        return "linear"
-    if op == "MatMul":
-        return "linear" if any(i in constants for i in node.input) else "matmul"
-    if op == "Softmax":
-        return "softmax"
-    if op == "LayerNormalization" or "Norm" in klass.rsplit(".", 1)[-1]:
-        return "layernorm" if op in ("LayerNormalization", "Add", "Mul", "Sub", "Div", "ReduceMean") else None
-    if op == "Gelu" or "GELU" in klass:
-        return "gelu" if op in ("Gelu", "Add", "Mul", "Div", "Erf") else None
-    if op == "Add":
-        return "add"
-    if op == "Mul":
-        return "mul"
-    if op in OTHER_OPS:
-        return "other"
-    return None

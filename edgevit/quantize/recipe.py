@@ -24,11 +24,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevit.errors import InvalidArgumentError
 from edgevit.precision import Precision, check_quantized
+
+if TYPE_CHECKING:
+    from edgevit.formats import Op
 
 KINDS = ("conv", "dwconv", "linear", "matmul", "softmax", "layernorm", "gelu", "add", "mul", "other")
 POSITIONS = ("first", "last")
@@ -186,6 +190,74 @@ def mark_positions(units: list[Unit]) -> list[Unit]:
     if weighted[-1] != weighted[0]:
         out[weighted[-1]] = dataclasses.replace(out[weighted[-1]], position="last")
     return out
+
+
+#: kinds that are layers of their own: a module rule of :class:`KindRules` never changes them
+LAYER_KINDS = ("conv", "dwconv", "linear", "matmul", "softmax")
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """Which kind (:data:`KINDS`) each op of one format is: every quantizer declares its rules so.
+
+    Applied in this order by :meth:`kind`: an op with a weight input takes ``with_weight``'s
+    kind, a grouped convolution ``grouped``'s, any other op ``ops``'s; then, unless that is
+    one of :data:`LAYER_KINDS`, an op of a module whose class name holds a ``modules`` marker
+    takes the marker's kind if its type is listed; an unlisted one gets no kind when
+    ``modules_claim``, and keeps its own otherwise.
+
+    Attributes:
+        ops: op type -> kind; a type not listed is not quantizable.
+        with_weight: op type -> kind when one input is a weight (a stored constant): a matrix
+            product with a weight is a ``linear`` layer, without one ``matmul`` (attention).
+        grouped: op type -> kind when its ``groups`` > 1 (depthwise convolutions).
+        modules: ``(marker, kind, op types)``: the arithmetic a converter lowers a LayerNorm or
+            GELU module into (``("Norm", "layernorm", ("Sub", "Mul", ...))``), by module class name.
+        modules_claim: whether a marked module's unlisted ops get no kind.
+
+    Example:
+        >>> from edgevit.formats import Op
+        >>> rules = KindRules({"MatMul": "matmul", "Add": "add"}, with_weight={"MatMul": "linear"},
+        ...                   modules=(("Norm", "layernorm", ("Add",)),))
+        >>> rules.kind(Op("MatMul"), weighted=True), rules.kind(Op("Add"), module="LayerNorm")
+        ('linear', 'layernorm')
+    """
+
+    ops: Mapping[str, str]
+    with_weight: Mapping[str, str] = field(default_factory=dict)
+    grouped: Mapping[str, str] = field(default_factory=dict)
+    modules: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    modules_claim: bool = False
+
+    def __post_init__(self) -> None:
+        kinds = [*self.ops.values(), *self.with_weight.values(), *self.grouped.values(),
+                 *(kind for _, kind, _ in self.modules)]
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise InvalidArgumentError(f"unknown op kind(s) {', '.join(unknown)} in KindRules; valid: {', '.join(KINDS)}")
+
+    def kind(self, op: Op, module: str = "", weighted: bool = False) -> str | None:
+        """The kind of ``op``, or None if it is not quantizable.
+
+        Args:
+            op: the op as its format's reader gives it (type and ``groups`` are read).
+            module: the class name of the innermost torch module it came from (``LayerNorm``), if known.
+            weighted: whether one of its inputs is a weight.
+        """
+        if weighted and op.type in self.with_weight:
+            return self.with_weight[op.type]
+        if op.groups > 1 and op.type in self.grouped:
+            return self.grouped[op.type]
+        own = self.ops.get(op.type)
+        if own in LAYER_KINDS:
+            return own
+        for marker, kind, types in self.modules:
+            if marker in module:
+                if op.type in types:
+                    return kind
+                if self.modules_claim:
+                    return None
+        return own
 
 
 def select(units: list[Unit], recipe: Recipe, kinds: tuple[str, ...]) -> list[Unit]:

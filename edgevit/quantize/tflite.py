@@ -43,21 +43,24 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import ConversionError, require
+from edgevit.formats.tflite import read_ops
 from edgevit.quantize.base import RUN_THREADS, TargetQuantizer, block_of, quiet
 from edgevit.quantize.calibration import RangeCollector
-from edgevit.quantize.recipe import Recipe, Unit, mark_positions
+from edgevit.quantize.recipe import KindRules, Recipe, Unit, mark_positions
 
-#: TFLite op -> kind; LayerNorm / GELU arithmetic is recognised by the module it came from
-OP_KINDS = {
-    "FULLY_CONNECTED": "linear", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "BATCH_MATMUL": "matmul",
-    "SOFTMAX": "softmax", "GELU": "gelu", "ADD": "add", "MUL": "mul", "SUB": "other", "MEAN": "other",
-    "AVERAGE_POOL_2D": "other", "MAX_POOL_2D": "other", "CONCATENATION": "other", "LOGISTIC": "other",
-    "HARD_SWISH": "other", "SQUARED_DIFFERENCE": "other", "RSQRT": "other", "DIV": "other", "TANH": "other",
-    "RESIZE_BILINEAR": "other",
-}
 WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 LAYERNORM_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "ADD", "MUL", "DIV")
 GELU_OPS = ("MUL", "ADD", "TANH", "DIV", "LOGISTIC")
+#: TFLite op -> kind; the arithmetic litert-torch lowers a LayerNorm or GELU module into is
+#: recognised by the module class its output tensor is named after (other ops keep their kind)
+KIND_RULES = KindRules(
+    ops={"FULLY_CONNECTED": "linear", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dwconv", "BATCH_MATMUL": "matmul",
+         "SOFTMAX": "softmax", "GELU": "gelu", "ADD": "add", "MUL": "mul", "SUB": "other", "MEAN": "other",
+         "AVERAGE_POOL_2D": "other", "MAX_POOL_2D": "other", "CONCATENATION": "other", "LOGISTIC": "other",
+         "HARD_SWISH": "other", "SQUARED_DIFFERENCE": "other", "RSQRT": "other", "DIV": "other", "TANH": "other",
+         "RESIZE_BILINEAR": "other"},
+    modules=(("Norm", "layernorm", LAYERNORM_OPS), ("GELU", "gelu", GELU_OPS)),
+)
 
 
 class TfliteQuantizer(TargetQuantizer):
@@ -66,7 +69,7 @@ class TfliteQuantizer(TargetQuantizer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ops, self._tensors = _read_ops(self.float_path)
+        self.graph = read_ops(self.float_path)
         self._units = mark_positions(self._classify())
         self._qsvs: dict[str, dict[str, np.ndarray]] | None = None
         #: built file -> {unit id: op type} of the int8 ops XNNPACK refused and the file keeps in float
@@ -77,18 +80,17 @@ class TfliteQuantizer(TargetQuantizer):
     def _classify(self) -> list[Unit]:
         known = set(self.blocks)
         units = []
-        for op in self._ops:
-            name = op["op_name"]
-            names = [self._tensors[i]["name"] for i in op["outputs"] if i >= 0]
-            inputs = [self._tensors[i]["name"] for i in op["inputs"] if i >= 0]
+        for op in self.graph.main_ops:
+            names = self.graph.names(op.outputs)
+            inputs = self.graph.names(op.inputs)
             # the model's output tensor is named after the signature: fall back to the op's inputs
             described = max(names, key=len) if names and "/" in max(names, key=len) else max(inputs, key=len, default="")
             scope = module_path(described, known)
-            kind = _kind(name, described)
+            kind = KIND_RULES.kind(op, module=module_class(described))
             if kind is None:
                 continue
-            units.append(Unit(_scope(names), name, kind, scope, block_of(scope, self.blocks),
-                              weighted=name in WEIGHTED_OPS))
+            units.append(Unit(_scope(names), op.type, kind, scope, block_of(scope, self.blocks),
+                              weighted=op.type in WEIGHTED_OPS))
         return units
 
     def units(self) -> list[Unit]:
@@ -115,8 +117,8 @@ class TfliteQuantizer(TargetQuantizer):
     def calibrate(self, images: np.ndarray, method: str) -> None:
         interpreter_module = require("ai_edge_litert.interpreter", "litert", "TFLite calibration")
         collector = RangeCollector(method)
-        activations = sorted({i for op in self._ops for i in op["outputs"] if i >= 0}
-                             | {d["index"] for d in _inputs(self.float_path)})
+        tensors = self.graph.tensors
+        activations = sorted({i for op in self.graph.main_ops for i in op.outputs} | set(self.graph.inputs))
         with quiet():
             interpreter = interpreter_module.Interpreter(model_path=str(self.float_path), num_threads=RUN_THREADS,
                                                          experimental_preserve_all_tensors=True)
@@ -131,13 +133,13 @@ class TfliteQuantizer(TargetQuantizer):
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
             interpreter.set_tensor(input_detail["index"], np.ascontiguousarray(chunk, np.float32))
             interpreter.invoke()
-            collector.collect({self._tensors[i]["name"]: interpreter.get_tensor(i) for i in activations})
+            collector.collect({tensors[i].name: interpreter.get_tensor(i) for i in activations})
         ranges = collector.ranges()
         self._qsvs = {}
         for i in activations:
-            name = self._tensors[i]["name"]
+            name = tensors[i].name
             if name in ranges:
-                rank = max(len(self._tensors[i]["shape"]), 1)
+                rank = max(tensors[i].rank or 0, 1)
                 low, high = ranges[name]
                 self._qsvs[name] = {"min": np.full([1] * rank, low, np.float32),
                                     "max": np.full([1] * rank, high, np.float32)}
@@ -219,9 +221,8 @@ class TfliteQuantizer(TargetQuantizer):
         """Int8 op counts and which ops XNNPACK takes (the export op report's delegation check)."""
         from edgevit.runtime.backends.litert import xnnpack_delegation
 
-        ops, tensors = _read_ops(path)
-        int8 = Counter(op["op_name"] for op in ops
-                       if any(tensors[i]["dtype"] == np.int8 for i in op["outputs"] if i >= 0))
+        graph = read_ops(path)
+        int8 = Counter(op.type for op in graph.main_ops if any(graph.tensors[i].dtype == "int8" for i in op.outputs))
         with quiet():
             delegation = xnnpack_delegation(path)
         info: dict[str, Any] = {"int8_ops": dict(int8.most_common())}
@@ -288,22 +289,6 @@ def _align16(offset: int) -> int:
     return (offset + 15) & ~15
 
 
-def _read_ops(path: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    interpreter_module = require("ai_edge_litert.interpreter", "litert", "reading TFLite files")
-    with quiet():
-        interpreter = interpreter_module.Interpreter(model_path=str(path))
-        interpreter.allocate_tensors()
-        ops = interpreter._get_ops_details()  # no public API lists the ops with their tensors
-        tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
-    return [op for op in ops if op["op_name"] != "DELEGATE"], tensors
-
-
-def _inputs(path: Path) -> list[dict[str, Any]]:
-    interpreter_module = require("ai_edge_litert.interpreter", "litert", "reading TFLite files")
-    with quiet():
-        return interpreter_module.Interpreter(model_path=str(path)).get_input_details()
-
-
 def _scope(names: list[str]) -> str:
     """ai-edge-quantizer's scope of an op: its output tensor names joined by ';', then ';'."""
     return ";".join(names) + ";" if names else ""
@@ -314,13 +299,11 @@ def _longest_piece(tensor_name: str) -> str:
     return max(tensor_name.split(";"), key=len)
 
 
-def _kind(op: str, tensor_name: str) -> str | None:
+def module_class(tensor_name: str) -> str:
+    """The class name of the innermost module a litert-torch tensor name encodes
+    (``.../torch.nn.modules.normalization.LayerNorm_norm1;2`` -> ``LayerNorm``)."""
     innermost = _longest_piece(tensor_name).rsplit("/", 1)[-1]
-    if op in LAYERNORM_OPS and "Norm" in innermost.split("_")[0]:
-        return "layernorm"
-    if op in GELU_OPS and "GELU" in innermost:
-        return "gelu"
-    return OP_KINDS.get(op)
+    return innermost.split("_")[0].rsplit(".", 1)[-1]
 
 
 def module_path(tensor_name: str, known: set[str]) -> str:

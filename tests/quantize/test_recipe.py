@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
 from edgevit.errors import InvalidArgumentError
 from edgevit.export.targets import TARGETS, get_target
+from edgevit.formats import Op
 from edgevit.precision import PRECISIONS
 from edgevit.quantize import QUANTIZERS, Recipe, get_quantizer, supported_precisions
 from edgevit.quantize.calibration import RangeCollector
 from edgevit.quantize.metrics import compare_logits, sqnr_db
-from edgevit.quantize.recipe import Unit, mark_positions, select
+from edgevit.quantize.recipe import KindRules, Unit, mark_positions, select
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -61,6 +64,54 @@ def test_a_target_and_its_quantizer_name_the_same_quantized_precisions(target):
     if made:
         assert QUANTIZERS.get(target).precisions() == made
         assert all(PRECISIONS.get(name).quantized for name in made)
+
+
+@pytest.mark.parametrize(("target", "op", "context", "kind"), [
+    ("onnx", Op("MatMul"), {"weighted": True}, "linear"),
+    ("onnx", Op("MatMul"), {}, "matmul"),
+    ("onnx", Op("Conv", groups=8), {}, "dwconv"),
+    ("onnx", Op("Sub"), {"module": "LayerNorm"}, "layernorm"),
+    ("onnx", Op("Sub"), {}, "other"),
+    ("onnx", Op("Concat"), {"module": "LayerNorm2d"}, None),  # a norm module's other ops stay float
+    ("onnx", Op("Softmax"), {"module": "LayerNorm"}, "softmax"),
+    ("onnx", Op("Erf"), {"module": "GELU"}, "gelu"),
+    ("onnx", Op("Erf"), {}, None),
+    ("tflite", Op("ADD"), {"module": "LayerNorm"}, "layernorm"),
+    ("tflite", Op("CONCATENATION"), {"module": "LayerNorm"}, "other"),
+    ("tflite", Op("TANH"), {"module": "GELU"}, "gelu"),
+    ("tflite", Op("DEPTHWISE_CONV_2D"), {}, "dwconv"),
+    ("tflite", Op("RESHAPE"), {}, None),
+    ("coreml", Op("matmul"), {"weighted": True}, "linear"),
+    ("coreml", Op("conv", groups=4), {}, "dwconv"),
+    ("coreml", Op("layer_norm"), {}, "layernorm"),
+])
+def test_each_quantizer_declares_its_op_kinds_as_kind_rules(target, op, context, kind):
+    rules = importlib.import_module(f"edgevit.quantize.{target}").KIND_RULES
+    assert isinstance(rules, KindRules) and rules.kind(op, **context) == kind
+
+
+def test_kind_rules_refuse_an_unknown_kind():
+    with pytest.raises(InvalidArgumentError, match="unknown op kind.s. attention in KindRules; valid: conv"):
+        KindRules({"MatMul": "attention"})
+
+
+@pytest.mark.parametrize(("precision", "deployment", "refused"), [
+    ("int8", "iOS16", True), ("int8", "iOS17", False), ("w8", "iOS15", False), ("fp16", "iOS15", False)])
+def test_the_ios17_rule_is_one_function_for_the_target_and_the_quantizer(precision, deployment, refused):
+    from edgevit.export.options import ExportOptions
+    from edgevit.formats.mlprogram import SPEC_VERSIONS
+    from edgevit.quantize.coreml import check_deployment
+
+    message = f"Core ML {precision} quantizes activations .* need iOS17 or newer, but the deployment target is {deployment}"
+    checks = [lambda: check_deployment(precision, SPEC_VERSIONS[deployment]),
+              lambda: get_target("coreml").check(ExportOptions(target="coreml", precision=precision,
+                                                               deployment_target=deployment))]
+    for check in checks:
+        if refused:
+            with pytest.raises(InvalidArgumentError, match=message):
+                check()
+        else:
+            check()
 
 
 def test_an_unsupported_precision_lists_the_supported_ones():

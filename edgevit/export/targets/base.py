@@ -10,13 +10,15 @@ converter is imported inside the methods that need it::
         packages = ("torch", "onnx", "onnxscript")
 
         def convert(self, model, example, options, path) -> None: ...
+        def read_ops(self, path) -> OpGraph: ...
         def inspect(self, path, options) -> OpReport: ...
 
 ``convert`` is given the reparameterized float32 model and an example input in the
 artifact's layout; it wraps the model with :func:`edgevit.export.graph.prepare_graph`
 (input named ``input``, float32 in and out, the requested layout and compute precision) and
-writes the model file at ``path``. ``inspect`` reads the file back into an op histogram and
-warnings.
+writes the model file at ``path``. ``read_ops`` reads a file back with its format's reader
+in :mod:`edgevit.formats` (the one place that parses the format; the quantizer reads through
+it too); ``inspect`` turns that into an op histogram and warnings.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edgevit.export.options import PRECISIONS, ExportOptions
 
 if TYPE_CHECKING:
     from edgevit.export.ops import OpReport
+    from edgevit.formats import OpGraph
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -94,6 +97,11 @@ class Target(ABC):
     @abstractmethod
     def convert(self, model: Any, example: Any, options: ExportOptions, path: Path) -> None:
         """Convert ``model`` (float32, NCHW; traced with ``example``) and write the model file at ``path``."""
+
+    def read_ops(self, path: Path) -> OpGraph:
+        """The ops and tensors of the model file at ``path``: ``read_ops`` of its format's module in
+        :mod:`edgevit.formats` (a target whose files have no reader there need not have one)."""
+        raise NotImplementedError(f"the {self.name} target has no op reader (see edgevit.formats)")
 
     @abstractmethod
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:

@@ -7,24 +7,26 @@
 * Core ML cannot predict on Linux. Verification runs where a backend can: ``coreml`` on
   macOS, the numpy reference executor (``coreml-reference``) elsewhere; otherwise it is
   :meth:`CoreMLTarget.structural_check`, and the report says the numbers were not checked.
+
+The op report reads the program with :mod:`edgevit.formats.mlprogram` (every function, nested
+blocks included; ``const`` ops are counted apart).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgevit.errors import InvalidArgumentError, require
+from edgevit.errors import require
 from edgevit.export.graph import batch_dim, prepare_graph
 from edgevit.export.ops import MIL_OFF_ANE_OPS, OpReport, gather_warning, rank_warning
-from edgevit.export.options import DEPLOYMENT_TARGETS as DEPLOYMENT_ORDER
 from edgevit.export.options import MAX_BATCH, ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
+from edgevit.formats import OpGraph
+from edgevit.formats.mlprogram import SPEC_VERSIONS, read_ops
 from edgevit.quantize.base import supported_precisions
+from edgevit.quantize.coreml import check_deployment
 
-#: Core ML model specification version of each deployment target
-SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
 #: multiArray data types (ArrayFeatureType.ArrayDataType) -> numpy names
 ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
 
@@ -64,19 +66,15 @@ class CoreMLTarget(Target):
 
     def check(self, options: ExportOptions) -> None:
         super().check(options)
-        if options.precision == "int8" and DEPLOYMENT_ORDER.index(options.deployment_target) < DEPLOYMENT_ORDER.index("iOS17"):
-            raise InvalidArgumentError(
-                f"Core ML int8 quantizes activations with quantize/dequantize ops, which need iOS17 or newer, but "
-                f"the deployment target is {options.deployment_target}; pass --deployment-target iOS17 (or iOS18), "
-                "or --precision w8 for int8 weights only"
-            )
+        check_deployment(options.precision, SPEC_VERSIONS[options.deployment_target])
+
+    def read_ops(self, path: Path) -> OpGraph:
+        return read_ops(path)
 
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:
-        spec = _load_spec(path)
-        ops = list(_operations(spec))
-        counts = Counter(op.type for op in ops if op.type != "const")
-        high_rank = {out.name: out.type.tensorType.rank for op in ops for out in op.outputs
-                     if out.type.WhichOneof("type") == "tensorType" and out.type.tensorType.rank > 4}
+        graph = read_ops(path)
+        counts = graph.counts(op for op in graph.ops if op.type != "const")
+        high_rank = graph.high_rank()
         off_ane = {op: n for op, n in counts.items() if op in MIL_OFF_ANE_OPS}
         warnings = [
             gather_warning({k: v for k, v in off_ane.items() if "gather" in k or "scatter" in k},
@@ -93,8 +91,8 @@ class CoreMLTarget(Target):
         if options.dynamic_batch:
             warnings.append("dynamic batch: flexible input shapes can keep Core ML off the Neural Engine; "
                             "prefer a fixed batch for on-device use")
-        details = {"const_ops": sum(1 for op in ops if op.type == "const"),
-                   "opset": _opset_name(spec), "spec_version": int(spec.specificationVersion)}
+        details = {"const_ops": sum(1 for op in graph.ops if op.type == "const"),
+                   "opset": graph.opset, "spec_version": graph.version}
         return OpReport.build(counts, [w for w in warnings if w], details)
 
     def verification_backends(self) -> tuple[str, ...]:
@@ -104,7 +102,8 @@ class CoreMLTarget(Target):
 
     def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
         checks, problems = [], []
-        spec = _load_spec(path)
+        graph = read_ops(path)
+        spec = graph.raw
         checks.append("the spec loads")
         if spec.WhichOneof("Type") != "mlProgram":
             problems.append(f"the model is a {spec.WhichOneof('Type')}, not an ML Program")
@@ -112,7 +111,7 @@ class CoreMLTarget(Target):
         checks.append(f"spec version {expected_version} ({options.deployment_target})")
         if spec.specificationVersion > expected_version:
             problems.append(f"spec version {spec.specificationVersion} needs a newer OS than {options.deployment_target}")
-        unknown = unknown_ops({op.type for op in _operations(spec)}, options.deployment_target)
+        unknown = unknown_ops({op.type for op in graph.ops}, options.deployment_target)
         checks.append(f"every op is a MIL op of {options.deployment_target}")
         if unknown:
             problems.append(f"ops unknown to {options.deployment_target}: {', '.join(sorted(unknown))}")
@@ -139,28 +138,6 @@ def unknown_ops(op_types: set[str], deployment_target: str) -> set[str]:
         if not any(version <= limit for version in versions):
             unknown.add(op_type)
     return unknown
-
-
-def _load_spec(path: Path):
-    ct = require("coremltools", "export", "reading Core ML files")
-    return ct.utils.load_spec(str(path))
-
-
-def _operations(spec):
-    """Every MIL operation of every function, including those in nested blocks."""
-    for function in spec.mlProgram.functions.values():
-        stack = [function.block_specializations[function.opset]]
-        while stack:
-            block = stack.pop()
-            for op in block.operations:
-                yield op
-                stack.extend(op.blocks)
-
-
-def _opset_name(spec) -> str | None:
-    for function in spec.mlProgram.functions.values():
-        return function.opset
-    return None
 
 
 def _io_problems(features, expected, kind: str) -> list[str]:

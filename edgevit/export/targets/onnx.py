@@ -2,7 +2,8 @@
 
 fp16 exports the model in half precision between a cast after the input and a cast before
 the output, so the file's inputs and outputs stay float32 while weights and compute are
-float16. A dynamic batch exports the first dimension as the symbol ``batch``.
+float16. A dynamic batch exports the first dimension as the symbol ``batch``. The op report
+reads the file with :mod:`edgevit.formats.onnx` (shape-inferred, every function and subgraph).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from edgevit.export.graph import batch_dim, prepare_graph
 from edgevit.export.ops import ONNX_GATHER_OPS, OpReport, gather_warning, rank_warning
 from edgevit.export.options import ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
+from edgevit.formats import OpGraph
+from edgevit.formats.onnx import read_ops
 from edgevit.quantize.base import supported_precisions
 
 
@@ -43,23 +46,23 @@ class OnnxTarget(Target):
         except onnx.checker.ValidationError as exc:
             raise ConversionError(f"the exported ONNX file fails onnx.checker: {str(exc).splitlines()[0]}") from exc
 
+    def read_ops(self, path: Path) -> OpGraph:
+        return read_ops(path)
+
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:
-        onnx = require("onnx", self.extra, "reading ONNX files")
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=False)
-        nodes = list(_all_nodes(model))
-        counts = Counter(node.op_type for node in nodes)
-        constants = {init.name for init in model.graph.initializer}
-        constants |= {out for node in nodes if node.op_type == "Constant" for out in node.output}
+        graph = read_ops(path)
+        counts = graph.counts()
+        constants = graph.constants() | {out for op in graph.ops if op.type == "Constant" for out in op.outputs}
         computed = Counter(
-            node.op_type for node in nodes
-            if node.op_type in ONNX_GATHER_OPS and not all(name in constants for name in node.input[1:2])
+            op.type for op in graph.ops
+            if op.type in ONNX_GATHER_OPS and not all(name in constants for name in op.inputs[1:2])
         )
         constant_gathers = sum(counts[op] for op in ONNX_GATHER_OPS) - sum(computed.values())
         warnings = [
             gather_warning(dict(computed), "are slow on mobile execution providers and often unsupported by NPUs"),
-            rank_warning(_high_rank_tensors(model), "the XNNPACK, NNAPI and CoreML execution providers"),
+            rank_warning(graph.high_rank(constants=False), "the XNNPACK, NNAPI and CoreML execution providers"),
         ]
-        details = {"opset": _opset(model)}
+        details = {"opset": graph.opset}
         if constant_gathers:
             details["constant_index_gathers"] = constant_gathers
         return OpReport.build(counts, [w for w in warnings if w], details)
@@ -86,8 +89,8 @@ class OnnxTarget(Target):
             onnx.checker.check_model(str(path), full_check=True)
         except onnx.checker.ValidationError as exc:
             problems.append(f"onnx.checker: {str(exc).splitlines()[0]}")
-        model = onnx.load(str(path))
-        names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+        graph = read_ops(path)
+        names = (list(graph.inputs), list(graph.outputs))
         expected = ([s.name for s in inputs], [s.name for s in outputs])
         if names != expected:
             problems.append(f"inputs/outputs are {names}, expected {expected}")
@@ -97,40 +100,3 @@ class OnnxTarget(Target):
         if options.precision == "fp16":
             return ["fp16: weights and compute in float16; inputs and outputs stay float32 (cast in the graph)"]
         return []
-
-
-def _all_nodes(model):
-    """Every node, including those inside local functions and control-flow subgraphs."""
-    stack = [model.graph]
-    functions = {(f.domain, f.name): f for f in model.functions}
-    seen_functions = set()
-    while stack:
-        graph = stack.pop()
-        for node in graph.node:
-            key = (node.domain, node.op_type)
-            if key in functions:
-                if key not in seen_functions:
-                    seen_functions.add(key)
-                    stack.append(functions[key])
-                continue
-            yield node
-            for attr in node.attribute:
-                if attr.g is not None and len(attr.g.node):
-                    stack.append(attr.g)
-                stack.extend(attr.graphs)
-
-
-def _high_rank_tensors(model) -> dict[str, int]:
-    ranks = {}
-    for value in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        tensor_type = value.type.tensor_type
-        if tensor_type.HasField("shape") and len(tensor_type.shape.dim) > 4:
-            ranks[value.name] = len(tensor_type.shape.dim)
-    return ranks
-
-
-def _opset(model) -> int | None:
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    return None

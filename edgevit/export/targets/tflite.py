@@ -8,8 +8,9 @@
   the CPU computes in float32 (or fp16 where the CPU has it); the GPU delegate in fp16.
 * A dynamic batch is refused: litert-torch cannot lower reshapes with a symbolic batch size.
 
-The op report counts the flatbuffer's builtin operators and asks the interpreter which of
-them XNNPACK took (node fusion off, so every delegated op becomes its own delegate node).
+The op report counts the flatbuffer's operators (every subgraph's, read by
+:mod:`edgevit.formats.tflite`) and asks the interpreter which of them XNNPACK took (node
+fusion off, so every delegated op becomes its own delegate node).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from edgevit.export.graph import prepare_graph
 from edgevit.export.ops import TFLITE_GATHER_OPS, OpReport, gather_warning, rank_warning
 from edgevit.export.options import ExportOptions
 from edgevit.export.targets.base import INPUT_NAME, Target
+from edgevit.formats import OpGraph
+from edgevit.formats.tflite import read_ops
 from edgevit.quantize.base import supported_precisions
 from edgevit.runtime.backends.litert import xnnpack_delegation
 
@@ -52,20 +55,13 @@ class TfliteTarget(Target):
         else:
             edge_model.export(str(path))
 
+    def read_ops(self, path: Path) -> OpGraph:
+        return read_ops(path)
+
     def inspect(self, path: Path, options: ExportOptions) -> OpReport:
-        schema = require("ai_edge_litert.schema_py_generated", "litert", "reading TFLite files")
-        model = schema.Model.GetRootAs(path.read_bytes(), 0)
-        op_names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
-        counts: Counter[str] = Counter()
-        high_rank: dict[str, int] = {}
-        for s in range(model.SubgraphsLength()):
-            subgraph = model.Subgraphs(s)
-            for i in range(subgraph.OperatorsLength()):
-                counts[_op_name(model, subgraph.Operators(i).OpcodeIndex(), op_names)] += 1
-            for t in range(subgraph.TensorsLength()):
-                tensor = subgraph.Tensors(t)
-                if tensor.ShapeLength() > 4:
-                    high_rank[tensor.Name().decode(errors="replace")] = tensor.ShapeLength()
+        graph = read_ops(path)
+        counts = graph.counts()
+        high_rank = graph.high_rank()
         gathers = {op: n for op, n in counts.items() if op in TFLITE_GATHER_OPS}
         warnings = [gather_warning(gathers, "run outside XNNPACK on the reference kernels"),
                     rank_warning(high_rank, "XNNPACK and the GPU delegate")]
@@ -120,11 +116,3 @@ def _float16_weights(source: Path, destination: Path) -> None:
     tmp = destination.with_name(destination.name + ".tmp")
     tmp.write_bytes(bytes(result.quantized_model))
     os.replace(tmp, destination)
-
-
-def _op_name(model, opcode_index: int, names: dict[int, str]) -> str:
-    code = model.OperatorCodes(opcode_index)
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    if names.get(builtin) == "CUSTOM":
-        return f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
-    return names.get(builtin, f"BUILTIN_{builtin}")
