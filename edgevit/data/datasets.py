@@ -187,11 +187,16 @@ def spec_for_source(spec: PreprocessSpec, source: str | Path, layout: str | None
     return replace(spec, **changes) if changes else spec
 
 
+#: fewer readable calibration images than this (when more were asked for) are refused, not used
+MIN_CALIBRATION = 8
+
+
 def calibration_images(source: str | Path, count: int, spec: PreprocessSpec, seed: int = 0) -> np.ndarray:
     """``count`` preprocessed images for int8 calibration, drawn from the training split.
 
     Unreadable files are skipped; an empty or unreadable folder raises :class:`DataError`
-    naming it; fewer images than asked gives a warning with the count used.
+    naming it, and so does one with fewer than :data:`MIN_CALIBRATION` readable images when
+    more were asked for; fewer images than asked gives a warning with the count used.
     """
     return calibration_draw(source, count, spec, seed=seed)[0]
 
@@ -215,6 +220,11 @@ def calibration_draw(source: str | Path, count: int, spec: PreprocessSpec, held_
     arrays = [array for _, array in picked[:count]]
     if not arrays:
         raise DataError(f"calibration source {str(source)!r} has no readable images")
+    if len(arrays) < min(MIN_CALIBRATION, count):
+        raise DataError(
+            f"calibration source {str(source)!r} has only {len(arrays)} readable image(s), and activation ranges "
+            f"measured on fewer than {MIN_CALIBRATION} say little about the images the model will see (asked "
+            f"for {count}); add images like the ones the model will run on, or pass 'digits' for a first try")
     if len(arrays) < count:
         warnings.warn(f"asked for {count} calibration images but {str(source)!r} has only {len(arrays)} "
                       "readable ones; using those", UserWarning, stacklevel=3)

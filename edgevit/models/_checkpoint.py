@@ -149,7 +149,18 @@ def load_weights(
         state_dict = checkpoint_filter(state_dict)
     _adapt_dist_head(model, state_dict)
     state_dict = _adapt_num_classes(model, state_dict, model_name, ckpt.path)
-    check_state_dict(model, state_dict, model_name=model_name, source=ckpt.path.name)
+    try:
+        check_state_dict(model, state_dict, model_name=model_name, source=ckpt.path.name)
+    except CheckpointMismatchError as error:
+        owner = likely_owner(ckpt.state_dict, exclude=model_name)
+        if owner is None:
+            raise
+        name, fit, total = owner
+        first, _, rest = str(error).partition("\n")
+        raise CheckpointMismatchError(
+            f"{first.rstrip(':')}; it looks like a {name} checkpoint ({fit} of {total} tensors fit {name}): "
+            f"pass {name} as the model, e.g. `edgevit export {name} --weights {ckpt.path.name}`.\n{rest}"
+        ) from None
     model.load_state_dict(state_dict, strict=False)
     return ckpt
 
@@ -207,14 +218,51 @@ def check_state_dict(
     lines += _listing("unexpected", unexpected)
     if misshaped:
         lines.append(f"  {len(misshaped)} mis-shaped (checkpoint vs model):")
-        lines += [f"    {k}: {list(a)} vs {list(b)}" for k, a, b in misshaped[:40]]
-        if len(misshaped) > 40:
-            lines.append(f"    ... and {len(misshaped) - 40} more")
+        lines += [f"    {k}: {list(a)} vs {list(b)}" for k, a, b in misshaped[:8]]
+        if len(misshaped) > 8:
+            lines.append(f"    ... and {len(misshaped) - 8} more")
     lines.append("  Is the weights file for a different model or variant? `edgevit models` lists the zoo.")
     raise CheckpointMismatchError("\n".join(lines))
 
 
-def _listing(what: str, keys: list[str], limit: int = 40) -> list[str]:
+def likely_owner(state_dict: Mapping[str, torch.Tensor], exclude: str = "",
+                 threshold: float = 0.9) -> tuple[str, int, int] | None:
+    """The zoo model a checkpoint most likely belongs to: ``(name, tensors that fit, tensors)``.
+
+    Every zoo model is built on the meta device (no memory, no weights) and the checkpoint is
+    mapped with its family's name mapping; a tensor fits when the model has its key with its
+    shape (classifier shapes are not compared: a fine-tuned head has another class count).
+    None when no other model takes at least ``threshold`` of the tensors.
+    """
+    from edgevit.models._info import MODELS
+
+    best: tuple[str, int, int] | None = None
+    size = sum(int(v.numel()) for k, v in state_dict.items() if hasattr(v, "numel") and not k.startswith(HEAD_PREFIXES))
+    for name in MODELS.names():
+        if name == exclude or not 0.5 <= size / max(MODELS.meta(name).params, 1) <= 2.0:
+            continue  # far from the model's size (a cheap first cut: building every model takes seconds)
+        try:
+            with torch.device("meta"):
+                candidate = MODELS.get(name)()
+            mapped = dict(state_dict)
+            if getattr(candidate, "checkpoint_filter", None) is not None:
+                try:
+                    mapped = candidate.checkpoint_filter(dict(state_dict))
+                except Exception:  # noqa: BLE001 - a filter that needs real tensors: compare the raw keys
+                    mapped = dict(state_dict)
+            _adapt_dist_head(candidate, mapped)
+            expected = candidate.state_dict()
+        except Exception:  # noqa: BLE001 - a model that cannot be built here is simply not a candidate
+            continue
+        fit = sum(1 for key, value in mapped.items() if key in expected
+                  and (key.startswith(HEAD_PREFIXES) or tuple(value.shape) == tuple(expected[key].shape)))
+        total = max(len(mapped), len(expected))
+        if total and fit / total >= threshold and (best is None or fit / total > best[1] / best[2]):
+            best = (name, fit, total)
+    return best
+
+
+def _listing(what: str, keys: list[str], limit: int = 8) -> list[str]:
     if not keys:
         return []
     out = [f"  {len(keys)} {what}:"] + [f"    {k}" for k in keys[:limit]]

@@ -59,12 +59,21 @@ def test_calibration_folder_errors_and_warnings(tmp_path):
         calibration_images(tmp_path / "none", 4, spec)
     flat = tmp_path / "flat"
     flat.mkdir()
-    for i in range(3):
+    for i in range(9):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(flat / f"{i}.jpg")
     (flat / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.warns(UserWarning, match="only 3"):
+    with pytest.warns(UserWarning, match="only 9"):
         x = calibration_images(flat, 10, spec)
-    assert x.shape == (3, 3, 16, 16)
+    assert x.shape == (9, 3, 16, 16)
+    assert calibration_images(flat, 2, spec).shape == (2, 3, 16, 16)  # as few as asked for is fine
+
+
+def test_a_calibration_set_of_one_image_is_refused(tmp_path):
+    """Issue 17, finding 11: one image gives meaningless activation ranges; it was only a warning."""
+    spec = PreprocessSpec(size=16)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "only.jpg")
+    with pytest.raises(DataError, match="has only 1 readable image.*fewer than 8.*'digits'"):
+        calibration_images(tmp_path, 128, spec)
     assert calibration_images("digits", 5, spec).shape == (5, 3, 16, 16)
 
 

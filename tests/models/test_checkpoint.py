@@ -103,8 +103,21 @@ def test_weights_of_another_model_are_refused(tmp_path):
     donor = create_model(other) if other else create_model("vit_tiny_patch16_224")
     path = tmp_path / "w.pth"
     torch.save(donor.state_dict(), path)
-    with pytest.raises(CheckpointMismatchError, match="does not fit test_vit"):
+    with pytest.raises(CheckpointMismatchError, match="does not fit test_vit") as info:
         create_model(NAME, weights=path)
+    # issue 17, finding 11: the model the weights belong to is named, and the listing stays short
+    text = str(info.value)
+    assert f"it looks like a {other or 'vit_tiny_patch16_224'} checkpoint" in text.splitlines()[0]
+    assert len(text.splitlines()) <= 30 and "... and" in text
+
+
+def test_a_damaged_checkpoint_names_no_owner(model, tmp_path):
+    sd = {k: v for i, (k, v) in enumerate(model.state_dict().items()) if i % 3}  # a third of the tensors gone
+    path = tmp_path / "w.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        create_model(NAME, weights=path)
+    assert "looks like" not in str(info.value) and "missing" in str(info.value)
 
 
 def test_num_classes_reinitialises_only_the_head(model, tmp_path):

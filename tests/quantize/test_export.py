@@ -109,12 +109,12 @@ def test_fewer_calibration_images_than_asked_warns_with_the_count_used(tmp_path)
 
     folder = tmp_path / "few"
     folder.mkdir()
-    for i in range(3):
-        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    for i in range(9):
+        Image.fromarray(np.full((40, 40, 3), 25 * i, np.uint8)).save(folder / f"{i}.png")
     (folder / "bad.jpg").write_bytes(b"broken")
-    with pytest.warns(UserWarning, match="asked for 8 calibration images but .* has only 3 readable ones; using those"):
-        calib = calibration_set(folder, 8, PreprocessSpec(size=32))
-    assert calib.images.shape == (3, 3, 32, 32) and calib.describe() == {"source": str(folder), "asked": 8, "used": 3}
+    with pytest.warns(UserWarning, match="asked for 16 calibration images but .* has only 9 readable ones; using those"):
+        calib = calibration_set(folder, 16, PreprocessSpec(size=32))
+    assert calib.images.shape == (9, 3, 32, 32) and calib.describe() == {"source": str(folder), "asked": 16, "used": 9}
 
 
 def test_data_with_another_class_count_is_refused(tmp_path, capsys):
