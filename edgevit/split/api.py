@@ -7,6 +7,7 @@ Steps: load (model, data, devices) -> check (the data's classes against the mode
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,23 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
     model, name = _load_model(model, weights, image_size, options)
     train_set, val_set = _load_data(data, model, options)
     spec = _spec(name, model, train_set, image_size)
-    request = SplitRequest(model, name, train_set, val_set, spec, cluster, options, progress)
-    built = strategy.build(request)
-    check = None
-    if options.verify and val_set is not None:
-        check = val_set.arrays(spec)
-    return write_plan(built, out, check=check, log=request.log, timing=options.timing, threads=options.threads,
-                      rounds=options.measure_rounds)
+    from edgevit.split.resume import resume_folder
+
+    resume = resume_folder(out)
+    request = SplitRequest(model, name, train_set, val_set, spec, cluster, options, progress, resume=resume)
+    try:
+        built = strategy.build(request)
+        check = None
+        if options.verify and val_set is not None:
+            check = val_set.arrays(spec)
+        plan = write_plan(built, out, check=check, log=request.log, timing=options.timing, threads=options.threads,
+                          rounds=options.measure_rounds)
+    except BaseException:
+        if resume.is_dir() and any(resume.glob("*.safetensors")):
+            request.log(f"the finished sub-models are kept in {resume}: run the same split again to resume from them")
+        raise
+    shutil.rmtree(resume, ignore_errors=True)
+    return plan
 
 
 def _check_target(options: SplitOptions) -> None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import time
 
 import numpy as np
 import torch
 
+from edgevit._progress import duration
 from edgevit.devices import parse_devices
 from edgevit.errors import PlanningError
 from edgevit.models import count_params
@@ -46,6 +48,7 @@ from edgevit.split.measure import interleaved_ms, piece_cost
 from edgevit.split.pruners import pruner_for
 from edgevit.split.recover import distill
 from edgevit.split.request import BuiltPiece, BuiltPlan, SplitRequest, calibration_images
+from edgevit.split.resume import SubModelStore
 from edgevit.train import TrainConfig, accuracy, predict_logits
 
 __all__ = ["ClasswiseStrategy"]
@@ -69,9 +72,27 @@ class ClasswiseStrategy:
         ratios = [pruner.ratio_for_budget(request.model, len(g), max_params=budget, precision=request.options.precision)
                   for g in groups]
         subs = []
+        store = SubModelStore(request.resume, request) if request.resume is not None else None
+        started = time.perf_counter()
+        built = 0
         for i, (group, ratio) in enumerate(zip(groups, ratios)):
-            request.log(f"sub{i}: classes {list(group)}, keep ratio {ratio:.3f}")
-            subs.append(self.build_sub(request, pruner, group, ratio))
+            sub = store.load(pruner, request.model, group, ratio) if store is not None else None
+            if sub is not None:
+                request.log(f"sub{i} of {len(groups)}: classes {list(group)}, keep ratio {ratio:.3f}: loaded, "
+                            f"finished before the split was interrupted ({store.folder})")
+                subs.append(sub)
+                continue
+            request.log(f"sub{i} of {len(groups)}: classes {list(group)}, keep ratio {ratio:.3f}")
+            sub = self.build_sub(request, pruner, group, ratio)
+            if store is not None:
+                store.save(pruner, sub, group, ratio)
+            subs.append(sub)
+            built += 1
+            left = len(groups) - i - 1
+            if left:
+                each = (time.perf_counter() - started) / built
+                request.log(f"sub{i} done; about {duration(each * left)} for the other {left} sub-model(s), "
+                            f"then the fusion head")
         subs, ratios = self.place(request, pruner, groups, subs, ratios)
         extractors = [FeatureExtractor(sub) for sub in subs]
         request.log("training the fusion head")

@@ -77,6 +77,18 @@ class VitPruner:
     def describe(self, sub: nn.Module) -> dict:
         return {"pruned": "residual channels, q/k/v dims per head, FFN neurons", **vit_shape(sub).to_dict()}
 
+    def rebuild(self, model: nn.Module, classes: list[int], widths: dict) -> nn.Module:
+        """An untrained sub-model of the widths :meth:`describe` gave (to load saved weights into)."""
+        from edgevit.models.vit import VisionTransformer
+
+        hidden = [int(h) for h in widths["mlp_hidden"]]
+        sub = VisionTransformer(image_size=int(widths["image_size"]), patch_size=int(widths["patch_size"]),
+                                in_chans=int(widths["in_chans"]), num_classes=int(widths["num_classes"]),
+                                embed_dim=int(widths["embed_dim"]), depth=len(hidden), num_heads=int(widths["num_heads"]),
+                                head_dim=int(widths["head_dim"]), mlp_hidden=hidden)
+        sub.model_name = getattr(model, "model_name", "vit")
+        return sub.eval()
+
     def cost(self, name: str, sub: nn.Module, example: torch.Tensor, precision: str,
              measured_ms: float | None) -> PieceCost:
         """The cost model's own count (the same one the budget uses), sending back the feature vector."""
@@ -156,6 +168,16 @@ class FfnPruner:
 
     def describe(self, sub: nn.Module) -> dict:
         return {"pruned": "FFN neurons only", "mlp_hidden": [_hidden(m) for _, m in _mlps(sub)]}
+
+    def rebuild(self, model: nn.Module, classes: list[int], widths: dict) -> nn.Module:
+        """An untrained sub-model of the widths :meth:`describe` gave (to load saved weights into)."""
+        sub = self.group_model(model, classes)
+        mlps = _mlps(sub)
+        if len(mlps) != len(widths["mlp_hidden"]):
+            raise ValueError(f"{len(widths['mlp_hidden'])} FFN widths for a model with {len(mlps)} FFNs")
+        for (name, _), hidden in zip(mlps, widths["mlp_hidden"]):
+            _slice_mlp(sub.get_submodule(name), torch.arange(int(hidden)))
+        return sub
 
     def cost(self, name: str, sub: nn.Module, example: torch.Tensor, precision: str,
              measured_ms: float | None) -> PieceCost:

@@ -43,6 +43,8 @@ class SplitRequest:
     cluster: Cluster
     options: SplitOptions
     progress: bool | None = None
+    #: where finished sub-models are kept so that an interrupted split resumes (None: not kept)
+    resume: Any = None
     #: the split's progress display (log lines stamped with the seconds since the request was made)
     display: Progress = field(init=False, repr=False, compare=False)
 
