@@ -304,8 +304,21 @@ def new_job(source: Any, options: ExportOptions, prepared: PreparedModel | None 
     """A job with its target resolved and checked against the options (no work done yet)."""
     target = get_target(options.target)
     target.check(options)
+    _check_piece_calibration(source, options, target)
     if options.precision in target.quantized_precisions or options.data is not None:
         from edgevit.quantize.export_step import check_sources
 
         check_sources(options, options.precision in target.quantized_precisions)  # before any conversion
     return ExportJob(source=source, options=options, target=target, prepared=prepared)
+
+
+def _check_piece_calibration(source: Any, options: ExportOptions, target: Any) -> None:
+    """A quantized tensor-input piece needs its own calibration inputs: refused before any work."""
+    from edgevit.export.prepare import Piece
+
+    if (isinstance(source, Piece) and options.precision in target.quantized_precisions
+            and not source.image_input and source.calibration is None):
+        shape = tuple(source.inputs.shape[1:])
+        raise InvalidArgumentError(
+            f"{source.name} takes an intermediate tensor {shape}, so it cannot be calibrated on images; give the "
+            f"piece its own calibration inputs (Piece(calibration=...)) to export it at {options.precision}")

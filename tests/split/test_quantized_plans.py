@@ -114,11 +114,16 @@ def test_a_float_piece_has_no_integer_weights(tmp_path):
     assert artifact.manifest.inputs[0].shape == (1, 8, 32) and artifact.manifest.inputs[0].layout is None
 
 
-def test_a_tensor_piece_without_calibration_inputs_is_refused_at_int8(tmp_path):
+def test_a_tensor_piece_without_calibration_inputs_is_refused_at_int8(tmp_path, monkeypatch):
     import torch
 
     from edgevit.export import Piece, export
+    from edgevit.export.targets.onnx import OnnxTarget
 
+    def no_work(*args, **kwargs):
+        raise AssertionError("converted before the request was refused")
+
+    monkeypatch.setattr(OnnxTarget, "convert", no_work)  # refused before any work
     features = np.random.default_rng(0).standard_normal((4, 32)).astype(np.float32)
     with pytest.raises(InvalidArgumentError, match=r"intermediate tensor \(32,\), so it cannot be calibrated on images"):
         export(Piece(torch.nn.Linear(32, 6), features, name="head"), target="onnx", precision="int8", out=tmp_path,
