@@ -15,10 +15,12 @@ from coreml_reference_cases_indexing import CASES as INDEXING_CASES
 from coreml_reference_cases_layers import CASES as LAYER_CASES
 from coreml_reference_cases_math import CASES as MATH_CASES
 from coreml_reference_cases_precision import CASES as PRECISION_CASES
+from coreml_reference_cases_sampling import CASES as SAMPLING_CASES
 
 from edgevit.runtime.backends.coreml_reference import CoreMLReferenceBackend, supported_ops
 
-CASES = MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES + PRECISION_CASES + INDEXING_CASES
+CASES = (MATH_CASES + LAYER_CASES + IMAGE_CASES + COMPRESSION_CASES + PRECISION_CASES + INDEXING_CASES
+         + SAMPLING_CASES)
 
 
 def _as_float64(array: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from edgevit.runtime.backends.coreml_reference.ops import (  # noqa: F401 - regi
     linear,
     rearrange,
     reduction,
+    sampling,
     scatter,
     selection,
     tensor,
