@@ -31,6 +31,7 @@ from edgevit.export.ops import OpReport
 from edgevit.export.options import ExportOptions
 from edgevit.export.prepare import PreparedModel, prepare_model
 from edgevit.export.targets import Target, get_target
+from edgevit.precision import precision
 
 
 @dataclass
@@ -305,6 +306,13 @@ def new_job(source: Any, options: ExportOptions, prepared: PreparedModel | None 
     target = get_target(options.target)
     target.check(options)
     _check_piece_calibration(source, options, target)
+    if isinstance(source, str) and options.weights is None and options.precision in target.quantized_precisions \
+            and precision(options.precision).needs_calibration:
+        import warnings
+
+        warnings.warn(f"{source} has random-init weights: its outputs barely depend on the image, so int8's top-1 "
+                      "agreement with float can be near chance even when the conversion is right; quantize trained "
+                      "weights (--weights) to judge an int8 model", UserWarning, stacklevel=2)
     if options.precision in target.quantized_precisions or options.data is not None:
         from edgevit.quantize.export_step import check_sources
 

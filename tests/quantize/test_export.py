@@ -161,3 +161,17 @@ def test_int8_without_held_out_images_is_judged_on_the_photos(tmp_path):
     verification = artifact.manifest.verification
     assert "held_out" not in verification["samples"]
     assert verification["judged_samples"] == verification["samples"]["photos"]
+
+
+def test_int8_of_random_init_weights_says_so_before_any_work(tmp_path, monkeypatch):
+    """Issue 17, finding 2: int8 of a random-init model is judged on outputs that barely depend on the image."""
+    from edgevit.export import export
+    from edgevit.export.targets.onnx import OnnxTarget
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped after the warning")
+
+    monkeypatch.setattr(OnnxTarget, "convert", stop)
+    with pytest.warns(UserWarning, match="random-init weights.*quantize trained weights"), \
+            pytest.raises(Exception, match="stopped after the warning"):
+        export("test_vit", target="onnx", precision="int8", out=tmp_path, quiet=True)
