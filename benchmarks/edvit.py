@@ -19,6 +19,12 @@ Usage::
 
     python benchmarks/edvit.py                              # vit_tiny at 64 px, K = 2, 3, 4
     python benchmarks/edvit.py --ks 2 --epochs 5 --work /tmp/edvit   # quick look
+    python benchmarks/edvit.py --int8-only 2                # add the int8 plan of K=2 to the results
+
+5. ``--int8 K`` / ``--int8-only K``: K is split twice with the same options and seed, once
+   exported at fp32 and once at int8 (every piece calibrated on the split's training images),
+   and the two plans are timed together in one fresh process, interleaved, so the int8 row
+   compares size, accuracy and latency with the fp32 plan measured at the same moment.
 
 Writes ``benchmarks/results/edvit.md`` and ``.json`` after every K.
 """
@@ -55,6 +61,10 @@ def parse_args(argv):
     p.add_argument("--extra", default="2:32", help="further K:reduction runs, to compare with the paper's "
                    "largest reductions ('' for none)")
     p.add_argument("--extra-only", action="store_true", help="only the --extra runs, added to the results in --out")
+    p.add_argument("--int8", type=int, default=0, metavar="K",
+                   help="also split K at fp32 and at int8 and compare the two plans (0: no)")
+    p.add_argument("--int8-only", type=int, default=0, metavar="K",
+                   help="only the int8 comparison of K, added to the results in --out")
     p.add_argument("--prune-steps", type=int, default=2)
     p.add_argument("--recover-epochs", type=int, default=6)
     p.add_argument("--fusion-epochs", type=int, default=60)
@@ -84,6 +94,15 @@ def main(argv=None) -> int:
         print(f"wrote {out / 'edvit.md'}")
         return 0
     model, base = base_model(args, work)
+    if args.int8_only:
+        results = json.loads((out / "edvit.json").read_text())
+        if results["meta"]["base"]["val_top1"] != base["val_top1"]:
+            print(f"note: the base model now scores {base['val_top1']:.2f}%, the results' runs "
+                  f"{results['meta']['base']['val_top1']:.2f}%", flush=True)
+        results["int8"] = int8_compare(model, args.int8_only, args, work, base)
+        write(results, out)
+        print(f"wrote {out / 'edvit.md'}")
+        return 0
     extra = [(int(a), float(b)) for a, b in (item.split(":") for item in args.extra.split(",") if item)]
     if args.extra_only:
         results = json.loads((out / "edvit.json").read_text())
@@ -95,6 +114,9 @@ def main(argv=None) -> int:
     results["extra_runs"] = []
     for k, reduction in extra:
         results["extra_runs"].append(run_k(model, k, args, work, reduction))
+        write(results, out)
+    if args.int8:
+        results["int8"] = int8_compare(model, args.int8, args, work, base)
         write(results, out)
     print(f"wrote {out / 'edvit.md'}")
     return 0
@@ -174,23 +196,54 @@ def scorer_check(model, args, neurons: int = 64, images: int = 32) -> dict:
 
 
 # -- one K ---------------------------------------------------------------------------------------------
-def run_k(model, k: int, args, work: Path, reduction: float | None = None) -> dict:
+def run_k(model, k: int, args, work: Path, reduction: float | None = None, precision: str = "fp32",
+          name: str | None = None) -> dict:
     from edgevit.devices import equal_devices
     from edgevit.split import SplitOptions, split
 
     reduction = reduction or args.reduction
     cluster = equal_devices(k, memory_mb=MEMORY_MB, link_mbps=LINK_MBPS, link_latency_ms=LINK_LATENCY_MS)
     options = SplitOptions(reduction=reduction, prune_steps=args.prune_steps, recover_epochs=args.recover_epochs,
-                           fusion_epochs=args.fusion_epochs, measure_rounds=args.rounds, threads=1)
+                           fusion_epochs=args.fusion_epochs, measure_rounds=args.rounds, threads=1, precision=precision)
     start = time.perf_counter()
-    name = f"plan-K{k}" if reduction == args.reduction else f"plan-K{k}-r{reduction:g}"
+    name = name or (f"plan-K{k}" if reduction == args.reduction else f"plan-K{k}-r{reduction:g}")
     plan = split(model, "digits", cluster, work / name, options, image_size=args.image_size)
     seconds = time.perf_counter() - start
     lat = plan.latency
     print(f"K={k}: fused {plan.accuracy['fused_top1']:.2f}% vs {plan.accuracy['unsplit_top1']:.2f}%, latency ratio "
           f"{lat['ratio_to_unsplit']:.3f} (onnxruntime), {lat['pytorch_eager']['ratio_to_unsplit']:.3f} (PyTorch)",
           flush=True)
-    return {"k": k, "reduction": reduction, "split_seconds": seconds, "plan": plan.to_dict()}
+    return {"k": k, "reduction": reduction, "precision": precision, "split_seconds": seconds, "plan": plan.to_dict(),
+            "folder": name}
+
+
+def int8_compare(model, k: int, args, work: Path, base: dict) -> dict:
+    """K split at fp32 and at int8 (same options and seed), both plans timed in one interleaved run."""
+    from edgevit.cluster.plans import load_plan
+    from edgevit.split import STRATEGIES
+    from edgevit.split._timing import measure_in_subprocess
+    from edgevit.split.writer import apply_times
+
+    runs = {precision: run_k(model, k, args, work, precision=precision, name=f"plan-K{k}-{precision}")
+            for precision in ("fp32", "int8")}
+    plans = {precision: load_plan(work / run["folder"]) for precision, run in runs.items()}
+    folders = []
+    for precision, plan in plans.items():
+        folder = work / runs[precision]["folder"]
+        folders += [str(folder / p.artifact) for p in (*plan.pieces, plan.fusion)] + [str(folder / plan.model["artifact"])]
+    start, load_before = time.perf_counter(), os.getloadavg()
+    times = measure_in_subprocess(folders, "onnxruntime", 1, args.rounds)
+    for precision, plan in plans.items():
+        folder = work / runs[precision]["folder"]
+        mine = {key: {f: ms for f, ms in value.items() if f.startswith(str(folder) + "/")} for key, value in times.items()}
+        retimed = apply_times(STRATEGIES.get(plan.strategy)(), plan, folder, mine, "onnxruntime", 1, args.rounds)
+        accuracy = runs[precision]["plan"]["accuracy"]  # the exported check ran when the plan was written
+        runs[precision]["plan"] = {**retimed.to_dict(), "accuracy": accuracy}
+    load = os.getloadavg()
+    print(f"K={k}: int8 plan e2e {runs['int8']['plan']['latency']['end_to_end_ms']:.2f} ms vs fp32 "
+          f"{runs['fp32']['plan']['latency']['end_to_end_ms']:.2f} ms", flush=True)
+    return {"k": k, "base_val_top1": base["val_top1"], "runs": runs, "timed_together_seconds": time.perf_counter() - start,
+            "load_average_before": list(load_before), "load_average_after": list(load)}
 
 
 def retime_k(run: dict, args, work: Path) -> dict:
@@ -335,6 +388,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {_label(run)} | {p['name']} | {','.join(map(str, p['classes']))} | {i['embed_dim']} "
                          f"| {i['head_dim']} | {sum(i['mlp_hidden'])} | {p['cost']['params']:,} "
                          f"| {i['param_reduction']:.1f}x | {p['cost']['macs'] / 1e6:.2f} | {i['group_val_top1']:.2f}% |")
+    if results.get("int8"):
+        lines += int8_markdown(results["int8"])
     kl = results["kl_check"]
     lines += ["", "## Is the cheap KL score right?", "",
               f"Block {kl['block']}, {kl['neurons']} random FFN neurons, {kl['images']} images of classes "
@@ -364,6 +419,48 @@ def markdown(results: dict) -> str:
                      f"| {1 / lat['ratio_to_unsplit']:.2f}x (onnxruntime), "
                      f"{1 / lat['pytorch_eager']['ratio_to_unsplit']:.2f}x (PyTorch eager) |")
     return "\n".join(lines) + "\n"
+
+
+def int8_markdown(compare: dict) -> list[str]:
+    runs = compare["runs"]
+    lines = ["", f"## int8 plan (K={compare['k']})", "",
+             "| precision | files (all pieces) | one sub-model file | fusion file | fused top-1 (PyTorch) "
+             "| exported top-1 | exported vs PyTorch agreement | slowest sub-model ms | fusion ms | predicted e2e ms "
+             "| unsplit ms (same precision) | e2e / unsplit | e2e vs fp32 plan |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    fp32_e2e = runs["fp32"]["plan"]["latency"]["end_to_end_ms"]
+    for precision in ("fp32", "int8"):
+        plan = runs[precision]["plan"]
+        pieces = [*plan["pieces"], plan["fusion"]]
+        total = sum(p["cost"]["file_bytes"] for p in pieces)
+        acc, lat = plan["accuracy"], plan["latency"]
+        exported = acc.get("exported", {})
+        slowest = max(load["compute_ms"] for load in lat["per_device"] if load["pieces"])
+        lines.append(
+            f"| {precision} | {total / 1e6:.2f} MB | {plan['pieces'][0]['cost']['file_bytes'] / 1e6:.2f} MB "
+            f"| {plan['fusion']['cost']['file_bytes'] / 1e3:.0f} KB | {acc['fused_top1']:.2f}% "
+            f"| {exported.get('top1', float('nan')):.2f}% | {exported.get('agreement_with_pytorch', float('nan')):.3f} "
+            f"| {slowest:.2f} | {lat['fusion_ms']:.3f} | {lat['end_to_end_ms']:.2f} | {lat['unsplit_measured_ms']:.2f} "
+            f"| {lat['ratio_to_unsplit']:.3f} | {lat['end_to_end_ms'] / fp32_e2e:.2f}x |")
+    quant = []
+    for piece in [*runs["int8"]["plan"]["pieces"], runs["int8"]["plan"]["fusion"]]:
+        q = piece["info"].get("quantization") or {}
+        agreement = q.get("agreement_on_calibration") or {}
+        if q:
+            quant.append(f"{piece['name']}: {q.get('recipe')} recipe, SQNR {agreement.get('sqnr_db')} dB and top-1 "
+                         f"agreement {agreement.get('top1_agreement')}% with the float piece on "
+                         f"{agreement.get('images')} calibration inputs")
+    before, after = compare["load_average_before"], compare["load_average_after"]
+    lines += ["", f"Both plans split from the same base model (validation top-1 {compare['base_val_top1']:.2f}%) with "
+              "the same options and seed; the int8 plan's every piece (sub-models and fusion head) exported through "
+              "the export pipeline at int8, calibrated on the split's training images (the fusion head on the "
+              "sub-models' features) and verified against its float piece. Latency: every file of both plans timed "
+              "in one fresh process, interleaved, one thread, minimum of the rounds; transfers modelled as above "
+              "(int8 pieces keep float32 inputs and outputs, so they are the same). 'exported vs PyTorch agreement' "
+              "is the top-1 agreement of the exported plan with the PyTorch split on the validation images. "
+              f"Load average {before[0]:.1f} before and {after[0]:.1f} after the timing.",
+              "", "Quantization recipes: " + ("; ".join(quant) if quant else "none recorded") + "."]
+    return lines
 
 
 def _label(run: dict) -> str:
