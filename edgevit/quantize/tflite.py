@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevit._files import write_bytes
 from edgevit.errors import ConversionError, require
 from edgevit.formats.tflite import read_ops
 from edgevit.quantize.base import RUN_THREADS, TargetQuantizer, block_of, quiet
@@ -273,9 +274,7 @@ def strip_tensor_names(path: Path) -> int:
             packed[start:start + len(blob)] = blob
     if len(packed) >= len(data):
         return 0
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(bytes(packed))
-    tmp.replace(path)
+    write_bytes(path, bytes(packed))
     return len(data) - len(packed)
 
 

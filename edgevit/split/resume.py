@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +75,6 @@ class SubModelStore:
         with replacing(stem.with_suffix(".safetensors")) as tmp:
             save_file(state, str(tmp))
         write_json(stem.with_suffix(".json"), {"group": list(group), "ratio": ratio, "widths": pruner.describe(sub)})
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _tensors_digest(model: Any) -> str:

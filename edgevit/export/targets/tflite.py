@@ -15,11 +15,11 @@ fusion off, so every delegated op becomes its own delegate node).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edgevit._files import write_bytes
 from edgevit.errors import require
 from edgevit.export.graph import prepare_graph
 from edgevit.export.ops import TFLITE_GATHER_OPS, OpReport, gather_warning, rank_warning
@@ -113,6 +113,4 @@ def _float16_weights(source: Path, destination: Path) -> None:
             qt.add_weight_only_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
                                       num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING)
         result = qt.quantize()
-    tmp = destination.with_name(destination.name + ".tmp")
-    tmp.write_bytes(bytes(result.quantized_model))
-    os.replace(tmp, destination)
+    write_bytes(destination, bytes(result.quantized_model))
