@@ -112,7 +112,11 @@ def test_ten_thousand_generated_requests(agent, dtype_artifacts):
             except grpc.RpcError as exc:
                 code = exc.code()
                 assert exc.details(), f"{code} without a message"
-            assert code in ALLOWED, (code, request)
+                if code not in ALLOWED:
+                    alive = "alive" if agent.process.poll() is None else f"exited {agent.process.returncode}"
+                    tail = agent.log.read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"{code.name}: {exc.details()} (agent {alive}) for\n{request}\n"
+                                         f"agent log tail:\n{tail}")
             seen[code.name] = seen.get(code.name, 0) + 1
 
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
