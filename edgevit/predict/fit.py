@@ -6,7 +6,10 @@ features (:data:`edgevit.predict.kernels.KINDS`)::
     ms = overhead + sum(coefficient[f] * feature[f])        every term >= 0
 
 fitted on the profile's timings of that kind minus the ``run`` timing (the fixed cost of one
-inference call, measured on an empty model, which a whole model pays once). The fit is an
+inference call, measured on an empty model, which a whole model pays once). A timing whose
+calibration model also ran other kernels (its ``extra``) is fitted in a second pass, minus
+their cost from the first pass's models (fitted on the timings without extras); one whose
+extras the first pass cannot price is left out. The fit is an
 active-set non-negative least squares on columns scaled to [0, 1]: a negative coefficient is
 dropped and the rest refitted, so a feature that does not explain the times of this device
 gets 0 rather than a negative cost. With fewer timings than terms, the trailing features are
@@ -79,22 +82,33 @@ def fit(profile: DeviceProfile) -> CostModel:
     """Fit one :class:`KindModel` per (kind, precision) the profile timed."""
     runs = [t.ms for t in profile.timings if t.kernel.kind == "run"]
     run_ms = float(np.median(runs)) if runs else 0.0
-    by_kind: dict[tuple[str, str], list] = defaultdict(list)
-    for timing in profile.timings:
-        if timing.kernel.kind != "run" and not KINDS[timing.kernel.kind].free:
-            by_kind[timing.kernel.kind, timing.kernel.dtype].append(timing)
-    models = {key: _fit_kind(key, timings, run_ms) for key, timings in by_kind.items()}
-    return CostModel(profile.backend, run_ms, models, profile.summary())
+    model = CostModel(profile.backend, run_ms, _fit_all(profile.timings, run_ms, None), profile.summary())
+    if any(t.extra for t in profile.timings):
+        model = CostModel(profile.backend, run_ms, _fit_all(profile.timings, run_ms, model), profile.summary())
+    return model
 
 
-def _fit_kind(key: tuple[str, str], timings: list, run_ms: float) -> KindModel:
-    names = list(features(timings[0].kernel))[: max(0, len(timings) - 1)]
-    x = np.array([[1.0] + [features(t.kernel)[n] for n in names] for t in timings])
-    y = np.array([max(0.0, t.ms - run_ms) for t in timings])
+def _fit_all(timings, run_ms: float, prior: CostModel | None) -> dict[tuple[str, str], KindModel]:
+    """One model per (kind, dtype): on the timings without extras, or (``prior`` given) on all whose extras it prices."""
+    by_kind: dict[tuple[str, str], list[tuple[object, float]]] = defaultdict(list)
+    for timing in timings:
+        if timing.kernel.kind == "run" or KINDS[timing.kernel.kind].free:
+            continue
+        extra = [prior.ms(k) for k in timing.extra] if prior is not None else ([] if not timing.extra else [None])
+        if any(cost is None for cost in extra):
+            continue
+        by_kind[timing.kernel.kind, timing.kernel.dtype].append((timing.kernel, max(0.0, timing.ms - run_ms - sum(extra))))
+    return {key: _fit_kind(key, samples) for key, samples in by_kind.items()}
+
+
+def _fit_kind(key: tuple[str, str], samples: list) -> KindModel:
+    names = list(features(samples[0][0]))[: max(0, len(samples) - 1)]
+    x = np.array([[1.0] + [features(kernel)[n] for n in names] for kernel, _ in samples])
+    y = np.array([ms for _, ms in samples])
     beta = _nonnegative_least_squares(x, y)
     residual = float(np.max(np.abs(x @ beta - y))) if len(y) else 0.0
     return KindModel(key[0], key[1], float(beta[0]), tuple(zip(names, (float(b) for b in beta[1:]), strict=True)),
-                     len(timings), residual)
+                     len(samples), residual)
 
 
 def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:

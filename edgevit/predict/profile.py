@@ -11,10 +11,12 @@ holds::
      "backend": "onnxruntime", "backend_version": "1.20.1", "threads": 2,
      "measurement": {"rounds": 20, "warmup": 3, "statistic": "p50", "where": "local"},
      "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
-                 {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21}, ...]}
+                 {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
+                  "extra": []}, ...]}
 
-Each timing's ``ms`` is the whole call of a calibration model holding that one kernel (the
-``run`` kernel is the empty model's call, which the fit subtracts). A file that is not JSON,
+Each timing's ``ms`` is the whole call of a calibration model holding that kernel and the
+kernels listed in ``extra`` (the ``run`` kernel is the empty model's call; the fit subtracts
+it, and the fitted cost of the extras). A file that is not JSON,
 lacks a field, holds a wrong value or was written in another ``format_version`` is refused
 with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
 
@@ -66,10 +68,16 @@ class Measurement:
 
 @dataclass(frozen=True)
 class KernelTiming:
-    """One calibration model's time: the kernel it holds and the measured call, in milliseconds."""
+    """One calibration model's time: the kernel it measures, and the measured call in milliseconds.
+
+    ``extra`` lists the other kernels the calibration model runs (a converter's layout
+    transposes around a TFLite convolution, the slice that feeds an AV product): the fit
+    subtracts their cost, fitted from the calibration models of their own kinds.
+    """
 
     kernel: Kernel
     ms: float
+    extra: tuple[Kernel, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ class DeviceProfile:
             "edgevit": self.edgevit, "created_utc": self.created_utc, "environment": self.environment.to_dict(),
             "cpu_flags": list(self.cpu_flags), "backend": self.backend, "backend_version": self.backend_version,
             "threads": self.threads, "measurement": asdict(self.measurement),
-            "timings": [{"kind": t.kernel.kind, "dtype": t.kernel.dtype, "dims": dict(t.kernel.dims), "ms": t.ms}
+            "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra]}
                         for t in self.timings],
         }
 
@@ -118,6 +126,10 @@ class DeviceProfile:
         m = self.measurement
         return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels "
                 f"({m.statistic} of {m.rounds}), probed {self.created_utc[:10]}")
+
+
+def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
+    return {"kind": kernel.kind, "dtype": kernel.dtype, "dims": dict(kernel.dims)}
 
 
 def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
@@ -212,10 +224,11 @@ def _timing(index: int, data: Any) -> KernelTiming:
     try:
         kernel = Kernel.of(data["kind"], data["dtype"], **data["dims"])
         ms = float(data["ms"])
+        extra = tuple(Kernel.of(k["kind"], k["dtype"], **k["dims"]) for k in data.get("extra", []))
     except KeyError as exc:
         raise ValueError(f"timing {index}: missing field {exc}") from None
     except (EdgeVitError, TypeError, ValueError) as exc:
         raise ValueError(f"timing {index}: {exc}") from None
     if not math.isfinite(ms) or ms < 0:
         raise ValueError(f"timing {index} ({kernel.describe()}): ms must be a finite non-negative number, got {data['ms']!r}")
-    return KernelTiming(kernel, ms)
+    return KernelTiming(kernel, ms, extra)

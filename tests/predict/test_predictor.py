@@ -12,7 +12,7 @@ from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
 
 from edgevit.errors import InvalidArgumentError
 from edgevit.formats import Op, OpGraph, Tensor
-from edgevit.predict import DeviceProfile, KernelTiming, fit, predict
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, fit, predict
 
 # -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
 
@@ -158,3 +158,17 @@ def test_the_fit_recovers_the_fake_device_and_never_goes_negative():
     model = fit(DeviceProfile(**{**noisy.__dict__, "timings": tuple(timings)}))
     assert all(c >= 0 for _, c in model.models["copy", "fp32"].coefficients)
     assert np.isfinite(model.models["copy", "fp32"].max_error_ms)
+
+
+def test_timings_with_extra_kernels_are_fitted_minus_the_extras():
+    """A TFLite convolution's calibration model also runs two layout transposes: the fit takes them off."""
+    profile = fake_profile()
+    copies = lambda dims: (Kernel.of("copy", E=dims["IH"] * dims["IW"] * dims["CIN"]),  # noqa: E731
+                           Kernel.of("copy", E=dims["OH"] * dims["OW"] * dims["COUT"]))
+    timings = [t if t.kernel.kind != "conv" else
+               KernelTiming(t.kernel, t.ms + sum(true_ms("copy", dict(k.dims)) for k in copies(dict(t.kernel.dims))),
+                            extra=copies(dict(t.kernel.dims)))
+               for t in profile.timings]
+    model = fit(DeviceProfile(**{**profile.__dict__, "timings": tuple(timings)}))
+    dims = dict(N=1, IH=16, IW=16, CIN=3, OH=4, OW=4, COUT=32, KH=4, KW=4, G=1)
+    assert model.ms(Kernel.of("conv", **dims)) == pytest.approx(true_ms("conv", dims), rel=1e-9)

@@ -16,7 +16,9 @@ from edgevit.predict.profile import FORMAT_VERSION
 def make_profile(timings=None) -> DeviceProfile:
     timings = timings or (KernelTiming(Kernel.of("run"), 0.01),
                           KernelTiming(Kernel.of("linear", M=17, K=64, N=192), 0.05),
-                          KernelTiming(Kernel.of("softmax", "int8", ROWS=68, COLS=17), 0.02))
+                          KernelTiming(Kernel.of("softmax", "int8", ROWS=68, COLS=17), 0.02),
+                          KernelTiming(Kernel.of("conv1x1", N=1, IH=4, IW=4, CIN=8, OH=4, OW=4, COUT=8, KH=1, KW=1, G=1),
+                                       0.03, extra=(Kernel.of("copy", E=128), Kernel.of("copy", E=128))))
     return DeviceProfile(device="here", backend="onnxruntime", backend_version="1.0", threads=1,
                          measurement=Measurement(rounds=5, warmup=1), environment=environment(),
                          cpu_flags=("avx2", "fma"), created_utc="2026-11-30T22:00:00+00:00", edgevit="0.1.0",
@@ -30,7 +32,7 @@ def saved(tmp_path):
 
 def test_a_profile_survives_the_round_trip(saved):
     assert load_profile(saved) == make_profile()
-    assert "onnxruntime 1.0, 1 threads, 3 kernels (p50 of 5)" in load_profile(saved).summary()
+    assert "onnxruntime 1.0, 1 threads, 4 kernels (p50 of 5)" in load_profile(saved).summary()
 
 
 def _rewrite(path, change):
@@ -89,6 +91,7 @@ def test_a_profile_missing_a_field_is_refused(saved, field):
     (lambda d: d["environment"].pop("cpu_model"), ("environment", "cpu_model")),
     (lambda d: d.update(threads=0), ("threads",)),
     (lambda d: d.update(timings=[]), ("no timings",)),
+    (lambda d: d["timings"][3]["extra"][1].update(kind="nope"), ("timing 3", "unknown kernel kind 'nope'")),
 ])
 def test_a_profile_with_a_wrong_value_is_refused(saved, change, words):
     _refused(_rewrite(saved, change), *words)
