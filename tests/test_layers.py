@@ -42,7 +42,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("evaluate", "bench", "cluster"),
     ("quantize",),
     ("export",),
-    ("split",),
+    ("split", "probe"),  # probe: calibration models built with torch and exported
     ("cli",),  # the CLI knows everything and nobody knows the CLI
     ("__main__",),
 )

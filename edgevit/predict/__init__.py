@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from edgevit.predict.fit import CostModel, fit
 from edgevit.predict.kernels import KINDS, Kernel
-from edgevit.predict.predictor import KernelPrediction, Prediction, predict, read_graph
+from edgevit.predict.predictor import KernelPrediction, Prediction, map_kernels, predict, read_graph
 from edgevit.predict.profile import DeviceProfile, KernelTiming, Measurement, load_profile, save_profile
 
 __all__ = ["KINDS", "CostModel", "DeviceProfile", "Kernel", "KernelPrediction", "KernelTiming", "Measurement",
-           "Prediction", "fit", "load_profile", "predict", "read_graph", "save_profile"]
+           "Prediction", "fit", "load_profile", "map_kernels", "predict", "read_graph", "save_profile"]

@@ -35,7 +35,7 @@ from edgevit.predict.kernels import Kernel
 from edgevit.predict.mapping import OPS, kernel_from_tensor, kernel_of, op_dtype
 from edgevit.predict.profile import DeviceProfile
 
-__all__ = ["KernelPrediction", "Prediction", "predict", "read_graph"]
+__all__ = ["KernelPrediction", "Prediction", "map_kernels", "predict", "read_graph"]
 
 #: statuses of a row: costed, costing nothing by nature, folded at load, or not costed (and why)
 STATUSES = ("ok", "free", "folded", "uncalibrated", "unknown", "unsized")
@@ -159,19 +159,35 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     """
     model = profile if isinstance(profile, CostModel) else fit(profile)
     graph = read_graph(source)
-    rules = RULES.get(model.backend) if model.backend in RULES else None
-    if rules is None or rules.format != graph.format:
-        known = ", ".join(f"{name} ({RULES.get(name).format})" for name in RULES.names())
-        raise InvalidArgumentError(f"a profile of backend {model.backend!r} cannot predict a {graph.format} model; "
-                                   f"profiles per format: {known}")
-    rows = _rows(graph, model, rules)
+    rows = _rows(graph, model, _rules(model.backend, graph))
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = Counter(f"{r.kernel.kind} {r.kernel.dtype}" for r in rows if r.status == "uncalibrated" and r.kernel)
     return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       dict(uncalibrated), model.backend, graph.format, model.profile)
 
 
-def _rows(graph: OpGraph, model: CostModel, rules) -> list[KernelPrediction]:
+def map_kernels(source: str | Path | OpGraph, backend: str) -> tuple[KernelPrediction, ...]:
+    """The kernels ``backend`` runs for ``source``, not costed (every ``ms`` is 0; ``"ok"`` rows are
+    the ones a profile would price). The probe checks its calibration models with it.
+
+    Example:
+        >>> [r.kernel.kind for r in map_kernels("linear.onnx", "onnxruntime") if r.status == "ok"]  # doctest: +SKIP
+        ['linear']
+    """
+    graph = read_graph(source)
+    return tuple(_rows(graph, None, _rules(backend, graph)))
+
+
+def _rules(backend: str, graph: OpGraph):
+    rules = RULES.get(backend) if backend in RULES else None
+    if rules is None or rules.format != graph.format:
+        known = ", ".join(f"{name} ({RULES.get(name).format})" for name in RULES.names())
+        raise InvalidArgumentError(f"a profile of backend {backend!r} cannot predict a {graph.format} model; "
+                                   f"profiles per format: {known}")
+    return rules
+
+
+def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPrediction]:
     ops = graph.main_ops
     folded = _folded(graph)
     groups = {g.anchor: g for g in group_ops(graph, rules, skip=folded)}
@@ -191,10 +207,10 @@ def _rows(graph: OpGraph, model: CostModel, rules) -> list[KernelPrediction]:
     return rows
 
 
-def _costed(ops, types, kernel: Kernel | None, model: CostModel, fused, known: bool) -> KernelPrediction:
+def _costed(ops, types, kernel: Kernel | None, model: CostModel | None, fused, known: bool) -> KernelPrediction:
     if kernel is None:
         return KernelPrediction(ops, types, None, 0.0, "unsized" if known else "unknown", fused)
-    ms = model.ms(kernel)
+    ms = model.ms(kernel) if model is not None else 0.0
     if ms is None:
         return KernelPrediction(ops, types, kernel, 0.0, "uncalibrated", fused)
     return KernelPrediction(ops, types, kernel, ms, "free" if kernel.kind == "free" else "ok", fused)
