@@ -65,11 +65,17 @@ class FusionRule:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """A backend's rules, applied in order (an earlier rule wins an op), and the format it reads."""
+    """A backend's rules, applied in order (an earlier rule wins an op), and the format it reads.
+
+    ``absent`` names the kernel kinds the backend never runs as one kernel (LiteRT: the
+    converter writes LayerNorm as its reductions and arithmetic, each timed as its own kind);
+    a probe does not time them.
+    """
 
     format: str
     rules: tuple[FusionRule, ...]
     notes: str = ""
+    absent: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -137,7 +143,8 @@ RULES.register("onnxruntime", RuleSet("onnx", (
 RULES.register("litert", RuleSet("tflite", (
     FusionRule.of("pad", "PAD|PADV2", "CONV_2D|DEPTHWISE_CONV_2D", anchor=1,
                   source="XNNPACK subgraph optimisation: a constant Pad is folded into the next convolution"),
-), notes="the TFLite converter already writes activations into CONV_2D, FULLY_CONNECTED, ADD and MUL (fused_activation_function)"))
+), notes="the TFLite converter already writes activations into CONV_2D, FULLY_CONNECTED, ADD and MUL (fused_activation_function)",
+    absent=frozenset({"layernorm"})))
 
 
 def group_ops(graph: OpGraph, rules: RuleSet, skip: set[int] = frozenset()) -> list[Group]:

@@ -7,7 +7,8 @@ file back with the predictor's own mapping (:func:`edgevit.predict.map_kernels`)
 it holds a kernel of the intended kind, and times it: ``warmup`` untimed calls, then ``rounds``
 timed ``session.run`` calls on one random input; the timing is their median. The other kernels
 the file holds (layout transposes, a slice) are recorded as the timing's ``extra``. A model
-whose file holds no kernel of the intended kind is left out and named in ``skipped``.
+whose file holds no kernel of the intended kind, or of a kind the backend never runs as one
+kernel (:attr:`edgevit.predict.fusion.RuleSet.absent`), is left out and named in ``skipped``.
 
 Timing a device through its agent (``--url``) is the next step; this is the ``--local`` path.
 
@@ -32,6 +33,7 @@ from edgevit.environment import cpu_flags, environment
 from edgevit.errors import InvalidArgumentError
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, map_kernels
 from edgevit.predict.calibration import calibration_kernels
+from edgevit.predict.fusion import RULES
 
 __all__ = ["TARGETS", "ProbeResult", "probe_local"]
 
@@ -77,7 +79,10 @@ def probe_local(backend: str = "onnxruntime", *, preset: str = "standard", kerne
         with Progress(len(kernels), f"probe {backend}", enabled=progress) as bar:
             for index, kernel in enumerate(kernels):
                 bar.note(kernel.describe())
-                outcome = _probe_one(kernel, index, backend, root, rounds, warmup, threads)
+                if kernel.kind in RULES.get(backend).absent:
+                    outcome = f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
+                else:
+                    outcome = _probe_one(kernel, index, backend, root, rounds, warmup, threads)
                 (timings if isinstance(outcome, KernelTiming) else skipped).append(outcome if isinstance(outcome, KernelTiming)
                                                                                    else (kernel, outcome))
                 bar.update(1)

@@ -9,6 +9,7 @@ import pytest
 from edgevit.errors import InvalidArgumentError
 from edgevit.predict import Kernel, fit, load_profile, map_kernels, save_profile
 from edgevit.predict.calibration import PRESETS, calibration_kernels
+from edgevit.predict.fusion import RULES
 from edgevit.probe import probe_local
 from edgevit.probe.local import TARGETS, _export
 from edgevit.probe.modules import BUILDERS
@@ -62,6 +63,31 @@ def test_each_calibration_model_holds_its_kernel_in_onnx(tmp_path, kernel):
         assert costed[-1] == kernel and [k.kind for k in costed[:-1]] == ["copy", "copy"]
     else:
         assert costed == [kernel]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", [k for k in ONE_OF_EACH if k.kind not in RULES.get("litert").absent],
+                         ids=lambda k: k.describe().split("]")[0] + "]")
+def test_each_calibration_model_holds_its_kernel_in_tflite(tmp_path, kernel):
+    """Beside the kernel, only copies: the converter's NCHW <-> NHWC transposes, a transpose before QK^T."""
+    path, _ = _export(kernel, 0, "litert", tmp_path)
+    costed = [r.kernel for r in map_kernels(path, "litert") if r.status == "ok"]
+    if kernel.kind == "run":
+        assert [k.kind for k in costed] == ["elementwise"]
+        return
+    main = [k for k in costed if k.kind == kernel.kind]
+    assert len(main) == 1 and all(k.kind == "copy" for k in costed if k.kind != kernel.kind)
+    if kernel.kind == "conv":  # stride 2: an explicit PAD, folded into the conv, which reads the padded map
+        assert dict(main[0].dims) == {**dict(kernel.dims), "IH": 10, "IW": 10}
+    else:
+        assert main[0] == kernel
+
+
+def test_a_kind_the_backend_never_runs_is_skipped_without_exporting():
+    kernel = Kernel.of("layernorm", ROWS=4, COLS=8)
+    result = probe_local("litert", kernels=(kernel,), rounds=1, warmup=0, progress=False)
+    assert result.profile.timings == () and result.skipped == ((kernel, "litert runs no layernorm kernel "
+                                                                          "(the converter decomposes it)"),)
 
 
 @pytest.mark.slow
