@@ -46,7 +46,7 @@ FORMAT = "edgevit-device-profile"
 FORMAT_VERSION = 1
 #: the statistics a timing may be (of the rounds measured)
 STATISTICS = ("p50", "mean", "min")
-_REPROBE = "re-probe the device to write a new profile (edgevit.probe.probe_local; `edgevit devices probe` is planned)"
+_REPROBE = "re-probe the device to write a new profile (edgevit.probe.probe_local or probe_remote; `edgevit devices probe` is planned)"
 
 
 @dataclass(frozen=True)

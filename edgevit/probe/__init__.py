@@ -5,7 +5,8 @@ Building the calibration models needs torch and the exporter, so this package si
 need neither.
 
 * :mod:`edgevit.probe.modules`: one torch module per calibration kernel;
-* :mod:`edgevit.probe.local`: :func:`probe_local`, timing them with ``edgevit.runtime`` here.
+* :mod:`edgevit.probe.timers`: where they are timed: here with ``edgevit.runtime``, or on a device agent;
+* :mod:`edgevit.probe.calibrate`: :func:`probe_local` and :func:`probe_remote`, which write the profile.
 
 Example:
     >>> from edgevit.probe import probe_local
@@ -16,6 +17,6 @@ Example:
 
 from __future__ import annotations
 
-from edgevit.probe.local import ProbeResult, probe_local
+from edgevit.probe.calibrate import ProbeResult, probe, probe_local, probe_remote
 
-__all__ = ["ProbeResult", "probe_local"]
+__all__ = ["ProbeResult", "probe", "probe_local", "probe_remote"]

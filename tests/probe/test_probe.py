@@ -11,7 +11,7 @@ from edgevit.predict import Kernel, fit, load_profile, map_kernels, save_profile
 from edgevit.predict.calibration import PRESETS, calibration_kernels
 from edgevit.predict.fusion import RULES
 from edgevit.probe import probe_local
-from edgevit.probe.local import TARGETS, _export
+from edgevit.probe.calibrate import TARGETS, export_calibration_model
 from edgevit.probe.modules import BUILDERS
 
 #: one small kernel of every kind a module is built for
@@ -55,7 +55,7 @@ def test_a_bad_request_is_refused_before_anything_is_exported():
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", ONE_OF_EACH, ids=lambda k: k.describe().split("]")[0] + "]")
 def test_each_calibration_model_holds_its_kernel_in_onnx(tmp_path, kernel):
-    path, _ = _export(kernel, 0, "onnxruntime", tmp_path)
+    path, _ = export_calibration_model(kernel, 0, "onnxruntime", tmp_path)
     costed = [r.kernel for r in map_kernels(path, "onnxruntime") if r.status == "ok"]
     if kernel.kind == "run":
         assert [k.kind for k in costed] == ["elementwise"]  # x + 1 on one element: the call's fixed cost
@@ -70,7 +70,7 @@ def test_each_calibration_model_holds_its_kernel_in_onnx(tmp_path, kernel):
                          ids=lambda k: k.describe().split("]")[0] + "]")
 def test_each_calibration_model_holds_its_kernel_in_tflite(tmp_path, kernel):
     """Beside the kernel, only copies: the converter's NCHW <-> NHWC transposes, a transpose before QK^T."""
-    path, _ = _export(kernel, 0, "litert", tmp_path)
+    path, _ = export_calibration_model(kernel, 0, "litert", tmp_path)
     costed = [r.kernel for r in map_kernels(path, "litert") if r.status == "ok"]
     if kernel.kind == "run":
         assert [k.kind for k in costed] == ["elementwise"]
@@ -103,3 +103,13 @@ def test_a_quick_local_probe_writes_a_profile_that_round_trips_and_fits(tmp_path
     model = fit(profile)
     assert set(model.models) == {("linear", "fp32"), ("copy", "fp32")} and model.run_ms > 0
     assert TARGETS["onnxruntime"] == "onnx"
+
+
+def test_an_agent_without_the_backend_is_refused():
+    from edgevit.errors import AgentError
+    from edgevit.probe.timers import AgentTimer
+
+    timer = AgentTimer.__new__(AgentTimer)  # no connection: only the record it would have read
+    timer.backend, timer.url, timer.record = "litert", "pi:8001", {"name": "pi", "backends": {"onnxruntime": "1.20"}}
+    with pytest.raises(AgentError, match="the agent at pi:8001 offers backends onnxruntime, not 'litert'"):
+        timer.stamp()
