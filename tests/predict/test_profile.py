@@ -13,6 +13,9 @@ from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, lo
 from edgevit.predict.profile import FORMAT_VERSION
 
 
+ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
+
+
 def make_profile(timings=None) -> DeviceProfile:
     timings = timings or (KernelTiming(Kernel.of("run"), 0.01),
                           KernelTiming(Kernel.of("linear", M=17, K=64, N=192), 0.05),
@@ -20,7 +23,7 @@ def make_profile(timings=None) -> DeviceProfile:
                           KernelTiming(Kernel.of("conv1x1", N=1, IH=4, IW=4, CIN=8, OH=4, OW=4, COUT=8, KH=1, KW=1, G=1),
                                        0.03, extra=(Kernel.of("copy", E=128), Kernel.of("copy", E=128))))
     return DeviceProfile(device="here", backend="onnxruntime", backend_version="1.0", threads=1,
-                         measurement=Measurement(rounds=5, warmup=1), environment=environment(),
+                         measurement=Measurement(rounds=5, warmup=1), environment=ENVIRONMENT,
                          cpu_flags=("avx2", "fma"), created_utc="2026-11-30T22:00:00+00:00", edgevit="0.1.0",
                          timings=tuple(timings))
 
