@@ -64,7 +64,8 @@ def probe_local(backend: str = "onnxruntime", *, threads: int | None = None, dev
 
 
 def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Path | None = None,
-                 tls_ca: str | Path | None = None, **options: Any) -> ProbeResult:
+                 tls_ca: str | Path | None = None, tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
+                 **options: Any) -> ProbeResult:
     """Time the calibration set on the device agent at ``url`` (``host:port``), device-side.
 
     The agent needs an admin token if it asks for one (models are uploaded); each model is
@@ -74,7 +75,8 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
         AgentError: the agent refused, or does not offer ``backend``.
     """
     _check(backend, options)
-    connection = {key: value for key, value in (("token_file", token_file), ("tls_ca", tls_ca)) if value is not None}
+    connection = {key: value for key, value in (("token_file", token_file), ("tls_ca", tls_ca), ("tls_cert", tls_cert),
+                                                ("tls_key", tls_key)) if value is not None}
     with AgentTimer(backend, url, **connection) as timer:
         return probe(backend, timer, **options)
 

@@ -12,7 +12,6 @@ from edgevit.errors import InvalidArgumentError, ProfileError
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, load_profile, save_profile
 from edgevit.predict.profile import FORMAT_VERSION
 
-
 ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
 
 
