@@ -18,8 +18,8 @@ Given: an :class:`~edgevit.formats.OpGraph` and a backend's :class:`RuleSet`. Pr
 groups of op indices (into ``graph.main_ops``), each with its anchor and the rules applied.
 
 Example:
-    >>> [rule.name for rule in RULES.get("onnxruntime").rules][:2]
-    ['layernorm', 'gelu']
+    >>> [rule.name for rule in RULES.get("onnxruntime").rules][:3]
+    ['qdq', 'qdq', 'layernorm']
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class FusionRule:
         kind: when set, the group runs as a kernel of this kind (``"gelu"``, ``"layernorm"``),
             sized on the anchor's first input; otherwise as the anchor op's own kernel.
         when: per step, a :data:`CONDITIONS` name the op must satisfy (``""``: none).
+        dtype: when set, the group runs in this precision (an ONNX QDQ group: ``"int8"``).
         source: where the rule is known from.
     """
 
@@ -52,15 +53,16 @@ class FusionRule:
     anchor: int = 0
     kind: str | None = None
     when: tuple[str, ...] = ()
+    dtype: str | None = None
     source: str = ""
 
     @classmethod
     def of(cls, name: str, *steps: str, anchor: int = 0, kind: str | None = None,
-           when: tuple[str, ...] = (), source: str = "") -> FusionRule:
+           when: tuple[str, ...] = (), dtype: str | None = None, source: str = "") -> FusionRule:
         """``FusionRule.of("bias", "MatMul", "Add", when=("", "constant_input"))``; a step may
         list alternatives as ``"Relu|Clip"``."""
         return cls(name, tuple(frozenset(step.split("|")) for step in steps), anchor, kind,
-                   when or ("",) * len(steps), source)
+                   when or ("",) * len(steps), dtype, source)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Group:
     ops: set[int]
     rules: list[str] = field(default_factory=list)
     kind: str | None = None
+    dtype: str | None = None
 
 
 def _constant_input(op: Op, graph: OpGraph) -> bool:
@@ -123,10 +126,15 @@ CONDITIONS: dict[str, Callable[[Op, OpGraph], bool]] = {
 
 _ORT = "onnxruntime graph optimizer, default level ORT_ENABLE_ALL (onnxruntime/core/optimizer/graph_transformer_utils.cc)"
 _ORT_ACT = "Relu|Clip|Sigmoid|Tanh|LeakyRelu|HardSigmoid"
+_ORT_QDQ = ("QDQ selectors (onnxruntime/core/optimizer/qdq_transformer): DequantizeLinear -> op [-> QuantizeLinear] "
+            f"runs as one int8 kernel (QLinearConv, QLinearMatMul, MatMulIntegerToFloat); {_ORT}")
+_QDQ_OPS = "MatMul|Gemm|Conv"
 
 #: fusion rules per runtime backend (the names of :data:`edgevit.runtime.BACKENDS`)
 RULES: Registry[RuleSet] = Registry("fusion rule set")
 RULES.register("onnxruntime", RuleSet("onnx", (
+    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, "QuantizeLinear", anchor=1, dtype="int8", source=_ORT_QDQ),
+    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, anchor=1, dtype="int8", source=_ORT_QDQ),
     FusionRule.of("layernorm", "ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add",
                   kind="layernorm", source=f"LayerNormFusion; {_ORT}"),
     FusionRule.of("gelu", "Div", "Erf", "Add", "Mul", "Mul", kind="gelu", source=f"GeluFusion; {_ORT}"),
@@ -139,7 +147,8 @@ RULES.register("onnxruntime", RuleSet("onnx", (
     FusionRule.of("conv-bias", "Conv", "Add", when=("", "constant_input"), source=f"ConvAddFusion; {_ORT}"),
     FusionRule.of("conv-act", "Conv", _ORT_ACT, source=f"ConvActivationFusion (FusedConv); {_ORT}"),
     FusionRule.of("gemm-act", "Gemm", _ORT_ACT, source=f"GemmActivationFusion; {_ORT}"),
-), notes="int8 QDQ groups (DequantizeLinear -> op -> QuantizeLinear) are not fused yet: each Q/DQ is costed alone"))
+), notes="QDQ groups are fused around MatMul, Gemm and Conv only; a Q or DQ elsewhere (Add, Concat, the "
+          "activations' QuantizeLinear) is costed as an element-wise op"))
 RULES.register("litert", RuleSet("tflite", (
     FusionRule.of("pad", "PAD|PADV2", "CONV_2D|DEPTHWISE_CONV_2D", anchor=1,
                   source="XNNPACK subgraph optimisation: a constant Pad is folded into the next convolution"),
@@ -205,5 +214,6 @@ def _join(rule: FusionRule, chain: list[int], group_of: dict[int, Group], reader
     group.ops |= set(chain)
     group.rules.append(rule.name)
     group.kind = group.kind or rule.kind
+    group.dtype = group.dtype or rule.dtype
     for i in chain:
         group_of[i] = group

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +188,9 @@ def _rules(backend: str, graph: OpGraph):
 
 
 def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPrediction]:
-    ops = graph.main_ops
     folded = _folded(graph)
+    graph = _with_folded_constants(graph, folded)  # a weight behind a folded DequantizeLinear is still a weight
+    ops = graph.main_ops
     groups = {g.anchor: g for g in group_ops(graph, rules, skip=folded)}
     grouped = {i for g in groups.values() for i in g.ops}
     rows = []
@@ -200,6 +201,8 @@ def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPredicti
             g = groups[i]
             members = (i, *sorted(g.ops - {i}))
             kernel = _group_kernel(g.kind, op, graph) if g.kind else kernel_of(op, graph)
+            if kernel is not None and g.dtype is not None:
+                kernel = replace(kernel, dtype=g.dtype)
             rows.append(_costed(members, tuple(ops[j].type for j in members), kernel, model, tuple(g.rules),
                                 known=op.type in OPS[graph.format] or g.kind is not None))
         elif i not in grouped:
@@ -222,6 +225,13 @@ def _group_kernel(kind: str, op, graph: OpGraph) -> Kernel | None:
     if tensor is None or tensor.shape is None or any(d is None for d in tensor.shape):
         return None
     return kernel_from_tensor(kind, tuple(int(d) for d in tensor.shape), op_dtype(op, graph))
+
+
+def _with_folded_constants(graph: OpGraph, folded: set[int]) -> OpGraph:
+    """``graph`` with the outputs of folded ops marked constant (what the backend holds after loading)."""
+    outputs = {key for i in folded for key in graph.main_ops[i].outputs}
+    tensors = {key: replace(t, constant=True) if key in outputs else t for key, t in graph.tensors.items()}
+    return replace(graph, tensors=tensors)
 
 
 def _folded(graph: OpGraph) -> set[int]:

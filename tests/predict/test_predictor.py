@@ -12,7 +12,7 @@ from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
 
 from edgevit.errors import InvalidArgumentError
 from edgevit.formats import Op, OpGraph, Tensor
-from edgevit.predict import DeviceProfile, Kernel, KernelTiming, fit, predict
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, fit, map_kernels, predict
 
 # -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
 
@@ -172,3 +172,23 @@ def test_timings_with_extra_kernels_are_fitted_minus_the_extras():
     model = fit(DeviceProfile(**{**profile.__dict__, "timings": tuple(timings)}))
     dims = dict(N=1, IH=16, IW=16, CIN=3, OH=4, OW=4, COUT=32, KH=4, KW=4, G=1)
     assert model.ms(Kernel.of("conv", **dims)) == pytest.approx(true_ms("conv", dims), rel=1e-9)
+
+
+def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
+    g = GraphBuilder()
+    g.tensor("x", (1, 4, 8))
+    for name, shape in (("w8", (8, 16)), ("s", ()), ("z", ())):
+        g.tensor(name, shape, constant=True)
+    g.tensors["w8"] = Tensor("w8", (8, 16), "int8", constant=True)
+    xq = g.op("QuantizeLinear", ["x", "s", "z"], "xq", (1, 4, 8))
+    g.tensors[xq] = Tensor(xq, (1, 4, 8), "uint8")
+    w = g.op("DequantizeLinear", ["w8", "s", "z"], "w", (8, 16))
+    xd = g.op("DequantizeLinear", [xq, "s", "z"], "xd", (1, 4, 8))
+    y = g.op("MatMul", [xd, w], "y", (1, 4, 16))
+    g.op("QuantizeLinear", [y, "s", "z"], "yq", (1, 4, 16))
+    rows = map_kernels(g.graph("yq"), "onnxruntime")
+    assert [(r.op_types, r.status, r.kernel.describe() if r.kernel else None, r.fused) for r in rows] == [
+        (("QuantizeLinear",), "ok", "elementwise[E=32,I=1] fp32", ()),
+        (("DequantizeLinear",), "folded", None, ()),
+        (("MatMul", "DequantizeLinear", "QuantizeLinear"), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
+    ]

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from predict_fakes import fake_profile
 
-from edgevit.predict import predict, read_graph
+from edgevit.predict import map_kernels, predict, read_graph
 
 #: (model, target) -> expected kernel counts (test_vit: depth 4, 4 heads; the head is one more linear)
 EXPECTED = {
@@ -55,3 +55,18 @@ def test_every_op_of_an_exported_model_is_mapped(exported, model, target):
     assert prediction.total_ms == pytest.approx(prediction.run_ms + sum(row.ms for row in prediction.kernels))
     if model == "test_tiny_vit":  # its conv stages: 3x3 stem, pointwise and depthwise (MBConv)
         assert kinds["conv"] and kinds["conv1x1"] and kinds["dwconv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "backend"), [("onnx", "onnxruntime"), ("tflite", "litert")])
+def test_an_int8_export_maps_its_products_to_int8_kernels(tmp_path, target, backend):
+    """ONNX int8 is QDQ: DequantizeLinear -> Gemm/MatMul/Conv [-> QuantizeLinear] is one int8 kernel."""
+    from edgevit.export import export
+
+    path = export("test_vit", target=target, precision="int8", out=tmp_path, verify=False, quiet=True).path
+    rows = map_kernels(path, backend)
+    assert not [r for r in rows if r.status in ("unknown", "unsized")]
+    kinds = Counter((r.kernel.kind, r.kernel.dtype) for r in rows if r.status == "ok")
+    assert kinds["linear", "int8"] == 17 and kinds["conv", "int8"] == 1
+    if target == "onnx":
+        assert kinds["matmul", "int8"] == 8
