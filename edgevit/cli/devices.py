@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     add_connection_arguments(probe, admin=True, required=False)
     probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
     probe.add_argument("--preset", default="standard", help="calibration set: standard (about 130 models) or quick")
+    probe.add_argument("--precisions", default="fp32", help="fp32, or fp32,int8 to time the int8 linear and conv kernels too")
     probe.add_argument("--rounds", type=int, default=20, help="timed runs per model (the profile keeps the median)")
     probe.add_argument("--warmup", type=int, default=3, help="untimed runs before them")
     probe.add_argument("--threads", type=int, help="backend CPU threads (--local; an agent uses its own setting)")
@@ -42,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.local == (args.url is not None):
         raise InvalidArgumentError("say where to probe: exactly one of --local (this machine) or --url HOST:PORT "
                                    "(a device agent)")
-    options = {"preset": args.preset, "rounds": args.rounds, "warmup": args.warmup,
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    if not precisions or set(precisions) - {"fp32", "int8"}:
+        raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
+    options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
                "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)

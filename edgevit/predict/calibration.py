@@ -19,7 +19,11 @@ from itertools import product
 from edgevit.errors import InvalidArgumentError
 from edgevit.predict.kernels import Kernel
 
-__all__ = ["PRESETS", "calibration_kernels"]
+__all__ = ["INT8_KINDS", "PRESETS", "calibration_kernels"]
+
+#: the kinds edgevit's int8 recipes quantize (a lone attention product is kept in float, and so
+#: are softmax, LayerNorm and GELU): an int8 calibration set times these
+INT8_KINDS = ("linear", "conv", "conv1x1", "dwconv")
 
 TOKENS = (49, 197, 785)
 WIDTHS = (64, 192, 384)
@@ -63,11 +67,15 @@ PRESETS = {"quick": _quick, "standard": _standard}
 
 
 def calibration_kernels(preset: str = "standard", dtype: str = "fp32") -> tuple[Kernel, ...]:
-    """The kernels of ``preset`` (``"standard"``: about 130, ``"quick"``: 5) in ``dtype``.
+    """The kernels of ``preset`` (``"standard"``: about 130, ``"quick"``: 5) in ``dtype``
+    (``"int8"``: only the :data:`INT8_KINDS`).
 
     Raises:
-        InvalidArgumentError: an unknown preset.
+        InvalidArgumentError: an unknown preset or dtype.
     """
     if preset not in PRESETS:
         raise InvalidArgumentError(f"unknown calibration preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return tuple(PRESETS[preset](dtype))
+    if dtype not in ("fp32", "int8"):
+        raise InvalidArgumentError(f"calibration kernels are fp32 or int8, got {dtype!r}")
+    kernels = PRESETS[preset](dtype)
+    return tuple(k for k in kernels if k.kind in INT8_KINDS) if dtype == "int8" else tuple(kernels)

@@ -5,15 +5,18 @@ features (:data:`edgevit.predict.kernels.KINDS`)::
 
     ms = overhead + sum(coefficient[f] * feature[f])        every term >= 0
 
-fitted on the profile's timings of that kind minus the ``run`` timing (the fixed cost of one
-inference call, measured on an empty model, which a whole model pays once). A timing whose
-calibration model also ran other kernels (its ``extra``) is fitted in a second pass, minus
-their cost from the first pass's models (fitted on the timings without extras); one whose
-extras the first pass cannot price is left out. The fit is an
-active-set non-negative least squares on columns scaled to [0, 1]: a negative coefficient is
-dropped and the rest refitted, so a feature that does not explain the times of this device
-gets 0 rather than a negative cost. With fewer timings than terms, the trailing features are
-left out (the first is the main one: FLOPs, elements or bytes).
+fitted on the profile's timings minus the ``run`` timing (the fixed cost of one inference
+call, measured on an empty model, which a whole model pays once). Every model is linear in
+its parameters, so all kinds are fitted in one system: a calibration model's time is the sum
+of its kernel's cost and its ``extra`` kernels' costs (the layout transposes around a TFLite
+convolution, the QuantizeLinear before an int8 product), each in its own block of columns. A
+kind seen only as an extra (a DEQUANTIZE) is fitted from the models it appears in.
+
+The solver is an active-set non-negative least squares on columns scaled to [0, 1]: the most
+negative coefficient is dropped and the rest refitted until none is, so a feature that does
+not explain this device's times gets 0 rather than a negative cost. With fewer timings than
+terms, a kind's trailing features are left out (the first is the main one: FLOPs, elements
+or bytes).
 
 Example:
     >>> model = fit(load_profile("here.json"))  # doctest: +SKIP
@@ -79,36 +82,61 @@ class CostModel:
 
 
 def fit(profile: DeviceProfile) -> CostModel:
-    """Fit one :class:`KindModel` per (kind, precision) the profile timed."""
+    """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares system."""
     runs = [t.ms for t in profile.timings if t.kernel.kind == "run"]
     run_ms = float(np.median(runs)) if runs else 0.0
-    model = CostModel(profile.backend, run_ms, _fit_all(profile.timings, run_ms, None), profile.summary())
-    if any(t.extra for t in profile.timings):
-        model = CostModel(profile.backend, run_ms, _fit_all(profile.timings, run_ms, model), profile.summary())
-    return model
-
-
-def _fit_all(timings, run_ms: float, prior: CostModel | None) -> dict[tuple[str, str], KindModel]:
-    """One model per (kind, dtype): on the timings without extras, or (``prior`` given) on all whose extras it prices."""
-    by_kind: dict[tuple[str, str], list[tuple[object, float]]] = defaultdict(list)
-    for timing in timings:
-        if timing.kernel.kind == "run" or KINDS[timing.kernel.kind].free:
-            continue
-        extra = [prior.ms(k) for k in timing.extra] if prior is not None else ([] if not timing.extra else [None])
-        if any(cost is None for cost in extra):
-            continue
-        by_kind[timing.kernel.kind, timing.kernel.dtype].append((timing.kernel, max(0.0, timing.ms - run_ms - sum(extra))))
-    return {key: _fit_kind(key, samples) for key, samples in by_kind.items()}
-
-
-def _fit_kind(key: tuple[str, str], samples: list) -> KindModel:
-    names = list(features(samples[0][0]))[: max(0, len(samples) - 1)]
-    x = np.array([[1.0] + [features(kernel)[n] for n in names] for kernel, _ in samples])
-    y = np.array([ms for _, ms in samples])
+    timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
+    if not timings:
+        return CostModel(profile.backend, run_ms, {}, profile.summary())
+    blocks = _blocks(timings)
+    x = np.array([_row(t, blocks) for t in timings])
+    y = np.array([max(0.0, t.ms - run_ms) for t in timings])
     beta = _nonnegative_least_squares(x, y)
-    residual = float(np.max(np.abs(x @ beta - y))) if len(y) else 0.0
-    return KindModel(key[0], key[1], float(beta[0]), tuple(zip(names, (float(b) for b in beta[1:]), strict=True)),
-                     len(samples), residual)
+    residuals = np.abs(x @ beta - y)
+    models = {}
+    for key, (offset, names) in blocks.items():
+        mine = [i for i, t in enumerate(timings) if (t.kernel.kind, t.kernel.dtype) == key]
+        models[key] = KindModel(key[0], key[1], float(beta[offset]),
+                                tuple((n, float(beta[offset + 1 + i])) for i, n in enumerate(names)), len(mine),
+                                float(max(residuals[mine], default=0.0)))
+    return CostModel(profile.backend, run_ms, models, profile.summary())
+
+
+def _blocks(timings) -> dict[tuple[str, str], tuple[int, list[str]]]:
+    """``{(kind, dtype): (first column, feature names)}`` for every kernel the timings hold.
+
+    A kind gets as many features as its own timings allow (one fewer than their count, the
+    overhead taking one); a kind timed only as another's extra gets its overhead and main feature.
+    """
+    own = defaultdict(int)
+    for t in timings:
+        own[t.kernel.kind, t.kernel.dtype] += 1
+    blocks: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    column = 0
+    for t in timings:
+        for kernel in (t.kernel, *t.extra):
+            key = (kernel.kind, kernel.dtype)
+            if key in blocks or KINDS[kernel.kind].free:
+                continue
+            names = list(features(kernel))
+            names = names[: max(0, own[key] - 1)] if own[key] else names[:1]
+            blocks[key] = (column, names)
+            column += 1 + len(names)
+    return blocks
+
+
+def _row(timing, blocks) -> np.ndarray:
+    """The design row of one calibration model: the sum of its kernels' ``[1, features...]`` in their blocks."""
+    width = sum(1 + len(names) for _, names in blocks.values())
+    row = np.zeros(width)
+    for kernel in (timing.kernel, *timing.extra):
+        if KINDS[kernel.kind].free:
+            continue
+        offset, names = blocks[kernel.kind, kernel.dtype]
+        values = features(kernel)
+        row[offset] += 1.0
+        row[offset + 1: offset + 1 + len(names)] += [values[n] for n in names]
+    return row
 
 
 def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:

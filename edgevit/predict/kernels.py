@@ -157,6 +157,8 @@ KINDS: dict[str, KernelKind] = {
     "gelu": KernelKind(("E", "I"), _elements, about="GELU (erf or tanh form), fused into one kernel"),
     "elementwise": KernelKind(("E", "I"), _elements, about="arithmetic on E elements (add, mul, relu...), I full-size inputs"),
     "math": KernelKind(("E", "I"), _elements, about="transcendental element-wise op (erf, exp, sqrt, sigmoid...)"),
+    "quantize": KernelKind(("E", "I"), _elements, about="float to int8 (ONNX QuantizeLinear, TFLite QUANTIZE)"),
+    "dequantize": KernelKind(("E", "I"), _elements, about="int8 to float (ONNX DequantizeLinear, TFLite DEQUANTIZE)"),
     "reduce": KernelKind(("E", "OUT"), _reduce, about="a reduction (mean, sum) of E elements to OUT"),
     "copy": KernelKind(("E",), _copy, about="data movement of E elements (transpose, concat, slice, gather, pad)"),
     "free": KernelKind((), _none, free=True, about="no work at run time (reshape, constant folded away)"),

@@ -156,7 +156,9 @@ ONNX_OPS: dict[str, Sizer] = _table(
     layernorm=("LayerNormalization", _rows("layernorm")),
     gelu=("Gelu FastGelu BiasGelu", _elements("gelu")),
     elementwise=("Add Sub Mul Div Relu Clip Max Min Where Neg Abs LeakyRelu PRelu HardSigmoid HardSwish Cast "
-                 "Equal Less Greater And Or Not Sum BatchNormalization QuantizeLinear DequantizeLinear", _elements("elementwise")),
+                 "Equal Less Greater And Or Not Sum BatchNormalization", _elements("elementwise")),
+    quantize=("QuantizeLinear", _elements("quantize")),
+    dequantize=("DequantizeLinear", _elements("dequantize")),
     math=("Erf Exp Log Sqrt Reciprocal Sigmoid Tanh Pow Softplus Sin Cos", _elements("math")),
     reduce=("ReduceMean ReduceSum ReduceMax ReduceMin ReduceL2", _reduce),
     copy=("Transpose Concat Slice Split Gather GatherElements Expand Tile Pad Resize DepthToSpace SpaceToDepth", _copy),
@@ -202,7 +204,9 @@ TFLITE_OPS: dict[str, Sizer] = _table(
     softmax=("SOFTMAX", _rows("softmax")),
     gelu=("GELU", _elements("gelu")),
     elementwise=("ADD SUB MUL DIV SQUARED_DIFFERENCE MAXIMUM MINIMUM RELU RELU6 LEAKY_RELU HARD_SWISH PRELU ABS NEG "
-                 "SELECT SELECT_V2 CAST QUANTIZE DEQUANTIZE", _elements("elementwise")),
+                 "SELECT SELECT_V2 CAST", _elements("elementwise")),
+    quantize=("QUANTIZE", _elements("quantize")),
+    dequantize=("DEQUANTIZE", _elements("dequantize")),
     math=("RSQRT SQRT EXP LOG TANH LOGISTIC POW", _elements("math")),
     reduce=("MEAN SUM REDUCE_MAX REDUCE_MIN", _reduce),
     copy=("TRANSPOSE CONCATENATION SLICE STRIDED_SLICE SPLIT SPLIT_V GATHER PAD PADV2 TILE BROADCAST_TO "

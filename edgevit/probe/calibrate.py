@@ -81,15 +81,17 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
         return probe(backend, timer, **options)
 
 
-def probe(backend: str, timer: Any, *, preset: str = "standard", kernels: tuple[Kernel, ...] | None = None,
-          rounds: int = 20, warmup: int = 3, workdir: str | Path | None = None,
-          progress: bool | None = None) -> ProbeResult:
+def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
+          kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3,
+          workdir: str | Path | None = None, progress: bool | None = None) -> ProbeResult:
     """Time the calibration set with ``timer`` and return the profile.
 
     Args:
         backend: ``"onnxruntime"`` or ``"litert"``.
         timer: a :class:`~edgevit.probe.timers.LocalTimer` or :class:`~edgevit.probe.timers.AgentTimer`.
         preset / kernels: the calibration preset, or the kernels themselves.
+        precisions: ``("fp32",)`` or ``("fp32", "int8")``: int8 adds the preset's quantizable
+            kernels (:data:`~edgevit.predict.calibration.INT8_KINDS`), exported with edgevit's int8 recipe.
         rounds / warmup: timed and untimed calls per model.
         workdir: where the calibration artifacts are written (default: a temporary folder, removed).
         progress: show a progress bar on stderr (default: on a terminal).
@@ -98,7 +100,8 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", kernels: tuple[
         InvalidArgumentError: an unknown backend, or rounds / warmup out of range.
     """
     _check(backend, {"rounds": rounds, "warmup": warmup})
-    kernels = kernels if kernels is not None else calibration_kernels(preset)
+    if kernels is None:
+        kernels = tuple(k for dtype in precisions for k in calibration_kernels(preset, dtype))
     stamp = timer.stamp()
     start = time.perf_counter()
     timings: list[KernelTiming] = []
@@ -129,9 +132,11 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
     from edgevit.probe.modules import module_for
 
     module, shape = module_for(kernel)
-    piece = Piece(module, _input(shape, index), name=f"calib{index:03d}-{kernel.kind}", classifies=False,
-                  note="an edgevit calibration kernel")
-    artifact = export(piece, target=TARGETS[backend], out=root, verify=False, quiet=True, progress=False)
+    calibration = np.stack([_input(shape[1:], index + 1 + i) for i in range(8)])  # int8: what the recipe calibrates on
+    piece = Piece(module, _input(shape, index), calibration=calibration, name=f"calib{index:03d}-{kernel.kind}-{kernel.dtype}",
+                  classifies=False, note="an edgevit calibration kernel")
+    artifact = export(piece, target=TARGETS[backend], precision=kernel.dtype, out=root, verify=False, quiet=True,
+                      progress=False)
     return Path(artifact.path), shape
 
 
@@ -144,7 +149,7 @@ def _probe_one(kernel: Kernel, index: int, backend: str, timer: Any, root: Path,
     extra: tuple[Kernel, ...] = ()
     if kernel.kind != "run":
         rows = [r for r in map_kernels(path, backend) if r.status == "ok"]
-        main = [r for r in rows if r.kernel.kind == kernel.kind]
+        main = [r for r in rows if (r.kernel.kind, r.kernel.dtype) == (kernel.kind, kernel.dtype)]
         if not main:
             return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly

@@ -188,7 +188,7 @@ def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
     g.op("QuantizeLinear", [y, "s", "z"], "yq", (1, 4, 16))
     rows = map_kernels(g.graph("yq"), "onnxruntime")
     assert [(r.op_types, r.status, r.kernel.describe() if r.kernel else None, r.fused) for r in rows] == [
-        (("QuantizeLinear",), "ok", "elementwise[E=32,I=1] fp32", ()),
+        (("QuantizeLinear",), "ok", "quantize[E=32,I=1] fp32", ()),
         (("DequantizeLinear",), "folded", None, ()),
         (("MatMul", "DequantizeLinear", "QuantizeLinear"), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
     ]

@@ -113,3 +113,17 @@ def test_an_agent_without_the_backend_is_refused():
     timer.backend, timer.url, timer.record = "litert", "pi:8001", {"name": "pi", "backends": {"onnxruntime": "1.20"}}
     with pytest.raises(AgentError, match="the agent at pi:8001 offers backends onnxruntime, not 'litert'"):
         timer.stamp()
+
+
+@pytest.mark.slow
+def test_an_int8_probe_times_quantized_kernels_and_fits_their_quantize_steps():
+    """An int8 linear's model also quantizes its input and dequantizes its output: those come out of the joint fit."""
+    kernels = calibration_kernels("quick") + tuple(k for k in calibration_kernels("quick", "int8"))
+    assert [k.kind for k in calibration_kernels("quick", "int8")] == ["linear", "linear"]
+    result = probe_local("onnxruntime", kernels=kernels, rounds=2, warmup=1, threads=1, progress=False)
+    assert result.skipped == ()
+    int8 = [t for t in result.profile.timings if t.kernel.dtype == "int8"]
+    assert [t.kernel.kind for t in int8] == ["linear", "linear"]
+    assert all({k.kind for k in t.extra} <= {"quantize", "dequantize"} and t.extra for t in int8)
+    model = fit(result.profile)
+    assert ("linear", "int8") in model.models and ("quantize", "fp32") in model.models
