@@ -10,7 +10,8 @@ from edgevit.cli.deploy import add_connection_arguments, connection
 def add_parser(sub) -> None:
     p = sub.add_parser("devices", help="device profiles: probe a device for the latency predictor",
                        description="Work with device profiles (edgevit.predict).")
-    commands = p.add_subparsers(dest="devices_command", metavar="SUBCOMMAND", required=True)
+    commands = p.add_subparsers(dest="devices_command", metavar="SUBCOMMAND", required=True,
+                                help="probe: time a device and write its profile")
     probe = commands.add_parser(
         "probe",
         help="time the calibration kernels on this machine or a device agent and write its profile",
