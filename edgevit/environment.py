@@ -103,3 +103,22 @@ def _memory_total() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's feature flags (``avx2``, ``avx512_vnni``, ``asimddp``...), sorted; empty when
+    they cannot be read (best effort: Linux ``/proc/cpuinfo``, macOS ``sysctl``)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("flags", "features")) and ":" in line:
+                return tuple(sorted(set(line.split(":", 1)[1].split())))
+        return ()
+    if is_macos():
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+                                 capture_output=True, text=True, timeout=5)
+            return tuple(sorted({flag.lower() for flag in out.stdout.split()}))
+        except OSError:
+            return ()
+    return ()

@@ -16,6 +16,8 @@ prints such errors as ``ErrorType: message`` (no traceback unless ``--debug``)::
     ├── UnsupportedOpError        an executor met an op it does not implement
     ├── DataError                 a dataset or image cannot be used
     ├── PlanningError             devices/partitioning cannot satisfy the request
+    ├── ProfileError              a device profile file is corrupt, incomplete or from another
+    │                             profile format version (re-probe the device)
     └── AgentError                a device agent refused or failed a request; ``code`` is the
                                   gRPC status name (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED...)
 """
@@ -76,6 +78,11 @@ class DataError(EdgeVitError):
 
 class PlanningError(EdgeVitError):
     """A partition or placement request cannot be satisfied."""
+
+
+class ProfileError(EdgeVitError):
+    """A device profile (``edgevit.predict``) cannot be read: corrupt, incomplete, or written in
+    another profile format version. The message names the file and says to re-probe the device."""
 
 
 class AgentError(EdgeVitError):

@@ -35,13 +35,14 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("registry", "_files", "_progress", "_table", "_quiet"),  # ground: shared by everyone
     ("precision",),  # the one precision table (a Registry of value objects)
     ("environment", "artifact", "devices", "formats"),  # formats: model files read back, torch-free
+    ("predict",),  # pure numpy: device profiles and the latency predictor (reads formats)
     ("data", "partition"),  # partition is pure: value objects, no torch, nothing above it
     ("models", "runtime"),  # runtime knows nothing of models or export
     ("agent", "train"),
     ("evaluate", "bench", "cluster"),
     ("quantize",),
     ("export",),
-    ("split",),
+    ("split", "probe"),  # probe: calibration models built with torch and exported
     ("cli",),  # the CLI knows everything and nobody knows the CLI
     ("__main__",),
 )

@@ -65,7 +65,7 @@ def server_options(config: AgentConfig) -> list[tuple[str, Any]]:
 
 def device_record(config: AgentConfig) -> dict[str, Any]:
     """The device's environment stamp and the agent's settings (what a remote benchmark reports)."""
-    from edgevit.environment import environment
+    from edgevit.environment import cpu_flags, environment
     from edgevit.runtime import BACKENDS
     from edgevit.runtime.cpu import int8_path
 
@@ -77,7 +77,7 @@ def device_record(config: AgentConfig) -> dict[str, Any]:
                 backends[name] = backend.version()
         except Exception:  # noqa: BLE001 - a backend that does not import is simply not offered
             continue
-    return {"name": config.name, "environment": environment().to_dict(), "backends": backends,
+    return {"name": config.name, "environment": environment().to_dict(), "cpu_flags": list(cpu_flags()), "backends": backends,
             "int8_path": int8_path().to_dict(),
             "agent": {"threads": config.threads, "max_concurrent": config.max_concurrent,
                       "max_queue": config.max_queue, "max_upload_mb": config.max_upload_mb,

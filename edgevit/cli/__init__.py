@@ -17,7 +17,7 @@ import warnings
 
 from edgevit import __version__
 
-SUBCOMMANDS = ("models", "export", "bench", "train", "eval", "split", "serve", "deploy", "run")
+SUBCOMMANDS = ("models", "export", "bench", "train", "eval", "split", "serve", "deploy", "run", "devices", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

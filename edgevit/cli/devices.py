@@ -1,0 +1,64 @@
+"""``edgevit devices probe (--local | --url HOST:PORT) -o PROFILE``: measure a device's profile for the predictor."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgevit.cli.deploy import add_connection_arguments, connection
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("devices", help="device profiles: probe a device for the latency predictor",
+                       description="Work with device profiles (edgevit.predict).")
+    commands = p.add_subparsers(dest="devices_command", metavar="SUBCOMMAND", required=True,
+                                help="probe: time a device and write its profile")
+    probe = commands.add_parser(
+        "probe",
+        help="time the calibration kernels on this machine or a device agent and write its profile",
+        description="Export small calibration models (the kernels vision transformers are made of), time each on "
+                    "this machine (--local) or on a device agent (--url, device-side timings), and write a device "
+                    "profile (JSON) that `edgevit predict` reads.",
+        epilog="examples:\n  edgevit devices probe --local --backend onnxruntime --threads 2 -o here-ort.json\n"
+               "  edgevit devices probe --url pi-a.local:8001 --token-file admin-token -o pi-a-ort.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    probe.add_argument("--local", action="store_true", help="time in this process (or give --url)")
+    add_connection_arguments(probe, admin=True, required=False)
+    probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
+    probe.add_argument("--preset", default="standard", help="calibration set: standard (about 130 models) or quick")
+    probe.add_argument("--precisions", default="fp32", help="fp32, or fp32,int8 to time the int8 linear and conv kernels too")
+    probe.add_argument("--rounds", type=int, default=20, help="timed runs per model (the profile keeps the median)")
+    probe.add_argument("--warmup", type=int, default=3, help="untimed runs before them")
+    probe.add_argument("--threads", type=int, help="backend CPU threads (--local; an agent uses its own setting)")
+    probe.add_argument("--device", help="the profile's device name (--local; default: this host's name)")
+    probe.add_argument("-o", "--out", required=True, help="the profile file to write (JSON)")
+    probe.add_argument("--quiet", action="store_true", help="no progress display")
+    probe.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgevit.errors import InvalidArgumentError
+    from edgevit.predict import save_profile
+    from edgevit.probe import probe_local, probe_remote
+
+    if args.local == (args.url is not None):
+        raise InvalidArgumentError("say where to probe: exactly one of --local (this machine) or --url HOST:PORT "
+                                   "(a device agent)")
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    if not precisions or set(precisions) - {"fp32", "int8"}:
+        raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
+    options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
+               "progress": False if args.quiet else None}
+    if args.local:
+        result = probe_local(args.backend, threads=args.threads, device=args.device, **options)
+    else:
+        if args.threads is not None or args.device is not None:
+            raise InvalidArgumentError("--threads and --device apply to --local; an agent reports its own")
+        given = {key: value for key, value in connection(args).items() if value is not None}
+        result = probe_remote(args.url, args.backend, **given, **options)
+    path = save_profile(result.profile, args.out)
+    for kernel, why in result.skipped:
+        print(f"skipped {kernel.describe()}: {why}")
+    print(f"{result.profile.summary()}; probed in {result.seconds:.0f} s")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,81 @@
+"""The calibration set: which kernels a probe times, over the sizes the zoo's ViTs use (pure data).
+
+The shapes come from the zoo at 224 px: token counts of 16-pixel patches (196 + a class
+token) and of the hierarchical models' stages (56x56 down to 7x7), embedding widths 64 to
+384, MLP ratio 4, attention heads of 32 and 64 channels; convolutions of the conv stems and
+MBConv / CAS-ViT stages (3x3 stride 2, pointwise, depthwise 3x3); pooling and element-wise
+ops over the same tensors. ``"quick"`` is a handful of them, for tests and a first look.
+
+Example:
+    >>> kernels = calibration_kernels("quick")
+    >>> sorted({k.kind for k in kernels})[:3]
+    ['copy', 'linear', 'run']
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.predict.kernels import Kernel
+
+__all__ = ["INT8_KINDS", "PRESETS", "calibration_kernels"]
+
+#: the kinds edgevit's int8 recipes quantize (a lone attention product is kept in float, and so
+#: are softmax, LayerNorm and GELU): an int8 calibration set times these
+INT8_KINDS = ("linear", "conv", "conv1x1", "dwconv")
+
+TOKENS = (49, 197, 785)
+WIDTHS = (64, 192, 384)
+HEADS = ((3, 64), (6, 32), (12, 64))  # (heads, head width)
+MAPS = ((56, 64), (28, 128), (14, 256), (7, 384))  # (side, channels) of conv stages
+
+
+def _standard(dtype: str) -> list[Kernel]:
+    k: list[Kernel] = [Kernel.of("run", dtype)]
+    k += [Kernel.of("linear", dtype, M=m, K=a, N=b) for m, c in product(TOKENS, WIDTHS)
+          for a, b in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c))]
+    k += [Kernel.of("matmul", dtype, B=h, M=m, K=d, N=m) for (h, d), m in product(HEADS, TOKENS[:2])]  # QK^T
+    k += [Kernel.of("matmul", dtype, B=h, M=m, K=m, N=d) for (h, d), m in product(HEADS, TOKENS[:2])]  # AV
+    k += [Kernel.of("softmax", dtype, ROWS=h * m, COLS=m) for (h, _), m in product(HEADS, TOKENS[:2])]
+    k += [Kernel.of("layernorm", dtype, ROWS=m, COLS=c) for m, c in product(TOKENS, WIDTHS)]
+    k += [Kernel.of("gelu", dtype, E=m * 4 * c, I=1) for m, c in product(TOKENS[:2], WIDTHS)]
+    k += [Kernel.of("elementwise", dtype, E=m * c, I=i) for m, c, i in product(TOKENS, WIDTHS[::2], (1, 2))]
+    k += [Kernel.of("math", dtype, E=m * c, I=1) for m, c in product(TOKENS, WIDTHS[::2])]
+    k += [Kernel.of("reduce", dtype, E=m * c, OUT=m) for m, c in product(TOKENS, WIDTHS[::2])]
+    k += [Kernel.of("copy", dtype, E=m * c) for m, c in product(TOKENS, WIDTHS)]
+    for side, c in MAPS:
+        half = (side + 1) // 2
+        k.append(Kernel.of("conv", dtype, N=1, IH=side, IW=side, CIN=c // 2, OH=half, OW=half, COUT=c, KH=3, KW=3, G=1))
+        k.append(Kernel.of("conv1x1", dtype, N=1, IH=side, IW=side, CIN=c, OH=side, OW=side, COUT=4 * c, KH=1, KW=1, G=1))
+        k.append(Kernel.of("conv1x1", dtype, N=1, IH=side, IW=side, CIN=4 * c, OH=side, OW=side, COUT=c, KH=1, KW=1, G=1))
+        k.append(Kernel.of("dwconv", dtype, N=1, IH=side, IW=side, CIN=c, OH=side, OW=side, COUT=c, KH=3, KW=3, G=c))
+        k.append(Kernel.of("pool", dtype, N=1, IH=side, IW=side, C=c, OH=1, OW=1, KH=side, KW=side))
+    return k
+
+
+def _quick(dtype: str) -> list[Kernel]:
+    return [
+        Kernel.of("run", dtype),
+        Kernel.of("linear", dtype, M=17, K=64, N=64), Kernel.of("linear", dtype, M=49, K=64, N=192),
+        Kernel.of("copy", dtype, E=1088), Kernel.of("copy", dtype, E=12544),
+    ]
+
+
+#: preset name -> the kernels it times
+PRESETS = {"quick": _quick, "standard": _standard}
+
+
+def calibration_kernels(preset: str = "standard", dtype: str = "fp32") -> tuple[Kernel, ...]:
+    """The kernels of ``preset`` (``"standard"``: about 130, ``"quick"``: 5) in ``dtype``
+    (``"int8"``: only the :data:`INT8_KINDS`).
+
+    Raises:
+        InvalidArgumentError: an unknown preset or dtype.
+    """
+    if preset not in PRESETS:
+        raise InvalidArgumentError(f"unknown calibration preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if dtype not in ("fp32", "int8"):
+        raise InvalidArgumentError(f"calibration kernels are fp32 or int8, got {dtype!r}")
+    kernels = PRESETS[preset](dtype)
+    return tuple(k for k in kernels if k.kind in INT8_KINDS) if dtype == "int8" else tuple(kernels)

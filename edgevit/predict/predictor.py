@@ -1,0 +1,248 @@
+"""``predict(artifact, profile) -> Prediction``: an artifact's latency from a device's profile.
+
+The artifact's ops are read with :mod:`edgevit.formats` (the reader the export report uses),
+ops computed from constants alone are set aside (the backend folds them when it loads the
+model), the rest are grouped by the profile backend's fusion rules
+(:mod:`edgevit.predict.fusion`), each group sized as one kernel (:mod:`edgevit.predict.mapping`)
+and costed with the models fitted to the profile (:mod:`edgevit.predict.fit`). The total is
+the profile's ``run`` time plus every kernel's time.
+
+Nothing is dropped silently: every op of the main graph lands in exactly one row of
+:attr:`Prediction.kernels`, with a status. Ops of a type no table knows, or whose shapes the
+file leaves unknown, cost nothing and are counted in :attr:`Prediction.unknown`; kernels whose
+kind the profile never timed cost nothing and are counted in :attr:`Prediction.uncalibrated`;
+:attr:`Prediction.complete` is False when either is non-empty.
+
+Example:
+    >>> p = predict("test_vit-onnx-fp32", load_profile("here-onnxruntime.json"))  # doctest: +SKIP
+    >>> print(p.table(top=3))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgevit.artifact import MANIFEST_NAME, read_manifest
+from edgevit.errors import ArtifactError, InvalidArgumentError
+from edgevit.formats import OpGraph
+from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit
+from edgevit.predict.fusion import RULES, group_ops
+from edgevit.predict.kernels import Kernel
+from edgevit.predict.mapping import OPS, kernel_from_tensor, kernel_of, op_dtype
+from edgevit.predict.profile import DeviceProfile
+
+__all__ = ["KernelPrediction", "Prediction", "map_kernels", "predict", "read_graph"]
+
+#: statuses of a row: costed, costing nothing by nature, folded at load, or not costed (and why)
+STATUSES = ("ok", "free", "folded", "uncalibrated", "unknown", "unsized")
+_FOLDABLE_OUTPUTS = ("Shape", "Size")  # static-shape queries: their outputs are constants once shapes are known
+
+
+@dataclass(frozen=True)
+class KernelPrediction:
+    """One row of a prediction: the ops that run as one kernel, and its predicted time.
+
+    Attributes:
+        ops: indices into the graph's main ops (the first is the anchor).
+        op_types: their types, in the same order.
+        kernel: the kernel they run as (None for unknown and unsized ops).
+        ms: its predicted time (0 unless ``status`` is ``"ok"``).
+        status: one of :data:`STATUSES`.
+        fused: the fusion rules that grouped the ops.
+    """
+
+    ops: tuple[int, ...]
+    op_types: tuple[str, ...]
+    kernel: Kernel | None
+    ms: float
+    status: str
+    fused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency with its breakdown (plain data).
+
+    Attributes:
+        total_ms: ``run_ms`` + the sum of every row's ``ms``.
+        run_ms: the fixed cost of one inference call, from the profile.
+        kernels: one row per kernel, in graph order.
+        unknown: ``{op type: count}`` of ops not costed because no table knows them or a shape is unknown.
+        uncalibrated: ``{"kind dtype": count}`` of kernels the profile has no timings for.
+        backend / format / profile: what was predicted for, and the profile's summary line.
+        predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
+    """
+
+    total_ms: float
+    run_ms: float
+    kernels: tuple[KernelPrediction, ...]
+    unknown: Mapping[str, int] = field(hash=False)
+    uncalibrated: Mapping[str, int] = field(hash=False)
+    backend: str = ""
+    format: str = ""
+    profile: str = ""
+    predictor_version: int = PREDICTOR_VERSION
+
+    @property
+    def complete(self) -> bool:
+        """Every op was costed (nothing unknown, unsized or uncalibrated)."""
+        return not self.unknown and not self.uncalibrated
+
+    def by_kind(self) -> dict[str, float]:
+        """``{kernel kind: ms}``, largest first."""
+        totals: dict[str, float] = defaultdict(float)
+        for row in self.kernels:
+            if row.kernel is not None:
+                totals[row.kernel.kind] += row.ms
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_ms": self.total_ms, "run_ms": self.run_ms, "backend": self.backend, "format": self.format,
+            "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
+            "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
+            "kernels": [{"ops": list(r.ops), "op_types": list(r.op_types), "status": r.status, "ms": r.ms,
+                         "fused": list(r.fused), "kernel": r.kernel.describe() if r.kernel else None}
+                        for r in self.kernels],
+        }
+
+    def table(self, top: int | None = None) -> str:
+        """A plain-text breakdown, the slowest kernels first (``top`` of them)."""
+        rows = sorted((r for r in self.kernels if r.status == "ok"), key=lambda r: -r.ms)[:top]
+        lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"]
+        lines += [f"{r.ms:9.4f} ms  {r.kernel.describe():<48} {'+'.join(r.op_types)}" for r in rows if r.kernel]
+        if not self.complete:
+            lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}")
+        return "\n".join(lines)
+
+
+def read_graph(source: str | Path | OpGraph) -> OpGraph:
+    """The :class:`OpGraph` of an artifact folder, an ``.onnx`` / ``.tflite`` file, or ``source`` itself.
+
+    Raises:
+        ArtifactError: the path does not exist or is not a model file the predictor reads.
+    """
+    if isinstance(source, OpGraph):
+        return source
+    path = Path(source)
+    if path.is_dir() and (path / MANIFEST_NAME).exists():
+        path = path / read_manifest(path).model_file
+    if not path.is_file():
+        raise ArtifactError(f"{str(source)!r} is not an artifact folder or a model file")
+    if path.suffix == ".onnx":
+        from edgevit.formats.onnx import read_ops
+    elif path.suffix == ".tflite":
+        from edgevit.formats.tflite import read_ops
+    else:
+        raise ArtifactError(f"{str(path)!r}: the predictor reads .onnx and .tflite files, got {path.suffix or 'no suffix'!r}")
+    return read_ops(path)
+
+
+def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) -> Prediction:
+    """Predict the latency of one inference of ``source`` on the device ``profile`` was measured on.
+
+    Args:
+        source: an artifact folder, an ``.onnx`` or ``.tflite`` file, or an :class:`OpGraph`.
+        profile: a :class:`DeviceProfile` (fitted here) or an already fitted :class:`CostModel`.
+
+    Raises:
+        InvalidArgumentError: the profile's backend cannot run the artifact's format.
+        ArtifactError: ``source`` is not a model the predictor reads.
+
+    Example:
+        >>> predict("test_vit-tflite-fp32", load_profile("here-litert.json")).total_ms  # doctest: +SKIP
+        0.35
+    """
+    model = profile if isinstance(profile, CostModel) else fit(profile)
+    graph = read_graph(source)
+    rows = _rows(graph, model, _rules(model.backend, graph))
+    unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
+    uncalibrated = Counter(f"{r.kernel.kind} {r.kernel.dtype}" for r in rows if r.status == "uncalibrated" and r.kernel)
+    return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
+                      dict(uncalibrated), model.backend, graph.format, model.profile)
+
+
+def map_kernels(source: str | Path | OpGraph, backend: str) -> tuple[KernelPrediction, ...]:
+    """The kernels ``backend`` runs for ``source``, not costed (every ``ms`` is 0; ``"ok"`` rows are
+    the ones a profile would price). The probe checks its calibration models with it.
+
+    Example:
+        >>> [r.kernel.kind for r in map_kernels("linear.onnx", "onnxruntime") if r.status == "ok"]  # doctest: +SKIP
+        ['linear']
+    """
+    graph = read_graph(source)
+    return tuple(_rows(graph, None, _rules(backend, graph)))
+
+
+def _rules(backend: str, graph: OpGraph):
+    rules = RULES.get(backend) if backend in RULES else None
+    if rules is None or rules.format != graph.format:
+        known = ", ".join(f"{name} ({RULES.get(name).format})" for name in RULES.names())
+        raise InvalidArgumentError(f"a profile of backend {backend!r} cannot predict a {graph.format} model; "
+                                   f"profiles per format: {known}")
+    return rules
+
+
+def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPrediction]:
+    folded = _folded(graph)
+    graph = _with_folded_constants(graph, folded)  # a weight behind a folded DequantizeLinear is still a weight
+    ops = graph.main_ops
+    groups = {g.anchor: g for g in group_ops(graph, rules, skip=folded)}
+    grouped = {i for g in groups.values() for i in g.ops}
+    rows = []
+    for i, op in enumerate(ops):
+        if i in folded:
+            rows.append(KernelPrediction((i,), (op.type,), None, 0.0, "folded"))
+        elif i in groups:
+            g = groups[i]
+            members = (i, *sorted(g.ops - {i}))
+            kernel = _group_kernel(g.kind, op, graph) if g.kind else kernel_of(op, graph)
+            if kernel is not None and g.dtype is not None:
+                kernel = replace(kernel, dtype=g.dtype)
+            rows.append(_costed(members, tuple(ops[j].type for j in members), kernel, model, tuple(g.rules),
+                                known=op.type in OPS[graph.format] or g.kind is not None))
+        elif i not in grouped:
+            rows.append(_costed((i,), (op.type,), kernel_of(op, graph), model, (), known=op.type in OPS[graph.format]))
+    return rows
+
+
+def _costed(ops, types, kernel: Kernel | None, model: CostModel | None, fused, known: bool) -> KernelPrediction:
+    if kernel is None:
+        return KernelPrediction(ops, types, None, 0.0, "unsized" if known else "unknown", fused)
+    ms = model.ms(kernel) if model is not None else 0.0
+    if ms is None:
+        return KernelPrediction(ops, types, kernel, 0.0, "uncalibrated", fused)
+    return KernelPrediction(ops, types, kernel, ms, "free" if kernel.kind == "free" else "ok", fused)
+
+
+def _group_kernel(kind: str, op, graph: OpGraph) -> Kernel | None:
+    """A fused group's kernel of its rule's ``kind``, sized on the anchor's first input (None: shape unknown)."""
+    tensor = graph.tensors.get(op.inputs[0]) if op.inputs else None
+    if tensor is None or tensor.shape is None or any(d is None for d in tensor.shape):
+        return None
+    return kernel_from_tensor(kind, tuple(int(d) for d in tensor.shape), op_dtype(op, graph))
+
+
+def _with_folded_constants(graph: OpGraph, folded: set[int]) -> OpGraph:
+    """``graph`` with the outputs of folded ops marked constant (what the backend holds after loading)."""
+    outputs = {key for i in folded for key in graph.main_ops[i].outputs}
+    tensors = {key: replace(t, constant=True) if key in outputs else t for key, t in graph.tensors.items()}
+    return replace(graph, tensors=tensors)
+
+
+def _folded(graph: OpGraph) -> set[int]:
+    """Indices of main ops computed from constants only (and static shape queries): folded when the model loads."""
+    constant = set(graph.constants())
+    folded = set()
+    for i, op in enumerate(graph.main_ops):
+        static_query = op.type in _FOLDABLE_OUTPUTS and all(
+            graph.tensors.get(k) is not None and graph.tensors[k].shape is not None
+            and None not in graph.tensors[k].shape for k in op.inputs)
+        if static_query or all(k in constant for k in op.inputs):
+            folded.add(i)
+            constant.update(op.outputs)
+    return folded

@@ -1,0 +1,234 @@
+"""A device profile: how long each calibration kernel took on one device, with its provenance.
+
+A profile is plain data (a frozen :class:`DeviceProfile`) saved as JSON. It records the raw
+measurements, not a fitted model: the fit (:mod:`edgevit.predict.fit`) runs when a prediction
+is made, so a better cost model in a later edgevit reads old profiles unchanged. What a file
+holds::
+
+    {"format": "edgevit-device-profile", "format_version": 1,
+     "device": "pi-a", "edgevit": "0.1.0", "created_utc": "2026-11-30T22:10:00+00:00",
+     "environment": {... edgevit.environment.Environment ...}, "cpu_flags": ["avx2", ...],
+     "backend": "onnxruntime", "backend_version": "1.20.1", "threads": 2,
+     "measurement": {"rounds": 20, "warmup": 3, "statistic": "p50", "where": "local"},
+     "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
+                 {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
+                  "extra": []}, ...]}
+
+Each timing's ``ms`` is the whole call of a calibration model holding that kernel and the
+kernels listed in ``extra`` (the ``run`` kernel is the empty model's call; the fit subtracts
+it, and the fitted cost of the extras). A file that is not JSON,
+lacks a field, holds a wrong value or was written in another ``format_version`` is refused
+with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
+
+Example:
+    >>> profile = load_profile("profiles/pi-a-onnxruntime.json")  # doctest: +SKIP
+    >>> profile.backend, len(profile.timings)  # doctest: +SKIP
+    ('onnxruntime', 212)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgevit.environment import Environment
+from edgevit.errors import EdgeVitError, ProfileError
+from edgevit.predict.kernels import Kernel
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "STATISTICS", "DeviceProfile", "KernelTiming", "Measurement",
+           "load_profile", "profile_from_dict", "save_profile"]
+
+FORMAT = "edgevit-device-profile"
+#: bumped whenever a field changes meaning; a profile of another version is refused (re-probe)
+FORMAT_VERSION = 1
+#: the statistics a timing may be (of the rounds measured)
+STATISTICS = ("p50", "mean", "min")
+_REPROBE = "re-probe the device to write a new profile (edgevit.probe.probe_local or probe_remote; `edgevit devices probe` is planned)"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How the timings were taken.
+
+    Attributes:
+        rounds: timed calls per calibration model.
+        warmup: untimed calls before them.
+        statistic: which statistic of the rounds each ``ms`` is (``"p50"``, ``"mean"``, ``"min"``).
+        where: ``"local"`` (in the probing process) or ``"agent"`` (device-side timings of a device agent).
+    """
+
+    rounds: int
+    warmup: int
+    statistic: str = "p50"
+    where: str = "local"
+
+
+@dataclass(frozen=True)
+class KernelTiming:
+    """One calibration model's time: the kernel it measures, and the measured call in milliseconds.
+
+    ``extra`` lists the other kernels the calibration model runs (a converter's layout
+    transposes around a TFLite convolution, the slice that feeds an AV product): the fit
+    subtracts their cost, fitted from the calibration models of their own kinds.
+    """
+
+    kernel: Kernel
+    ms: float
+    extra: tuple[Kernel, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What one device measured, with everything needed to judge whether it still applies.
+
+    Attributes:
+        device: a name for the device (a device file's name, or the host name).
+        backend / backend_version: the runtime backend timed (``"onnxruntime"``, ``"litert"``) and its version.
+        threads: the backend's CPU threads (None: its default).
+        measurement: rounds, warm-up, statistic, where it ran.
+        environment: the machine stamp (CPU, cores, OS, Python, load when probed).
+        cpu_flags: the CPU's feature flags (they decide the int8 and vector kernels).
+        created_utc: when the probe finished (ISO 8601).
+        edgevit: the edgevit version that probed.
+        timings: one per calibration model, the ``run`` (empty model) timing among them.
+        format_version: the profile format (:data:`FORMAT_VERSION`).
+    """
+
+    device: str
+    backend: str
+    backend_version: str
+    threads: int | None
+    measurement: Measurement
+    environment: Environment
+    cpu_flags: tuple[str, ...]
+    created_utc: str
+    edgevit: str
+    timings: tuple[KernelTiming, ...]
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (see the module docstring)."""
+        return {
+            "format": FORMAT, "format_version": self.format_version, "device": self.device,
+            "edgevit": self.edgevit, "created_utc": self.created_utc, "environment": self.environment.to_dict(),
+            "cpu_flags": list(self.cpu_flags), "backend": self.backend, "backend_version": self.backend_version,
+            "threads": self.threads, "measurement": asdict(self.measurement),
+            "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra]}
+                        for t in self.timings],
+        }
+
+    def summary(self) -> str:
+        """``pi-a: onnxruntime 1.20.1, 2 threads, 212 kernels (p50 of 20), probed 2026-11-30``."""
+        threads = f"{self.threads} threads" if self.threads else "default threads"
+        m = self.measurement
+        return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels "
+                f"({m.statistic} of {m.rounds}), probed {self.created_utc[:10]}")
+
+
+def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
+    return {"kind": kernel.kind, "dtype": kernel.dtype, "dims": dict(kernel.dims)}
+
+
+def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
+    """Write ``profile`` as JSON to ``path`` (parents created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(profile.to_dict(), indent=1) + "\n")
+    return path
+
+
+def load_profile(path: str | Path) -> DeviceProfile:
+    """Read and validate the profile at ``path``.
+
+    Raises:
+        ProfileError: the file is missing, not JSON, not a profile, of another format
+            version, or has a missing or wrong field; the message names the file and the fix.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such device profile; probe the device first ({_REPROBE})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"{path}: not a readable device profile (corrupt JSON: {exc}); {_REPROBE}") from None
+    return profile_from_dict(data, source=str(path))
+
+
+def profile_from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
+    """Validate a parsed profile (pure): the inverse of :meth:`DeviceProfile.to_dict`.
+
+    Raises:
+        ProfileError: as :func:`load_profile`, naming ``source``.
+    """
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ProfileError(f"{source}: not an edgevit device profile (no \"format\": \"{FORMAT}\"); {_REPROBE}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ProfileError(f"{source}: device profile format version {version!r} (written by edgevit "
+                           f"{data.get('edgevit', '?')}); this edgevit reads version {FORMAT_VERSION}; {_REPROBE}")
+    try:
+        return _parse(data)
+    except (KeyError, TypeError, ValueError, EdgeVitError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ProfileError(f"{source}: invalid device profile ({what}); {_REPROBE}") from None
+
+
+def _parse(data: dict[str, Any]) -> DeviceProfile:
+    threads = data["threads"]
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or null, got {threads!r}")
+    timings = tuple(_timing(i, t) for i, t in enumerate(_list(data, "timings")))
+    if not timings:
+        raise ValueError("no timings")
+    return DeviceProfile(
+        device=_text(data, "device"), backend=_text(data, "backend"), backend_version=_text(data, "backend_version"),
+        threads=threads, measurement=_measurement(data["measurement"]), environment=_environment(data["environment"]),
+        cpu_flags=tuple(str(f) for f in _list(data, "cpu_flags")), created_utc=_text(data, "created_utc"),
+        edgevit=_text(data, "edgevit"), timings=timings,
+    )
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data[key]
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _measurement(data: Any) -> Measurement:
+    m = Measurement(int(data["rounds"]), int(data["warmup"]), str(data["statistic"]), str(data["where"]))
+    if m.rounds < 1 or m.warmup < 0 or m.statistic not in STATISTICS:
+        raise ValueError(f"measurement {asdict(m)}: rounds >= 1, warmup >= 0, statistic one of {STATISTICS}")
+    return m
+
+
+def _environment(data: Any) -> Environment:
+    names = {f.name for f in fields(Environment)}
+    if not isinstance(data, dict) or set(data) != names:
+        got = set(data) if isinstance(data, dict) else set()
+        raise ValueError(f"environment fields differ: missing {sorted(names - got)}, unexpected {sorted(got - names)}")
+    return Environment(**data)
+
+
+def _timing(index: int, data: Any) -> KernelTiming:
+    try:
+        kernel = Kernel.of(data["kind"], data["dtype"], **data["dims"])
+        ms = float(data["ms"])
+        extra = tuple(Kernel.of(k["kind"], k["dtype"], **k["dims"]) for k in data.get("extra", []))
+    except KeyError as exc:
+        raise ValueError(f"timing {index}: missing field {exc}") from None
+    except (EdgeVitError, TypeError, ValueError) as exc:
+        raise ValueError(f"timing {index}: {exc}") from None
+    if not math.isfinite(ms) or ms < 0:
+        raise ValueError(f"timing {index} ({kernel.describe()}): ms must be a finite non-negative number, got {data['ms']!r}")
+    return KernelTiming(kernel, ms, extra)

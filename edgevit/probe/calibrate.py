@@ -1,0 +1,175 @@
+"""Probe a device: export the calibration set, time each model, write a profile.
+
+For each kernel of the calibration set (:func:`edgevit.predict.calibration.calibration_kernels`)
+the probe builds its module (:mod:`edgevit.probe.modules`), exports it with edgevit's exporter
+to the backend's format (not verified: the numbers do not matter, the shapes do), reads the
+file back with the predictor's own mapping (:func:`edgevit.predict.map_kernels`), checks that
+it holds a kernel of the intended kind, and times it with a timer (:mod:`edgevit.probe.timers`):
+``warmup`` untimed calls, then ``rounds`` timed ones; the timing is their median. The other
+kernels the file holds (layout transposes, a slice) are recorded as the timing's ``extra``.
+A model whose file holds no kernel of the intended kind, or of a kind the backend never runs
+as one kernel (:attr:`edgevit.predict.fusion.RuleSet.absent`), is left out and named in
+``skipped``.
+
+:func:`probe_local` times in this process; :func:`probe_remote` on a device agent
+(``edgevit serve``), with the agent's device-side timings.
+
+Example:
+    >>> result = probe_local("onnxruntime", preset="quick", rounds=5, threads=1)  # doctest: +SKIP
+    >>> save_profile(result.profile, "here-onnxruntime.json")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevit._progress import Progress
+from edgevit.errors import InvalidArgumentError
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, map_kernels
+from edgevit.predict.calibration import calibration_kernels
+from edgevit.predict.fusion import RULES
+from edgevit.probe.timers import AgentTimer, LocalTimer
+
+__all__ = ["TARGETS", "ProbeResult", "export_calibration_model", "probe", "probe_local", "probe_remote"]
+
+#: backend -> the export target whose files it runs
+TARGETS = {"onnxruntime": "onnx", "litert": "tflite"}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A probe's profile, the calibration models it could not use (``(kernel, why)``), and how long it took."""
+
+    profile: DeviceProfile
+    skipped: tuple[tuple[Kernel, str], ...]
+    seconds: float
+
+
+def probe_local(backend: str = "onnxruntime", *, threads: int | None = None, device: str | None = None,
+                **options: Any) -> ProbeResult:
+    """Time the calibration set in this process with ``backend`` (see :func:`probe` for ``options``).
+
+    Example:
+        >>> probe_local("litert", preset="quick", rounds=5, threads=2).profile.summary()  # doctest: +SKIP
+    """
+    _check(backend, options)
+    return probe(backend, LocalTimer(backend, threads, device), **options)
+
+
+def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Path | None = None,
+                 tls_ca: str | Path | None = None, tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
+                 **options: Any) -> ProbeResult:
+    """Time the calibration set on the device agent at ``url`` (``host:port``), device-side.
+
+    The agent needs an admin token if it asks for one (models are uploaded); each model is
+    unloaded after it is timed.
+
+    Raises:
+        AgentError: the agent refused, or does not offer ``backend``.
+    """
+    _check(backend, options)
+    connection = {key: value for key, value in (("token_file", token_file), ("tls_ca", tls_ca), ("tls_cert", tls_cert),
+                                                ("tls_key", tls_key)) if value is not None}
+    with AgentTimer(backend, url, **connection) as timer:
+        return probe(backend, timer, **options)
+
+
+def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
+          kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3,
+          workdir: str | Path | None = None, progress: bool | None = None) -> ProbeResult:
+    """Time the calibration set with ``timer`` and return the profile.
+
+    Args:
+        backend: ``"onnxruntime"`` or ``"litert"``.
+        timer: a :class:`~edgevit.probe.timers.LocalTimer` or :class:`~edgevit.probe.timers.AgentTimer`.
+        preset / kernels: the calibration preset, or the kernels themselves.
+        precisions: ``("fp32",)`` or ``("fp32", "int8")``: int8 adds the preset's quantizable
+            kernels (:data:`~edgevit.predict.calibration.INT8_KINDS`), exported with edgevit's int8 recipe.
+        rounds / warmup: timed and untimed calls per model.
+        workdir: where the calibration artifacts are written (default: a temporary folder, removed).
+        progress: show a progress bar on stderr (default: on a terminal).
+
+    Raises:
+        InvalidArgumentError: an unknown backend, or rounds / warmup out of range.
+    """
+    _check(backend, {"rounds": rounds, "warmup": warmup})
+    if kernels is None:
+        kernels = tuple(k for dtype in precisions for k in calibration_kernels(preset, dtype))
+    stamp = timer.stamp()
+    start = time.perf_counter()
+    timings: list[KernelTiming] = []
+    skipped: list[tuple[Kernel, str]] = []
+    with tempfile.TemporaryDirectory(prefix="edgevit-probe-") as scratch, \
+            Progress(len(kernels), f"probe {backend} ({stamp.where})", enabled=progress) as bar:
+        root = Path(workdir) if workdir is not None else Path(scratch)
+        for index, kernel in enumerate(kernels):
+            bar.note(kernel.describe())
+            outcome = _probe_one(kernel, index, backend, timer, root, rounds, warmup)
+            if isinstance(outcome, KernelTiming):
+                timings.append(outcome)
+            else:
+                skipped.append((kernel, outcome))
+            bar.update(1)
+    profile = DeviceProfile(
+        device=stamp.device, backend=backend, backend_version=stamp.backend_version, threads=stamp.threads,
+        measurement=Measurement(rounds, warmup, "p50", stamp.where), environment=stamp.environment,
+        cpu_flags=stamp.cpu_flags, created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        edgevit=_edgevit_version(), timings=tuple(timings),
+    )
+    return ProbeResult(profile, tuple(skipped), time.perf_counter() - start)
+
+
+def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Path) -> tuple[Path, tuple[int, ...]]:
+    """Export the calibration model of ``kernel`` for ``backend`` under ``root``: (artifact folder, input shape)."""
+    from edgevit.export import Piece, export
+    from edgevit.probe.modules import module_for
+
+    module, shape = module_for(kernel)
+    calibration = np.stack([_input(shape[1:], index + 1 + i) for i in range(8)])  # int8: what the recipe calibrates on
+    piece = Piece(module, _input(shape, index), calibration=calibration, name=f"calib{index:03d}-{kernel.kind}-{kernel.dtype}",
+                  classifies=False, note="an edgevit calibration kernel")
+    artifact = export(piece, target=TARGETS[backend], precision=kernel.dtype, out=root, verify=False, quiet=True,
+                      progress=False)
+    return Path(artifact.path), shape
+
+
+def _probe_one(kernel: Kernel, index: int, backend: str, timer: Any, root: Path, rounds: int,
+               warmup: int) -> KernelTiming | str:
+    """The timing of one calibration model, or why it cannot be used."""
+    if kernel.kind in RULES.get(backend).absent:
+        return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
+    path, shape = export_calibration_model(kernel, index, backend, root)
+    extra: tuple[Kernel, ...] = ()
+    if kernel.kind != "run":
+        rows = [r for r in map_kernels(path, backend) if r.status == "ok"]
+        main = [r for r in rows if (r.kernel.kind, r.kernel.dtype) == (kernel.kind, kernel.dtype)]
+        if not main:
+            return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"
+        chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
+        kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
+    return KernelTiming(kernel, timer.time(path, {"x": _input(shape, 0)}, rounds, warmup), extra)
+
+
+def _input(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _check(backend: str, options: dict[str, Any]) -> None:
+    if backend not in TARGETS:
+        raise InvalidArgumentError(f"cannot probe backend {backend!r}; choose one of {', '.join(TARGETS)}")
+    rounds, warmup = options.get("rounds", 1), options.get("warmup", 0)
+    if rounds < 1 or warmup < 0:
+        raise InvalidArgumentError(f"rounds must be >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+
+
+def _edgevit_version() -> str:
+    from edgevit import __version__
+
+    return __version__

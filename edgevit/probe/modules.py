@@ -1,0 +1,125 @@
+"""One small torch module per calibration kernel, exported like any zoo model (needs torch).
+
+Each module takes one float32 tensor ``[1, ...]`` and runs the kernel once, written the way
+the zoo's models write it (``nn.Linear``, ``nn.LayerNorm``, ``q @ k.transpose(-2, -1)``), so
+the exporter emits the patterns the predictor maps (MatMul + Add, the erf GELU, ...). Where a
+format needs more (TFLite's layout transposes around a convolution, the slice feeding an AV
+product), the probe reads the exported file and records those kernels as the timing's
+``extra``.
+
+Example:
+    >>> module, shape = module_for(Kernel.of("linear", M=197, K=192, N=576))
+    >>> shape
+    (1, 197, 192)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgevit.errors import InvalidArgumentError, require
+from edgevit.predict import Kernel
+
+__all__ = ["BUILDERS", "module_for"]
+
+
+def _lambda(fn: Callable[[Any], Any]) -> Any:
+    torch = require("torch", "export", "building calibration models")
+
+    class Kernel(torch.nn.Module):
+        def forward(self, x):
+            return fn(x)
+
+    return Kernel()
+
+
+def _run(d: dict[str, int]):
+    return _lambda(lambda x: x + 1.0), (1, 1)
+
+
+def _linear(d):
+    torch = require("torch", "export")
+    return torch.nn.Linear(d["K"], d["N"]), (1, d["M"], d["K"])
+
+
+def _matmul(d):
+    if d["N"] == d["M"]:  # attention scores: q @ k^T from one tensor (the transpose folds into the product)
+        return _lambda(lambda x: x @ x.transpose(-2, -1)), (1, d["B"], d["M"], d["K"])
+    m = d["M"]  # attention times values: a (M x M) and v (M x N) sliced from one tensor
+    return _lambda(lambda x: x[..., :m] @ x[..., m:]), (1, d["B"], m, m + d["N"])
+
+
+def _softmax(d):
+    return _lambda(lambda x: x.softmax(-1)), (1, d["ROWS"], d["COLS"])
+
+
+def _layernorm(d):
+    torch = require("torch", "export")
+    return torch.nn.LayerNorm(d["COLS"]), (1, d["ROWS"], d["COLS"])
+
+
+def _gelu(d):
+    torch = require("torch", "export")
+    return torch.nn.GELU(), (1, d["E"])
+
+
+def _elementwise(d):
+    if d["I"] == 1:
+        return _lambda(lambda x: x * 0.5), (1, d["E"])
+    return _lambda(lambda x: x * x), (1, d["E"])
+
+
+def _math(d):
+    return _lambda(lambda x: x.exp()), (1, d["E"])
+
+
+def _reduce(d):
+    return _lambda(lambda x: x.mean(-1, keepdim=True)), (1, d["OUT"], d["E"] // d["OUT"])
+
+
+def _copy(d):
+    side = _factor(d["E"])
+    return _lambda(lambda x: x.transpose(1, 2)), (1, side, d["E"] // side)
+
+
+def _conv(d):
+    torch = require("torch", "export")
+    stride = -(-d["IH"] // d["OH"])  # ceil: 7 -> 4 is stride 2
+    conv = torch.nn.Conv2d(d["CIN"], d["COUT"], (d["KH"], d["KW"]), stride=stride, padding=(d["KH"] // 2, d["KW"] // 2),
+                           groups=d["G"])
+    return conv, (1, d["CIN"], d["IH"], d["IW"])
+
+
+def _pool(d):
+    torch = require("torch", "export")
+    return torch.nn.AvgPool2d((d["KH"], d["KW"])), (1, d["C"], d["IH"], d["IW"])
+
+
+def _factor(n: int) -> int:
+    """The largest divisor of ``n`` not above its square root (a near-square 2-D shape for ``n`` elements)."""
+    best = 1
+    for f in range(1, int(n**0.5) + 1):
+        if n % f == 0:
+            best = f
+    return best
+
+
+#: kernel kind -> builder of (module, input shape)
+BUILDERS: dict[str, Callable[[dict[str, int]], tuple[Any, tuple[int, ...]]]] = {
+    "run": _run, "linear": _linear, "matmul": _matmul, "softmax": _softmax, "layernorm": _layernorm, "gelu": _gelu,
+    "elementwise": _elementwise, "math": _math, "reduce": _reduce, "copy": _copy,
+    "conv": _conv, "conv1x1": _conv, "dwconv": _conv, "pool": _pool,
+}
+
+
+def module_for(kernel: Kernel) -> tuple[Any, tuple[int, ...]]:
+    """A torch module running ``kernel`` and the shape of its one input.
+
+    Raises:
+        InvalidArgumentError: no builder for the kernel's kind.
+    """
+    if kernel.kind not in BUILDERS:
+        raise InvalidArgumentError(f"no calibration model for {kernel.kind!r} kernels; buildable: {', '.join(BUILDERS)}")
+    module, shape = BUILDERS[kernel.kind](dict(kernel.dims))
+    return module.eval(), shape

@@ -1,0 +1,85 @@
+"""``edgevit predict`` and ``edgevit devices probe``, called through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgevit.cli import main
+from edgevit.environment import environment
+from edgevit.predict import (
+    DeviceProfile,
+    Kernel,
+    KernelTiming,
+    Measurement,
+    load_profile,
+    predict,
+    save_profile,
+)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """``softmax(x @ W + b)``: one linear kernel and one softmax."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Add", ["y", "b"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["p"], axis=-1)],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 4, 16])],
+        [numpy_helper.from_array(np.ones((8, 16), np.float32), "W"), numpy_helper.from_array(np.ones(16, np.float32), "b")],
+    )
+    path = tmp_path_factory.mktemp("predict-cli") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    timings = [KernelTiming(Kernel.of("run"), 0.01)]
+    timings += [KernelTiming(Kernel.of("linear", M=m, K=k, N=n), 0.01 + 0.001 + 1e-7 * 2 * m * k * n)
+                for m, k, n in ((2, 8, 8), (8, 16, 32), (16, 8, 64), (4, 32, 16))]
+    timings += [KernelTiming(Kernel.of("softmax", ROWS=r, COLS=c), 0.01 + 0.002 + 1e-6 * r * c) for r, c in ((4, 8), (16, 16), (64, 8))]
+    stamp = DeviceProfile("cli", "onnxruntime", "0", 1, Measurement(3, 1), environment(), (), "2026-11-30", "0.1.0",
+                          tuple(timings))
+    return save_profile(stamp, tmp_path_factory.mktemp("profiles") / "cli.json")
+
+
+def test_predict_prints_the_breakdown(model, profile, capsys):
+    assert main(["predict", str(model), "--profile", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("predicted ") and "linear[M=4,K=8,N=16]" in out and "MatMul+Add" in out and "softmax" in out
+
+
+def test_predict_json_is_the_prediction(model, profile, capsys):
+    assert main(["predict", str(model), "--profile", str(profile), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total_ms"] == pytest.approx(predict(model, load_profile(profile)).total_ms) and data["complete"]
+
+
+def test_a_corrupt_profile_is_one_line_and_exit_1(model, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["predict", str(model), "--profile", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ProfileError: ") and str(bad) in err and "re-probe" in err
+
+
+def test_probe_needs_exactly_one_place(tmp_path, capsys):
+    assert main(["devices", "probe", "-o", str(tmp_path / "p.json")]) == 1
+    assert "exactly one of --local" in capsys.readouterr().err
+    assert main(["devices", "probe", "--local", "--url", "127.0.0.1:1", "-o", str(tmp_path / "p.json")]) == 1
+
+
+@pytest.mark.slow
+def test_a_quick_local_probe_from_the_cli_writes_a_profile(tmp_path, capsys):
+    out = tmp_path / "here.json"
+    assert main(["devices", "probe", "--local", "--preset", "quick", "--rounds", "1", "--warmup", "0", "--threads", "1",
+                 "--device", "ci", "--quiet", "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    profile = load_profile(out)
+    assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 5

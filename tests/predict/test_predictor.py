@@ -1,0 +1,194 @@
+"""The predictor on a synthetic graph and a fake profile whose timings are exactly linear in each
+kernel's FLOPs and bytes: the prediction is exact (issue 15). Also: every op lands in one row,
+unknown ops and uncalibrated kernels are reported, fusion needs private intermediates."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.formats import Op, OpGraph, Tensor
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, fit, map_kernels, predict
+
+# -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
+
+
+class GraphBuilder:
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.tensors: dict[str, Tensor] = {}
+
+    def tensor(self, name, shape, constant=False):
+        self.tensors[name] = Tensor(name, shape, "float32", constant)
+        return name
+
+    def op(self, type_, inputs, output, shape, groups=1, perm=None):
+        raw = SimpleNamespace(attribute=[SimpleNamespace(name="perm", ints=perm)] if perm else [])
+        self.ops.append(Op(type_, f"n{len(self.ops)}", tuple(inputs), (output,), "", groups=groups, raw=raw))
+        self.tensor(output, shape)
+        return output
+
+    def graph(self, output):
+        return OpGraph("onnx", tuple(self.ops), self.tensors, main="", inputs=("x",), outputs=(output,))
+
+
+def block_graph():
+    """x (1,3,16,16) -> conv stem -> tokens (1,16,32) -> attention + GELU MLP; expected kernels listed."""
+    g, t = GraphBuilder(), None
+    g.tensor("x", (1, 3, 16, 16))
+    for name, shape in [("w_stem", (32, 3, 4, 4)), ("w_pw", (32, 32, 1, 1)), ("w_dw", (32, 1, 3, 3)),
+                        ("shape", (3,)), ("w_qkv", (32, 96)), ("b_qkv", (96,)), ("scale", ()), ("w_fc", (32, 64)),
+                        ("b_fc", (64,)), ("half", ()), ("one", ()), ("sqrt2", ()), ("gamma", (32,)), ("beta", (32,))]:
+        g.tensor(name, shape, constant=True)
+    t = g.op("Conv", ["x", "w_stem"], "stem", (1, 32, 4, 4))
+    t = g.op("Conv", [t, "w_pw"], "pw", (1, 32, 4, 4))
+    t = g.op("Conv", [t, "w_dw"], "dw", (1, 32, 4, 4), groups=32)
+    t = g.op("Reshape", [t, "shape"], "flat", (1, 32, 16))
+    tokens = g.op("Transpose", [t], "tokens", (1, 16, 32), perm=[0, 2, 1])
+    t = g.op("LayerNormalization", [tokens, "gamma", "beta"], "ln", (1, 16, 32))
+    t = g.op("MatMul", [t, "w_qkv"], "qkv0", (1, 16, 96))
+    qkv = g.op("Add", [t, "b_qkv"], "qkv", (1, 16, 96))
+    q = g.op("Slice", [qkv], "q", (1, 16, 32))
+    k = g.op("Slice", [qkv], "k", (1, 16, 32))
+    v = g.op("Slice", [qkv], "v", (1, 16, 32))
+    q = g.op("Mul", [q, "scale"], "qs", (1, 16, 32))
+    kt = g.op("Transpose", [k], "kt", (1, 32, 16), perm=[0, 2, 1])
+    t = g.op("MatMul", [q, kt], "scores", (1, 16, 16))
+    t = g.op("Softmax", [t], "attn", (1, 16, 16))
+    t = g.op("MatMul", [t, v], "av", (1, 16, 32))
+    res = g.op("Add", [t, tokens], "res", (1, 16, 32))
+    t = g.op("MatMul", [res, "w_fc"], "fc0", (1, 16, 64))
+    h = g.op("Add", [t, "b_fc"], "fc", (1, 16, 64))
+    t = g.op("Div", [h, "sqrt2"], "d", (1, 16, 64))
+    t = g.op("Erf", [t], "e", (1, 16, 64))
+    t = g.op("Add", [t, "one"], "a", (1, 16, 64))
+    t = g.op("Mul", ["half", t], "m", (1, 16, 64))
+    t = g.op("Mul", [h, t], "gelu", (1, 16, 64))
+    t = g.op("Frobnicate", [t], "out", (1, 16, 64))
+    expected = [
+        ("conv", dict(N=1, IH=16, IW=16, CIN=3, OH=4, OW=4, COUT=32, KH=4, KW=4, G=1)),
+        ("conv1x1", dict(N=1, IH=4, IW=4, CIN=32, OH=4, OW=4, COUT=32, KH=1, KW=1, G=1)),
+        ("dwconv", dict(N=1, IH=4, IW=4, CIN=32, OH=4, OW=4, COUT=32, KH=3, KW=3, G=32)),
+        ("copy", dict(E=512)),  # the tokens transpose (not a last-two swap feeding a MatMul)
+        ("layernorm", dict(ROWS=16, COLS=32)),
+        ("linear", dict(M=16, K=32, N=96)),  # MatMul + bias Add
+        ("copy", dict(E=512)), ("copy", dict(E=512)), ("copy", dict(E=512)),  # three slices
+        ("matmul", dict(B=1, M=16, K=32, N=16)),  # scale Mul and K transpose folded in
+        ("softmax", dict(ROWS=16, COLS=16)),
+        ("matmul", dict(B=1, M=16, K=16, N=32)),
+        ("elementwise", dict(E=512, I=2)),  # residual
+        ("linear", dict(M=16, K=32, N=64)),
+        ("gelu", dict(E=1024, I=1)),  # Div Erf Add Mul Mul
+    ]
+    return g.graph("out"), expected
+
+
+def test_the_prediction_is_exact_on_a_fake_linear_profile():
+    graph, expected = block_graph()
+    prediction = predict(graph, fake_profile())
+    assert prediction.total_ms == pytest.approx(RUN_MS + sum(true_ms(kind, dims) for kind, dims in expected), rel=1e-9)
+    costed = [(r.kernel.kind, dict(r.kernel.dims)) for r in prediction.kernels if r.status == "ok"]
+    assert costed == expected
+    for row, (kind, dims) in zip([r for r in prediction.kernels if r.status == "ok"], expected, strict=True):
+        assert row.ms == pytest.approx(true_ms(kind, dims), rel=1e-9, abs=1e-12)
+
+
+def test_every_op_lands_in_one_row_and_an_unknown_op_is_reported():
+    graph, _ = block_graph()
+    prediction = predict(graph, fake_profile())
+    covered = sorted(i for row in prediction.kernels for i in row.ops)
+    assert covered == list(range(len(graph.main_ops)))
+    assert prediction.unknown == {"Frobnicate": 1} and not prediction.complete
+    assert [(r.op_types, r.fused) for r in prediction.kernels if r.fused] == [
+        (("MatMul", "Add"), ("bias",)),
+        (("MatMul", "Mul", "Transpose"), ("scale", "transpose")),
+        (("MatMul", "Add"), ("bias",)), (("Div", "Erf", "Add", "Mul", "Mul"), ("gelu",))]
+    assert "Frobnicate" in prediction.table() and prediction.to_dict()["unknown"] == {"Frobnicate": 1}
+
+
+def test_a_kernel_kind_the_profile_never_timed_is_reported_not_guessed():
+    graph, expected = block_graph()
+    partial = {kind: dims for kind, dims in SAMPLES.items() if kind != "softmax"}
+    prediction = predict(graph, fake_profile(partial))
+    assert prediction.uncalibrated == {"softmax fp32": 1}
+    assert prediction.total_ms == pytest.approx(
+        RUN_MS + sum(true_ms(kind, dims) for kind, dims in expected if kind != "softmax"), rel=1e-9)
+
+
+def test_an_intermediate_read_outside_the_pattern_blocks_the_fusion():
+    g = GraphBuilder()
+    g.tensor("x", (4, 8))
+    g.tensor("w", (8, 16), constant=True)
+    g.tensor("b", (16,), constant=True)
+    y = g.op("MatMul", ["x", "w"], "y", (4, 16))
+    g.op("Add", [y, "b"], "z", (4, 16))
+    g.op("Relu", [y], "r", (4, 16))  # the MatMul's output is read twice: no bias fusion
+    prediction = predict(g.graph("z"), fake_profile())
+    assert [r.op_types for r in prediction.kernels] == [("MatMul",), ("Add",), ("Relu",)]
+
+
+def test_ops_on_constants_alone_are_folded():
+    g = GraphBuilder()
+    g.tensor("x", (4, 8))
+    g.tensor("a", (8,), constant=True)
+    c = g.op("Mul", ["a", "a"], "c", (8,))
+    g.op("Add", ["x", c], "y", (4, 8))
+    prediction = predict(g.graph("y"), fake_profile())
+    assert [r.status for r in prediction.kernels] == ["folded", "ok"]
+
+
+def test_a_profile_of_another_backend_is_refused():
+    graph, _ = block_graph()
+    with pytest.raises(InvalidArgumentError, match="backend 'litert' cannot predict a onnx model"):
+        predict(graph, fake_profile(backend="litert"))
+
+
+def test_the_fit_recovers_the_fake_device_and_never_goes_negative():
+    model = fit(fake_profile())
+    assert model.run_ms == RUN_MS
+    linear = model.models["linear", "fp32"]
+    assert linear.overhead_ms == pytest.approx(0.003) and dict(linear.coefficients)["flops"] == pytest.approx(1e-8)
+    noisy = fake_profile({"copy": [dict(E=e) for e in (10, 20, 30)]})
+    timings = list(noisy.timings)
+    timings[1] = KernelTiming(timings[1].kernel, timings[1].ms + 0.01)  # the smallest copy slowed: slope would go negative
+    model = fit(DeviceProfile(**{**noisy.__dict__, "timings": tuple(timings)}))
+    assert all(c >= 0 for _, c in model.models["copy", "fp32"].coefficients)
+    assert np.isfinite(model.models["copy", "fp32"].max_error_ms)
+
+
+def test_timings_with_extra_kernels_are_fitted_minus_the_extras():
+    """A TFLite convolution's calibration model also runs two layout transposes: the fit takes them off."""
+    profile = fake_profile()
+    copies = lambda dims: (Kernel.of("copy", E=dims["IH"] * dims["IW"] * dims["CIN"]),  # noqa: E731
+                           Kernel.of("copy", E=dims["OH"] * dims["OW"] * dims["COUT"]))
+    timings = [t if t.kernel.kind != "conv" else
+               KernelTiming(t.kernel, t.ms + sum(true_ms("copy", dict(k.dims)) for k in copies(dict(t.kernel.dims))),
+                            extra=copies(dict(t.kernel.dims)))
+               for t in profile.timings]
+    model = fit(DeviceProfile(**{**profile.__dict__, "timings": tuple(timings)}))
+    dims = dict(N=1, IH=16, IW=16, CIN=3, OH=4, OW=4, COUT=32, KH=4, KW=4, G=1)
+    assert model.ms(Kernel.of("conv", **dims)) == pytest.approx(true_ms("conv", dims), rel=1e-9)
+
+
+def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
+    g = GraphBuilder()
+    g.tensor("x", (1, 4, 8))
+    for name, shape in (("w8", (8, 16)), ("s", ()), ("z", ())):
+        g.tensor(name, shape, constant=True)
+    g.tensors["w8"] = Tensor("w8", (8, 16), "int8", constant=True)
+    xq = g.op("QuantizeLinear", ["x", "s", "z"], "xq", (1, 4, 8))
+    g.tensors[xq] = Tensor(xq, (1, 4, 8), "uint8")
+    w = g.op("DequantizeLinear", ["w8", "s", "z"], "w", (8, 16))
+    xd = g.op("DequantizeLinear", [xq, "s", "z"], "xd", (1, 4, 8))
+    y = g.op("MatMul", [xd, w], "y", (1, 4, 16))
+    g.op("QuantizeLinear", [y, "s", "z"], "yq", (1, 4, 16))
+    rows = map_kernels(g.graph("yq"), "onnxruntime")
+    assert [(r.op_types, r.status, r.kernel.describe() if r.kernel else None, r.fused) for r in rows] == [
+        (("QuantizeLinear",), "ok", "quantize[E=32,I=1] fp32", ()),
+        (("DequantizeLinear",), "folded", None, ()),
+        (("MatMul", "DequantizeLinear", "QuantizeLinear"), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
+    ]

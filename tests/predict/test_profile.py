@@ -1,0 +1,107 @@
+"""Device profiles: a round trip through JSON, and every way a file is refused (corrupt, a missing
+field, a wrong value, another format version), each with one ProfileError naming the file and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgevit.environment import environment
+from edgevit.errors import InvalidArgumentError, ProfileError
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, load_profile, save_profile
+from edgevit.predict.profile import FORMAT_VERSION
+
+ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
+
+
+def make_profile(timings=None) -> DeviceProfile:
+    timings = timings or (KernelTiming(Kernel.of("run"), 0.01),
+                          KernelTiming(Kernel.of("linear", M=17, K=64, N=192), 0.05),
+                          KernelTiming(Kernel.of("softmax", "int8", ROWS=68, COLS=17), 0.02),
+                          KernelTiming(Kernel.of("conv1x1", N=1, IH=4, IW=4, CIN=8, OH=4, OW=4, COUT=8, KH=1, KW=1, G=1),
+                                       0.03, extra=(Kernel.of("copy", E=128), Kernel.of("copy", E=128))))
+    return DeviceProfile(device="here", backend="onnxruntime", backend_version="1.0", threads=1,
+                         measurement=Measurement(rounds=5, warmup=1), environment=ENVIRONMENT,
+                         cpu_flags=("avx2", "fma"), created_utc="2026-11-30T22:00:00+00:00", edgevit="0.1.0",
+                         timings=tuple(timings))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return save_profile(make_profile(), tmp_path / "profiles" / "here.json")
+
+
+def test_a_profile_survives_the_round_trip(saved):
+    assert load_profile(saved) == make_profile()
+    assert "onnxruntime 1.0, 1 threads, 4 kernels (p50 of 5)" in load_profile(saved).summary()
+
+
+def _rewrite(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _refused(path, *words):
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert str(path) in message and "re-probe" in message
+    for word in words:
+        assert word in message
+    return message
+
+
+def test_a_corrupt_file_is_refused(saved):
+    saved.write_text(saved.read_text()[:100])
+    _refused(saved, "corrupt JSON")
+
+
+def test_a_missing_file_is_refused(tmp_path):
+    _refused(tmp_path / "none.json", "no such device profile")
+
+
+def test_a_json_file_that_is_not_a_profile_is_refused(saved):
+    saved.write_text(json.dumps({"devices": []}))
+    _refused(saved, "not an edgevit device profile")
+
+
+@pytest.mark.parametrize("version", [FORMAT_VERSION + 1, FORMAT_VERSION - 1, None])
+def test_a_profile_of_another_format_version_is_refused(saved, version):
+    def change(data):
+        data["format_version"] = version
+        data["edgevit"] = "9.9.9"
+
+    message = _refused(_rewrite(saved, change), f"format version {version!r}", "edgevit 9.9.9")
+    assert f"reads version {FORMAT_VERSION}" in message
+
+
+@pytest.mark.parametrize("field", ["device", "backend", "threads", "measurement", "environment", "timings", "cpu_flags"])
+def test_a_profile_missing_a_field_is_refused(saved, field):
+    _refused(_rewrite(saved, lambda data: data.pop(field)), field)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["timings"][1].pop("ms"), ("timing 1", "'ms'")),
+    (lambda d: d["timings"][1].update(ms=-1), ("timing 1", "non-negative")),
+    (lambda d: d["timings"][1].update(kind="warp"), ("timing 1", "unknown kernel kind 'warp'")),
+    (lambda d: d["timings"][1]["dims"].pop("K"), ("timing 1", "has dims M, K, N")),
+    (lambda d: d["timings"][2].update(dtype="fp64"), ("timing 2", "dtype 'fp64'")),
+    (lambda d: d["measurement"].update(statistic="p99"), ("statistic",)),
+    (lambda d: d["environment"].pop("cpu_model"), ("environment", "cpu_model")),
+    (lambda d: d.update(threads=0), ("threads",)),
+    (lambda d: d.update(timings=[]), ("no timings",)),
+    (lambda d: d["timings"][3]["extra"][1].update(kind="nope"), ("timing 3", "unknown kernel kind 'nope'")),
+])
+def test_a_profile_with_a_wrong_value_is_refused(saved, change, words):
+    _refused(_rewrite(saved, change), *words)
+
+
+def test_a_kernel_is_validated_when_built():
+    with pytest.raises(InvalidArgumentError, match="has dims B, M, K, N"):
+        Kernel.of("matmul", M=1, K=2, N=3)
+    with pytest.raises(InvalidArgumentError, match="positive integers"):
+        Kernel.of("linear", M=0, K=2, N=3)
+    assert Kernel.of("linear", N=3, M=1, K=2).dims == (("M", 1), ("K", 2), ("N", 3))

@@ -1,0 +1,129 @@
+"""The local probe: each calibration module exports to a file holding the kernel it is meant to
+time (read back with the predictor's own mapping), and a small probe writes a profile that
+round-trips and fits. Exporting needs torch; these convert, so most are marked slow."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevit.errors import InvalidArgumentError
+from edgevit.predict import Kernel, fit, load_profile, map_kernels, save_profile
+from edgevit.predict.calibration import PRESETS, calibration_kernels
+from edgevit.predict.fusion import RULES
+from edgevit.probe import probe_local
+from edgevit.probe.calibrate import TARGETS, export_calibration_model
+from edgevit.probe.modules import BUILDERS
+
+#: one small kernel of every kind a module is built for
+ONE_OF_EACH = (
+    Kernel.of("run"),
+    Kernel.of("linear", M=17, K=32, N=48),
+    Kernel.of("matmul", B=2, M=17, K=16, N=17),
+    Kernel.of("matmul", B=2, M=17, K=17, N=16),
+    Kernel.of("softmax", ROWS=34, COLS=17),
+    Kernel.of("layernorm", ROWS=17, COLS=32),
+    Kernel.of("gelu", E=1024, I=1),
+    Kernel.of("elementwise", E=1024, I=1),
+    Kernel.of("elementwise", E=1024, I=2),
+    Kernel.of("math", E=1024, I=1),
+    Kernel.of("reduce", E=1024, OUT=16),
+    Kernel.of("copy", E=1024),
+    Kernel.of("conv", N=1, IH=8, IW=8, CIN=4, OH=4, OW=4, COUT=8, KH=3, KW=3, G=1),
+    Kernel.of("conv1x1", N=1, IH=8, IW=8, CIN=8, OH=8, OW=8, COUT=16, KH=1, KW=1, G=1),
+    Kernel.of("dwconv", N=1, IH=8, IW=8, CIN=8, OH=8, OW=8, COUT=8, KH=3, KW=3, G=8),
+    Kernel.of("pool", N=1, IH=7, IW=7, C=8, OH=1, OW=1, KH=7, KW=7),
+)
+
+
+def test_every_buildable_kind_has_a_case_and_the_presets_are_valid():
+    assert {k.kind for k in ONE_OF_EACH} == set(BUILDERS)
+    for preset in PRESETS:
+        kernels = calibration_kernels(preset)
+        assert kernels[0].kind == "run" and {k.kind for k in kernels} <= set(BUILDERS)
+    assert {k.kind for k in calibration_kernels("standard")} == set(BUILDERS)
+    with pytest.raises(InvalidArgumentError, match="unknown calibration preset 'huge'"):
+        calibration_kernels("huge")
+
+
+def test_a_bad_request_is_refused_before_anything_is_exported():
+    with pytest.raises(InvalidArgumentError, match="cannot probe backend 'coreml'"):
+        probe_local("coreml")
+    with pytest.raises(InvalidArgumentError, match="rounds must be >= 1"):
+        probe_local("onnxruntime", rounds=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ONE_OF_EACH, ids=lambda k: k.describe().split("]")[0] + "]")
+def test_each_calibration_model_holds_its_kernel_in_onnx(tmp_path, kernel):
+    path, _ = export_calibration_model(kernel, 0, "onnxruntime", tmp_path)
+    costed = [r.kernel for r in map_kernels(path, "onnxruntime") if r.status == "ok"]
+    if kernel.kind == "run":
+        assert [k.kind for k in costed] == ["elementwise"]  # x + 1 on one element: the call's fixed cost
+    elif kernel.kind == "matmul" and kernel.dim("N") != kernel.dim("M"):  # AV: a and v sliced from one input
+        assert costed[-1] == kernel and [k.kind for k in costed[:-1]] == ["copy", "copy"]
+    else:
+        assert costed == [kernel]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", [k for k in ONE_OF_EACH if k.kind not in RULES.get("litert").absent],
+                         ids=lambda k: k.describe().split("]")[0] + "]")
+def test_each_calibration_model_holds_its_kernel_in_tflite(tmp_path, kernel):
+    """Beside the kernel, only copies: the converter's NCHW <-> NHWC transposes, a transpose before QK^T."""
+    path, _ = export_calibration_model(kernel, 0, "litert", tmp_path)
+    costed = [r.kernel for r in map_kernels(path, "litert") if r.status == "ok"]
+    if kernel.kind == "run":
+        assert [k.kind for k in costed] == ["elementwise"]
+        return
+    main = [k for k in costed if k.kind == kernel.kind]
+    assert len(main) == 1 and all(k.kind == "copy" for k in costed if k.kind != kernel.kind)
+    if kernel.kind == "conv":  # stride 2: an explicit PAD, folded into the conv, which reads the padded map
+        assert dict(main[0].dims) == {**dict(kernel.dims), "IH": 10, "IW": 10}
+    else:
+        assert main[0] == kernel
+
+
+def test_a_kind_the_backend_never_runs_is_skipped_without_exporting():
+    kernel = Kernel.of("layernorm", ROWS=4, COLS=8)
+    result = probe_local("litert", kernels=(kernel,), rounds=1, warmup=0, progress=False)
+    assert result.profile.timings == () and result.skipped == ((kernel, "litert runs no layernorm kernel "
+                                                                          "(the converter decomposes it)"),)
+
+
+@pytest.mark.slow
+def test_a_quick_local_probe_writes_a_profile_that_round_trips_and_fits(tmp_path):
+    kernels = calibration_kernels("quick")
+    result = probe_local("onnxruntime", kernels=kernels, rounds=2, warmup=1, threads=1, device="ci", progress=False)
+    profile = result.profile
+    assert result.skipped == () and [t.kernel for t in profile.timings] == list(kernels)
+    assert profile.backend == "onnxruntime" and profile.backend_version and profile.threads == 1
+    assert profile.measurement.rounds == 2 and profile.measurement.where == "local"
+    assert all(t.ms > 0 for t in profile.timings)
+    assert load_profile(save_profile(profile, tmp_path / "ci.json")) == profile
+    model = fit(profile)
+    assert set(model.models) == {("linear", "fp32"), ("copy", "fp32")} and model.run_ms > 0
+    assert TARGETS["onnxruntime"] == "onnx"
+
+
+def test_an_agent_without_the_backend_is_refused():
+    from edgevit.errors import AgentError
+    from edgevit.probe.timers import AgentTimer
+
+    timer = AgentTimer.__new__(AgentTimer)  # no connection: only the record it would have read
+    timer.backend, timer.url, timer.record = "litert", "pi:8001", {"name": "pi", "backends": {"onnxruntime": "1.20"}}
+    with pytest.raises(AgentError, match="the agent at pi:8001 offers backends onnxruntime, not 'litert'"):
+        timer.stamp()
+
+
+@pytest.mark.slow
+def test_an_int8_probe_times_quantized_kernels_and_fits_their_quantize_steps():
+    """An int8 linear's model also quantizes its input and dequantizes its output: those come out of the joint fit."""
+    kernels = calibration_kernels("quick") + tuple(k for k in calibration_kernels("quick", "int8"))
+    assert [k.kind for k in calibration_kernels("quick", "int8")] == ["linear", "linear"]
+    result = probe_local("onnxruntime", kernels=kernels, rounds=2, warmup=1, threads=1, progress=False)
+    assert result.skipped == ()
+    int8 = [t for t in result.profile.timings if t.kernel.dtype == "int8"]
+    assert [t.kernel.kind for t in int8] == ["linear", "linear"]
+    assert all({k.kind for k in t.extra} <= {"quantize", "dequantize"} and t.extra for t in int8)
+    model = fit(result.profile)
+    assert ("linear", "int8") in model.models and ("quantize", "fp32") in model.models
