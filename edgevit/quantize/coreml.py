@@ -153,7 +153,7 @@ class CoreMLQuantizer(TargetQuantizer):
                                     specification_version=spec_version, compute_units=model.compute_unit,
                                     model_description=model.get_spec().description, skip_model_load=True,
                                     pass_pipeline=cleanup)
-            quantized.save(str(out))
+            save_mlpackage(quantized, out)
 
     def _weight_pass(self, names: list[str]) -> Any:
         """Compress the weight constants called ``names`` (configured by constant, not by op, so a
@@ -214,6 +214,18 @@ class CoreMLQuantizer(TargetQuantizer):
             if op.type.startswith("constexpr") or op.type in ("quantize", "dequantize"):
                 counts[op.type] = counts.get(op.type, 0) + 1
         return {"compression_ops": counts, "spec_version": graph.version}
+
+
+#: what coremltools writes beside an ML Program converted from a torch.export program: a map
+#: from ExecuTorch debug handles to MIL ops, for ExecuTorch's Core ML delegate; no runtime
+#: reads it and the package's own Manifest.json does not list it (222 KB for CAS-ViT XS)
+EXECUTORCH_DEBUG_MAP = "executorch_debug_handle_mapping.json"
+
+
+def save_mlpackage(mlmodel: Any, path: Path) -> None:
+    """Save ``mlmodel`` as an ``.mlpackage`` at ``path`` without coremltools' ExecuTorch debug map."""
+    mlmodel.save(str(path))
+    (Path(path) / EXECUTORCH_DEBUG_MAP).unlink(missing_ok=True)
 
 
 def check_deployment(precision_name: str, spec_version: int) -> None:

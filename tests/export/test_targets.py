@@ -41,6 +41,7 @@ def test_export_writes_a_verified_artifact(exported, model, target, precision):
     on_disk = {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*")
                if p.is_file() and p.name != "manifest.json"}
     assert manifest.files == on_disk and all(size > 0 for size in on_disk.values())
+    assert not [name for name in on_disk if "executorch_debug" in name], "coremltools' debug map left in"  # issue 17, 14
     assert manifest.ops["histogram"] and sum(manifest.ops["histogram"].values()) == manifest.ops["total"]
 
     verification = manifest.verification

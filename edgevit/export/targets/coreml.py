@@ -25,7 +25,7 @@ from edgevit.export.targets.base import INPUT_NAME, OUTPUT_NAME, Target
 from edgevit.formats import OpGraph
 from edgevit.formats.mlprogram import SPEC_VERSIONS, read_ops
 from edgevit.quantize.base import supported_precisions
-from edgevit.quantize.coreml import check_deployment
+from edgevit.quantize.coreml import check_deployment, save_mlpackage
 
 #: multiArray data types (ArrayFeatureType.ArrayDataType) -> numpy names
 ARRAY_DTYPES = {65568: "float32", 65600: "float64", 65552: "float16", 131104: "int32", 131080: "int8"}
@@ -62,7 +62,7 @@ class CoreMLTarget(Target):
             compute_units=ct.ComputeUnit.ALL,
             skip_model_load=True,
         )
-        mlmodel.save(str(path))
+        save_mlpackage(mlmodel, path)
 
     def check(self, options: ExportOptions) -> None:
         super().check(options)
