@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print(f"no zoo model matches {args.models}", file=sys.stderr)
         return 2
-    json_path = RESULTS / "coreml_reference_speed.json"
+    json_path = args.out.with_suffix(".json")
     data = json.loads(json_path.read_text()) if args.resume and json_path.exists() else {"rows": []}
     data["environment"] = environment(args)
     done = {(r["model"], r["precision"]) for r in data["rows"]}
@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BLAS threads for the executor and torch threads (default 1: on this shared "
                              "2-core machine two BLAS threads contend and run several times slower)")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the JSON")
+    parser.add_argument("--out", type=Path, default=RESULTS / "coreml_reference_speed",
+                        help="results path without suffix (.md and .json are written)")
     return parser.parse_args(argv)
 
 
@@ -179,7 +181,7 @@ def environment(args: argparse.Namespace) -> dict:
 
 
 def write_results(data: dict, json_path: Path) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     data["rows"].sort(key=lambda r: (r["model"], r["precision"] != "fp32"))
     _write_atomic(json_path, json.dumps(data, indent=1) + "\n")
     _write_atomic(json_path.with_suffix(".md"), markdown(data))
