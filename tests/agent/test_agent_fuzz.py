@@ -116,7 +116,7 @@ def test_ten_thousand_generated_requests(agent, dtype_artifacts):
                     alive = "alive" if agent.process.poll() is None else f"exited {agent.process.returncode}"
                     tail = agent.log.read_text(errors="replace")[-3000:]
                     raise AssertionError(f"{code.name}: {exc.details()} (agent {alive}) for\n{request}\n"
-                                         f"agent log tail:\n{tail}")
+                                         f"agent log tail:\n{tail}") from exc
             seen[code.name] = seen.get(code.name, 0) + 1
 
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
