@@ -83,3 +83,14 @@ def test_a_quick_local_probe_from_the_cli_writes_a_profile(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     profile = load_profile(out)
     assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 5
+
+
+def test_predict_plot_draws_a_png_and_an_unwritable_plot_is_refused_first(model, profile, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plots" / "tiny.png"
+    assert main(["predict", str(model), "--profile", str(profile), "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in capsys.readouterr().out
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert main(["predict", str(model), "--profile", str(profile), "--plot", str(tmp_path)]) == 1
+    err = capsys.readouterr()
+    assert "InvalidArgumentError: --plot" in err.err and "is a folder" in err.err and "predicted" not in err.out
