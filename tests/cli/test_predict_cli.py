@@ -75,11 +75,18 @@ def test_probe_needs_exactly_one_place(tmp_path, capsys):
     assert main(["devices", "probe", "--local", "--url", "127.0.0.1:1", "-o", str(tmp_path / "p.json")]) == 1
 
 
+def test_an_unwritable_profile_path_is_refused_before_probing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("edgevit.probe.probe_local", lambda *a, **k: pytest.fail("probed before checking --out"))
+    assert main(["devices", "probe", "--local", "--preset", "quick", "-o", str(tmp_path)]) == 1
+    assert "InvalidArgumentError: --out" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_quick_local_probe_from_the_cli_writes_a_profile(tmp_path, capsys):
     out = tmp_path / "here.json"
     assert main(["devices", "probe", "--local", "--preset", "quick", "--rounds", "1", "--warmup", "0", "--threads", "1",
-                 "--device", "ci", "--quiet", "-o", str(out)]) == 0
+                 "--device", "ci", "--quiet", "--workdir", str(tmp_path / "calibration"), "-o", str(out)]) == 0
+    assert len(list((tmp_path / "calibration").iterdir())) == 5  # kept for the next device
     assert f"wrote {out}" in capsys.readouterr().out
     profile = load_profile(out)
     assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 5
