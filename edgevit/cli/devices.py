@@ -32,11 +32,14 @@ def add_parser(sub) -> None:
     probe.add_argument("--threads", type=int, help="backend CPU threads (--local; an agent uses its own setting)")
     probe.add_argument("--device", help="the profile's device name (--local; default: this host's name)")
     probe.add_argument("-o", "--out", required=True, help="the profile file to write (JSON)")
+    probe.add_argument("--workdir", help="keep the calibration models in this folder and reuse them when probing the "
+                                         "next device with the same backend (it then costs only the timing)")
     probe.add_argument("--quiet", action="store_true", help="no progress display")
     probe.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgevit._files import check_output_file
     from edgevit.errors import InvalidArgumentError
     from edgevit.predict import save_profile
     from edgevit.probe import probe_local, probe_remote
@@ -47,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     if not precisions or set(precisions) - {"fp32", "int8"}:
         raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
+    check_output_file(args.out, "--out")  # before minutes of probing
     options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
-               "progress": False if args.quiet else None}
+               "workdir": args.workdir, "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)
     else:

@@ -47,6 +47,11 @@ class FleetDevice:
         name: its name in the device file.
         memory_mb: the memory the device file says it has for models.
         cpu_quota: cores it may use (cgroup v1 ``cpu``, needs root); None: unlimited.
+        cpu_period_ms: the quota's accounting period. The agent runs at full speed until it has
+            used ``cpu_quota * period`` of CPU, then waits for the next period: a model longer than
+            the period runs ``1 / cpu_quota`` times slower, a much shorter one at full speed
+            unless it meets a throttled moment. A short period (10 ms) emulates a uniformly slower
+            CPU more closely; 100 ms is the kernel's default.
         threads: the agent's ``--threads``.
         link: latency and bandwidth between the coordinator and it.
     """
@@ -54,6 +59,7 @@ class FleetDevice:
     name: str
     memory_mb: float = 512.0
     cpu_quota: float | None = None
+    cpu_period_ms: float = CFS_PERIOD_US / 1000
     threads: int = 1
     link: LinkSpec = field(default_factory=LinkSpec)
 
@@ -107,6 +113,10 @@ class Fleet:
         names = [d.name for d in devices]
         if len(set(names)) != len(names) or not names:
             raise InvalidArgumentError(f"a fleet needs devices with distinct names, got {names}")
+        for d in devices:
+            if d.cpu_quota is not None and not 1 <= d.cpu_period_ms <= 1000:
+                raise InvalidArgumentError(f"{d.name}: cpu_period_ms is {d.cpu_period_ms:g}; the kernel allows "
+                                           "1 to 1000 ms (cpu.cfs_period_us)")
         if any(d.cpu_quota is not None for d in devices) and not cgroups_available():
             raise InvalidArgumentError("cpu_quota needs root and the cgroup v1 cpu controller "
                                        f"({CGROUP_CPU}); run without quotas, or as root on such a machine")
@@ -214,7 +224,7 @@ class Fleet:
                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(device.threads)})
         self.processes[name] = process
         if device.cpu_quota is not None:
-            self._join_cgroup(name, process.pid, device.cpu_quota)
+            self._join_cgroup(name, process.pid, device.cpu_quota, round(device.cpu_period_ms * 1000))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")[offset:]
@@ -228,11 +238,11 @@ class Fleet:
         process.kill()
         raise RuntimeError(f"the agent of {name} was not ready within {timeout:g} s; see {log}")
 
-    def _join_cgroup(self, name: str, pid: int, cores: float) -> None:
+    def _join_cgroup(self, name: str, pid: int, cores: float, period_us: int) -> None:
         group = CGROUP_CPU / f"edgevit-fleet-{os.getpid()}-{name}"
         group.mkdir(exist_ok=True)
-        (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-        (group / "cpu.cfs_quota_us").write_text(str(max(1000, int(cores * CFS_PERIOD_US))))
+        (group / "cpu.cfs_period_us").write_text(str(period_us))
+        (group / "cpu.cfs_quota_us").write_text(str(max(1000, int(cores * period_us))))
         (group / "cgroup.procs").write_text(str(pid))
 
     def _remove_cgroup(self, name: str) -> None:

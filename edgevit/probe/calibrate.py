@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
         precisions: ``("fp32",)`` or ``("fp32", "int8")``: int8 adds the preset's quantizable
             kernels (:data:`~edgevit.predict.calibration.INT8_KINDS`), exported with edgevit's int8 recipe.
         rounds / warmup: timed and untimed calls per model.
-        workdir: where the calibration artifacts are written (default: a temporary folder, removed).
+        workdir: where the calibration artifacts are written (default: a temporary folder, removed);
+            given again (another device, the same backend), the files already there are reused.
         progress: show a progress bar on stderr (default: on a terminal).
 
     Raises:
@@ -132,8 +134,12 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
     from edgevit.probe.modules import module_for
 
     module, shape = module_for(kernel)
+    name = f"calib{index:03d}-{kernel.kind}-{kernel.dtype}-{_digest(kernel)}"
+    done = root / f"{name}-{TARGETS[backend]}-{kernel.dtype}"
+    if (done / "manifest.json").is_file():  # a workdir given again: the same kernel was exported before
+        return done, shape
     calibration = np.stack([_input(shape[1:], index + 1 + i) for i in range(8)])  # int8: what the recipe calibrates on
-    piece = Piece(module, _input(shape, index), calibration=calibration, name=f"calib{index:03d}-{kernel.kind}-{kernel.dtype}",
+    piece = Piece(module, _input(shape, index), calibration=calibration, name=name,
                   classifies=False, note="an edgevit calibration kernel")
     artifact = export(piece, target=TARGETS[backend], precision=kernel.dtype, out=root, verify=False, quiet=True,
                       progress=False)
@@ -155,6 +161,11 @@ def _probe_one(kernel: Kernel, index: int, backend: str, timer: Any, root: Path,
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
         kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
     return KernelTiming(kernel, timer.time(path, {"x": _input(shape, 0)}, rounds, warmup), extra)
+
+
+def _digest(kernel: Kernel) -> str:
+    """Eight hex digits naming the kernel's kind, precision and dims (a reused file must be the same kernel)."""
+    return hashlib.sha256(kernel.describe().encode()).hexdigest()[:8]
 
 
 def _input(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -75,11 +75,29 @@ def test_probe_needs_exactly_one_place(tmp_path, capsys):
     assert main(["devices", "probe", "--local", "--url", "127.0.0.1:1", "-o", str(tmp_path / "p.json")]) == 1
 
 
+def test_an_unwritable_profile_path_is_refused_before_probing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("edgevit.probe.probe_local", lambda *a, **k: pytest.fail("probed before checking --out"))
+    assert main(["devices", "probe", "--local", "--preset", "quick", "-o", str(tmp_path)]) == 1
+    assert "InvalidArgumentError: --out" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_quick_local_probe_from_the_cli_writes_a_profile(tmp_path, capsys):
     out = tmp_path / "here.json"
     assert main(["devices", "probe", "--local", "--preset", "quick", "--rounds", "1", "--warmup", "0", "--threads", "1",
-                 "--device", "ci", "--quiet", "-o", str(out)]) == 0
+                 "--device", "ci", "--quiet", "--workdir", str(tmp_path / "calibration"), "-o", str(out)]) == 0
+    assert len(list((tmp_path / "calibration").iterdir())) == 5  # kept for the next device
     assert f"wrote {out}" in capsys.readouterr().out
     profile = load_profile(out)
     assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 5
+
+
+def test_predict_plot_draws_a_png_and_an_unwritable_plot_is_refused_first(model, profile, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plots" / "tiny.png"
+    assert main(["predict", str(model), "--profile", str(profile), "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {out}" in capsys.readouterr().out
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert main(["predict", str(model), "--profile", str(profile), "--plot", str(tmp_path)]) == 1
+    err = capsys.readouterr()
+    assert "InvalidArgumentError: --plot" in err.err and "is a folder" in err.err and "predicted" not in err.out

@@ -370,3 +370,11 @@ def test_cli_runs_until_sigterm_and_stops_cleanly(echo):
             process.communicate()
     assert process.returncode == 0
     assert stdout == "" and stderr == "", stderr  # one line in all; no warning on the way out
+
+
+def test_a_quota_period_the_kernel_refuses_is_named_before_any_agent_starts(tmp_path):
+    from edgevit.cluster.fleet import Fleet, FleetDevice
+
+    with pytest.raises(InvalidArgumentError, match="cpu_period_ms is 0.5; the kernel allows 1 to 1000 ms"):
+        Fleet(tmp_path, [FleetDevice("slow", cpu_quota=0.5, cpu_period_ms=0.5)])
+    assert list(tmp_path.iterdir()) == []

@@ -127,3 +127,22 @@ def test_an_int8_probe_times_quantized_kernels_and_fits_their_quantize_steps():
     assert all({k.kind for k in t.extra} <= {"quantize", "dequantize"} and t.extra for t in int8)
     model = fit(result.profile)
     assert ("linear", "int8") in model.models and ("quantize", "fp32") in model.models
+
+
+def test_a_workdir_given_again_reuses_its_calibration_files(tmp_path, monkeypatch):
+    """Probing a second device with the same backend exports nothing again (the files are the same kernels)."""
+    kernels = (Kernel.of("run"), Kernel.of("linear", M=17, K=32, N=48))
+    first = probe_local("onnxruntime", kernels=kernels, rounds=1, warmup=0, workdir=tmp_path, progress=False)
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert len(folders) == 2 and len(first.profile.timings) == 2
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("edgevit.export.export", no_export)
+    second = probe_local("onnxruntime", kernels=kernels, rounds=1, warmup=0, workdir=tmp_path, progress=False)
+    assert [t.kernel for t in second.profile.timings] == [t.kernel for t in first.profile.timings]
+    assert sorted(p.name for p in tmp_path.iterdir()) == folders
+    other = (Kernel.of("linear", M=17, K=32, N=64),)  # another kernel at the same index: exported anew
+    with pytest.raises(AssertionError, match="exported again"):
+        probe_local("onnxruntime", kernels=(kernels[0], *other), rounds=1, warmup=0, workdir=tmp_path, progress=False)

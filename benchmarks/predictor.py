@@ -1,0 +1,285 @@
+"""Predicted against measured latency: device profiles and the kernel predictor (issue 15), with
+today's single-number GMACs model beside them (not a test).
+
+Devices are ``edgevit serve`` agents on loopback (:mod:`edgevit.cluster.fleet`):
+
+* ``here``: this machine, 2 threads, no quota;
+* ``slow``: 1 thread in a cgroup with a CPU quota (0.5 core, 10 ms period: a short period
+  slows every call alike, where the default 100 ms runs short calls at full speed), when this
+  machine allows cgroups (root and the v1 ``cpu`` controller); the results say if it did not.
+
+For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
+
+1. **Probe**: :func:`edgevit.probe.probe_remote` times the calibration set (``--preset``, fp32
+   and int8) through the agent, device-side, and writes a profile. The calibration files are
+   exported once per backend and reused for the second device.
+2. **Measure**: every selected zoo model at 224 px x {onnx, tflite} x {fp32, int8} (random-init
+   weights: timing does not depend on them; int8 calibrated on 8 images) with
+   :func:`edgevit.bench.benchmark` through the same agent: the p50 of the agent's device-side
+   ``compute_ns``, the four cells of a model interleaved.
+3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The fit sees only the
+   calibration kernels (generic sizes, no zoo model's timing), so every prediction is
+   leave-one-family-out by construction.
+4. **Baseline**: today's model, ``ms = GMACs x (ms per GMAC)``, one number per device, target and
+   precision, fitted on the *measured* cells of the other families (leave-one-family-out): the
+   best a single number can do, and better than a hand-typed ``speed``.
+
+Usage::
+
+    python benchmarks/predictor.py --work /tmp/predbench                 # the default models
+    python benchmarks/predictor.py --work /tmp/predbench --models '*'    # every 224-px zoo model
+    python benchmarks/predictor.py --work /tmp/predbench --reuse         # reuse profiles and artifacts
+
+Writes ``benchmarks/results/predictor.md`` and ``predictor.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CELLS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "int8"))
+BACKEND_OF = {"onnx": "onnxruntime", "tflite": "litert"}
+#: two models of each family, small and medium (--models '*' for every 224-px model)
+DEFAULT_MODELS = ("cas_vit_xs", "cas_vit_s", "efficientformer_l1", "efficientformerv2_s0", "efficientformerv2_s1",
+                  "tiny_vit_5m_224", "vit_tiny_patch16_224", "vit_small_patch16_224")
+WITHIN = 0.10
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from edgevit.cluster.fleet import Fleet, FleetDevice, cgroups_available
+    from edgevit.environment import environment
+
+    names = select_models(args.models)
+    env = environment()
+    log(f"{len(names)} models x {len(CELLS)} cells; {env.summary()}")
+    for backend in BACKEND_OF.values():  # every export first, so that the timings run close together
+        export_calibration(backend, args)
+    artifacts = {(n, t, p): export_cell(n, t, p, args) for n in names for t, p in CELLS}
+    devices = [FleetDevice("here", threads=2)]
+    if args.quota and cgroups_available():
+        devices.append(FleetDevice("slow", threads=1, cpu_quota=args.quota, cpu_period_ms=args.period_ms))
+    elif args.quota:
+        log("no cgroups here (needs root and the v1 cpu controller): the slow device is left out")
+    results: dict = {"environment": env.to_dict(), "models": names, "preset": args.preset, "devices": {}}
+    with Fleet(args.work / "fleet", devices) as fleet:
+        for device in devices:
+            url = f"127.0.0.1:{fleet.ports[device.name]}"
+            results["devices"][device.name] = run_device(device, url, artifacts, args)
+            write_results(results, args)
+    write_results(results, args, finished=True)
+    log(f"wrote {args.out}.md and .json")
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="zoo models (glob patterns)")
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgevit-predictor")
+    parser.add_argument("--reuse", action="store_true", help="reuse profiles already in --work")
+    parser.add_argument("--preset", default="standard", help="calibration preset (quick, standard)")
+    parser.add_argument("--probe-rounds", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=30, help="timed calls per model cell")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--quota", type=float, default=0.5, help="the slow device's cores (0: no slow device)")
+    parser.add_argument("--period-ms", type=float, default=10.0, help="the slow device's quota period")
+    parser.add_argument("--out", type=Path, default=RESULTS / "predictor")
+    return parser.parse_args(argv)
+
+
+def select_models(patterns: list[str]) -> list[str]:
+    from edgevit.models import list_models, model_info
+
+    names = [n for n in list_models(include_test=False) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [n for n in names if model_info(n).input_size[-1] == 224]
+
+
+def export_cell(name: str, target: str, precision: str, args) -> Path:
+    """One model cell's artifact under ``--work/artifacts`` (exported once, reused after)."""
+    from edgevit.export import export
+
+    out = args.work / "artifacts" / f"{target}-{precision}"
+    folder = out / f"{name}-{target}-{precision}"
+    if (folder / "manifest.json").exists():
+        return folder
+    start = time.perf_counter()
+    extra = {"calib_size": 8} if precision == "int8" else {}  # timing does not depend on the calibration
+    export(name, target=target, precision=precision, out=out, verify=False, quiet=True, progress=False, **extra)
+    log(f"  exported {folder.name} in {time.perf_counter() - start:.0f} s")
+    return folder
+
+
+def export_calibration(backend: str, args) -> None:
+    """Export the calibration set into the folder the probes reuse (the probe's own order and names)."""
+    from edgevit.predict.calibration import calibration_kernels
+    from edgevit.predict.fusion import RULES
+    from edgevit.probe.calibrate import export_calibration_model
+
+    kernels = [k for dtype in ("fp32", "int8") for k in calibration_kernels(args.preset, dtype)]
+    start = time.perf_counter()
+    for index, kernel in enumerate(kernels):
+        if kernel.kind not in RULES.get(backend).absent:
+            export_calibration_model(kernel, index, backend, args.work / f"calibration-{backend}")
+    log(f"calibration set for {backend}: {len(kernels)} kernels ready in {time.perf_counter() - start:.0f} s")
+
+
+def run_device(device, url: str, artifacts: dict, args) -> dict:
+    from edgevit.predict import fit
+
+    row: dict = {"quota": device.cpu_quota, "period_ms": device.cpu_period_ms if device.cpu_quota else None,
+                 "threads": device.threads, "probes": {}, "cells": []}
+    models = {}
+    for backend in ("onnxruntime", "litert"):
+        profile, probe = probe_device(device.name, url, backend, args)
+        row["probes"][backend] = probe
+        models[backend] = fit(profile)
+    names = sorted({n for n, _, _ in artifacts})
+    for name in names:
+        try:
+            row["cells"] += measure_model(name, url, artifacts, models, args)
+        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
+            traceback.print_exc()
+            row["cells"].append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
+    add_baseline(row["cells"])
+    return row
+
+
+def probe_device(device: str, url: str, backend: str, args):
+    """The device's profile for ``backend``: probed through its agent (or reused with --reuse)."""
+    from edgevit.predict import load_profile, save_profile
+    from edgevit.probe import probe_remote
+
+    path = args.work / "profiles" / f"{device}-{backend}.json"
+    info_path = path.with_suffix(".probe.json")
+    if args.reuse and path.exists() and info_path.exists():
+        return load_profile(path), json.loads(info_path.read_text())
+    log(f"probing {device} with {backend} ({args.preset})")
+    result = probe_remote(url, backend, preset=args.preset, precisions=("fp32", "int8"), rounds=args.probe_rounds,
+                          workdir=args.work / f"calibration-{backend}", progress=True)
+    save_profile(result.profile, path)
+    info = {"seconds": round(result.seconds, 1), "timings": len(result.profile.timings),
+            "skipped": len(result.skipped), "profile_bytes": path.stat().st_size,
+            "load_average": list(os.getloadavg())}
+    info_path.write_text(json.dumps(info))
+    log(f"  {device} {backend}: {info}")
+    return result.profile, info
+
+
+def measure_model(name: str, url: str, artifacts: dict, models: dict, args) -> list[dict]:
+    """The four cells of ``name`` timed together on the device, each with its prediction."""
+    from edgevit.bench import BenchOptions, benchmark
+    from edgevit.models import model_info
+    from edgevit.predict import predict
+
+    paths = [artifacts[(name, t, p)] for t, p in CELLS]
+    load = os.getloadavg()[0]
+    report = benchmark(paths, BenchOptions(runs=args.runs, warmup=args.warmup, memory=False), progress=False,
+                       remote={"url": url})
+    cells = []
+    for (target, precision), path, result in zip(CELLS, paths, report.results, strict=True):
+        prediction = predict(path, models[BACKEND_OF[target]])
+        measured = result.latency.p50_ms
+        cells.append({
+            "model": name, "family": model_info(name).family, "gmacs": model_info(name).gmacs,
+            "target": target, "precision": precision, "measured_ms": measured,
+            "measured_min_ms": result.latency.min_ms, "measured_p90_ms": result.latency.p90_ms,
+            "predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
+            "complete": prediction.complete, "unknown": dict(prediction.unknown),
+            "uncalibrated": dict(prediction.uncalibrated), "by_kind": prediction.by_kind(), "load_average": load,
+        })
+        log(f"  {name} {target}-{precision}: measured {measured:.2f} ms, predicted {prediction.total_ms:.2f} ms "
+            f"({cells[-1]['error']:+.1%})")
+    return cells
+
+
+def add_baseline(cells: list[dict]) -> None:
+    """Today's single-number model, fitted leave-one-family-out on the measured cells."""
+    import numpy as np
+
+    ok = [c for c in cells if "error" in c]
+    for cell in ok:
+        others = [c for c in ok if c["family"] != cell["family"] and (c["target"], c["precision"]) ==
+                  (cell["target"], cell["precision"])]
+        if not others:
+            continue
+        rate = float(np.median([c["measured_ms"] / c["gmacs"] for c in others]))
+        cell["gmacs_ms"] = cell["gmacs"] * rate
+        cell["gmacs_error"] = cell["gmacs_ms"] / cell["measured_ms"] - 1
+
+
+def write_results(results: dict, args, finished: bool = False) -> None:
+    from edgevit._files import write_json, write_text
+
+    write_json(args.out.with_suffix(".json"), results)
+    write_text(args.out.with_suffix(".md"), markdown(results, finished))
+
+
+def markdown(results: dict, finished: bool) -> str:
+    env = results["environment"]
+    lines = ["# Latency predictor: predicted against measured (issue 15)", "",
+             f"{'Finished' if finished else 'Partial (still running)'}; written by `benchmarks/predictor.py`. "
+             f"Machine: {env.get('cpu_model', '?')}, {env.get('cores_usable', '?')} usable cores, load average at "
+             f"start {env.get('load_average_1m', '?')} (a shared machine; each cell records its own). Calibration preset `{results['preset']}`, fp32 and "
+             "int8. Measured: p50 of the agent's device-side `compute_ns`. Predicted: `edgevit.predict` with the "
+             "device's profile (fitted on calibration kernels only, so leave-one-family-out by construction). "
+             "GMACs: one ms-per-GMAC number per device, target and precision, fitted on the other families' "
+             f"measured cells. Within: |predicted / measured - 1| <= {WITHIN:.0%}.", ""]
+    for device, row in results["devices"].items():
+        cells = [c for c in row["cells"] if "error" in c]
+        quota = f"{row['quota']} core quota, {row['period_ms']} ms period" if row["quota"] else "no quota"
+        lines += [f"## {device}: {row['threads']} thread(s), {quota}", ""]
+        lines += ["| backend | probe time | timings | skipped | profile size |", "|---|---:|---:|---:|---:|"]
+        for backend, probe in row["probes"].items():
+            lines.append(f"| {backend} | {probe['seconds']:.0f} s | {probe['timings']} | {probe['skipped']} | "
+                         f"{probe['profile_bytes'] / 1024:.0f} KB |")
+        lines += ["", summary_line("predictor", [c["error"] for c in cells]),
+                  summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]), "",
+                  "| model | cell | measured ms | predicted ms | error | GMACs model ms | error | complete |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for c in row["cells"]:
+            if "error" not in c:
+                lines.append(f"| {c['model']} | failed: {c.get('error')} | | | | | | |")
+                continue
+            lines.append(f"| {c['model']} | {c['target']}-{c['precision']} | {c['measured_ms']:.2f} | "
+                         f"{c['predicted_ms']:.2f} | {c['error']:+.1%} | {c.get('gmacs_ms', float('nan')):.2f} | "
+                         f"{c.get('gmacs_error', float('nan')):+.1%} | {'yes' if c['complete'] else _missing(c)} |")
+        worst = sorted(cells, key=lambda c: -abs(c["error"]))[:5]
+        lines += ["", "Worst predictions, with the predicted time by kernel kind (ms):", ""]
+        for c in worst:
+            kinds = ", ".join(f"{k} {v:.2f}" for k, v in list(c["by_kind"].items())[:6])
+            lines.append(f"- {c['model']} {c['target']}-{c['precision']}: {c['error']:+.1%} "
+                         f"(measured {c['measured_ms']:.2f}, predicted {c['predicted_ms']:.2f}): {kinds}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(label: str, errors: list[float]) -> str:
+    if not errors:
+        return f"**{label}**: no cells."
+    import numpy as np
+
+    errors_abs = np.abs(errors)
+    within = float(np.mean(errors_abs <= WITHIN))
+    return (f"**{label}**: {within:.0%} of {len(errors)} cells within ±{WITHIN:.0%}; median |error| "
+            f"{np.median(errors_abs):.1%}, worst {np.max(errors_abs):.1%}.")
+
+
+def _missing(cell: dict) -> str:
+    return "no: " + ", ".join(f"{k} x{v}" for k, v in {**cell["unknown"], **cell["uncalibrated"]}.items())
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
