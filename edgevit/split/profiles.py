@@ -218,13 +218,17 @@ class PiecePredictor:
         return Path(artifact.path)
 
     def _warn_incomplete(self, name: str, times: Mapping[str, ProfiledTime]) -> None:
+        """One warning per piece and set of ops not costed, naming the devices it applies to."""
+        devices_by_gap: dict[tuple[tuple[str, int], ...], list[str]] = {}
         for device, timed in times.items():
-            if timed.complete:
-                continue
-            what = ", ".join(f"{op} x{count}" for op, count in timed.not_costed)
-            message = (f"the time of {name} on {device} ({timed.ms:.3f} ms) is a lower bound: the predictor could "
-                       f"not cost {what} (no op table knows them, a shape is unknown, or the profile "
-                       f"{timed.profile} never timed the kernel); probe the device with a larger preset to cover them")
+            if not timed.complete:
+                devices_by_gap.setdefault(timed.not_costed, []).append(device)
+        for gap, devices in devices_by_gap.items():
+            what = ", ".join(f"{op} x{count}" for op, count in gap)
+            at = ", ".join(f"{device} {times[device].ms:.3f} ms" for device in devices)
+            message = (f"the predicted time of {name} ({at}) is a lower bound: not costed: {what} (op types no "
+                       "table knows or whose shapes are unknown, and kernels the profile never timed: probe the "
+                       "device with those kinds and precisions)")
             self.log(f"warning: {message}")
             warnings.warn(message, stacklevel=3)
 
