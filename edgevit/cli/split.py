@@ -7,7 +7,8 @@ import argparse
 from edgevit.cli.export import precision_help
 
 DEVICE_FILE_HELP = """device file (TOML), one [[device]] table per device:
-  name = "pi-a"; memory_mb = 256; speed = 0.25 (relative to this machine) or gmacs_per_s = 12.0;
+  name = "pi-a"; memory_mb = 256; speed = 0.25 (relative to this machine) or gmacs_per_s = 12.0
+  or profile = "profiles/pi-a-onnxruntime.json" (edgevit devices probe; relative to the file);
   speed_origin = "where the figure came from"; link_mbps = 100; link_latency_ms = 2.0"""
 
 
@@ -98,6 +99,10 @@ def summary(plan, out) -> str:
         line += f"; stream: {latency['frames_per_second']:.1f} frames/s (slowest stage {latency['bottleneck_ms']:.2f} ms)"
     lines.append(line)
     lines.append(f"compute measured with {latency.get('measured_on', '?')}")
+    for device, profile in (latency.get("profiles") or {}).items():
+        lines.append(f"compute on {device} predicted from its profile {profile.get('profile')} "
+                     f"({profile.get('summary', profile.get('backend'))}; predictor version "
+                     f"{profile.get('predictor_version')})")
     acc = plan.accuracy
     if acc.get("unsplit_top1") is not None:
         text = f"validation top-1 ({acc['images']} images): unsplit {acc['unsplit_top1']:.2f}%"
@@ -115,8 +120,8 @@ def summary(plan, out) -> str:
 
 
 def plan_warnings(plan) -> list[str]:
-    """What a user should not miss: devices the plan leaves idle, a plan predicted slower than the
-    unsplit model on one device."""
+    """What a user should not miss: devices the plan leaves idle, times predicted from a profile that
+    are lower bounds, a plan predicted slower than the unsplit model on one device."""
     warnings = []
     given = [d.get("name") for d in plan.devices.get("device", []) if d.get("name")]
     used = {piece.device for piece in plan.pieces}
@@ -125,6 +130,12 @@ def plan_warnings(plan) -> list[str]:
         warnings.append(f"the plan uses {len(used)} of the {len(given)} devices given; {', '.join(idle)} "
                         f"{'is' if len(idle) == 1 else 'are'} left idle (too little memory, or more devices than "
                         "pieces are worth: see the table)")
+    for piece in plan.pieces:
+        source = piece.predicted.get("compute_from") or {}
+        if source.get("from") == "profile" and not source.get("complete", True):
+            what = ", ".join(f"{op} x{count}" for op, count in (source.get("not_costed") or {}).items())
+            warnings.append(f"the compute time of {piece.name} on {piece.device} is a lower bound: the predictor "
+                            f"could not cost {what}")
     latency = plan.latency
     split_ms, unsplit_ms = latency.get("end_to_end_ms"), latency.get("unsplit_device_ms")
     if split_ms and unsplit_ms and split_ms > unsplit_ms:

@@ -26,11 +26,24 @@ class-wise split, runs the fusion head)::
     token_file = "tokens/jetson"   # optional, relative to this file: the agent's bearer token
     tls_ca = "ca.pem"              # optional, relative to this file: verify the agent's TLS certificate
 
-Each device gives exactly one of ``speed`` (relative to the measuring machine) or
-``gmacs_per_s`` (measured throughput). ``address``, ``token_file`` and ``tls_ca`` say how to
-reach the device's agent: the planner ignores them, ``edgevit deploy`` and ``edgevit run`` use
-them (a plan made without addresses runs with a device file that has them). :func:`parse_devices` validates a parsed dict and is
-pure; :func:`load_devices` reads the file (the I/O edge) and calls it.
+    [[device]]
+    name = "pi-b"
+    memory_mb = 512
+    profile = "profiles/pi-b-onnxruntime.json"   # relative to this file: a measured device profile
+    link_mbps = 100
+    link_latency_ms = 2.0
+
+Each device gives exactly one of ``speed`` (relative to the measuring machine),
+``gmacs_per_s`` (measured throughput) or ``profile``: a device profile written by ``edgevit
+devices probe`` (:mod:`edgevit.predict`), from which the planner predicts each piece's time on
+the device, piece by piece (``edgevit split`` exports the pieces and predicts them). The
+loader checks that the profile file exists; the profile itself is read by the layer that uses
+it (``edgevit.split``), since this package knows nothing of profiles. ``address``,
+``token_file`` and ``tls_ca`` say how to reach the device's agent: the planner ignores them,
+``edgevit deploy`` and ``edgevit run`` use them (a plan made without addresses runs with a
+device file that has them). :func:`parse_devices` validates a parsed dict and is pure;
+:func:`load_devices` reads the file (the I/O edge), calls it and checks that the profile files
+exist.
 
 Example:
     >>> cluster = load_devices("devices.toml")
@@ -52,7 +65,9 @@ __all__ = ["Cluster", "Device", "load_devices", "parse_devices", "equal_devices"
 MB = 1_000_000
 
 _REQUIRED = ("name", "memory_mb", "link_mbps", "link_latency_ms")
-_OPTIONAL = ("speed", "gmacs_per_s", "speed_origin", "address", "token_file", "tls_ca")
+_OPTIONAL = ("speed", "gmacs_per_s", "profile", "speed_origin", "address", "token_file", "tls_ca")
+#: the ways a device's compute speed is given; a device gives exactly one
+_SPEED_KEYS = ("speed", "gmacs_per_s", "profile")
 _DEVICE_KEYS = _REQUIRED + _OPTIONAL
 _CONNECTION_KEYS = ("address", "token_file", "tls_ca")
 _COORDINATOR_KEYS = ("speed", "speed_origin")
@@ -65,9 +80,12 @@ class Device:
     Attributes:
         memory_mb: memory available for the model (weights and activations), in 10^6 bytes.
         speed: compute speed relative to the machine the plan's costs were measured on
-            (2.0 = twice as fast); None when ``gmacs_per_s`` is given.
+            (2.0 = twice as fast); None when ``gmacs_per_s`` or ``profile`` is given.
         gmacs_per_s: measured throughput in 10^9 multiply-accumulates per second; None when
-            ``speed`` is given.
+            ``speed`` or ``profile`` is given.
+        profile: the device profile file (``edgevit devices probe``) the planner predicts each
+            piece's time from (absolute, or relative to the device file when read from one);
+            None when ``speed`` or ``gmacs_per_s`` is given.
         link_mbps: bandwidth of the link to the coordinator, megabits per second.
         link_latency_ms: one-way latency of that link.
         speed_origin: where the speed figure came from (free text, recorded in the plan).
@@ -83,6 +101,7 @@ class Device:
     speed: float | None = None
     gmacs_per_s: float | None = None
     speed_origin: str | None = None
+    profile: str | None = None
     address: str | None = None
     token_file: str | None = None
     tls_ca: str | None = None
@@ -90,6 +109,11 @@ class Device:
     @property
     def memory_bytes(self) -> int:
         return int(self.memory_mb * MB)
+
+    @property
+    def speed_from(self) -> str:
+        """How the device file gives its compute speed: ``"profile"``, ``"gmacs_per_s"`` or ``"speed"``."""
+        return "profile" if self.profile is not None else "gmacs_per_s" if self.gmacs_per_s is not None else "speed"
 
     def to_dict(self, connection: bool = False) -> dict[str, Any]:
         """The device as data; ``connection`` adds how to reach its agent (plans leave it out)."""
@@ -140,14 +164,23 @@ def load_devices(path: str | Path) -> Cluster:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError(f"device file {str(path)!r} is not valid TOML: {exc}") from exc
-    return parse_devices(data, source=str(path), base=path.parent)
+    cluster = parse_devices(data, source=str(path), base=path.parent)
+    for device in cluster.devices:
+        if device.profile is not None and not Path(device.profile).is_file():
+            raise InvalidArgumentError(
+                f"{path}: device {device.name!r} points at the profile {device.profile!r}, which does not exist; "
+                f"probe the device to write it (edgevit devices probe ... -o {device.profile}), or give the "
+                "device speed or gmacs_per_s instead"
+            )
+    return cluster
 
 
 def parse_devices(data: dict[str, Any], source: str = "<memory>", base: str | Path | None = None) -> Cluster:
     """Validate a parsed device file (a dict with a ``device`` array of tables).
 
-    ``base``: the folder relative ``token_file`` and ``tls_ca`` paths are taken from (the device
-    file's; None keeps them as written)."""
+    ``base``: the folder relative ``profile``, ``token_file`` and ``tls_ca`` paths are taken
+    from (the device file's; None keeps them as written). Pure: whether a profile file exists
+    is checked by :func:`load_devices`."""
     unknown = sorted(set(data) - {"device", "coordinator"})
     if unknown:
         raise InvalidArgumentError(
@@ -157,7 +190,7 @@ def parse_devices(data: dict[str, Any], source: str = "<memory>", base: str | Pa
     if not isinstance(entries, list) or not entries:
         raise InvalidArgumentError(
             f"{source}: no devices; add at least one [[device]] table with {', '.join(_REQUIRED)} "
-            "and speed or gmacs_per_s"
+            "and one of speed, gmacs_per_s or profile"
         )
     devices = tuple(_parse_device(entry, i, source, base) for i, entry in enumerate(entries))
     names = [d.name for d in devices]
@@ -198,14 +231,16 @@ def _parse_device(entry: Any, index: int, source: str, base: str | Path | None =
     memory = _positive(entry["memory_mb"], "memory_mb", where)
     bandwidth = _positive(entry["link_mbps"], "link_mbps", where)
     latency = _non_negative(entry["link_latency_ms"], "link_latency_ms", where)
-    has_speed, has_rate = "speed" in entry, "gmacs_per_s" in entry
-    if has_speed == has_rate:
+    given = [key for key in _SPEED_KEYS if key in entry]
+    if len(given) != 1:
         raise InvalidArgumentError(
-            f"{where}: give exactly one of speed (relative to the measuring machine, 1.0 = same) or "
-            f"gmacs_per_s (measured throughput); got {'both' if has_speed else 'neither'}"
+            f"{where}: give exactly one of speed (relative to the measuring machine, 1.0 = same), "
+            "gmacs_per_s (measured throughput) or profile (a device profile file written by `edgevit devices "
+            f"probe`); got {' and '.join(given) if given else 'none of them'}"
         )
-    speed = _positive(entry["speed"], "speed", where) if has_speed else None
-    rate = _positive(entry["gmacs_per_s"], "gmacs_per_s", where) if has_rate else None
+    speed = _positive(entry["speed"], "speed", where) if "speed" in entry else None
+    rate = _positive(entry["gmacs_per_s"], "gmacs_per_s", where) if "gmacs_per_s" in entry else None
+    profile = _file(entry.get("profile"), "profile", where, base)
     origin = entry.get("speed_origin")
     if origin is not None and not isinstance(origin, str):
         raise InvalidArgumentError(f"{where}: speed_origin must be a string, got {origin!r}")
@@ -215,7 +250,7 @@ def _parse_device(entry: Any, index: int, source: str, base: str | Path | None =
         raise InvalidArgumentError(f"{where}: token_file and tls_ca say how to reach the device's agent; give its "
                                    "address too (address = \"host:port\")")
     return Device(name.strip(), memory, bandwidth, latency, speed=speed, gmacs_per_s=rate, speed_origin=origin,
-                  address=address, token_file=token_file, tls_ca=tls_ca)
+                  profile=profile, address=address, token_file=token_file, tls_ca=tls_ca)
 
 
 def _address(value: Any, where: str) -> str:

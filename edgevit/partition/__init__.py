@@ -3,7 +3,8 @@
 The planning core is pure: value objects in, value objects out, no I/O and no torch.
 
 * :mod:`~edgevit.partition.classes`: class groups (balanced, or confusion-aware);
-* :mod:`~edgevit.partition.cost`: sizes, MACs, memory and device times of pieces;
+* :mod:`~edgevit.partition.cost`: sizes, MACs, memory and device times of pieces (measured
+  here and scaled by a speed, or predicted from a device's profile);
 * :mod:`~edgevit.partition.budget`: how wide a pruned ViT may be for a size/memory budget;
 * :mod:`~edgevit.partition.placement`: greedy placement of sub-models on devices;
 * :mod:`~edgevit.partition.pipeline`: balanced consecutive stages on a chain of devices;
@@ -29,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgevit.partition.classes import balanced_split, confusion_split
-from edgevit.partition.cost import PieceCost, ViTShape, vit_macs, vit_params
+from edgevit.partition.cost import PieceCost, ProfiledTime, ViTShape, vit_macs, vit_params
 from edgevit.partition.pipeline import PipelinePlan, balance_pipeline
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place
 from edgevit.partition.plan import Plan, PlanPiece
@@ -42,6 +43,7 @@ __all__ = [
     "Placement",
     "Plan",
     "PlanPiece",
+    "ProfiledTime",
     "ViTShape",
     "balance_pipeline",
     "balanced_split",

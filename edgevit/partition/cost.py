@@ -4,18 +4,25 @@ Pure arithmetic on value objects. :class:`ViTShape` describes a (possibly class-
 ViT by its widths, and :func:`vit_params` / :func:`vit_macs` count it the way
 :func:`edgevit.models.count_params` / :func:`~edgevit.models.count_macs` do (tests check
 they agree). :class:`PieceCost` is what placement and pipeline balancing see of any piece:
-its size, its memory and its compute time measured on the planning machine.
+its size, its memory, its compute time measured on the planning machine and, for every device
+described by a measured profile, its time predicted from that profile (:class:`ProfiledTime`).
 
 Device time of a piece::
 
-    compute_ms = measured_ms / device.speed            (device gives a relative speed)
+    compute_ms = piece.profiled[device].ms             (device gives a profile)
                = macs / (device.gmacs_per_s * 1e9)     (device gives a measured throughput)
+               = measured_ms / device.speed            (device gives a relative speed)
     transfer_ms(bytes) = link_latency_ms + bytes * 8 / (link_mbps * 1e6) * 1e3
+
+The predicted times are numbers handed in: exporting a piece and predicting it with a
+device's profile happen at the edge (``edgevit.split.profiles``); this module reads no file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from edgevit.devices import Device
 from edgevit.errors import PlanningError
@@ -111,6 +118,79 @@ def vit_activation_values(shape: ViTShape) -> int:
 
 
 @dataclass(frozen=True)
+class ProfiledTime:
+    """A piece's compute time on one device, predicted from the device's measured profile.
+
+    Attributes:
+        ms: one inference (batch 1), the backend's per-call overhead included.
+        run_ms: that per-call overhead (the profile's empty-model time); consecutive segments
+            run as one file (a pipeline stage) pay it once.
+        backend: the backend the profile timed (``onnxruntime``, ``litert``).
+        profile: the profile file; ``profile_sha256``: its digest; ``profile_created_utc``:
+            when the device was probed.
+        predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION` of the prediction.
+        not_costed: ``(("Erf", 2), ("matmul int8", 8))``: ops the predictor could not cost
+            (unknown or unsized) and kernels the profile never timed; when there are any, ``ms``
+            is a lower bound.
+    """
+
+    ms: float
+    run_ms: float
+    backend: str
+    profile: str
+    profile_sha256: str
+    profile_created_utc: str
+    predictor_version: int
+    not_costed: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Every op of the piece was costed (else ``ms`` is a lower bound)."""
+        return not self.not_costed
+
+    def source(self) -> dict[str, Any]:
+        """Where the figure came from, without the figure (what a plan records beside it)."""
+        return {"from": "profile", "backend": self.backend, "profile": self.profile,
+                "profile_sha256": self.profile_sha256, "profile_created_utc": self.profile_created_utc,
+                "predictor_version": self.predictor_version, "complete": self.complete,
+                "not_costed": dict(self.not_costed)}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"ms": self.ms, "run_ms": self.run_ms, **self.source()}
+        del out["from"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfiledTime:
+        return cls(float(data["ms"]), float(data.get("run_ms", 0.0)), str(data["backend"]), str(data["profile"]),
+                   str(data.get("profile_sha256", "")), str(data.get("profile_created_utc", "")),
+                   int(data["predictor_version"]),
+                   tuple(sorted((str(k), int(v)) for k, v in dict(data.get("not_costed") or {}).items())))
+
+    @staticmethod
+    def chained(parts: Iterable[ProfiledTime]) -> ProfiledTime:
+        """The time of consecutive parts run as one file: their times added, the per-call overhead
+        paid once (what a pipeline stage made of several segments takes).
+
+        Raises:
+            PlanningError: the parts were predicted from different profiles.
+        """
+        parts = list(parts)
+        first = parts[0]
+        if any(p.profile_sha256 != first.profile_sha256 or p.predictor_version != first.predictor_version
+               for p in parts):
+            raise PlanningError(f"cannot add times predicted from different profiles or predictor versions "
+                                f"({sorted({(p.profile, p.predictor_version) for p in parts})}); predict every "
+                                "segment with the same profile")
+        missing: dict[str, int] = {}
+        for part in parts:
+            for what, count in part.not_costed:
+                missing[what] = missing.get(what, 0) + count
+        ms = sum(p.ms - p.run_ms for p in parts) + first.run_ms
+        return replace(first, ms=ms, not_costed=tuple(sorted(missing.items())))
+
+
+@dataclass(frozen=True)
 class PieceCost:
     """What planning knows of one piece (a sub-model, a pipeline stage or the fusion head).
 
@@ -120,6 +200,8 @@ class PieceCost:
         activation_bytes: peak activations of one image (an estimate).
         input_bytes / output_bytes: what is sent to the piece and what it sends back.
         measured_ms: compute time measured on the planning machine (None: not measured).
+        profiled: ``{device name: ProfiledTime}``, its time predicted from the profile of every
+            device the device file describes by a profile (empty: none predicted).
     """
 
     name: str
@@ -130,16 +212,29 @@ class PieceCost:
     input_bytes: int
     output_bytes: int
     measured_ms: float | None = None
+    profiled: Mapping[str, ProfiledTime] = field(default_factory=dict, hash=False)
 
     @property
     def memory_bytes(self) -> int:
         return self.weight_bytes + self.activation_bytes
 
     def to_dict(self) -> dict:
-        return {"params": self.params, "macs": self.macs, "weight_bytes": self.weight_bytes,
-                "activation_bytes": self.activation_bytes, "memory_bytes": self.memory_bytes,
-                "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
-                "measured_ms": self.measured_ms}
+        out = {"params": self.params, "macs": self.macs, "weight_bytes": self.weight_bytes,
+               "activation_bytes": self.activation_bytes, "memory_bytes": self.memory_bytes,
+               "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
+               "measured_ms": self.measured_ms}
+        if self.profiled:
+            out["profiled"] = {device: timed.to_dict() for device, timed in self.profiled.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> PieceCost:
+        """A piece's cost as ``plan.json`` records it (:meth:`to_dict`; missing sizes count as 0)."""
+        measured = data.get("measured_ms")
+        return cls(name, int(data.get("params", 0)), int(data.get("macs", 0)), int(data.get("weight_bytes", 0)),
+                   int(data.get("activation_bytes", 0)), int(data.get("input_bytes", 0)),
+                   int(data.get("output_bytes", 0)), None if measured is None else float(measured),
+                   {device: ProfiledTime.from_dict(timed) for device, timed in (data.get("profiled") or {}).items()})
 
 
 def vit_piece_cost(name: str, shape: ViTShape, precision: str = "fp32", output_values: int | None = None,
@@ -159,7 +254,14 @@ def vit_piece_cost(name: str, shape: ViTShape, precision: str = "fp32", output_v
 
 
 def compute_ms(piece: PieceCost, device: Device) -> float:
-    """Compute time of ``piece`` on ``device`` (see the module docstring)."""
+    """Compute time of ``piece`` on ``device`` (see the module docstring).
+
+    Raises:
+        PlanningError: the device gives a profile and the piece has no time predicted from it,
+            or the device gives a relative speed and the piece has no measured time.
+    """
+    if device.profile is not None:
+        return profiled_time(piece, device).ms
     if device.gmacs_per_s is not None:
         return piece.macs / (device.gmacs_per_s * 1e9) * 1e3
     if piece.measured_ms is None:
@@ -168,6 +270,36 @@ def compute_ms(piece: PieceCost, device: Device) -> float:
             "on this machine; measure it, or give the device gmacs_per_s"
         )
     return piece.measured_ms / float(device.speed)  # type: ignore[arg-type]
+
+
+def profiled_time(piece: PieceCost, device: Device) -> ProfiledTime:
+    """The time of ``piece`` predicted from ``device``'s profile.
+
+    Raises:
+        PlanningError: none was predicted for this device (the message says how to get one).
+    """
+    timed = piece.profiled.get(device.name)
+    if timed is None:
+        have = ", ".join(sorted(piece.profiled)) or "no device"
+        raise PlanningError(
+            f"device {device.name!r} is described by its profile {device.profile!r}, but piece {piece.name!r} has no "
+            f"time predicted for it (it has predictions for {have}); `edgevit split` predicts every piece on every "
+            "profiled device of its device file: split again with this device file, or predict the plan's pieces "
+            "for it with edgevit.split.profiles.profile_plan(plan_folder, devices)"
+        )
+    return timed
+
+
+def compute_source(piece: PieceCost, device: Device) -> dict[str, Any]:
+    """Where :func:`compute_ms` of ``piece`` on ``device`` comes from: the profile (file, digest,
+    backend, predictor version, whether the prediction is complete), or the device file's speed
+    or throughput and its ``speed_origin``. Plans record it beside every compute figure."""
+    if device.profile is not None:
+        return profiled_time(piece, device).source()
+    if device.gmacs_per_s is not None:
+        return {"from": "gmacs_per_s", "gmacs_per_s": device.gmacs_per_s, "speed_origin": device.speed_origin}
+    return {"from": "speed", "speed": device.speed, "speed_origin": device.speed_origin,
+            "measured_ms": piece.measured_ms}
 
 
 def transfer_ms(num_bytes: int, device: Device) -> float:

@@ -6,7 +6,10 @@ For a stream of frames every stage works on a different frame, so the frame rate
 the slowest stage. A stage's time is its compute on its device plus sending its output
 on (the first stage also receives the frame)::
 
-    stage_ms(k) = [transfer in] + sum(segment measured_ms) / speed_k + transfer out
+    stage_ms(k) = [transfer in] + compute_k + transfer out
+    compute_k   = sum(segment measured_ms) / speed_k          (device k gives a relative speed)
+                = sum(segment predicted ms) - (n - 1) * run_ms (device k gives a profile: each
+                  segment predicted from it, the per-call overhead counted once)
 
 :func:`balance_pipeline` finds, by dynamic programming over the cut positions, the K stages
 that minimise the slowest stage (then the frame's total latency), subject to each stage's
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from edgevit.devices import MB, Cluster, Device
 from edgevit.errors import PlanningError
-from edgevit.partition.cost import PieceCost, compute_ms, link_ms, transfer_ms
+from edgevit.partition.cost import PieceCost, ProfiledTime, compute_ms, link_ms, transfer_ms
 
 __all__ = ["PipelinePlan", "Stage", "balance_pipeline", "evaluate_stages", "stage_cost"]
 
@@ -65,8 +68,13 @@ class PipelinePlan:
 
 
 def stage_cost(segments: list[PieceCost] | tuple[PieceCost, ...], name: str) -> PieceCost:
-    """One piece made of consecutive segments: sizes and times add, activations peak."""
+    """One piece made of consecutive segments: sizes and times add, activations peak.
+
+    A time predicted from a device's profile is added the same way, the backend's per-call
+    overhead counted once (:meth:`ProfiledTime.chained`); a device with a prediction missing
+    for one of the segments gets none for the stage."""
     measured = [s.measured_ms for s in segments]
+    devices = set.intersection(*(set(s.profiled) for s in segments)) if segments else set()
     return PieceCost(
         name=name,
         params=sum(s.params for s in segments),
@@ -76,6 +84,7 @@ def stage_cost(segments: list[PieceCost] | tuple[PieceCost, ...], name: str) -> 
         input_bytes=segments[0].input_bytes,
         output_bytes=segments[-1].output_bytes,
         measured_ms=None if any(m is None for m in measured) else sum(measured),  # type: ignore[arg-type]
+        profiled={device: ProfiledTime.chained(s.profiled[device] for s in segments) for device in sorted(devices)},
     )
 
 

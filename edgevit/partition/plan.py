@@ -12,7 +12,10 @@ fusion head's artifact for the class-wise strategy, and ``plan.json``::
 Each piece names its artifact folder, the device it is placed on, its input and output
 tensor names, its costs and its predicted times; the plan has the predicted latency of the
 whole, split into the measured part (compute timed on the planning machine, scaled by each
-device's speed) and the modelled part (transfers from the device file's link figures).
+device's speed, or predicted from the device's profile) and the modelled part (transfers from
+the device file's link figures). Every compute figure says where it came from
+(``predicted["compute_from"]``: the profile, its digest and the predictor version, or the
+speed and its ``speed_origin``).
 Reading and writing the file happen at the edges (``edgevit.split``); this module only
 converts to and from dicts.
 
@@ -46,8 +49,11 @@ class PlanPiece:
         device: where it runs (None: the coordinator, for the fusion head).
         input_name / output_name: the tensors it takes and gives.
         cost: ``params``, ``macs``, ``weight_bytes``, ``activation_bytes``, ``memory_bytes``,
-            ``input_bytes``, ``output_bytes``, ``measured_ms``, ``file_bytes``.
-        predicted: times on its device (``compute_ms``, transfers).
+            ``input_bytes``, ``output_bytes``, ``measured_ms``, ``file_bytes``, and ``profiled``
+            (``{device: ProfiledTime.to_dict()}``, its time predicted from each profiled device's
+            profile).
+        predicted: times on its device (``compute_ms``, transfers) and ``compute_from``, where
+            the compute figure came from (:func:`edgevit.partition.cost.compute_source`).
         classes: the class indices a sub-model is responsible for.
         span: ``(start, end)`` split points of a stage (None: the input / the logits).
         info: anything else (widths, keep ratio, reduction, group accuracy).
@@ -100,7 +106,8 @@ class Plan:
             or chained (pipeline).
         fusion: the fusion head (class-wise only).
         devices: the device file as read.
-        latency: predicted latency, measured and modelled parts separately.
+        latency: predicted latency, measured and modelled parts separately; ``profiles``: the
+            profiles the profiled devices' figures came from.
         accuracy: unsplit and split accuracy on the validation split, when measured.
     """
 

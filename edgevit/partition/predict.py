@@ -1,9 +1,11 @@
-"""A plan's latency on a given set of devices, from its measured piece costs (pure).
+"""A plan's latency on a given set of devices, from its recorded piece costs (pure).
 
 ``plan.json`` carries the prediction for the devices it was made for. The same plan may run on
 other devices (an emulated fleet, the real boards): :func:`predict_plan` recomputes it from each
-piece's measured compute time (``cost.measured_ms``, timed on the planning machine), the device
-file's speeds and links, and ``request_ms``: what one request costs besides compute and the
+piece's compute time on each device, the figure :func:`edgevit.partition.cost.compute_ms` gives
+placement (for a device given by a profile, the piece's time predicted from that profile,
+``cost.profiled``; else its measured time ``cost.measured_ms``, timed on the planning machine,
+over the device's speed), the device file's links, and ``request_ms``: what one request costs besides compute and the
 bytes on the link (serialization, gRPC, the agent's own work), which the link model alone leaves
 out and which, on loopback, is larger than the compute of a small piece. ``request_ms`` is
 measured, not guessed: ``edgevit bench --url`` reports it as "network + agent"; the cluster
@@ -28,7 +30,7 @@ from typing import Any
 
 from edgevit.devices import Cluster, Device
 from edgevit.errors import PlanningError
-from edgevit.partition.cost import PieceCost, compute_ms, transfer_ms
+from edgevit.partition.cost import PieceCost, compute_ms, compute_source, transfer_ms
 
 __all__ = ["predict_plan"]
 
@@ -36,19 +38,24 @@ __all__ = ["predict_plan"]
 def predict_plan(plan: Any, cluster: Cluster, request_ms: float = 0.0, fanout_ms: float = 0.0) -> dict[str, Any]:
     """``{"end_to_end_ms", "frames_per_s", "pieces": {name: {...}}, "request_ms"}`` of ``plan`` on ``cluster``.
 
+    Each piece's entry says where its compute figure came from (``compute_from``: the profile,
+    its digest and the predictor version, or the speed and its ``speed_origin``).
+
     Raises:
-        PlanningError: a piece's device is not in ``cluster``, or a piece has no measured time
-            and its device gives a relative speed.
+        PlanningError: a piece's device is not in ``cluster``, a piece has no measured time and
+            its device gives a relative speed, or its device gives a profile and the plan has no
+            time predicted from it for that device.
     """
     pieces = {}
     for piece in plan.pieces:
         device = _device(cluster, piece.device, piece.name)
-        cost = _cost(piece.name, piece.cost)
+        cost = PieceCost.from_dict(piece.name, piece.cost)
         compute = compute_ms(cost, device)
         transfer_in, transfer_out = transfer_ms(cost.input_bytes, device), transfer_ms(cost.output_bytes, device)
         pieces[piece.name] = {"device": device.name, "compute_ms": compute, "input_transfer_ms": transfer_in,
                               "output_transfer_ms": transfer_out, "request_ms": request_ms,
-                              "total_ms": transfer_in + compute + transfer_out + request_ms}
+                              "total_ms": transfer_in + compute + transfer_out + request_ms,
+                              "compute_from": compute_source(cost, device)}
     if plan.strategy == "classwise":
         fusion = 0.0
         if plan.fusion is not None and plan.fusion.cost.get("measured_ms") is not None:
@@ -71,9 +78,3 @@ def _device(cluster: Cluster, name: str | None, piece: str) -> Device:
     raise PlanningError(f"piece {piece!r} is placed on {name!r}, which is not in {cluster.source} "
                         f"({', '.join(d.name for d in cluster.devices)})")
 
-
-def _cost(name: str, cost: dict[str, Any]) -> PieceCost:
-    """The plan's cost record of a piece (plan.json keeps it as a dict)."""
-    return PieceCost(name, int(cost.get("params", 0)), int(cost.get("macs", 0)), int(cost.get("weight_bytes", 0)),
-                     int(cost.get("activation_bytes", 0)), int(cost.get("input_bytes", 0)),
-                     int(cost.get("output_bytes", 0)), cost.get("measured_ms"))

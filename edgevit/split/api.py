@@ -33,9 +33,16 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
         options: a :class:`SplitOptions`; keyword arguments override its fields.
         image_size: the input size (default: the weights' recorded size, else the model's).
 
+    Devices given by a profile (``profile = "..."`` in the device file) get every piece's time
+    predicted from their profile: each piece is exported once more, unverified, to the split's
+    target and precision, and predicted with :func:`edgevit.predict.predict`
+    (:mod:`edgevit.split.profiles`).
+
     Raises:
         DataError: the data's classes do not match the model's head (both are listed).
         PlanningError: devices cannot hold the model, more devices than classes...
+        ProfileError: a device's profile is corrupt or of another format version (names the device).
+        InvalidArgumentError: a device's profile times a backend that does not run ``target``'s files.
 
     Example:
         >>> plan = split("vit_tiny_patch16_224", "digits", "devices.toml", "plan", weights="vit_digits.safetensors",
@@ -56,13 +63,20 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
 
     check_writable(Path(out).parent if str(Path(out).parent) else Path("."))  # before minutes of training
     cluster = devices if isinstance(devices, Cluster) else load_devices(devices)
+    from edgevit.split.profiles import PiecePredictor, load_profiles
+
+    profiles = load_profiles(cluster, options.target)  # a corrupt or mismatched profile: refused before any work
     model, name = _load_model(model, weights, image_size, options)
     train_set, val_set = _load_data(data, model, options)
     spec = _spec(name, model, train_set, image_size)
     from edgevit.split.resume import resume_folder
 
     resume = resume_folder(out)
-    request = SplitRequest(model, name, train_set, val_set, spec, cluster, options, progress, resume=resume)
+    predictor = PiecePredictor(profiles, options.target, options.precision, preprocessing=spec) if profiles else None
+    request = SplitRequest(model, name, train_set, val_set, spec, cluster, options, progress, resume=resume,
+                           predictor=predictor)
+    if predictor is not None:
+        predictor.log = request.log
     try:
         built = strategy.build(request)
         check = None
@@ -74,6 +88,9 @@ def split(model: Any, data: str | Path | tuple | None, devices: str | Path | Clu
         if resume.is_dir() and any(resume.glob("*.safetensors")):
             request.log(f"the finished sub-models are kept in {resume}: run the same split again to resume from them")
         raise
+    finally:
+        if predictor is not None:
+            predictor.close()
     shutil.rmtree(resume, ignore_errors=True)
     return plan
 

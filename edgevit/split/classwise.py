@@ -8,7 +8,8 @@ Steps (each a method below):
    ``prune_steps`` rounds of *score on the group's images* -> *prune to the next keep ratio* ->
    *distil from the full model on the group's data*, down to the keep ratio that meets the
    parameter budget (``1 / reduction`` of the full model).
-3. ``place``: measure every sub-model on this machine, place them greedily (largest first,
+3. ``place``: measure every sub-model on this machine (and predict it from the profile of
+   every device the device file gives by a profile), place them greedily (largest first,
    where each finishes earliest); a sub-model that fits no device is pruned harder (one more
    round, at the keep ratio that fits the most free memory) and placement is retried.
 4. ``fuse``: train the fusion MLP on the concatenated sub-model features and one presence
@@ -33,9 +34,10 @@ from edgevit.devices import parse_devices
 from edgevit.errors import PlanningError
 from edgevit.models import count_params
 from edgevit.partition.classes import balanced_split, confusion_split, group_sizes
-from edgevit.partition.cost import PieceCost
+from edgevit.partition.cost import PieceCost, compute_source
 from edgevit.partition.placement import NoFeasibleDevice, Placement, check_devices_fit, place, single_device
 from edgevit.partition.plan import Plan, PlanPiece
+from edgevit.predict.fit import PREDICTOR_VERSION
 from edgevit.split.fusion import (
     FeatureExtractor,
     SplitModel,
@@ -159,17 +161,23 @@ class ClasswiseStrategy:
 
     def costs(self, request: SplitRequest, pruner, subs: list, extra: dict | None = None, rounds: int | None = None):
         """Costs of the sub-models (as feature extractors) and of ``extra`` (name -> (module, input)),
-        all timed interleaved on this machine."""
+        all timed interleaved on this machine; the sub-models and the unsplit model are also
+        predicted on every profiled device (each exported once, :mod:`edgevit.split.profiles`)."""
         example = _example(request)
         pieces = {f"sub{i}": (FeatureExtractor(sub), example) for i, sub in enumerate(subs)}
         pieces.update(extra or {})
         times = interleaved_ms({n: m for n, (m, _) in pieces.items()}, {n: x for n, (_, x) in pieces.items()},
                                rounds=rounds or max(3, request.options.measure_rounds // 3),
                                threads=request.options.threads)
-        costs = [pruner.cost(f"sub{i}", sub, example, request.options.precision, times[f"sub{i}"])
+        calibration = calibration_images(request) if request.predictor is not None else None
+        costs = [request.profiled(pruner.cost(f"sub{i}", sub, example, request.options.precision, times[f"sub{i}"]),
+                                  pieces[f"sub{i}"][0], example, calibration, image_input=True)
                  for i, sub in enumerate(subs)]
         others = {name: piece_cost(name, module, x, request.options.precision, times[name])
                   for name, (module, x) in (extra or {}).items()}
+        if "unsplit" in others:  # placed nowhere, but compared with the plan on every device
+            module, x = extra["unsplit"]
+            others["unsplit"] = request.profiled(others["unsplit"], module, x, calibration, image_input=True)
         return costs, others
 
     # -- 5. the plan -------------------------------------------------------------------------------
@@ -201,7 +209,7 @@ class ClasswiseStrategy:
             piece = PlanPiece(
                 name=f"sub{i}", role="submodel", artifact=f"sub{i}", device=assignment.device,
                 input_name="input", output_name="logits", cost=cost.to_dict(),
-                predicted={"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms},
+                predicted=_predicted(assignment, cost, request.cluster),
                 classes=tuple(group),
                 info={"class_names": [request.train_set.classes[c] for c in group], "keep_ratio": ratio,
                       "param_reduction": full_params / cost.params, "group_val_top1": group_top1,
@@ -227,10 +235,11 @@ class ClasswiseStrategy:
             labels=tuple(request.train_set.classes), target=options.target, precision=options.precision,
             preprocessing=request.spec.to_dict(), pieces=tuple(p.piece for p in pieces), fusion=fusion_piece.piece,
             devices=request.cluster.to_dict(),
-            latency=latency_report(placement, others["unsplit"], request.cluster, _pytorch_timing(request)),
+            latency=latency_report(placement, others["unsplit"], request.cluster, _pytorch_timing(request),
+                                   profiles_record(request)),
             accuracy={"split": request.val_set.name, "images": int(len(vy)), "unsplit_top1": unsplit.top1,
                       "fused_top1": fused.top1, "degraded": degraded, "evaluated_with": "PyTorch"},
-            notes=_notes(request),
+            notes=_notes(request) + profile_notes(request, [*costs, others["unsplit"]]),
         )
         return BuiltPlan(plan, pieces, fusion_piece, split_model, unsplit=model, strategy=self)
 
@@ -242,16 +251,16 @@ class ClasswiseStrategy:
         costs = [_with_ms(p.name, p.cost, measured[p.name]) for p in plan.pieces]
         placement = place(costs, cluster, _with_ms("fusion", plan.fusion.cost, measured["fusion"]))
         pieces = []
-        for piece, assignment in zip(plan.pieces, placement.assignments):
+        for piece, cost, assignment in zip(plan.pieces, costs, placement.assignments):
             pieces.append(dataclasses.replace(
                 piece, device=assignment.device, cost={**piece.cost, "measured_ms": measured[piece.name],
                                                        "pytorch_ms": _pytorch_ms(piece.cost)},
-                predicted={"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms}))
+                predicted=_predicted(assignment, cost, cluster)))
         fusion = dataclasses.replace(plan.fusion, cost={**plan.fusion.cost, "measured_ms": measured["fusion"],
                                                         "pytorch_ms": _pytorch_ms(plan.fusion.cost)},
                                      predicted={"compute_ms": placement.fusion_ms})
         unsplit = _with_ms("unsplit", plan.model["cost"], measured["unsplit"])
-        latency = latency_report(placement, unsplit, cluster, timing)
+        latency = latency_report(placement, unsplit, cluster, timing, plan.latency.get("profiles"))
         latency["pytorch_eager"] = plan.latency.get("pytorch_eager") or _summary(plan.latency)
         model = {**plan.model, "measured_ms": measured["unsplit"], "pytorch_ms": plan.model.get("pytorch_ms", plan.model["measured_ms"]),
                  "cost": {**plan.model["cost"], "measured_ms": measured["unsplit"]}}
@@ -282,8 +291,39 @@ def _pytorch_timing(request: SplitRequest) -> str:
 
 
 def _with_ms(name: str, cost: dict, ms: float) -> PieceCost:
-    return PieceCost(name, cost["params"], cost["macs"], cost["weight_bytes"], cost["activation_bytes"],
-                     cost["input_bytes"], cost["output_bytes"], ms)
+    """A plan's cost record with the compute time on this machine replaced (predicted times kept)."""
+    return dataclasses.replace(PieceCost.from_dict(name, cost), measured_ms=ms)
+
+
+def _predicted(assignment, cost: PieceCost, cluster) -> dict:
+    """A sub-model's times on its device, and where its compute figure came from."""
+    return {"compute_ms": assignment.compute_ms, "output_transfer_ms": assignment.output_transfer_ms,
+            "compute_from": compute_source(cost, cluster.device(assignment.device))}
+
+
+def profiles_record(request: SplitRequest) -> dict | None:
+    """``{device: what its profile is}`` for the plan's ``latency.profiles`` (None: no device is profiled)."""
+    if request.predictor is None:
+        return None
+    return {name: profiled.to_dict() for name, profiled in request.predictor.devices.items()}
+
+
+def profile_notes(request: SplitRequest, costs: list[PieceCost]) -> tuple[str, ...]:
+    """What a reader of the plan should know of its predicted times: how they were made, and the
+    predictions that are lower bounds."""
+    if request.predictor is None:
+        return ()
+    predictor = request.predictor
+    notes = [f"compute on {', '.join(predictor.devices)} is predicted from each device's profile "
+             f"(edgevit.predict, predictor version {PREDICTOR_VERSION}) on each piece exported, unverified, to "
+             f"{predictor.target} {predictor.precision}; latency.profiles names the profiles, and every piece's "
+             "predicted.compute_from the figure it uses"]
+    for cost in costs:
+        for device, timed in cost.profiled.items():
+            if not timed.complete:
+                what = ", ".join(f"{op} x{count}" for op, count in timed.not_costed)
+                notes.append(f"{cost.name} on {device}: {timed.ms:.3f} ms is a lower bound; not costed: {what}")
+    return tuple(notes)
 
 
 def _pytorch_ms(cost: dict) -> float:
@@ -297,18 +337,22 @@ def _summary(latency: dict) -> dict:
     return {k: latency[k] for k in keys if k in latency}
 
 
-def latency_report(placement: Placement, unsplit: PieceCost, cluster, measured_on: str) -> dict:
-    """Predicted latency, the measured and the modelled parts apart, and the unsplit reference."""
+def latency_report(placement: Placement, unsplit: PieceCost, cluster, measured_on: str,
+                   profiles: dict | None = None) -> dict:
+    """Predicted latency, the measured and the modelled parts apart, and the unsplit reference.
+
+    ``profiles``: what the profiled devices' profiles are (recorded as ``profiles``)."""
     loads = [load for load in placement.loads if load.pieces]
     critical = max(loads, key=lambda load: load.total_ms)
     alone = single_device(unsplit, cluster)
     report = {
         "measured_on": measured_on,
         "model": "device time = input transfer (modelled) + sum of its sub-models' compute (measured here / "
-                 "device speed) + feature transfers (modelled); end-to-end = slowest device + fusion head (measured "
-                 "here / coordinator speed)",
+                 "device speed, or predicted from the device's profile) + feature transfers (modelled); end-to-end = "
+                 "slowest device + fusion head (measured here / coordinator speed)",
         "per_device": [{"device": load.device, "pieces": list(load.pieces), "input_transfer_ms": load.input_transfer_ms,
-                        "compute_ms": load.compute_ms, "output_transfer_ms": load.output_transfer_ms,
+                        "compute_ms": load.compute_ms, "compute_from": cluster.device(load.device).speed_from,
+                        "output_transfer_ms": load.output_transfer_ms,
                         "total_ms": load.total_ms, "memory_bytes": load.memory_bytes} for load in placement.loads],
         "fusion_ms": placement.fusion_ms,
         "end_to_end_ms": placement.end_to_end_ms,
@@ -321,10 +365,13 @@ def latency_report(placement: Placement, unsplit: PieceCost, cluster, measured_o
         report["unsplit_device"] = alone.device
         report["unsplit_device_ms"] = alone.total_ms
         report["unsplit_compute_ms"] = alone.compute_ms
+        report["unsplit_compute_from"] = compute_source(unsplit, cluster.device(alone.device))
         report["ratio_to_unsplit"] = placement.end_to_end_ms / alone.total_ms
     else:
         report["unsplit_device"] = None
         report["unsplit_note"] = "the unsplit model fits in no single device's memory"
+    if profiles:
+        report["profiles"] = profiles
     return report
 
 

@@ -45,6 +45,9 @@ class SplitRequest:
     progress: bool | None = None
     #: where finished sub-models are kept so that an interrupted split resumes (None: not kept)
     resume: Any = None
+    #: exports pieces and predicts them on the profiled devices (:class:`edgevit.split.profiles.PiecePredictor`;
+    #: None: no device of the device file is given by a profile)
+    predictor: Any = None
     #: the split's progress display (log lines stamped with the seconds since the request was made)
     display: Progress = field(init=False, repr=False, compare=False)
 
@@ -54,6 +57,17 @@ class SplitRequest:
     def log(self, message: str) -> None:
         """One progress line on stderr (unless progress is off), with the seconds since the start."""
         self.display.log(message)
+
+    def profiled(self, cost: Any, module: Any, example: Any, calibration: Any = None,
+                 image_input: bool = False) -> Any:
+        """``cost`` (a :class:`~edgevit.partition.cost.PieceCost`) with the piece's times predicted on
+        every profiled device (``cost`` itself when no device is profiled)."""
+        if self.predictor is None:
+            return cost
+        import dataclasses
+
+        times = self.predictor.times(cost.name, module, example, calibration, image_input)
+        return dataclasses.replace(cost, profiled=times)
 
 
 @dataclass

@@ -52,8 +52,8 @@ def test_loads_a_device_file(tmp_path):
     ("entry", "fragment"),
     [
         (_device(memory_mb=None), "missing memory_mb"),
-        (_device(speed=None), "got neither"),
-        (_device(gmacs_per_s=3.0), "got both"),
+        (_device(speed=None), "got none of them"),
+        (_device(gmacs_per_s=3.0), "got speed and gmacs_per_s"),
         (_device(memory_mb=-1), "memory_mb must be positive"),
         (_device(link_mbps=0), "link_mbps must be positive"),
         (_device(link_latency_ms=-0.1), "link_latency_ms must be >= 0"),
@@ -123,3 +123,64 @@ def test_bad_connection_fields_name_the_device(overrides, message):
     with pytest.raises(InvalidArgumentError) as error:
         parse_devices({"device": [_device(**overrides)]}, source="f.toml")
     assert "f.toml: device 1 ('d')" in str(error.value) and message in str(error.value), str(error.value)
+
+
+PROFILED = """
+[[device]]
+name = "pi-a"
+memory_mb = 256
+profile = "profiles/pi-a-onnxruntime.json"
+speed_origin = "edgevit devices probe, Raspberry Pi 4"
+link_mbps = 100
+link_latency_ms = 2.0
+
+[[device]]
+name = "pi-b"
+memory_mb = 256
+speed = 0.5
+link_mbps = 100
+link_latency_ms = 2.0
+"""
+
+
+def test_a_device_may_point_at_a_profile_relative_to_the_file(tmp_path):
+    folder = tmp_path / "fleet"
+    (folder / "profiles").mkdir(parents=True)
+    (folder / "profiles" / "pi-a-onnxruntime.json").write_text("{}")  # read by the planner, not the loader
+    (folder / "devices.toml").write_text(PROFILED)
+    cluster = load_devices(folder / "devices.toml")
+    pi_a, pi_b = cluster.devices
+    assert pi_a.profile == str(folder / "profiles" / "pi-a-onnxruntime.json")
+    assert pi_a.speed is None and pi_a.gmacs_per_s is None and pi_a.speed_from == "profile"
+    assert pi_b.profile is None and pi_b.speed_from == "speed"
+    recorded = cluster.to_dict()["device"][0]
+    assert recorded["profile"] == pi_a.profile, "plans record the profile a device was planned with"
+    assert recorded["speed_origin"] == "edgevit devices probe, Raspberry Pi 4"
+    assert parse_devices(cluster.to_dict()).devices == cluster.devices  # round trip, as a plan re-reads it
+
+
+@pytest.mark.parametrize(("overrides", "given"), [
+    (dict(profile="p.json"), "speed and profile"),
+    (dict(speed=None, gmacs_per_s=2.0, profile="p.json"), "gmacs_per_s and profile"),
+    (dict(gmacs_per_s=2.0, profile="p.json"), "speed and gmacs_per_s and profile"),
+    (dict(speed=None), "none of them"),
+])
+def test_exactly_one_of_speed_gmacs_and_profile(overrides, given):
+    with pytest.raises(InvalidArgumentError) as error:
+        parse_devices({"device": [_device(**overrides)]}, source="f.toml")
+    message = str(error.value)
+    assert message.startswith("f.toml: device 1 ('d'): give exactly one of speed")
+    assert "gmacs_per_s (measured throughput) or profile (a device profile file" in message
+    assert message.endswith(f"got {given}")
+
+
+def test_a_missing_profile_file_is_refused_when_the_device_file_is_loaded(tmp_path):
+    (tmp_path / "devices.toml").write_text(PROFILED)
+    with pytest.raises(InvalidArgumentError) as error:
+        load_devices(tmp_path / "devices.toml")
+    message = str(error.value)
+    assert "device 'pi-a' points at the profile" in message and "does not exist" in message
+    assert str(tmp_path / "profiles" / "pi-a-onnxruntime.json") in message
+    assert "edgevit devices probe" in message and "speed or gmacs_per_s" in message
+    with pytest.raises(InvalidArgumentError, match="profile must be a file path"):
+        parse_devices({"device": [_device(speed=None, profile="")]})
