@@ -12,19 +12,25 @@ single-image latency:
   own where the CPU has a faster type (bf16 on CPUs with AMX, f16 on ARM), which the artifact was
   never verified at. fp16 ONNX files keep their fp16 weights; their fp16 ops compute in f32 here.
 
+``ENABLE_CPU_PINNING`` is left as the latency hint sets it (on, on Linux): turned off, it measured
+0.91-1.12x of the pinned time on this 2-core machine, no consistent gain (unlike onnxruntime's
+spinning, which edgevit turns off).
+
 int8 (QDQ) files run through OpenVINO's low-precision transformations, which place the int8
 kernels where the QuantizeLinear/DequantizeLinear pairs allow; the arithmetic is not
-onnxruntime's (other fusions, other rounding of the requantization), so logits differ from
-onnxruntime's by about a percent of their scale on edgevit's int8 exports
-(``benchmarks/results/openvino.md``). Verification stays with onnxruntime (the export's
-reference, whose int8 kernel path the manifest records).
+onnxruntime's (other fusions, other rounding of the requantization). On the digits-trained test
+models the two runtimes' logits are 32-69 dB apart (SQNR), top-1 98.4-100% the same, each as far
+from fp32 as the other; on random-init 224-px models 32-41 dB. Export verification stays with
+onnxruntime while it is installed (the first backend for ``.onnx``, as for ``auto``).
 
-``backend="auto"``: onnxruntime stays the preferred backend for ``.onnx`` (priority 10 against
-this backend's 20). On this project's one measured CPU (AMD EPYC, AVX2, no AVX-512/VNNI, shared)
-OpenVINO ran edgevit's fp32 exports faster once loaded (``benchmarks/results/openvino.md``), but
-loading took several times longer, only one x86 CPU was measured (ARM boards not at all), and
-auto's choice is also what ``edgevit bench`` and ``latency.py`` time under the name ONNX; ask
-for it by name where the steady state matters: ``load(path, backend="openvino")``.
+``backend="auto"`` keeps onnxruntime first for ``.onnx`` (priority 10 against this backend's 20),
+as measured by ``benchmarks/openvino_speed.py`` (2 threads, batch 1, this project's one CPU: AMD
+EPYC, AVX2 without AVX-512 or VNNI, shared with other work). Once loaded, OpenVINO ran the fp32
+exports of four 224-px models in 0.79-1.03x of onnxruntime's time at a load average of 2-4 on 2
+cores, but 0.99-1.94x at 6-7, and the int8 ViT-Tiny in 1.5-3.2x; loading took 2-4x longer at fp32
+and 6-14x at int8 (int8 compilation: 2.6-7 s), with 30-110 MB more memory. It wins only on a
+machine that runs nothing else and loads the model once; ask for it by name there:
+``load(path, backend="openvino")``, ``edgevit bench --backend openvino``.
 
 Example:
     >>> from edgevit.runtime import load
@@ -94,11 +100,16 @@ class OpenVINOBackend(Backend):
     def open(self, model_path: Path, threads: int | None) -> OpenVINOModel:
         ov = require("openvino", self.extra, "running ONNX artifacts with OpenVINO")
         model = read_onnx(model_path)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(model, DEVICE, config)
+        compiled = ov.Core().compile_model(model, DEVICE, compile_config(threads))
         return OpenVINOModel(compiled, model, threads)
+
+
+def compile_config(threads: int | None) -> dict[str, object]:
+    """The CPU properties edgevit compiles every model with (the module docstring says why)."""
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
 
 
 def read_onnx(model_path: Path):
