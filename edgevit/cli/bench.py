@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         ),
     )
     parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="artifact folders or model files")
-    parser.add_argument("--backend", default="auto", help="runtime backend (default: auto, by file type)")
+    parser.add_argument("--backend", default="auto", help=backend_help("runtime backend for every artifact"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: backend's)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model (default 10)")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
@@ -43,6 +43,19 @@ def add_parser(sub) -> None:
     remote.add_argument("--compare", action="store_true",
                         help="with --url or --device: time each artifact on this machine too, in the same table")
     parser.set_defaults(run=run)
+
+
+def backend_help(what: str) -> str:
+    """``--backend`` help naming the registered backends (a plugin's too) and the file types they run."""
+    from edgevit.runtime import BACKENDS
+
+    names = []
+    for name in BACKENDS.names():
+        try:
+            names.append(f"{name} ({', '.join(BACKENDS.get(name).suffixes)})")
+        except (ImportError, AttributeError):  # a backend module that does not import is not offered
+            continue
+    return f"{what}: auto (default: by file type, the preferred one installed) or one of {', '.join(names)}"
 
 
 def run(args: argparse.Namespace) -> int:

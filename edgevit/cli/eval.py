@@ -6,6 +6,8 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from edgevit.cli.bench import backend_help
+
     p = sub.add_parser(
         "eval",
         help="top-1/top-5 of a zoo model or an exported artifact on a labelled set",
@@ -19,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None, help="weights for a zoo model")
     p.add_argument("--image-size", type=int, default=None,
                    help="build a zoo model at this size (default: the size recorded with --weights, else the model's)")
-    p.add_argument("--backend", default="auto", help="runtime backend for artifacts (default auto: by file type)")
+    p.add_argument("--backend", default="auto", help=backend_help("runtime backend for artifacts"))
     p.add_argument("--json", default=None, help="also write the result as JSON")
     p.set_defaults(run=run)
 

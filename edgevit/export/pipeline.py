@@ -138,7 +138,7 @@ def verify(job: ExportJob) -> None:
     """Run the artifact with the torch-free runtime and compare with PyTorch (unless --no-verify);
     with --data, also its accuracy and PyTorch's on that labelled set."""
     from edgevit._quiet import captured_output
-    from edgevit.export.verify import verify_artifact
+    from edgevit.export.verify import backend_usable, verify_artifact
     from edgevit.runtime.cpu import int8_path
 
     if job.options.verify:  # the staging manifest says where it is being verified (see edgevit.runtime.cpu)
@@ -154,10 +154,11 @@ def verify(job: ExportJob) -> None:
     if job.options.data is not None:  # asked for explicitly, so measured even with --no-verify
         from edgevit.quantize.export_step import labelled_accuracy
 
+        backend = next((b for b in job.target.verification_backends() if backend_usable(b)[0]), "auto")
         with captured_output():
             job.verification["accuracy"] = labelled_accuracy(
-                job.model_path, (job.target.verification_backends() or ("auto",))[0], job.options.layout,
-                prepared.model, job.options.data, prepared.preprocessing("NCHW"))
+                job.model_path, backend, job.options.layout, prepared.model, job.options.data,
+                prepared.preprocessing("NCHW"))
     if job.verification["status"] == "failed":
         problems = "; ".join(job.verification["failures"])
         raise VerificationError(

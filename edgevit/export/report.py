@@ -75,12 +75,15 @@ class Artifact:
 
     def usage(self) -> str:
         """How to run it with the torch-free runtime."""
-        backend = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "auto"}.get(self.manifest.target, "auto")
+        from edgevit.runtime import backends_for
+
+        backends = backends_for(Path(self.manifest.model_file).suffix)
         name = self.manifest.inputs[0].name
         return "\n".join([
             "Run it (no torch needed):",
             "  from edgevit import runtime",
-            f"  session = runtime.load({str(self.path)!r}, backend={backend!r})",
+            f"  session = runtime.load({str(self.path)!r})      # backend='auto': the first installed of "
+            + (", ".join(backends) or "none registered"),
             "  session.predict(['photo.jpg'], top_k=5)        # preprocessing from the manifest",
             f"  session.run({{{name!r}: array}})                 # or raw arrays",
         ])

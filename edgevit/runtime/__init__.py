@@ -13,15 +13,16 @@ from edgevit.runtime._backend import BACKENDS, Backend, BackendModel
 
 # Built-in backends register lazily: listing them imports nothing heavy.
 BACKENDS.register("onnxruntime", "edgevit.runtime.backends.onnxruntime:OnnxRuntimeBackend")
+BACKENDS.register("openvino", "edgevit.runtime.backends.openvino:OpenVINOBackend")
 BACKENDS.register("litert", "edgevit.runtime.backends.litert:LiteRTBackend")
 BACKENDS.register("coreml", "edgevit.runtime.backends.coreml:CoreMLBackend")
 BACKENDS.register("coreml-reference", "edgevit.runtime.backends.coreml_reference:CoreMLReferenceBackend")
 
-__all__ = ["BACKENDS", "Backend", "BackendModel", "load", "Session"]
+__all__ = ["BACKENDS", "Backend", "BackendModel", "load", "Session", "backends_for"]
 
 
 def __getattr__(name: str):
-    if name in ("load", "Session"):
+    if name in ("load", "Session", "backends_for"):
         from edgevit.runtime import session
 
         return getattr(session, name)

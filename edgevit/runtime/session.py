@@ -38,7 +38,7 @@ from edgevit.errors import (
 )
 from edgevit.runtime._backend import BACKENDS, Backend, BackendModel
 
-__all__ = ["load", "Session", "Prediction", "resolve_backend"]
+__all__ = ["load", "Session", "Prediction", "resolve_backend", "backends_for"]
 
 
 @dataclass(frozen=True)
@@ -336,6 +336,17 @@ def resolve_backend(model_path: str | Path, backend: str = "auto") -> type[Backe
     raise MissingDependencyError(
         f"no backend that runs {suffix} files is installed here; install one: {extras or 'none registered'}{broken}"
     )
+
+
+def backends_for(suffix: str) -> list[str]:
+    """Names of the registered backends that open ``suffix`` files, in ``backend="auto"``'s order of
+    preference (installed or not; a backend whose module does not import is left out).
+
+    Example:
+        >>> backends_for(".onnx")
+        ['onnxruntime', 'openvino']
+    """
+    return [cls.name for cls in _backends_for(suffix)]
 
 
 def _backends_for(suffix: str) -> list[type[Backend]]:

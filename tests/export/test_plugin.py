@@ -44,9 +44,6 @@ class AffineTarget(Target):
     def inspect(self, path: Path, options) -> OpReport:
         return OpReport.build({"Gemm": 1})
 
-    def verification_backends(self) -> tuple[str, ...]:
-        return ("affine-numpy",)
-
 
 class AffineModel(BackendModel):
     def __init__(self, path: Path) -> None:

@@ -5,6 +5,8 @@
   predict and batching.
 * ``family_artifacts``: each family's ``test_*`` model exported to every format a Linux
   backend runs, once per test session, with the PyTorch output on one input to compare with.
+* ``onnx_precisions``: each family's digits-trained ``test_*`` model as ONNX fp32, fp16 and int8
+  (unverified: the tests compare backends with each other), once per test session.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runtime_helpers import write_tiny_onnx
 
-from edgevit.artifact import Manifest, TensorSpec
+from edgevit.artifact import Manifest, TensorSpec, read_manifest
 
 
 @pytest.fixture
@@ -44,6 +47,30 @@ def family_artifacts(request, tmp_path_factory):
         expected = model(x).numpy()
     artifacts = {target: _export(model, name, target, folder) for target in ("onnx", "tflite")}
     return name, artifacts, x.numpy(), expected
+
+
+@pytest.fixture(scope="session", params=_test_models())
+def onnx_precisions(request, tmp_path_factory):
+    """``(model name, {precision: artifact folder or model file}, digits images)`` for one test model
+    with its digits-trained weights (tests/quantize/data), so that int8 is judged on a model whose
+    classes are separated: ONNX fp32 and fp16 exports, and the fp32 file quantized to int8 QDQ by
+    edgevit's quantizer on 16 digits images (no sensitivity pass: the file, not the recipe, is tested)."""
+    from edgevit.data.datasets import load_dataset
+    from edgevit.data.preprocess import PreprocessSpec
+    from edgevit.export import export
+    from edgevit.quantize import Recipe, calibration_set, quantize
+
+    name = request.param
+    folder = tmp_path_factory.mktemp(f"{name}-onnx")
+    weights = Path(__file__).parents[1] / "quantize" / "data" / f"{name}-digits.safetensors"
+    files = {precision: Path(export(name, target="onnx", precision=precision, weights=weights, out=folder,
+                                    verify=False, quiet=True).path) for precision in ("fp32", "fp16")}
+    spec = PreprocessSpec.from_dict(read_manifest(files["fp32"]).preprocessing)
+    files["int8"] = folder / "int8.onnx"
+    quantize("onnx", files["fp32"] / "model.onnx", files["int8"], calibration_set("digits", 16, spec),
+             Recipe("int8", calib_size=16), sensitivity=False)
+    images = load_dataset("digits", "val").arrays(spec)[0][:16].astype(np.float32)
+    return name, files, images
 
 
 def _export(model, name: str, target: str, folder: Path) -> Path:

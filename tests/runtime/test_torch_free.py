@@ -7,6 +7,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from edgevit.runtime import BACKENDS
+from edgevit.runtime.session import _backends_for
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,11 +37,12 @@ def test_import_runtime_does_not_import_torch():
     assert "HEAVY []" in result.stdout, result.stdout
 
 
-def test_running_onnx_and_predicting_does_not_import_torch(tiny_onnx):
+@pytest.mark.parametrize("backend", [cls.name for cls in _backends_for(".onnx") if cls.available()])
+def test_running_onnx_and_predicting_does_not_import_torch(tiny_onnx, backend):
     result = _fresh(
         "import sys, numpy as np\n"
         "from edgevit.runtime import load\n"
-        f"with load({str(tiny_onnx)!r}, threads=1) as s:\n"
+        f"with load({str(tiny_onnx)!r}, backend={backend!r}, threads=1) as s:\n"
         "    s.run({'pixel_values': np.zeros((2, 3, 8, 8), np.float32)})\n"
         "    assert s.predict([np.zeros((20, 30, 3), np.uint8)])[0].ok\n"
         "print('TORCH', 'torch' in sys.modules)\n"
@@ -48,8 +54,15 @@ def test_running_onnx_and_predicting_does_not_import_torch(tiny_onnx):
 def test_core_install_pulls_no_torch():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert [dep.split(">")[0].split("=")[0].strip() for dep in project["dependencies"]] == ["numpy"]
-    for extra in ("onnxruntime", "litert", "coreml", "coreml-reference", "bench"):
-        deps = project["optional-dependencies"].get(extra, [])
+    backend_extras = set()
+    for name in BACKENDS.names():
+        try:
+            backend_extras.add(BACKENDS.get(name).extra)
+        except (ImportError, AttributeError):  # a backend being written elsewhere
+            continue
+    for extra in sorted(backend_extras) + ["bench"]:
+        assert extra in project["optional-dependencies"], f"the error messages name extra {extra!r}; add it"
+        deps = project["optional-dependencies"][extra]
         assert not any(dep.startswith("torch") for dep in deps), f"extra {extra!r} pulls torch: {deps}"
 
 

@@ -127,8 +127,11 @@ class Target(ABC):
     # -- verification -----------------------------------------------------------------------
 
     def verification_backends(self) -> tuple[str, ...]:
-        """Runtime backends that can run this target's files, most preferred first."""
-        return ()
+        """Runtime backends registered for this target's files, in ``backend="auto"``'s order of
+        preference; verification runs the artifact with the first one installed here."""
+        from edgevit.runtime import backends_for
+
+        return tuple(backends_for(self.suffix))
 
     def structural_check(self, path: Path, options: ExportOptions, inputs: tuple[TensorSpec, ...],
                          outputs: tuple[TensorSpec, ...]) -> dict[str, Any]:

@@ -95,11 +95,6 @@ class CoreMLTarget(Target):
                    "opset": graph.opset, "spec_version": graph.version}
         return OpReport.build(counts, [w for w in warnings if w], details)
 
-    def verification_backends(self) -> tuple[str, ...]:
-        from edgevit.environment import is_macos
-
-        return ("coreml",) if is_macos() else ("coreml-reference",)
-
     def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
         checks, problems = [], []
         graph = read_ops(path)

@@ -79,9 +79,6 @@ class OnnxTarget(Target):
             pass
         return programs
 
-    def verification_backends(self) -> tuple[str, ...]:
-        return ("onnxruntime",)
-
     def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
         onnx = require("onnx", self.extra, "reading ONNX files")
         problems = []

@@ -78,9 +78,6 @@ class TfliteTarget(Target):
             details["xnnpack_delegated"] = "not checked (LiteRT interpreter unavailable)"
         return OpReport.build(counts, [w for w in warnings if w], details)
 
-    def verification_backends(self) -> tuple[str, ...]:
-        return ("litert",)
-
     def structural_check(self, path, options, inputs, outputs) -> dict[str, Any]:
         problems = []
         try:
