@@ -75,10 +75,12 @@ class Artifact:
 
     def usage(self) -> str:
         """How to run it with the torch-free runtime."""
-        backend = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "auto"}.get(self.manifest.target, "auto")
+        backends = runtime_backends(self.manifest.model_file)
+        backend = backends[0].name if len(backends) == 1 else "auto"
+        needs_torch = any(cls.needs_torch for cls in backends)
         name = self.manifest.inputs[0].name
         return "\n".join([
-            "Run it (no torch needed):",
+            "Run it (needs torch: the backend's runtime links it):" if needs_torch else "Run it (no torch needed):",
             "  from edgevit import runtime",
             f"  session = runtime.load({str(self.path)!r}, backend={backend!r})",
             "  session.predict(['photo.jpg'], top_k=5)        # preprocessing from the manifest",
@@ -170,3 +172,19 @@ def _histogram(ops: dict[str, Any], n: int = 8) -> str:
     items = list(ops.get("histogram", {}).items())
     text = ", ".join(f"{op} {count}" for op, count in items[:n])
     return text + (f", ... ({len(items) - n} more types)" if len(items) > n else "")
+
+
+def runtime_backends(model_file: str) -> list[Any]:
+    """The registered runtime backends that open ``model_file``'s suffix (importable ones only)."""
+    from edgevit.runtime import BACKENDS
+
+    suffix = Path(model_file).suffix
+    found = []
+    for name in BACKENDS.names():
+        try:
+            backend = BACKENDS.get(name)
+        except (ImportError, AttributeError):
+            continue
+        if suffix in backend.suffixes:
+            found.append(backend)
+    return found
