@@ -1,4 +1,4 @@
-"""Quantization: int8, weight-only int8 and palettized weights for ONNX, TFLite and Core ML.
+"""Quantization: int8, weight-only int8 and palettized weights for ONNX, TFLite, Core ML and ExecuTorch.
 
 One function, :func:`quantize`, takes a converted float model file, calibration images and a
 :class:`Recipe` (the request) and writes the quantized file, returning a
@@ -8,7 +8,7 @@ why (measured). ``edgevit export --precision int8|w8|w6|w4`` calls it as one pip
 * ``recipe``: schemes, recipes, op kinds and blocks (value objects);
 * ``calibration``: calibration images and activation ranges (minmax / percentile / entropy);
 * ``search``: the sensitivity pass, the default recipe and ``--max-drop``;
-* ``onnx``, ``tflite``, ``coreml``: one quantizer per target (imported when used).
+* ``onnx``, ``tflite``, ``coreml``, ``executorch``: one quantizer per target (imported when used).
 
 Example:
     >>> from edgevit.quantize import Recipe, calibration_set, quantize
