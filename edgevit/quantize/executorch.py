@@ -24,13 +24,14 @@ The rewrites (:data:`REWRITES`, each given and producing ops the partitioner tak
 * an ``expand`` to the shape its input already has is dropped (the matmul decomposition
   emits one per operand of every 4-D matmul);
 * a ``mean`` over one dimension of a tensor that is not a 4-D ``[.., .., H, W]`` pool is
-  moved to the last dimension and taken as the 4-D average pool above.
+  moved to the last dimension and taken as the 4-D average pool above; a 4-D global mean that
+  drops H and W (the CAS-ViT and EfficientFormerV2 heads) keeps them and is viewed to ``[N, C]``.
 
 The first is a module swap (:func:`export_program`), the next three are ATen decompositions
-applied before ExecuTorch's own edge lowering (:func:`aten_rewrites`); the last two rewrite
-edge-dialect ops the lowering produces (:func:`edge_rewrites`). ``rewrite=False`` (in both
-:func:`export_program` and :func:`to_pte`) lowers as ExecuTorch's documentation shows, for
-comparison.
+applied before ExecuTorch's own edge lowering (:func:`aten_rewrites`); the last two (three
+entries of :data:`REWRITES`) rewrite edge-dialect ops the lowering produces
+(:func:`edge_rewrites`). ``rewrite=False`` (in both :func:`export_program` and :func:`to_pte`)
+lowers as ExecuTorch's documentation shows, for comparison.
 
 **int8** (:class:`ExecuTorchQuantizer`): PT2E quantizes the PyTorch program *before* it is
 lowered, so this quantizer works from the PyTorch model rather than from the converted float
@@ -71,6 +72,7 @@ REWRITES: tuple[tuple[str, str], ...] = (
     ("select", "aten.select -> aten.slice of length 1 and aten.view without that dim"),
     ("noop_expand", "edge expand_copy to its input's own shape -> the input"),
     ("mean_one_dim", "edge mean.dim over one dim, not a 4-D [2, 3] pool -> permute, view, 4-D mean, view"),
+    ("mean_no_keepdim", "edge mean.dim over [2, 3] of a 4-D tensor, keepdim False -> the kept mean and a view"),
 )
 
 
@@ -227,9 +229,15 @@ def _edge_pass_class() -> type:
             keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
             shape = _shape(x)
             dims = sorted(d % len(shape) for d in dims or ())
-            if len(dims) != 1 or kwargs.get("dtype") is not None or (len(shape) == 4 and dims == [2, 3] and keepdim):
+            call = super().call_operator
+            if kwargs.get("dtype") is not None or (len(shape) == 4 and dims == [2, 3] and keepdim):
                 return None
-            call, dim = super().call_operator, dims[0]
+            if len(shape) == 4 and dims == [2, 3]:  # a global pool that drops H and W: kept, then viewed
+                pooled = call(edge.mean.dim, (x, [2, 3], True), {}, meta)
+                return call(edge.view_copy.default, (pooled, list(shape[:2])), {}, meta)
+            if len(dims) != 1:
+                return None
+            dim = dims[0]
             if dim != len(shape) - 1:
                 order = [i for i in range(len(shape)) if i != dim] + [dim]
                 x = call(edge.permute_copy.default, (x, order), {}, meta)

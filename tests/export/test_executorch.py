@@ -5,6 +5,7 @@ export, read_ops and quantize tests cover its artifacts like any target's.)"""
 from __future__ import annotations
 
 import pytest
+from export_helpers import family_models
 
 from edgevit.errors import ArtifactError
 from edgevit.export.targets import get_target
@@ -87,6 +88,17 @@ def test_the_reader_agrees_with_executorchs_runtime_and_the_rewrites_keep_the_nu
             got = session.run({"input_0": example.numpy()})["output_0"]
         assert max_rel_err(got, expected) <= ARTIFACT["fp32"].max_rel_err
         assert np.argmax(got) == np.argmax(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", family_models())
+def test_every_family_lowers_to_one_xnnpack_subgraph(exported, model):
+    """The rewrites cover every op form the zoo's families produce: nothing runs outside XNNPACK."""
+    artifact = exported(model)[("executorch", "fp32")].artifact
+    details = artifact.manifest.ops["details"]
+    assert (details["delegated_subgraphs"], details["outside_delegate"]) == (1, 0), details
+    assert artifact.manifest.ops["warnings"] == []
+    assert "needs torch" in artifact.usage() and "backend='executorch'" in artifact.usage()
 
 
 def test_a_file_that_is_no_executorch_program_is_an_artifact_error(tmp_path):
