@@ -43,11 +43,12 @@ symmetric config (weights int8 per output channel, activations int8 per tensor),
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,7 @@ class ExecuTorchQuantizer(TargetQuantizer):
         shape = read_ops(self.float_path)
         self.example = torch.zeros(shape.tensors[shape.inputs[0]].shape)
         self.program = export_program(self.model, self.example)
+        self._annotatable: set[str] = set()  # every op XNNPACKQuantizer could annotate, units or not
         self._units = mark_positions(self._classify())
         self._ranges: dict[str, tuple[float, float]] = {}
         self._programs: dict[tuple[str, ...], Any] = {}
@@ -310,7 +312,6 @@ class ExecuTorchQuantizer(TargetQuantizer):
         """The ops XNNPACKQuantizer could annotate, with their kinds; those inside a LayerNorm (its means,
         as :func:`export_program` rewrites them, and its arithmetic) are no units and stay float."""
         units = []
-        self._annotatable: set[str] = set()
         for node in self.program.graph.nodes:
             if node.op != "call_function":
                 continue
@@ -374,9 +375,7 @@ class ExecuTorchQuantizer(TargetQuantizer):
         selection = _candidate(path)
         if selection is None:
             return {}
-        with tempfile.TemporaryDirectory(prefix="pte.", dir=self.work) as folder:
-            lowered = Path(folder) / "model.pte"
-            lowered.write_bytes(self._lower(selection))
+        with self._lowered_file(selection) as lowered:
             graph = read_ops(lowered)
         nodes = Counter()
         for delegate in graph.raw.delegates:
@@ -391,9 +390,7 @@ class ExecuTorchQuantizer(TargetQuantizer):
         selection = _candidate(path)
         if selection is None:
             return {}
-        with tempfile.TemporaryDirectory(prefix="pte.", dir=self.work) as folder:
-            lowered = Path(folder) / "model.pte"
-            lowered.write_bytes(self._lower(selection))
+        with self._lowered_file(selection) as lowered:
             kernels = super().run(lowered, images)
         return {"kernels_vs_pt2e_reference": {"sqnr_db": round(sqnr_db(self.run(path, images), kernels), 1),
                                               "images": len(images)}}
@@ -451,6 +448,14 @@ class ExecuTorchQuantizer(TargetQuantizer):
             prepared(self.example)  # sizes the weight observers; activation ranges come from calibration
             _set_ranges(prepared, self._ranges)
             return export_program(convert_pt2e(prepared), self.example)
+
+    @contextlib.contextmanager
+    def _lowered_file(self, selection: tuple[str, ...]) -> Iterator[Path]:
+        """The lowered candidate as a temporary ``.pte`` file."""
+        with tempfile.TemporaryDirectory(prefix="pte.", dir=self.work) as folder:
+            path = Path(folder) / "model.pte"
+            path.write_bytes(self._lower(selection))
+            yield path
 
     def _lower(self, selection: tuple[str, ...]) -> bytes:
         if selection not in self._lowered:
