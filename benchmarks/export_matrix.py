@@ -166,10 +166,15 @@ def verified_by(verification: dict) -> str:
 
 
 def environment(threads: int) -> dict:
-    from importlib.metadata import version
+    from edgevit.export import TARGETS
+    from edgevit.runtime import BACKENDS
 
-    packages = {p: version(p) for p in ("torch", "onnx", "onnxruntime", "onnxscript", "litert-torch",
-                                         "ai-edge-litert", "ai-edge-quantizer", "coremltools")}
+    packages = {}  # every target's converter packages and the versions of the backends that verify it
+    for name in TARGETS.names():
+        target = TARGETS.get(name)()
+        packages.update(target.converter_versions())
+        for backend in target.verification_backends():
+            packages[f"backend {backend}"] = BACKENDS.get(backend).version()
     return {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "torch_threads": threads, "packages": packages,
             "note": "shared machine: 2 cores used by several engineers at once; seconds include that load"}

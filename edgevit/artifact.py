@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 #: the model-file suffix of every target's format: the one table the runtime, the manifest check,
 #: the export targets and the bench read (a new target adds its own with register_model_suffix)
-MODEL_SUFFIXES: dict[str, str] = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
+MODEL_SUFFIXES: dict[str, str] = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage", "executorch": ".pte"}
 #: tensor dtypes a manifest may name (numpy names)
 DTYPES = ("float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
           "bool")

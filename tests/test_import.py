@@ -13,7 +13,7 @@ def test_import_edgevit_does_not_import_torch():
         "import sys, edgevit, edgevit.artifact, edgevit.data, edgevit.registry, edgevit.errors\n"
         "import edgevit.runtime, edgevit.agent, edgevit.partition, edgevit.devices, edgevit.environment\n"
         "import edgevit._files, edgevit._progress, edgevit._table, edgevit._quiet\n"
-        "import edgevit.formats, edgevit.formats.onnx, edgevit.formats.tflite, edgevit.formats.mlprogram\n"
+        "import edgevit.formats, edgevit.formats.onnx, edgevit.formats.tflite, edgevit.formats.mlprogram, edgevit.formats.pte\n"
         "import edgevit.predict\n"
         "heavy = [m for m in ('torch', 'onnx', 'coremltools', 'litert_torch', 'tensorflow') if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -75,12 +75,13 @@ class Artifact:
 
     def usage(self) -> str:
         """How to run it with the torch-free runtime."""
-        from edgevit.runtime import backends_for
+        from edgevit.runtime import BACKENDS, backends_for
 
         backends = backends_for(Path(self.manifest.model_file).suffix)
+        needs_torch = any(BACKENDS.get(name).needs_torch for name in backends)
         name = self.manifest.inputs[0].name
         return "\n".join([
-            "Run it (no torch needed):",
+            "Run it (needs torch: the backend's runtime links it):" if needs_torch else "Run it (no torch needed):",
             "  from edgevit import runtime",
             f"  session = runtime.load({str(self.path)!r})      # backend='auto': the first installed of "
             + (", ".join(backends) or "none registered"),

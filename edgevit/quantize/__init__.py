@@ -1,4 +1,4 @@
-"""Quantization: int8, weight-only int8 and palettized weights for ONNX, TFLite and Core ML.
+"""Quantization: int8, weight-only int8 and palettized weights for ONNX, TFLite, Core ML and ExecuTorch.
 
 One function, :func:`quantize`, takes a converted float model file, calibration images and a
 :class:`Recipe` (the request) and writes the quantized file, returning a
@@ -8,7 +8,7 @@ why (measured). ``edgevit export --precision int8|w8|w6|w4`` calls it as one pip
 * ``recipe``: schemes, recipes, op kinds and blocks (value objects);
 * ``calibration``: calibration images and activation ranges (minmax / percentile / entropy);
 * ``search``: the sensitivity pass, the default recipe and ``--max-drop``;
-* ``onnx``, ``tflite``, ``coreml``: one quantizer per target (imported when used).
+* ``onnx``, ``tflite``, ``coreml``, ``executorch``: one quantizer per target (imported when used).
 
 Example:
     >>> from edgevit.quantize import Recipe, calibration_set, quantize
@@ -43,11 +43,12 @@ def quantize(target: str, float_path: str | Path, out: str | Path, calibration: 
     """Quantize the converted float model file ``float_path`` of ``target`` into ``out``.
 
     Args:
-        target: ``"onnx"``, ``"tflite"`` or ``"coreml"``.
+        target: a name in :data:`QUANTIZERS` (``"onnx"``, ``"tflite"``, ``"coreml"``, ``"executorch"``).
         calibration: images to calibrate activations on and to measure agreement with float.
         recipe: precision, calibration method, ``max_drop`` and any groups forced to float.
         model: the (reparameterized) torch model the file was converted from, so that ops can be
-            grouped by model block (``model.segments()``); optional.
+            grouped by model block (``model.segments()``); optional, except for ExecuTorch, whose PT2E
+            quantization works on the PyTorch program before lowering.
         layout: the file's input layout (``NHWC`` for channels-last TFLite).
         options: target settings (Core ML: ``{"deployment_target": "iOS17"}``; ONNX:
             ``{"onnx_int8_format": "u8s8-reduced"}``, see :data:`edgevit.quantize.onnx.INT8_FORMATS`).
@@ -65,5 +66,6 @@ def quantize(target: str, float_path: str | Path, out: str | Path, calibration: 
     quantizer_class = get_quantizer(target, recipe.precision)
     blocks = module_blocks(model) if model is not None else {}
     with tempfile.TemporaryDirectory(prefix="edgevit-quantize.") as work:
-        quantizer = quantizer_class(Path(float_path), scheme(recipe.precision), Path(work), blocks, layout, options)
+        quantizer = quantizer_class(Path(float_path), scheme(recipe.precision), Path(work), blocks, layout, options,
+                                    model=model)
         return quantize_file(quantizer, calibration, recipe, Path(out), sensitivity=sensitivity, log=log)

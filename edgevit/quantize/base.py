@@ -45,13 +45,15 @@ class TargetQuantizer(ABC):
         blocks: module path -> model segment (see :func:`module_blocks`).
         layout: the model input's layout (``NCHW`` or ``NHWC``); calibration images are NCHW.
         options: target settings (e.g. the Core ML deployment target).
+        model: the (reparameterized) PyTorch model the file was converted from, or None; a quantizer
+            that quantizes before conversion (ExecuTorch's PT2E) needs it.
     """
 
     target: ClassVar[str]
     backend: ClassVar[str]
 
     def __init__(self, float_path: Path, scheme: Precision, work: Path, blocks: dict[str, str] | None = None,
-                 layout: str = "NCHW", options: dict[str, Any] | None = None) -> None:
+                 layout: str = "NCHW", options: dict[str, Any] | None = None, model: Any = None) -> None:
         if scheme.name not in self.precisions():
             raise InvalidArgumentError(
                 f"the {self.target} quantizer cannot produce {scheme.name!r}; it produces {', '.join(self.precisions())}"
@@ -62,6 +64,7 @@ class TargetQuantizer(ABC):
         self.blocks = blocks or {}
         self.layout = layout
         self.options = dict(options or {})
+        self.model = model
 
     @classmethod
     def precisions(cls) -> tuple[str, ...]:
@@ -124,6 +127,7 @@ QUANTIZERS: Registry[type[TargetQuantizer]] = Registry("quantizer")
 QUANTIZERS.register("onnx", "edgevit.quantize.onnx:OnnxQuantizer", meta=("int8",))
 QUANTIZERS.register("tflite", "edgevit.quantize.tflite:TfliteQuantizer", meta=("int8", "w8"))
 QUANTIZERS.register("coreml", "edgevit.quantize.coreml:CoreMLQuantizer", meta=("int8", "w8", "w6", "w4"))
+QUANTIZERS.register("executorch", "edgevit.quantize.executorch:ExecuTorchQuantizer", meta=("int8",))
 
 
 def supported_precisions(target: str) -> tuple[str, ...]:

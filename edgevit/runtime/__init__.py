@@ -17,6 +17,7 @@ BACKENDS.register("openvino", "edgevit.runtime.backends.openvino:OpenVINOBackend
 BACKENDS.register("litert", "edgevit.runtime.backends.litert:LiteRTBackend")
 BACKENDS.register("coreml", "edgevit.runtime.backends.coreml:CoreMLBackend")
 BACKENDS.register("coreml-reference", "edgevit.runtime.backends.coreml_reference:CoreMLReferenceBackend")
+BACKENDS.register("executorch", "edgevit.runtime.backends.executorch:ExecuTorchBackend")
 
 __all__ = ["BACKENDS", "Backend", "BackendModel", "load", "Session", "backends_for"]
 

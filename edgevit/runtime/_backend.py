@@ -51,6 +51,8 @@ class Backend(ABC):
     extra: ClassVar[str]
     #: lower is preferred by backend="auto" among backends that can open a file
     priority: ClassVar[int] = 50
+    #: whether running needs torch installed (only a runtime that links libtorch: ExecuTorch's pybindings)
+    needs_torch: ClassVar[bool] = False
 
     @classmethod
     def available(cls) -> bool:

@@ -30,7 +30,7 @@ def no_model_building(monkeypatch):
 
 
 def test_unknown_target_lists_the_valid_ones(tmp_path, no_model_building):
-    with pytest.raises(UnknownNameError, match=r"unknown export target 'onxx'; closest: onnx.*coreml, onnx, tflite"):
+    with pytest.raises(UnknownNameError, match=r"unknown export target 'onxx'; closest: onnx.*coreml, executorch, onnx, tflite"):
         edgevit.export("test_vit", target="onxx", out=tmp_path)
 
 

@@ -15,6 +15,7 @@ from tolerances import (
     KERNEL_SQNR_DB,
     W8_AGREEMENT,
     W8_SQNR_DB,
+    XNNPACK_KERNEL_SQNR_DB,
 )
 
 from edgevit.models import list_models
@@ -29,7 +30,7 @@ MIN_SQNR_DB = INT8_SQNR_DB.value
 #: int8 file size over the float file's: fp32 files for ONNX/TFLite, an fp16 program for Core ML. The
 #: tiny models are ~200k parameters, so names, quantization parameters and graph structure weigh
 #: more than in real models (benchmarks/int8.py measures those against 0.3x)
-MAX_SIZE_RATIO = {"onnx": 0.4, "tflite": 0.6, "coreml": 0.75}
+MAX_SIZE_RATIO = {"onnx": 0.4, "tflite": 0.6, "coreml": 0.75, "executorch": 0.6}
 MIN_KERNEL_SQNR_DB = KERNEL_SQNR_DB.value
 
 
@@ -77,6 +78,10 @@ def test_int8_agrees_with_float_is_smaller_and_runs_integer_kernels(model, targe
     elif target == "tflite":
         assert {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"} & set(kernels["int8_ops"]), kernels
         assert kernels["not_delegated"] == {}, kernels
+    elif target == "executorch":
+        assert kernels["quantized_xnnpack_values"] > 0 and kernels["outside_delegate"] == {}, kernels
+        assert kernels["delegated_subgraphs"] >= 1, kernels
+        assert kernels["kernels_vs_pt2e_reference"]["sqnr_db"] >= XNNPACK_KERNEL_SQNR_DB.value, kernels
     else:
         assert kernels["compression_ops"].get("quantize", 0) >= 1, kernels
         assert any(op.startswith("constexpr") for op in kernels["compression_ops"]), kernels

@@ -84,6 +84,9 @@ def test_a_target_and_its_quantizer_name_the_same_quantized_precisions(target):
     ("coreml", Op("matmul"), {"weighted": True}, "linear"),
     ("coreml", Op("conv", groups=4), {}, "dwconv"),
     ("coreml", Op("layer_norm"), {}, "layernorm"),
+    ("executorch", Op("aten.linear.default"), {}, "linear"),
+    ("executorch", Op("aten.conv2d.default", groups=8), {}, "dwconv"),
+    ("executorch", Op("aten.matmul.default"), {}, None),  # XNNPACKQuantizer annotates no attention matmul
 ])
 def test_each_quantizer_declares_its_op_kinds_as_kind_rules(target, op, context, kind):
     rules = importlib.import_module(f"edgevit.quantize.{target}").KIND_RULES

@@ -3,7 +3,7 @@
 Example:
     >>> from edgevit.export.targets import TARGETS
     >>> TARGETS.names()
-    ['coreml', 'onnx', 'tflite']
+    ['coreml', 'executorch', 'onnx', 'tflite']
     >>> target = TARGETS.get("onnx")()
 """
 
@@ -16,6 +16,7 @@ TARGETS: Registry[type[Target]] = Registry("export target")
 TARGETS.register("onnx", "edgevit.export.targets.onnx:OnnxTarget")
 TARGETS.register("tflite", "edgevit.export.targets.tflite:TfliteTarget")
 TARGETS.register("coreml", "edgevit.export.targets.coreml:CoreMLTarget")
+TARGETS.register("executorch", "edgevit.export.targets.executorch:ExecuTorchTarget")
 
 __all__ = ["TARGETS", "Target", "INPUT_NAME", "OUTPUT_NAME", "get_target"]
 

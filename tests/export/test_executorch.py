@@ -1,0 +1,139 @@
+"""What only the ExecuTorch target has: the delegation report, the rewrites that give XNNPACK the
+whole graph, and clear errors for ``.pte`` files that cannot be run. (The registry-parametrized
+export, read_ops and quantize tests cover its artifacts like any target's.)"""
+
+from __future__ import annotations
+
+import pytest
+from export_helpers import family_models
+
+from edgevit.errors import ArtifactError
+from edgevit.export.targets import get_target
+from edgevit.runtime import load
+
+
+def _small_module():
+    """LayerNorm, a q/k/v-style split, a 4-D matmul, a token select and a token mean: each an op form
+    ExecuTorch's XNNPACK partitioner leaves outside the delegate as exported."""
+    import torch
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(8)
+            self.qkv = torch.nn.Linear(8, 24)
+
+        def forward(self, x):
+            tokens = self.norm(x.flatten(2).transpose(1, 2))  # (1, 16, 8)
+            q, k, v = self.qkv(tokens).reshape(1, 16, 6, 4).transpose(1, 2).split(2, dim=1)
+            attn = (q @ k.transpose(-2, -1)).softmax(-1) @ v  # (1, 2, 16, 4)
+            mixed = attn.transpose(1, 2).reshape(1, 16, 8)
+            return mixed[:, 0] + mixed.mean(1)
+
+    torch.manual_seed(0)  # the same weights and input in the fixture that lowers it and in the tests
+    return Small().eval(), torch.randn(1, 8, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def lowered(tmp_path_factory):
+    """The small module lowered plainly and with edgevit's rewrites: ``{"plain"|"rewritten": path}``."""
+    pytest.importorskip("executorch.exir")
+    from edgevit._quiet import quiet
+    from edgevit.quantize.executorch import export_program, to_pte
+
+    model, example = _small_module()
+    folder = tmp_path_factory.mktemp("pte")
+    paths = {}
+    for name, rewrite in (("plain", False), ("rewritten", True)):
+        paths[name] = folder / f"{name}.pte"
+        with quiet():
+            paths[name].write_bytes(to_pte(export_program(model, example, rewrite=rewrite), rewrite=rewrite))
+    return paths
+
+
+@pytest.mark.slow
+def test_the_report_counts_subgraphs_and_warns_about_ops_outside_the_delegate(lowered):
+    target = get_target("executorch")
+    plain = target.inspect(lowered["plain"], None)
+    outside = plain.details["outside_delegate"]
+    assert {"aten::native_layer_norm.out", "aten::split_with_sizes_copy.out", "aten::select_copy.int_out",
+            "aten::mean.out"} <= set(outside), outside
+    assert plain.details["delegated_subgraphs"] > 1
+    assert len(plain.warnings) == 1 and "outside the XNNPACK delegate" in plain.warnings[0]
+    assert f"into {plain.details['delegated_subgraphs']} delegated subgraphs" in plain.warnings[0]
+
+    rewritten = target.inspect(lowered["rewritten"], None)
+    assert rewritten.details["delegated_subgraphs"] == 1 and rewritten.details["outside_delegate"] == 0
+    assert rewritten.warnings == ()
+    assert rewritten.histogram["DELEGATE:XnnpackBackend"] == 1
+    assert rewritten.histogram["xnnpack:FullyConnected"] == 3  # q/k/v and the LayerNorm's two means
+
+
+@pytest.mark.slow
+def test_the_reader_agrees_with_executorchs_runtime_and_the_rewrites_keep_the_numbers(lowered):
+    import numpy as np
+    import torch
+    from tolerances import ARTIFACT, max_rel_err
+
+    from edgevit.formats.pte import read_ops
+
+    model, example = _small_module()
+    with torch.no_grad():
+        expected = model(example).numpy()
+    for path in lowered.values():
+        graph = read_ops(path)
+        assert [graph.tensors[key].shape for key in graph.inputs + graph.outputs] == [(1, 8, 4, 4), (1, 8)]
+        with load(path, threads=1) as session:  # "auto" finds the executorch backend by the suffix
+            assert session.backend == "executorch" and session.input_specs[0].shape == (1, 8, 4, 4)
+            got = session.run({"input_0": example.numpy()})["output_0"]
+        assert max_rel_err(got, expected) <= ARTIFACT["fp32"].max_rel_err
+        assert np.argmax(got) == np.argmax(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", family_models())
+def test_every_family_lowers_to_one_xnnpack_subgraph(exported, model):
+    """The rewrites cover every op form the zoo's families produce: nothing runs outside XNNPACK."""
+    artifact = exported(model)[("executorch", "fp32")].artifact
+    details = artifact.manifest.ops["details"]
+    assert (details["delegated_subgraphs"], details["outside_delegate"]) == (1, 0), details
+    assert artifact.manifest.ops["warnings"] == []
+    assert "needs torch" in artifact.usage() and "the first installed of executorch" in artifact.usage()
+
+
+def test_a_file_that_is_no_executorch_program_is_an_artifact_error(tmp_path):
+    path = tmp_path / "model.pte"
+    path.write_bytes(b"PK\x03\x04 this is a zip, not a program" * 4)
+    with pytest.raises(ArtifactError, match=r"is not an ExecuTorch program \(no ET12 identifier"):
+        load(path)
+
+
+@pytest.mark.slow
+def test_a_truncated_program_is_an_artifact_error_naming_the_file(lowered, tmp_path):
+    path = tmp_path / "model.pte"
+    path.write_bytes(lowered["rewritten"].read_bytes()[:200])
+    with pytest.raises(ArtifactError, match="model.pte"):
+        load(path)
+
+
+@pytest.mark.slow
+def test_threads_size_executorchs_pool(lowered):
+    from executorch.extension.pybindings import portable_lib
+
+    with load(lowered["rewritten"], backend="executorch", threads=1) as session:
+        session.run({"input_0": _small_module()[1].numpy()})
+        assert portable_lib._threadpool_get_thread_count() == 1
+    with load(lowered["rewritten"], backend="executorch", threads=2) as session:
+        session.run({"input_0": _small_module()[1].numpy()})
+        assert portable_lib._threadpool_get_thread_count() == 2
+
+
+def test_executorch_refuses_a_dynamic_batch_and_fp16_naming_why():
+    from edgevit.errors import InvalidArgumentError, UnknownNameError
+    from edgevit.export.options import ExportOptions
+
+    target = get_target("executorch")
+    with pytest.raises(InvalidArgumentError, match="rewrites for the XNNPACK delegate specialize"):
+        target.check(ExportOptions(target="executorch", batch="dynamic"))
+    with pytest.raises(UnknownNameError, match=r"valid are fp32, int8"):
+        target.check(ExportOptions(target="executorch", precision="fp16"))
