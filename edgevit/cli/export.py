@@ -1,4 +1,4 @@
-"""``edgevit export MODEL --target onnx,tflite,coreml``: a thin skin over ``edgevit.export``.
+"""``edgevit export MODEL --target onnx,tflite,coreml,executorch``: a thin skin over ``edgevit.export``.
 
 The flags parse into one :class:`~edgevit.export.ExportOptions`; the command calls
 :func:`edgevit.export.export_all`, prints each artifact's report, one summary table when
@@ -16,12 +16,12 @@ from edgevit.export.options import DEFAULT_DEPLOYMENT_TARGET, DEFAULT_OPSET, DEP
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="convert a model to ONNX, TFLite or Core ML and verify it",
-        description="Convert a zoo model to ONNX, TFLite or Core ML from its reparameterized graph, run the "
-        "artifact with the torch-free runtime and compare it with PyTorch.",
+        help="convert a model to ONNX, TFLite, Core ML or ExecuTorch and verify it",
+        description="Convert a zoo model to ONNX, TFLite, Core ML or ExecuTorch from its reparameterized graph, run "
+        "the artifact with edgevit's runtime and compare it with PyTorch.",
     )
     p.add_argument("model", help="zoo model name (see 'edgevit models')")
-    p.add_argument("--target", default="onnx", help="onnx, tflite or coreml; several separated by commas (default onnx)")
+    p.add_argument("--target", default="onnx", help=target_help("; several separated by commas (default onnx)"))
     p.add_argument("--precision", default="fp32", help=precision_help())
     p.add_argument("--weights", help="checkpoint file for the model (default: random init)")
     p.add_argument("--image-size", type=int, help="square input size (default: the model's)")
@@ -105,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
     for o in failed:
         print(f"{type(o.error).__name__}: {o.target} {o.precision}: {o.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def target_help(tail: str) -> str:
+    """``--target`` help from the target registry (listing names imports no converter)."""
+    from edgevit.export.targets import TARGETS
+
+    return ", ".join(TARGETS.names()) + tail
 
 
 def precision_help(tail: str = "; several separated by commas (default fp32)") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgevit.cli.export import precision_help
+from edgevit.cli.export import precision_help, target_help
 
 DEVICE_FILE_HELP = """device file (TOML), one [[device]] table per device:
   name = "pi-a"; memory_mb = 256; speed = 0.25 (relative to this machine) or gmacs_per_s = 12.0
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="classwise", help="classwise (ED-ViT) or pipeline (default classwise)")
     p.add_argument("--weights", default=None, help="trained weights (required by classwise); edgevit train writes them")
     p.add_argument("--image-size", type=int, default=None, help="input size (default: the weights' recorded size)")
-    p.add_argument("--target", default=defaults.target, help=f"onnx, tflite or coreml (default {defaults.target})")
+    p.add_argument("--target", default=defaults.target, help=target_help(f" (default {defaults.target})"))
     p.add_argument("--precision", default=defaults.precision,
                    help="every piece's precision: " + precision_help(
                        f"; quantized ones are calibrated on the --data training images (default {defaults.precision})"))

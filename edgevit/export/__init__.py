@@ -39,7 +39,7 @@ def export(model: Any, target: str | None = None, *, options: ExportOptions | No
     Args:
         model: a zoo model name (``"cas_vit_xs"``), an ``nn.Module`` with ``reparameterize()``, or a
             :class:`Piece` (a module with its own real inputs, which may be an intermediate tensor).
-        target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (overrides ``options.target``).
+        target: a name in :data:`TARGETS` (overrides ``options.target``).
         options: an :class:`ExportOptions`; keyword arguments override its fields
             (``precision="fp16"``, ``weights="l1.pth"``, ``batch="dynamic"``, ``out="artifacts"``...).
         progress: print step progress on stderr (default: only when stderr is a terminal and not ``quiet``).

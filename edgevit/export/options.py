@@ -37,7 +37,7 @@ class ExportOptions:
     """Everything an export is asked to do, besides the model itself.
 
     Attributes:
-        target: ``"onnx"``, ``"tflite"`` or ``"coreml"`` (``edgevit.export.TARGETS``).
+        target: a name in ``edgevit.export.TARGETS`` (``"onnx"``, ``"tflite"``, ``"coreml"``, ``"executorch"``).
         precision: a name in :data:`edgevit.precision.PRECISIONS` that the target produces.
         weights: a checkpoint for a zoo model given by name (None: random init).
         image_size / num_classes: build the zoo model at this size / with this many classes.

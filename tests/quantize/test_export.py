@@ -23,12 +23,12 @@ from edgevit.runtime.cpu import Int8KernelWarning, int8_path
 @pytest.mark.slow
 def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_path, capsys):
     model = "test_vit"
-    code = main(["export", model, "--weights", str(weights(model)), "--target", "onnx,tflite,coreml",
+    code = main(["export", model, "--weights", str(weights(model)), "--target", "onnx,tflite,coreml,executorch",
                  "--precision", "int8", "--deployment-target", "iOS17", "--calib-size", "16",
                  "--calib-method", "percentile", "--data", "digits", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
-    for target in ("onnx", "tflite", "coreml"):
+    for target in ("onnx", "tflite", "coreml", "executorch"):
         manifest = read_manifest(tmp_path / f"{model}-{target}-int8")
         assert manifest.precision == "int8" and manifest.options["calib_method"] == "percentile"
         quantization = manifest.extra["quantization"]
@@ -62,7 +62,7 @@ def test_int8_export_on_every_target_writes_recipe_sensitivity_and_accuracy(tmp_
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Int8KernelWarning)
                 load(tmp_path / f"{model}-{target}-int8").close()
-    assert out.count("quantize  int8 (default recipe)") == 3 and out.count("accuracy  digits (val") == 3
+    assert out.count("quantize  int8 (default recipe)") == 4 and out.count("accuracy  digits (val") == 4
 
 
 def test_an_unsupported_precision_lists_what_the_target_supports(capsys):
