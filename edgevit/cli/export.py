@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="zoo model name (see 'edgevit models')")
     p.add_argument("--target", default="onnx", help=target_help("; several separated by commas (default onnx)"))
-    p.add_argument("--precision", default="fp32", help=precision_help())
+    p.add_argument("--precision", default="fp32", help=precision_help(
+        "; auto: export fp32 and int8 (where the target has it), time them here, keep the fastest that passed "
+        "verification (int8 only when >= 5%% faster); several separated by commas (default fp32)"))
     p.add_argument("--weights", help="checkpoint file for the model (default: random init)")
     p.add_argument("--image-size", type=int, help="square input size (default: the model's)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the checkpoint's or the model's)")
@@ -61,8 +63,9 @@ def options_from_args(args: argparse.Namespace):
     from edgevit.export import ExportOptions
     from edgevit.export.options import split_names
 
+    precision = split_names(args.precision)[0]
     return ExportOptions(
-        target=split_names(args.target)[0], precision=split_names(args.precision)[0], weights=args.weights,
+        target=split_names(args.target)[0], precision="fp32" if precision == "auto" else precision, weights=args.weights,
         image_size=args.image_size, num_classes=args.num_classes, batch=args.batch, out=args.out,
         verify=not args.no_verify, quiet=args.quiet or args.json, channels_last=args.channels_last,
         deployment_target=args.deployment_target, opset=args.opset, name=args.name,

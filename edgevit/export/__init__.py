@@ -56,10 +56,13 @@ def export(model: Any, target: str | None = None, *, options: ExportOptions | No
         >>> artifact.manifest.verification["status"]
         'passed'
     """
+    from edgevit.export.auto import wants_auto
+
+    precisions = kwargs.pop("precision") if wants_auto(kwargs.get("precision")) else None
     options = _options(options, target, kwargs)
     if "," in options.target:
         raise _many_targets_error(options.target)
-    outcome = export_all(model, options=options, progress=progress, raise_errors=True)[0]
+    outcome = export_all(model, precisions=precisions, options=options, progress=progress, raise_errors=True)[0]
     assert outcome.artifact is not None
     return outcome.artifact
 
@@ -76,28 +79,53 @@ def export_all(model: Any, targets: str | list[str] | None = None, precisions: s
         supported_only: leave out the precisions a target does not offer instead of refusing
             (for matrices over every target and precision).
     """
-    import time
-
     from edgevit._files import check_writable
-    from edgevit._progress import Progress
+    from edgevit.export import auto as _auto
     from edgevit.export.options import check_options_apply
-    from edgevit.export.pipeline import check_replaceable, new_job, run_pipeline
+    from edgevit.export.pipeline import check_replaceable, new_job
     from edgevit.export.targets import TARGETS as _targets
 
+    if precisions is None and _auto.wants_auto(kwargs.get("precision")):
+        precisions = kwargs.pop("precision")
     options = _options(options, None, kwargs)
     target_names = [_targets.canonical(t) for t in split_names(targets if targets is not None else options.target)]
-    precision_names = [PRECISIONS.canonical(p)
-                       for p in split_names(precisions if precisions is not None else options.precision)]
-    check_options_apply(options, target_names, precision_names)
-    if supported_only:
-        cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names
-                 if p in _targets.get(t)().all_precisions]
+    by_auto = _auto.wants_auto(precisions)
+    if by_auto:  # each target's candidates, exported into a staging folder, the winner moved out at the end
+        _auto.check_options(options)
+        plan = [(t, p) for t in target_names for p in _auto.candidates(_targets.get(t)())]
+        precision_names = sorted({p for _, p in plan})
     else:
-        cells = [options.replace(target=t, precision=p) for t in target_names for p in precision_names]
+        precision_names = [PRECISIONS.canonical(p)
+                           for p in split_names(precisions if precisions is not None else options.precision)]
+        plan = [(t, p) for t in target_names for p in precision_names
+                if not supported_only or p in _targets.get(t)().all_precisions]
+    check_options_apply(options, target_names, precision_names)
+    cells = [options.replace(target=t, precision=p) for t, p in plan]
     jobs = [new_job(model, cell) for cell in cells]  # unknown target / unsupported precision: fail now
     check_writable(options.out)
     for job in jobs:
         check_replaceable(options.out / job.artifact_name)
+    staging = None
+    if by_auto:
+        import tempfile
+
+        staging = Path(tempfile.mkdtemp(prefix=".edgevit-auto-", dir=options.out))
+        for job in jobs:
+            job.options = job.options.replace(out=staging)
+    try:
+        outcomes = _run_jobs(jobs, options, progress, raise_errors and not by_auto)  # auto: a failing int8 falls back
+        return _auto.settle(outcomes, options, progress, raise_errors) if by_auto else outcomes
+    finally:
+        if staging is not None:
+            _auto.remove_staging(staging)
+
+
+def _run_jobs(jobs: list[Any], options: ExportOptions, progress: bool | None, raise_errors: bool) -> list[ExportOutcome]:
+    import time
+
+    from edgevit._progress import Progress
+    from edgevit.export.pipeline import run_pipeline
+
     printer = Progress(enabled=False if options.quiet else progress)
     outcomes, prepared = [], None
     for job in jobs:

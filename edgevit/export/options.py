@@ -24,9 +24,11 @@ from edgevit.precision import PRECISIONS
 #: Core ML deployment targets an ML Program can be built for (ML Programs need iOS15+).
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18")
 DEFAULT_DEPLOYMENT_TARGET = "iOS16"
-#: ONNX opsets: 18 is the oldest with everything the zoo needs (LayerNormalization, ReduceMean axes as input).
+#: ONNX opsets: 18 is the oldest with everything the zoo needs (LayerNormalization, ReduceMean axes as input);
+#: 20 is the default: GELU is one ``Gelu`` op there (five ops at 18: Div/Erf/Add/Mul/Mul), which onnxruntime
+#: and OpenVINO run as one kernel (benchmarks/results/onnx_path.md)
 MIN_OPSET = 18
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = 20
 MAX_BATCH = 1024
 
 Batch = int | Literal["dynamic"]

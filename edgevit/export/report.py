@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.artifact import Manifest, read_manifest
+from edgevit.export.auto import report_lines
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Artifact:
             lines.append(f"  note      {note}")
         lines.append(f"  verify    {summary(m.verification)}")
         lines += _quantization_lines(m.extra.get("quantization"), m.verification.get("accuracy"))
+        lines += report_lines(m.extra.get("precision_auto"))
         return "\n".join(lines)
 
     def usage(self) -> str:
