@@ -21,6 +21,7 @@ from edgevit.cli import build_parser
 from edgevit.export.options import split_names
 from edgevit.export.targets import TARGETS
 from edgevit.models import MODELS
+from edgevit.export.auto import AUTO
 from edgevit.precision import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def test_a_documented_command_parses_and_names_what_exists(path, number, command
     for target in _names(getattr(args, "target", None)):
         assert target in TARGETS, f"{path.name}:{number}: no export target {target!r}"
     for precision in _names(getattr(args, "precision", None)):
-        assert precision in PRECISIONS, f"{path.name}:{number}: no precision {precision!r}"
+        assert precision in PRECISIONS or precision == AUTO, f"{path.name}:{number}: no precision {precision!r}"
 
 
 def _names(value) -> list[str]:
