@@ -19,7 +19,8 @@ and the peers, each the way its documentation shows it:
 * ``plain-pte``: ``torch.export`` -> ``to_edge_transform_and_lower([XnnpackPartitioner()])`` ->
   ``to_executorch`` (no edgevit rewrites), in ExecuTorch's runtime;
 * ``openvino``: ``openvino.convert_model(model, example_input=x)`` compiled for CPU with the
-  latency hint and the thread count;
+  latency hint, the thread count and f32 inference precision (OpenVINO's default on a CPU with
+  AVX512-BF16 is bf16, about 1e-2 off PyTorch: not an fp32 comparison);
 * ``torch``: PyTorch eager, ``torch.set_num_threads``, under ``torch.inference_mode``;
 * ``matmul``: a bare 1 x 1024 x 1024 @ 1024 x 1024 fp32 ONNX matmul in onnxruntime, the
   machine's rate under the same load (achieved GFLOP/s are compared with it).
@@ -203,7 +204,8 @@ class OpenVINOModel:
 
         converted = ov.convert_model(model, example_input=x)
         self.compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                                     "INFERENCE_NUM_THREADS": threads})
+                                                                     "INFERENCE_NUM_THREADS": threads,
+                                                                     "INFERENCE_PRECISION_HINT": "f32"})
         self.request = self.compiled.create_infer_request()
 
     def run(self, x: np.ndarray) -> np.ndarray:
