@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from edgevit.cli import build_parser
+from edgevit.export.auto import AUTO
 from edgevit.export.options import split_names
 from edgevit.export.targets import TARGETS
 from edgevit.models import MODELS
-from edgevit.export.auto import AUTO
 from edgevit.precision import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,6 +35,8 @@ class AgentConfig:
         host / port: where to listen (port 0: any free port; the ready line says which).
         repository: the folder artifacts are kept in (and loaded from at start).
         threads: CPU threads per model (None: the backend's default, all cores).
+        spin: onnxruntime's intra-op spinning (True: faster on a device that runs only the agent;
+            None: the backend's default, off).
         max_concurrent: inference requests run at once; more wait in a queue.
         max_queue: requests allowed to wait; beyond it RESOURCE_EXHAUSTED.
         max_upload_mb: the largest artifact accepted (also the gRPC message limit).
@@ -51,6 +53,7 @@ class AgentConfig:
     port: int = DEFAULT_PORT
     repository: Path = Path("edgevit-repository")
     threads: int | None = None
+    spin: bool | None = None
     max_concurrent: int = 1
     max_queue: int = DEFAULT_MAX_QUEUE
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
@@ -71,6 +74,8 @@ class AgentConfig:
         _positive("port", self.port, low=0, high=65535)
         if self.threads is not None:
             _positive("threads", self.threads)
+        if self.spin is not None and not isinstance(self.spin, bool):
+            raise InvalidArgumentError(f"spin must be True, False or None, got {self.spin!r}")
         _positive("max_concurrent", self.max_concurrent)
         _positive("max_queue", self.max_queue, low=0)
         _positive("max_upload_mb", self.max_upload_mb, high=2047)  # gRPC messages are limited to 2 GiB

@@ -155,9 +155,11 @@ class Repository:
         max_upload_bytes: the largest upload accepted.
     """
 
-    def __init__(self, root: str | Path, threads: int | None = None, max_upload_bytes: int = 256 << 20) -> None:
+    def __init__(self, root: str | Path, threads: int | None = None, max_upload_bytes: int = 256 << 20,
+                 spin: bool | None = None) -> None:
         self.root = Path(root)
         self.threads = threads
+        self.spin = spin
         self.max_upload_bytes = max_upload_bytes
         self.models: dict[str, LoadedModel] = {}
         self.failed: dict[str, str] = {}
@@ -294,11 +296,11 @@ class Repository:
             raise AgentError(exc.code, message) from exc.__cause__
 
     def _load(self, name: str, folder: Path) -> LoadedModel:
-        from edgevit.runtime import load
+        from edgevit.runtime import load, options_for
 
         start = time.perf_counter()
         try:
-            session = load(folder, threads=self.threads)
+            session = load(folder, threads=self.threads, **options_for(folder, spin=self.spin))
         except MissingDependencyError as exc:
             raise AgentError("FAILED_PRECONDITION", f"this agent cannot run {name!r}: {exc}") from exc
         except ArtifactError as exc:

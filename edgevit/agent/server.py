@@ -79,7 +79,7 @@ def device_record(config: AgentConfig) -> dict[str, Any]:
             continue
     return {"name": config.name, "environment": environment().to_dict(), "cpu_flags": list(cpu_flags()), "backends": backends,
             "int8_path": int8_path().to_dict(),
-            "agent": {"threads": config.threads, "max_concurrent": config.max_concurrent,
+            "agent": {"threads": config.threads, "spin": bool(config.spin), "max_concurrent": config.max_concurrent,
                       "max_queue": config.max_queue, "max_upload_mb": config.max_upload_mb,
                       "tls": config.tls_cert is not None, "mutual_tls": config.tls_client_ca is not None,
                       "tokens": config.token_file is not None or config.admin_token_file is not None}}
@@ -97,7 +97,8 @@ async def _serve(config: AgentConfig) -> int:
                        read_token(config.admin_token_file, "admin token") if config.admin_token_file else None)
     if tokens.inference is not None and tokens.inference == tokens.admin:
         log.warning("the inference and admin tokens are the same: every inference client may upload models")
-    repository = Repository(config.repository, threads=config.threads, max_upload_bytes=config.max_upload_bytes)
+    repository = Repository(config.repository, threads=config.threads, max_upload_bytes=config.max_upload_bytes,
+                            spin=config.spin)
     servicer = make_servicer(repository, tokens, device_record(config), config.max_concurrent, config.max_queue)
     health = health_async.HealthServicer()
     for service in ("", SERVICE_NAME):

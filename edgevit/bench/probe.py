@@ -63,9 +63,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _open_artifact(spec: dict[str, Any], np):
     from edgevit.bench.inputs import random_feeds
-    from edgevit.runtime import load
+    from edgevit.runtime import load, options_for
 
-    session = load(spec["path"], backend=spec["backend"], threads=spec["threads"])
+    extra = options_for(spec["path"], spec["backend"], spin=spec.get("spin"))
+    session = load(spec["path"], backend=spec["backend"], threads=spec["threads"], **extra)
     feeds = random_feeds(session.input_specs, spec["batch"])
     return (lambda: session.run(feeds)), session.close
 

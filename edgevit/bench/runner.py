@@ -47,6 +47,8 @@ class BenchOptions:
         batch: images per call.
         memory: probe cold start and peak memory in a subprocess per model.
         interleave: round-robin the models (False: time each model's runs back to back).
+        spin: onnxruntime's intra-op spinning for the artifacts it runs (None: the backend's
+            default, off; other backends are not affected): see ``edgevit.runtime.backends.onnxruntime``.
     """
 
     backend: str = "auto"
@@ -56,6 +58,7 @@ class BenchOptions:
     batch: int = 1
     memory: bool = True
     interleave: bool = True
+    spin: bool | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("warmup", 0), ("runs", 2), ("batch", 1)):
@@ -64,6 +67,8 @@ class BenchOptions:
                 raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.spin is not None and not isinstance(self.spin, bool):
+            raise InvalidArgumentError(f"spin must be True, False or None, got {self.spin!r}")
         if self.backend != "auto":  # a typo is named now, not inside a probe after the first model
             from edgevit.runtime import BACKENDS
 
@@ -211,14 +216,16 @@ class _ArtifactCandidate:
 
     def probe_spec(self) -> dict[str, Any]:
         o = self.options
-        return {"kind": "artifact", "path": str(self.path), "backend": o.backend, "threads": o.threads, "batch": o.batch}
+        return {"kind": "artifact", "path": str(self.path), "backend": o.backend, "threads": o.threads, "batch": o.batch,
+                "spin": o.spin}
 
     def open(self) -> None:
         from edgevit.bench.inputs import random_feeds
-        from edgevit.runtime import load
+        from edgevit.runtime import load, options_for
 
         start = time.perf_counter()
-        self.session = load(self.path, backend=self.options.backend, threads=self.options.threads)
+        extra = options_for(self.path, self.options.backend, spin=self.options.spin)
+        self.session = load(self.path, backend=self.options.backend, threads=self.options.threads, **extra)
         self.load_s = time.perf_counter() - start
         self.feeds = random_feeds(self.session.input_specs, self.options.batch, where=self.name)
         start = time.perf_counter()

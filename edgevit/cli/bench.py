@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model (default 10)")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument("--spin", action="store_true",
+                        help="onnxruntime: intra-op threads spin between ops instead of blocking (faster when the "
+                             "cores are free, slower when they are shared; default off)")
     parser.add_argument("--torch", metavar="MODEL", default=None, help="add zoo MODEL in PyTorch eager as the baseline")
     parser.add_argument(
         "--torch-threads",
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         memory=not args.no_memory,
         interleave=not args.sequential,
+        spin=True if args.spin else None,
     )
     report = benchmark(
         args.artifacts,

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--repository", default="edgevit-repository",
                    help="folder the artifacts are kept in and loaded from at start (default ./edgevit-repository)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: the backend's, all cores)")
+    p.add_argument("--spin", action="store_true",
+                   help="onnxruntime: intra-op threads spin between ops instead of blocking; faster on a device that "
+                        "runs only the agent, slower when the cores are shared (default off)")
     p.add_argument("--max-concurrent", type=int, default=1,
                    help="inference requests run at once; more wait in the queue (default 1)")
     p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace):
     extra = {"name": args.name} if args.name else {}
     return AgentConfig(
         host=args.host, port=args.port, repository=args.repository, threads=args.threads,
+        spin=True if args.spin else None,
         max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_upload_mb=args.max_upload_mb,
         token_file=args.token_file, admin_token_file=args.admin_token_file, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, insecure=args.insecure,

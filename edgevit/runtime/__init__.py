@@ -19,11 +19,11 @@ BACKENDS.register("coreml", "edgevit.runtime.backends.coreml:CoreMLBackend")
 BACKENDS.register("coreml-reference", "edgevit.runtime.backends.coreml_reference:CoreMLReferenceBackend")
 BACKENDS.register("executorch", "edgevit.runtime.backends.executorch:ExecuTorchBackend")
 
-__all__ = ["BACKENDS", "Backend", "BackendModel", "load", "Session", "backends_for"]
+__all__ = ["BACKENDS", "Backend", "BackendModel", "load", "Session", "backends_for", "options_for"]
 
 
 def __getattr__(name: str):
-    if name in ("load", "Session", "backends_for"):
+    if name in ("load", "Session", "backends_for", "options_for"):
         from edgevit.runtime import session
 
         return getattr(session, name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,8 @@ class Backend(ABC):
     priority: ClassVar[int] = 50
     #: whether running needs torch installed (only a runtime that links libtorch: ExecuTorch's pybindings)
     needs_torch: ClassVar[bool] = False
+    #: keyword options ``open`` takes beyond ``threads`` (``runtime.load(..., spin=True)``), with what each does
+    options: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def available(cls) -> bool:
@@ -64,8 +66,8 @@ class Backend(ABC):
         return "unknown"
 
     @abstractmethod
-    def open(self, model_path: Path, threads: int | None) -> BackendModel:
-        """Load ``model_path``; ``threads`` None means the backend's default."""
+    def open(self, model_path: Path, threads: int | None, **options: Any) -> BackendModel:
+        """Load ``model_path``; ``threads`` None means the backend's default; ``options`` are among :attr:`options`."""
 
 
 BACKENDS: Registry[type[Backend]] = Registry("runtime backend")

@@ -38,7 +38,7 @@ from edgevit.errors import (
 )
 from edgevit.runtime._backend import BACKENDS, Backend, BackendModel
 
-__all__ = ["load", "Session", "Prediction", "resolve_backend", "backends_for"]
+__all__ = ["load", "Session", "Prediction", "resolve_backend", "backends_for", "options_for"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Prediction:
         return self.error is None
 
 
-def load(path: str | Path, backend: str = "auto", threads: int | None = None) -> Session:
+def load(path: str | Path, backend: str = "auto", threads: int | None = None, **options: Any) -> Session:
     """Load an artifact folder (with ``manifest.json``) or a bare model file.
 
     Args:
@@ -70,6 +70,8 @@ def load(path: str | Path, backend: str = "auto", threads: int | None = None) ->
         backend: a registered backend name, or ``"auto"`` to pick by file type and by what is
             installed (``.mlpackage``: ``"coreml"`` on macOS, ``"coreml-reference"`` elsewhere).
         threads: CPU threads for the backend; None keeps the backend's default.
+        options: backend options (a value None keeps the backend's default); each backend lists
+            its own in ``Backend.options``, e.g. onnxruntime's ``spin`` (intra-op spinning).
 
     Raises:
         ArtifactError: the folder, manifest or model file is missing or corrupt.
@@ -83,7 +85,8 @@ def load(path: str | Path, backend: str = "auto", threads: int | None = None) ->
         raise InvalidArgumentError(f"threads must be a positive integer or None, got {threads!r}")
     manifest, model_path = _locate(Path(path))
     backend_cls = resolve_backend(model_path, backend)
-    model = _open(backend_cls, model_path, threads)
+    options = check_backend_options(backend_cls, options)
+    model = _open(backend_cls, model_path, threads, options)
     if manifest is not None and backend_cls.name == "onnxruntime":
         _warn_about_int8_kernels(manifest, model_path)
     return Session(model, backend_cls, model_path, manifest=manifest, threads=threads)
@@ -365,9 +368,34 @@ def _importable_backends() -> tuple[list[type[Backend]], dict[str, str]]:
     return found, broken
 
 
-def _open(backend_cls: type[Backend], model_path: Path, threads: int | None) -> BackendModel:
+def options_for(path: str | Path, backend: str = "auto", **options: Any) -> dict[str, Any]:
+    """Of ``options``, those the backend that would open ``path`` takes (set ones only).
+
+    For tools that run many file types with one setting (``edgevit bench --spin a.onnx b.tflite``):
+    the setting applies where it means something and is left out elsewhere.
+    """
+    _, model_path = _locate(Path(path))
+    takes = resolve_backend(model_path, backend).options
+    return {key: value for key, value in options.items() if value is not None and key in takes}
+
+
+def check_backend_options(backend_cls: type[Backend], options: dict[str, Any]) -> dict[str, Any]:
+    """The options that are set (None dropped); one the backend does not take is refused, naming its options."""
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(given) - set(backend_cls.options))
+    if unknown:
+        offered = "; ".join(f"{k}: {v}" for k, v in backend_cls.options.items()) or "none"
+        others = [b.name for b in _importable_backends()[0] if set(unknown) <= set(b.options)]
+        raise InvalidArgumentError(
+            f"backend {backend_cls.name!r} takes no option {', '.join(map(repr, unknown))} (its options: {offered})"
+            + (f"; {', '.join(map(repr, unknown))} is an option of {', '.join(others)}" if others else ""))
+    return given
+
+
+def _open(backend_cls: type[Backend], model_path: Path, threads: int | None,
+          options: dict[str, Any] | None = None) -> BackendModel:
     try:
-        return backend_cls().open(model_path, threads)
+        return backend_cls().open(model_path, threads, **(options or {}))
     except EdgeVitError:
         raise
     except Exception as exc:  # noqa: BLE001 - native loaders raise many types; report one clear error

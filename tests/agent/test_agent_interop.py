@@ -133,7 +133,7 @@ def test_edgevit_client_reads_the_device_record_and_digest(agent, dtype_artifact
     with agent.client() as client:
         device = client.device()
         assert device["environment"]["cpu_model"] and "onnxruntime" in device["backends"]
-        assert device["agent"]["max_concurrent"] == 1 and device["int8_path"]["u8s8_kernel"]
+        assert device["agent"]["max_concurrent"] == 1 and device["agent"]["spin"] is False and device["int8_path"]["u8s8_kernel"]
         first = client.upload(folder)
         again = client.upload(folder)
         assert first.uploaded and not again.uploaded and first.digest == artifact_digest(folder)

@@ -239,3 +239,12 @@ def test_admission_lets_limit_in_queues_the_rest_and_refuses_beyond():
         assert admission.running == 0 and not admission.waiting
 
     asyncio.run(scenario())
+
+
+def test_the_repository_loads_onnx_models_spinning_when_configured(upload, tmp_path):
+    for spin, expected in ((None, "0"), (True, "1")):
+        model = Repository(tmp_path / f"repo-{spin}", spin=spin).install("m", upload)
+        options = model.session.backend_model.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+    with pytest.raises(InvalidArgumentError, match="spin must be True, False or None"):
+        AgentConfig(spin="on")

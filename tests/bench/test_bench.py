@@ -57,9 +57,26 @@ def test_a_fixed_batch_artifact_cannot_be_timed_at_another_batch(two_artifacts):
         benchmark(two_artifacts, BenchOptions(batch=2, runs=2, memory=False), progress=False)
 
 
+def test_spin_reaches_onnxruntime_sessions_and_is_recorded(two_artifacts):
+    from edgevit.bench.runner import _ArtifactCandidate
+
+    for spin, expected in ((None, "0"), (True, "1")):
+        candidate = _ArtifactCandidate(two_artifacts[0], BenchOptions(spin=spin))
+        candidate.open()
+        try:
+            config = candidate.session.backend_model.session.get_session_options()
+            assert config.get_session_config_entry("session.intra_op.allow_spinning") == expected
+        finally:
+            candidate.close()
+    report = benchmark(two_artifacts, BenchOptions(spin=True, runs=2, warmup=0, memory=False), progress=False)
+    assert report.to_dict()["options"]["spin"] is True
+
+
 def test_options_are_checked():
     with pytest.raises(InvalidArgumentError, match="runs"):
         BenchOptions(runs=1)
+    with pytest.raises(InvalidArgumentError, match="spin"):
+        BenchOptions(spin="yes")
     with pytest.raises(InvalidArgumentError, match="nothing to benchmark"):
         benchmark([], progress=False)
 

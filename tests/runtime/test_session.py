@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import sys
@@ -268,3 +269,30 @@ def test_predict_reports_every_kind_of_unusable_image_for_that_image_and_classif
     assert "NoneType" in results[5].error and "int" in results[6].error
     with load(tiny_onnx) as session, pytest.raises(InvalidArgumentError, match="got None"):
         session.predict(None)
+
+
+def _spinning(session) -> str:
+    return session.backend_model.session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning")
+
+
+def test_onnxruntime_spins_only_when_asked_and_other_backends_refuse_the_option(tiny_onnx):
+    with load(tiny_onnx, backend="onnxruntime") as blocking, load(tiny_onnx, backend="onnxruntime", spin=True) as spin:
+        assert (_spinning(blocking), _spinning(spin)) == ("0", "1")
+        x = {"pixel_values": np.ones((1, 3, TINY_SIZE, TINY_SIZE), np.float32)}
+        np.testing.assert_array_equal(blocking.run(x)["logits"], spin.run(x)["logits"])
+    with pytest.raises(InvalidArgumentError, match="spin must be True or False"):
+        load(tiny_onnx, backend="onnxruntime", spin="yes")
+    with pytest.raises(InvalidArgumentError, match="takes no option 'spinning'.*its options: spin"):
+        load(tiny_onnx, backend="onnxruntime", spinning=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs the openvino extra")
+def test_an_option_another_backend_takes_is_refused_naming_that_backend(tiny_onnx):
+    from edgevit.runtime import options_for
+
+    with pytest.raises(InvalidArgumentError, match="'openvino' takes no option 'spin'.*an option of onnxruntime"):
+        load(tiny_onnx, backend="openvino", spin=True)
+    assert options_for(tiny_onnx, "openvino", spin=True) == {}  # tools that run many file types drop it
+    assert options_for(tiny_onnx, "onnxruntime", spin=True) == {"spin": True}
+    assert options_for(tiny_onnx, "onnxruntime", spin=None) == {}

@@ -5,11 +5,20 @@ parallelism is off (one op at a time, ``ORT_SEQUENTIAL``), which is what a singl
 edge workload wants and what makes ``threads`` mean the number of busy cores. The graph
 is optimised at ``ORT_ENABLE_ALL`` (constant folding, layout and fusion passes).
 
-Idle intra-op threads block instead of spinning (``session.intra_op.allow_spinning=0``).
-Spinning buys a little latency on a machine that runs nothing else, but an edge device
-rarely does: on this 2-core machine shared with other work, cas_vit_xs at 2 threads ran at a
-p50 of 38-46 ms without spinning against 64-75 ms with it (alternating runs, one process),
-and the spinning threads also slowed whatever ran next to them.
+Idle intra-op threads block instead of spinning (``session.intra_op.allow_spinning=0``) unless
+``spin=True`` (``runtime.load(path, spin=True)``, ``edgevit bench --spin``, ``edgevit serve
+--spin``). Which wins depends on whether the cores are free, measured on 2-core machines:
+
+* **cores free** (a device that runs only the model): spinning wins, the waking threads skip
+  the futex wake-up between ops. On an idle AVX-512 EPYC (load < 1) at 2 threads the same file
+  ran 0.70x (cas_vit_xs), 0.76x (efficientformerv2_s0), 0.89x (efficientformer_l1) of the
+  blocking time, and 0.98-1.03x on tiny_vit / vit_tiny (``benchmarks/results/onnx_path.md``);
+* **cores shared** (other processes, other models, a coordinator on the same board): blocking
+  wins: on an AVX2 EPYC shared with other work, cas_vit_xs at 2 threads ran at a p50 of
+  38-46 ms without spinning against 64-75 ms with it (alternating runs, one process), and the
+  spinning threads also slowed whatever ran next to them.
+
+Blocking is the default because its worst case is mild and spinning's is not.
 
 Example:
     >>> from edgevit.runtime import load
@@ -24,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.artifact import TensorSpec
-from edgevit.errors import require
+from edgevit.errors import InvalidArgumentError, require
 from edgevit.runtime._backend import Backend, BackendModel
 
 #: ONNX Runtime type strings -> numpy dtype names
@@ -64,6 +73,7 @@ class OnnxRuntimeBackend(Backend):
     suffixes = (".onnx",)
     extra = "onnxruntime"
     priority = 10
+    options = {"spin": "intra-op threads spin between ops instead of blocking (faster when the cores are free)"}
 
     @classmethod
     def available(cls) -> bool:
@@ -78,13 +88,15 @@ class OnnxRuntimeBackend(Backend):
         except PackageNotFoundError:
             return "unknown"
 
-    def open(self, model_path: Path, threads: int | None) -> OnnxRuntimeModel:
+    def open(self, model_path: Path, threads: int | None, spin: bool | None = None) -> OnnxRuntimeModel:
         ort = require("onnxruntime", self.extra, "running ONNX artifacts")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if spin is not None and not isinstance(spin, bool):
+            raise InvalidArgumentError(f"spin must be True or False, got {spin!r}")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
