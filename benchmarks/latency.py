@@ -38,7 +38,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-TARGETS = ("onnx", "tflite")
+TARGETS = ("onnx", "tflite", "executorch")
+#: ONNX columns also timed in these backends (the same file), as column ``<column>@<backend>``
+ONNX_ALSO = ("openvino",)
 #: export variants besides the defaults: (column, target, precision, extra export options)
 VARIANTS = (("onnx-fp32-opset18", "onnx", "fp32", {"opset": 18}),)
 #: the reference column: one 1024x1024 @ 1024x1024 float32 matmul in onnxruntime, timed with the models
@@ -108,9 +110,14 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
 
     info = model_info(name)
     artifacts, keys, export_errors = export_cells(name, precisions, args)
+    for path, key in list(zip(artifacts, keys)):
+        if key.startswith("onnx-"):
+            for backend in ONNX_ALSO:
+                artifacts.append((path, backend))
+                keys.append(f"{key}@{backend}")
     matmul = matmul_model(args.cache)
     artifacts.append(matmul)
-    keys[str(matmul)] = MATMUL
+    keys.append(MATMUL)
     load_before = os.getloadavg()[0]
     runs = args.runs if info.gmacs < BIG_GMACS else max(8, args.runs // 2)  # keeps the biggest rows under ~15 min
     log(f"{name}: timing {len(artifacts)} artifacts + torch eager ({runs} rounds, load {load_before:.1f})")
@@ -119,11 +126,11 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
     report = benchmark(artifacts, options, torch_model=name, torch_threads=torch_threads, progress=False)
     flops = 2 * info.gmacs * 1e9
     torch_p50 = report.baseline().latency.p50_ms  # the fastest PyTorch eager setting
-    matmul_result = next(r for r in report.results if r.path == str(matmul))
+    matmul_result = report.results[keys.index(MATMUL)]  # artifacts come first, in the order given
     peak = MATMUL_FLOP / (matmul_result.latency.p50_ms / 1e3) / 1e9
     columns = {}
-    for result in report.results:
-        key = f"torch@{result.threads}t" if result.kind == "torch" else keys[result.path]
+    for index, result in enumerate(report.results):
+        key = f"torch@{result.threads}t" if result.kind == "torch" else keys[index]
         if key == MATMUL:
             continue
         p50 = result.latency.p50_ms
@@ -162,20 +169,23 @@ def measure_model(name: str, precisions: list[str], args: argparse.Namespace) ->
     return row
 
 
-def int8_calib_size(artifacts: list[Path]) -> int | None:
+def int8_calib_size(artifacts: list) -> int | None:
     """How many calibration images the row's int8 exports used (from their manifests)."""
     from edgevit.artifact import read_manifest
 
     for path in artifacts:
-        if str(path).endswith("-int8"):
+        if not isinstance(path, tuple) and str(path).endswith("-int8"):
             return read_manifest(path).extra["quantization"]["calibration"]["used"]
     return None
 
 
-def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], dict[str, str], dict[str, str]]:
-    """Export (or reuse) every column's artifact: paths, ``{path: column}`` and ``{column: error}``."""
-    cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions] + list(VARIANTS)
-    artifacts, keys, export_errors = [], {}, {}
+def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], list[str], dict[str, str]]:
+    """Export (or reuse) every column's artifact: paths, their columns (in order) and ``{column: error}``."""
+    from edgevit.export.targets import TARGETS as REGISTRY
+
+    cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions
+             if p in REGISTRY.get(t)().all_precisions] + list(VARIANTS)
+    artifacts, keys, export_errors = [], [], {}
     for key, target, precision, extra in cells:
         try:
             path = export_artifact(name, key, target, precision, extra, args)
@@ -184,7 +194,7 @@ def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], di
             log(f"  {name} {key}: export failed: {export_errors[key]}")
             continue
         artifacts.append(path)
-        keys[str(path)] = key
+        keys.append(key)
     return artifacts, keys, export_errors
 
 
@@ -282,7 +292,8 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         for key in row.get("columns", {}):
             if not key.startswith("torch") and key not in keys:
                 keys.append(key)
-    order = [f"{t}-{p}" for t in TARGETS for p in args.precisions.split(",")] + [v[0] for v in VARIANTS]
+    order = [f"{t}-{p}{at}" for t in TARGETS for at in ("", *(f"@{b}" for b in ONNX_ALSO if t == "onnx"))
+             for p in args.precisions.split(",")] + [v[0] for v in VARIANTS]
     keys.sort(key=lambda k: (order.index(k) if k in order else len(order), k))
     threads = [args.threads] + ([1] if args.threads != 1 else [])
     lines = [
@@ -300,8 +311,10 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         f"{' and '.join(str(t) for t in threads)} thread(s): on this machine its OpenMP threads stall whenever "
         "another process holds a core, so under load 1 thread can be faster than 2. Speed-ups are against the "
         f"faster of the two; the last column is against PyTorch at {args.threads} threads.",
-        "* ONNX runs in onnxruntime (CPU EP, ORT_ENABLE_ALL, 2 intra-op threads, sequential, no spinning); "
-        "TFLite in LiteRT with XNNPACK (num_threads 2). Artifacts come from `edgevit.export(..., verify=False)` "
+        "* ONNX runs in onnxruntime (CPU EP, ORT_ENABLE_ALL, 2 intra-op threads, sequential, no spinning) and, "
+        "as the `@openvino` columns, the same file in edgevit's OpenVINO backend (latency hint, 2 threads, f32); "
+        "TFLite in LiteRT with XNNPACK (num_threads 2); ExecuTorch `.pte` (XNNPACK delegate) in ExecuTorch's "
+        "runtime (2 threads). Artifacts come from `edgevit.export(..., verify=False)` "
         "(the export matrix verifies the same exports). The default ONNX export is at opset 20, where GELU is "
         "one `Gelu` op; `onnx-fp32-opset18` is the export at opset 18 (edgevit's default before), where it is "
         "Div/Erf/Add/Mul/Mul, which onnxruntime does not fuse back and which breaks its NCHWc layout into "
@@ -333,6 +346,7 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         lines.append(f"| {row['model']} | {row['image_size']} | {row['gmacs']:.2f} | " + " | ".join(torch_cells) + " | "
                      + " | ".join(cells) + f" | {row['matmul_gflops']:.0f} | {row['fastest'] or '-'} | "
                      f"{speedup:.2f}x{mark} | {row['fastest_speedup_vs_torch_at_threads']:.1f}x |")
+    lines += ratio_lines(rows)
     overheads = [c["overhead_pct"] for r in rows if "columns" in r for k, c in r["columns"].items()
                  if not k.startswith("torch") and c["overhead_pct"] is not None and r["image_size"] == 224]
     if overheads:
@@ -356,6 +370,32 @@ def markdown(rows, env, peak, peaks, args, finished) -> str:
         lines += ["", f"1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f} on "
                   f"{env.cores_usable} cores (the machine is shared; p50 is robust to this, p90 is not)."]
     return "\n".join(lines) + "\n"
+
+
+#: (name, numerator column, denominator column, goal): the ratios issue 19 judges, per 224-px model
+RATIOS = (("ONNX fp32 / TFLite fp32", "onnx-fp32", "tflite-fp32", 1.15),
+          ("ONNX int8 / ONNX fp32", "onnx-int8", "onnx-fp32", 0.6),
+          ("OpenVINO / onnxruntime on the ONNX fp32 file", "onnx-fp32@openvino", "onnx-fp32", None),
+          ("ExecuTorch fp32 / TFLite fp32", "executorch-fp32", "tflite-fp32", None),
+          ("opset 18 / opset 20 (the default)", "onnx-fp32-opset18", "onnx-fp32", None))
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """Per 224-px model, the ratios of p50s issue 19 judges (and a few more), with the goal where it has one."""
+    done = [r for r in rows if "columns" in r and r["image_size"] == 224]
+    if not done:
+        return []
+    lines = ["", "Ratios of p50s on the 224-px models (same rounds):", "",
+             "| ratio | goal | " + " | ".join(r["model"] for r in done) + " | met |",
+             "|---|---:|" + "---:|" * len(done) + "---|"]
+    for label, top, bottom, goal in RATIOS:
+        values = [r["columns"][top]["p50_ms"] / r["columns"][bottom]["p50_ms"]
+                  if top in r["columns"] and bottom in r["columns"] else None for r in done]
+        cells = ["-" if v is None else (f"**{v:.2f}**" if goal is not None and v > goal else f"{v:.2f}") for v in values]
+        known = [v for v in values if v is not None]
+        met = "-" if goal is None or not known else f"{sum(v <= goal for v in known)}/{len(known)}"
+        lines.append(f"| {label} | {'-' if goal is None else f'<= {goal:g}'} | " + " | ".join(cells) + f" | {met} |")
+    return lines
 
 
 def _write(path: Path, text: str) -> None:

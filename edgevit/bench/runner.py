@@ -104,7 +104,7 @@ class BenchReport:
 
 
 def benchmark(
-    artifacts: Sequence[str | Path],
+    artifacts: Sequence[str | Path | tuple[str | Path, str]],
     options: BenchOptions | None = None,
     torch_model: str | None = None,
     progress: bool | None = None,
@@ -116,7 +116,8 @@ def benchmark(
     """Time artifacts (and optionally the PyTorch eager model) side by side.
 
     Args:
-        artifacts: artifact folders or bare model files.
+        artifacts: artifact folders or bare model files; an item ``(path, backend)`` runs that one
+            with the named backend (the same ONNX file in onnxruntime and openvino, side by side).
         options: :class:`BenchOptions`; keyword ``overrides`` replace single fields.
         torch_model: a zoo model name to add as the PyTorch eager fp32 baseline (imports torch).
         torch_threads: run the baseline at each of these thread counts (default: ``options.threads``);
@@ -137,13 +138,17 @@ def benchmark(
     env = environment()
     if compare and remote is None:
         raise InvalidArgumentError("compare needs a remote agent to compare this machine with (--url HOST:PORT)")
+    items = [_with_backend(a, options) for a in artifacts]
     candidates: list[Any] = []
     if remote is None or compare:
-        candidates += [_ArtifactCandidate(Path(a), options) for a in artifacts]
+        candidates += [_ArtifactCandidate(path, own, label=own is not options) for path, own in items]
     if remote is not None:
         from edgevit.bench.remote import RemoteCandidate
 
-        candidates += [RemoteCandidate(Path(a), options, remote) for a in artifacts]
+        if any(own is not options for _, own in items):
+            raise InvalidArgumentError("a backend per artifact applies to this machine; a device's agent picks its own "
+                                       "backend by file type")
+        candidates += [RemoteCandidate(path, options, remote) for path, _ in items]
     if torch_model is not None:
         counts = list(torch_threads) if torch_threads else [options.threads]
         for count in counts:
@@ -169,6 +174,15 @@ def benchmark(
         finally:
             for candidate in candidates:
                 candidate.close()
+
+
+def _with_backend(item: Any, options: BenchOptions) -> tuple[Path, BenchOptions]:
+    """``path`` -> (path, options); ``(path, backend)`` -> (path, options with that backend, checked)."""
+    if isinstance(item, tuple):
+        if len(item) != 2 or not isinstance(item[1], str):
+            raise InvalidArgumentError(f"an artifact with its backend is (path, backend name), got {item!r}")
+        return Path(item[0]), replace(options, backend=item[1])
+    return Path(item), options
 
 
 def _time(candidates: list[Any], options: BenchOptions, bar: Progress) -> dict[str, list[float]]:
@@ -208,9 +222,11 @@ class _ArtifactCandidate:
 
     kind = "artifact"
 
-    def __init__(self, path: Path, options: BenchOptions) -> None:
+    def __init__(self, path: Path, options: BenchOptions, label: bool = False) -> None:
         self.path, self.options = path, options
         self.name = path.name if path.suffix not in MODEL_SUFFIXES.values() else path.parent.name + "/" + path.name
+        if label:  # its own backend, named so that the same file in two backends reads apart
+            self.name += f"@{options.backend}"
         self.session = None
         self.feeds: dict = {}
 

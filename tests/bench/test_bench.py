@@ -14,7 +14,7 @@ from edgevit._progress import Progress
 from edgevit.bench import BenchOptions, benchmark, latency_stats
 from edgevit.bench.runner import _time, runtime_overhead_us
 from edgevit.cli import main
-from edgevit.errors import InvalidArgumentError
+from edgevit.errors import InvalidArgumentError, UnknownNameError
 
 LATENCY_KEYS = {"runs", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "max_ms"}
 ENV_KEYS = {"cpu_model", "cores_logical", "cores_usable", "os", "python", "numpy", "load_average_1m"}
@@ -174,3 +174,14 @@ def test_import_bench_is_light():
     code = "import sys, edgevit.bench; print(sorted(m for m in ('torch', 'matplotlib', 'onnxruntime') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("openvino") is None, reason="needs the openvino extra")
+def test_one_file_in_two_backends_side_by_side(two_artifacts):
+    folder = two_artifacts[0]
+    report = benchmark([(folder, "onnxruntime"), (folder, "openvino")], BenchOptions(runs=2, warmup=0, memory=False),
+                       progress=False)
+    assert [(r.name, r.backend) for r in report.results] == [
+        (f"{folder.name}@onnxruntime", "onnxruntime"), (f"{folder.name}@openvino", "openvino")]
+    with pytest.raises(UnknownNameError, match="unknown runtime backend 'onnxruntim'; closest: onnxruntime"):
+        benchmark([(folder, "onnxruntim")], BenchOptions(runs=2, memory=False), progress=False)
