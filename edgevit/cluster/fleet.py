@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -190,13 +191,18 @@ class Fleet:
     def address(self, name: str) -> str:
         return self.links[name].address
 
-    def write_devices(self, path: str | Path, speed: dict[str, float] | None = None) -> Path:
-        """A device file for the fleet: each device's address is its link's end."""
+    def write_devices(self, path: str | Path, speed: dict[str, float] | None = None,
+                      profiles: dict[str, str | Path] | None = None) -> Path:
+        """A device file for the fleet: each device's address is its link's end.
+
+        ``speed`` overrides a device's relative speed (default: its CPU quota); a device in
+        ``profiles`` points at that profile file (``edgevit devices probe``) instead of a speed."""
         lines = []
         for name, device in self.devices.items():
             relative = (speed or {}).get(name, device.cpu_quota or 1.0)
+            profile = (profiles or {}).get(name)
             lines += ["[[device]]", f'name = "{name}"', f"memory_mb = {device.memory_mb:g}",
-                      f"speed = {relative:g}",
+                      f"profile = {json.dumps(str(Path(profile).resolve()))}" if profile else f"speed = {relative:g}",
                       f'speed_origin = "emulated: {device.cpu_quota or "unlimited"} cores, {device.threads} thread(s)"',
                       f"link_mbps = {device.link.mbps or 10000:g}", f"link_latency_ms = {device.link.latency_ms:g}",
                       f'address = "{self.address(name)}"', ""]

@@ -378,3 +378,19 @@ def test_a_quota_period_the_kernel_refuses_is_named_before_any_agent_starts(tmp_
     with pytest.raises(InvalidArgumentError, match="cpu_period_ms is 0.5; the kernel allows 1 to 1000 ms"):
         Fleet(tmp_path, [FleetDevice("slow", cpu_quota=0.5, cpu_period_ms=0.5)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fleet_device_file_points_at_profiles_where_given(tmp_path):
+    from edgevit.cluster.fleet import Fleet, FleetDevice
+    from edgevit.devices import load_devices
+
+    fleet = Fleet(tmp_path / "fleet", [FleetDevice("fast", memory_mb=64), FleetDevice("slow", memory_mb=64, cpu_quota=0.5)])
+    fleet.address = lambda name: f"127.0.0.1:{ {'fast': 9001, 'slow': 9002}[name]}"
+    profile = tmp_path / "profiles" / "slow device.json"  # a space and a folder: quoted, absolute
+    profile.parent.mkdir()
+    profile.write_text("{}")  # read by the planner, not the loader
+    devices = load_devices(fleet.write_devices(tmp_path / "devices.toml", profiles={"slow": profile}))
+    by_name = {d.name: d for d in devices.devices}
+    assert by_name["slow"].profile == str(profile.resolve()) and by_name["slow"].speed is None
+    assert by_name["fast"].profile is None and by_name["fast"].speed == 1.0
+    assert by_name["slow"].address == "127.0.0.1:9002"
