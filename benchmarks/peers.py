@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# executorch is a namespace package: benchmarks/executorch.py anywhere on sys.path would shadow it, so
-# this folder is taken off the path and the helpers are loaded from their files
+# executorch is a namespace package: a module of that name anywhere on sys.path shadows it (this folder
+# had one), so this folder is kept off the path and the helpers are loaded from their files
 
 
 def _helpers(name: str):

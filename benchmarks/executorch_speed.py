@@ -18,8 +18,8 @@ load of this shared machine hits them alike; the table gives p50 and the ratio o
 
 Usage::
 
-    python benchmarks/executorch.py                               # tiny_vit_5m_224, vit_tiny_patch16_224
-    python benchmarks/executorch.py tiny_vit_5m_224 vit_tiny_patch16_224 cas_vit_xs --threads 2,1 --passes 2
+    python benchmarks/executorch_speed.py                               # tiny_vit_5m_224, vit_tiny_patch16_224
+    python benchmarks/executorch_speed.py tiny_vit_5m_224 vit_tiny_patch16_224 cas_vit_xs --threads 2,1 --passes 2
 
 Writes ``benchmarks/results/executorch.md`` and ``executorch.json`` (each model's row as soon
 as it is measured).
@@ -35,9 +35,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# ``python benchmarks/executorch.py`` puts this folder first on the path, where this file would
-# shadow the ``executorch`` package it measures
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
