@@ -147,11 +147,21 @@ class Session:
 
         Raises:
             RuntimeInputError: a name, shape or dtype differs from ``input_specs``.
+            ArtifactError: the backend failed on valid inputs (the file uses something this
+                runtime cannot execute); the backend's own error is chained.
         """
         if self._closed:
             raise InvalidArgumentError("this session is closed; load the model again to run it")
         checked = self._validate(feeds)
-        outputs = self.backend_model.run(checked)
+        try:
+            outputs = self.backend_model.run(checked)
+        except EdgeVitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - native runtimes raise many types; one clear error
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ArtifactError(
+                f"{self.backend} failed to run {self.model_path.name} on valid inputs ({type(exc).__name__}: "
+                f"{first[:300]}); the model file uses something this runtime cannot execute here") from exc
         return {self._out_names[name]: value for name, value in outputs.items()}
 
     def _validate(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -296,3 +296,17 @@ def test_an_option_another_backend_takes_is_refused_naming_that_backend(tiny_onn
     assert options_for(tiny_onnx, "openvino", spin=True) == {}  # tools that run many file types drop it
     assert options_for(tiny_onnx, "onnxruntime", spin=True) == {"spin": True}
     assert options_for(tiny_onnx, "onnxruntime", spin=None) == {}
+
+
+def test_a_backend_failing_on_valid_inputs_is_one_clear_error(tiny_onnx):
+    class Failing:
+        def run(self, feeds):
+            raise RuntimeError("method->execute() failed with error 0x10\nmore native detail")
+
+    with load(tiny_onnx, backend="onnxruntime") as session:
+        real, session.backend_model = session.backend_model, Failing()
+        with pytest.raises(ArtifactError, match=r"onnxruntime failed to run model.onnx on valid inputs "
+                                                r"\(RuntimeError: method->execute\(\) failed with error 0x10\)") as error:
+            session.run({"pixel_values": np.ones((1, 3, TINY_SIZE, TINY_SIZE), np.float32)})
+        assert isinstance(error.value.__cause__, RuntimeError)
+        session.backend_model = real
