@@ -250,6 +250,11 @@ def markdown(rows: list[dict], env, machine: dict, args, finished: bool) -> str:
         "onnxruntime session with default options and the same thread count.",
         "* **plain-edgevit**: the plain file in edgevit's session settings.",
         "* **tflite**: edgevit's TFLite fp32 in LiteRT (XNNPACK).",
+        "* **Caveat** (found after this run): all columns share one process, and the spinning columns "
+        "(edgevit-spin, plain) keep their threads busy into the next column's call. The ratios among the "
+        "blocking ONNX columns (opset18, plain-edgevit against edgevit) are fair; the tflite column is slowed "
+        "by its spinning neighbours, and spinning's own gain is measured cleanly in `alone.md` (each column "
+        "alone in its own process).",
         "* Each ratio is that column's p50 over edgevit's (below 1: faster than edgevit's default file); in "
         "brackets the median of the per-round ratios. Every column's output is checked against PyTorch "
         "(fp32 limit: relative error 1e-4 of the largest logit).",

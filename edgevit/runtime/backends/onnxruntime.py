@@ -10,9 +10,9 @@ Idle intra-op threads block instead of spinning (``session.intra_op.allow_spinni
 --spin``). Which wins depends on whether the cores are free, measured on 2-core machines:
 
 * **cores free** (a device that runs only the model): spinning wins, the waking threads skip
-  the futex wake-up between ops. On an idle AVX-512 EPYC (load < 1) at 2 threads the same file
-  ran 0.70x (cas_vit_xs), 0.76x (efficientformerv2_s0), 0.89x (efficientformer_l1) of the
-  blocking time, and 0.98-1.03x on tiny_vit / vit_tiny (``benchmarks/results/onnx_path.md``);
+  the futex wake-up between ops. On an idle AVX-512 EPYC at 2 threads, each model alone in its
+  own process, the same file ran in 0.67-0.90x of the blocking time on seven 224-px zoo models
+  (``benchmarks/results/alone.md``);
 * **cores shared** (other processes, other models, a coordinator on the same board): blocking
   wins: on an AVX2 EPYC shared with other work, cas_vit_xs at 2 threads ran at a p50 of
   38-46 ms without spinning against 64-75 ms with it (alternating runs, one process), and the
