@@ -137,3 +137,13 @@ def test_executorch_refuses_a_dynamic_batch_and_fp16_naming_why():
         target.check(ExportOptions(target="executorch", batch="dynamic"))
     with pytest.raises(UnknownNameError, match=r"valid are fp32, int8"):
         target.check(ExportOptions(target="executorch", precision="fp16"))
+
+
+def test_executorch_error_codes_are_named():
+    from edgevit.runtime.backends.executorch import _named
+
+    assert _named("method->execute() failed with error 0x10") == (
+        "method->execute() failed with error 0x10 (NotSupported: a kernel or the delegate does not support an op "
+        "or dtype in this program)")
+    assert _named("failed with error 0x23").endswith("(InvalidProgram)")
+    assert _named("failed with error 0x7f") == "failed with error 0x7f" and _named("no code") == "no code"

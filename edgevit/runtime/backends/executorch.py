@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,10 @@ class ExecuTorchModel(BackendModel):
         if self.threads is not None:
             _set_threads(self.threads)
         inputs = [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in self.input_specs]
-        outputs = self.method.execute(inputs)
+        try:
+            outputs = self.method.execute(inputs)
+        except RuntimeError as exc:  # "method->execute() failed with error 0x10": name the code
+            raise RuntimeError(_named(str(exc))) from exc
         return {spec.name: value.numpy() for spec, value in zip(self.output_specs, outputs)}
 
     def close(self) -> None:
@@ -109,3 +113,22 @@ def _set_threads(threads: int) -> None:
 
 def _spec(name: str, info: Any) -> TensorSpec:
     return TensorSpec(name, tuple(int(d) for d in info.sizes()), SCALAR_TYPES.get(int(info.dtype()), str(info.dtype())))
+
+
+#: ExecuTorch's runtime error codes (runtime/core/error.h), to name the hex code its errors carry
+ERROR_CODES = {0x01: "Internal", 0x02: "InvalidState", 0x03: "EndOfMethod", 0x10: "NotSupported",
+               0x11: "NotImplemented", 0x12: "InvalidArgument", 0x13: "InvalidType", 0x14: "OperatorMissing",
+               0x20: "NotFound", 0x21: "MemoryAllocationFailed", 0x22: "AccessFailed", 0x23: "InvalidProgram",
+               0x25: "OutOfResources", 0x30: "DelegateInvalidCompatibility", 0x31: "DelegateMemoryAllocationFailed",
+               0x32: "DelegateInvalidHandle"}
+
+
+def _named(message: str) -> str:
+    """``... error 0x10`` -> ``... error 0x10 (NotSupported: ...)``; other messages unchanged."""
+    match = re.search(r"error 0x([0-9a-fA-F]+)", message)
+    name = ERROR_CODES.get(int(match.group(1), 16)) if match else None
+    if name is None:
+        return message
+    hint = {"NotSupported": "a kernel or the delegate does not support an op or dtype in this program",
+            "OperatorMissing": "the runtime has no kernel for an op outside the delegate"}.get(name)
+    return f"{message} ({name}" + (f": {hint})" if hint else ")")
