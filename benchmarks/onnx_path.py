@@ -135,11 +135,10 @@ class RawOrt:
 class EdgevitSession:
     """An edgevit runtime session fed an NCHW array (transposed for an NHWC file)."""
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, backend: str = "auto") -> None:
         from edgevit.runtime import load
 
-        self.session = load(path, threads=threads)
-        self.backend = self.session.backend_name if hasattr(self.session, "backend_name") else None
+        self.session = load(path, backend=backend, threads=threads)
         spec = self.session.input_specs[0]
         self.input, self.nhwc = spec.name, spec.shape[-1] == 3
 

@@ -70,7 +70,7 @@ sys.modules.setdefault("latency", _latency)  # onnx_path imports it by name
 _onnx_path = _helpers("onnx_path")
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # onnx_path put it back
 _write, log, matmul_model = _latency._write, _latency.log, _latency.matmul_model
-EdgevitSession, RawOrt = _onnx_path.EdgevitSession, _onnx_path.RawOrt
+EdgevitSession, RawOrt, time_interleaved = _onnx_path.EdgevitSession, _onnx_path.RawOrt, _onnx_path.time_interleaved
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")
@@ -223,15 +223,6 @@ class TorchEager:
             return self.model(torch.from_numpy(x)).numpy()
 
 
-class EdgevitBackend(EdgevitSession):
-    def __init__(self, path: Path, threads: int, backend: str) -> None:
-        from edgevit.runtime import load
-
-        self.session = load(path, backend=backend, threads=threads)
-        spec = self.session.input_specs[0]
-        self.input, self.nhwc = spec.name, spec.shape[-1] == 3
-
-
 class Matmul(RawOrt):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: self.x})[0]
@@ -242,13 +233,13 @@ def measure(name: str, args: argparse.Namespace) -> dict:
 
     model, files, x, reference, seconds = build(name, args)
     columns = {
-        "edgevit-onnx": EdgevitBackend(files["edgevit-onnx"], args.threads, "onnxruntime"),
-        "edgevit-onnx-ov": EdgevitBackend(files["edgevit-onnx"], args.threads, "openvino"),
-        "edgevit-tflite": EdgevitBackend(files["edgevit-tflite"], args.threads, "litert"),
-        "edgevit-pte": EdgevitBackend(files["edgevit-pte"], args.threads, "executorch"),
+        "edgevit-onnx": EdgevitSession(files["edgevit-onnx"], args.threads, "onnxruntime"),
+        "edgevit-onnx-ov": EdgevitSession(files["edgevit-onnx"], args.threads, "openvino"),
+        "edgevit-tflite": EdgevitSession(files["edgevit-tflite"], args.threads, "litert"),
+        "edgevit-pte": EdgevitSession(files["edgevit-pte"], args.threads, "executorch"),
         "plain-onnx": RawOrt(files["plain-onnx"], args.threads, spin=None, edgevit_options=False),
         "plain-litert": Litert(files["plain-litert"], args.threads),
-        "plain-pte": EdgevitBackend(files["plain-pte"], args.threads, "executorch"),
+        "plain-pte": EdgevitSession(files["plain-pte"], args.threads, "executorch"),
         "openvino": OpenVINOModel(copy.deepcopy(model), x, args.threads),
         "torch": TorchEager(model),
     }
@@ -267,21 +258,6 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     log(f"  {name}: fastest edgevit {row['fastest_edgevit']} {row['p50_ms'][row['fastest_edgevit']]:.1f} ms; vs peers "
         + ", ".join(f"{k} {v:.2f}" for k, v in row["vs_peer_p50"].items()) + f"; load {row['load_average']}")
     return row
-
-
-def time_interleaved(columns: dict, x: np.ndarray, warmup: int, runs: int) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for column in columns.values():
-            column.run(x)
-    samples: dict[str, list[float]] = {key: [] for key in columns}
-    order = list(columns)
-    for index in range(runs):
-        shift = index % len(order)
-        for key in order[shift:] + order[:shift]:
-            start = time.perf_counter_ns()
-            columns[key].run(x)
-            samples[key].append((time.perf_counter_ns() - start) / 1e6)
-    return samples
 
 
 def time_alone(columns: dict, x: np.ndarray, row: dict, args: argparse.Namespace) -> dict:

@@ -61,9 +61,20 @@ class Backend(ABC):
         """Whether the backend's dependencies import on this machine (cheap check)."""
         return True
 
+    #: the installed distribution whose version :meth:`version` reports (None: "unknown")
+    distribution: ClassVar[str | None] = None
+
     @classmethod
     def version(cls) -> str:
-        return "unknown"
+        """The version of :attr:`distribution`, or "unknown" when it is not installed."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        if cls.distribution is None:
+            return "unknown"
+        try:
+            return version(cls.distribution)
+        except PackageNotFoundError:
+            return "unknown"
 
     @abstractmethod
     def open(self, model_path: Path, threads: int | None, **options: Any) -> BackendModel:

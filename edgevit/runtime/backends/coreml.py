@@ -53,20 +53,12 @@ class CoreMLBackend(Backend):
     name = "coreml"
     suffixes = (".mlpackage",)
     extra = "coreml"
+    distribution = "coremltools"
     priority = 10
 
     @classmethod
     def available(cls) -> bool:
         return is_macos() and importlib.util.find_spec("coremltools") is not None
-
-    @classmethod
-    def version(cls) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("coremltools")
-        except PackageNotFoundError:
-            return "unknown"
 
     def open(self, model_path: Path, threads: int | None) -> CoreMLModel:
         if not is_macos():

@@ -69,21 +69,13 @@ class ExecuTorchBackend(Backend):
     name = "executorch"
     suffixes = (".pte",)
     extra = "executorch"
+    distribution = "executorch"
     priority = 10
     needs_torch = True
 
     @classmethod
     def available(cls) -> bool:
         return all(importlib.util.find_spec(module) is not None for module in ("executorch", "torch"))
-
-    @classmethod
-    def version(cls) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("executorch")
-        except PackageNotFoundError:
-            return "unknown"
 
     def open(self, model_path: Path, threads: int | None) -> ExecuTorchModel:
         from edgevit.formats.pte import read_ops

@@ -72,21 +72,13 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
     extra = "onnxruntime"
+    distribution = "onnxruntime"
     priority = 10
     options = {"spin": "intra-op threads spin between ops instead of blocking (faster when the cores are free)"}
 
     @classmethod
     def available(cls) -> bool:
         return importlib.util.find_spec("onnxruntime") is not None
-
-    @classmethod
-    def version(cls) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("onnxruntime")
-        except PackageNotFoundError:
-            return "unknown"
 
     def open(self, model_path: Path, threads: int | None, spin: bool | None = None) -> OnnxRuntimeModel:
         ort = require("onnxruntime", self.extra, "running ONNX artifacts")

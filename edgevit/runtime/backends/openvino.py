@@ -82,20 +82,12 @@ class OpenVINOBackend(Backend):
     name = "openvino"
     suffixes = (".onnx",)
     extra = "openvino"
+    distribution = "openvino"
     priority = 20
 
     @classmethod
     def available(cls) -> bool:
         return importlib.util.find_spec("openvino") is not None
-
-    @classmethod
-    def version(cls) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("openvino")
-        except PackageNotFoundError:
-            return "unknown"
 
     def open(self, model_path: Path, threads: int | None) -> OpenVINOModel:
         ov = require("openvino", self.extra, "running ONNX artifacts with OpenVINO")
