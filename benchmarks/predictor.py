@@ -29,6 +29,11 @@ Usage::
     python benchmarks/predictor.py --work /tmp/predbench                 # the default models
     python benchmarks/predictor.py --work /tmp/predbench --models '*'    # every 224-px zoo model
     python benchmarks/predictor.py --work /tmp/predbench --reuse         # reuse profiles and artifacts
+    python benchmarks/predictor.py --work /tmp/predbench --repredict     # the same measurements, predicted again
+
+``--repredict`` times nothing: it reads the results file, the saved profiles and the artifacts,
+and recomputes every prediction with the predictor as it is now (the results say which version
+predicted, and that the measurements are older).
 
 Writes ``benchmarks/results/predictor.md`` and ``predictor.json``.
 """
@@ -56,6 +61,8 @@ WITHIN = 0.10
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.repredict:
+        return repredict(args)
     from edgevit.cluster.fleet import Fleet, FleetDevice, cgroups_available
     from edgevit.environment import environment
 
@@ -93,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quota", type=float, default=0.5, help="the slow device's cores (0: no slow device)")
     parser.add_argument("--period-ms", type=float, default=10.0, help="the slow device's quota period")
     parser.add_argument("--out", type=Path, default=RESULTS / "predictor")
+    parser.add_argument("--repredict", action="store_true",
+                        help="predict the measured cells of --out again with the saved profiles (times nothing)")
     return parser.parse_args(argv)
 
 
@@ -174,29 +183,53 @@ def probe_device(device: str, url: str, backend: str, args):
     return result.profile, info
 
 
+def repredict(args) -> int:
+    """Recompute every cell's prediction from the saved profiles and artifacts; the measurements stay."""
+    from edgevit.predict import fit, load_profile
+
+    results = json.loads(args.out.with_suffix(".json").read_text())
+    for device, row in results["devices"].items():
+        models = {b: fit(load_profile(args.work / "profiles" / f"{device}-{b}.json")) for b in row["probes"]}
+        cells = [c for c in row["cells"] if "error" in c]
+        for cell in cells:
+            path = args.work / "artifacts" / f"{cell['target']}-{cell['precision']}" / \
+                f"{cell['model']}-{cell['target']}-{cell['precision']}"
+            cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["measured_ms"]))
+    results["repredicted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_results(results, args, finished=True)
+    log(f"predicted {args.out}.md and .json again")
+    return 0
+
+
+def predicted_fields(path: Path, model, measured: float) -> dict:
+    """A cell's prediction fields for the artifact at ``path`` with the fitted cost ``model``."""
+    from edgevit.predict import predict
+
+    prediction = predict(path, model)
+    return {"predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
+            "complete": prediction.complete, "unknown": dict(prediction.unknown),
+            "uncalibrated": dict(prediction.uncalibrated), "approximated": dict(prediction.approximated),
+            "by_kind": prediction.by_kind(), "predictor_version": prediction.predictor_version}
+
+
 def measure_model(name: str, url: str, artifacts: dict, models: dict, args) -> list[dict]:
     """The four cells of ``name`` timed together on the device, each with its prediction."""
     from edgevit.bench import BenchOptions, benchmark
     from edgevit.models import model_info
-    from edgevit.predict import predict
-
     paths = [artifacts[(name, t, p)] for t, p in CELLS]
     load = os.getloadavg()[0]
     report = benchmark(paths, BenchOptions(runs=args.runs, warmup=args.warmup, memory=False), progress=False,
                        remote={"url": url})
     cells = []
     for (target, precision), path, result in zip(CELLS, paths, report.results, strict=True):
-        prediction = predict(path, models[BACKEND_OF[target]])
         measured = result.latency.p50_ms
         cells.append({
             "model": name, "family": model_info(name).family, "gmacs": model_info(name).gmacs,
             "target": target, "precision": precision, "measured_ms": measured,
-            "measured_min_ms": result.latency.min_ms, "measured_p90_ms": result.latency.p90_ms,
-            "predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
-            "complete": prediction.complete, "unknown": dict(prediction.unknown),
-            "uncalibrated": dict(prediction.uncalibrated), "by_kind": prediction.by_kind(), "load_average": load,
+            "measured_min_ms": result.latency.min_ms, "measured_p90_ms": result.latency.p90_ms, "load_average": load,
+            **predicted_fields(path, models[BACKEND_OF[target]], measured),
         })
-        log(f"  {name} {target}-{precision}: measured {measured:.2f} ms, predicted {prediction.total_ms:.2f} ms "
+        log(f"  {name} {target}-{precision}: measured {measured:.2f} ms, predicted {cells[-1]['predicted_ms']:.2f} ms "
             f"({cells[-1]['error']:+.1%})")
     return cells
 
@@ -233,6 +266,11 @@ def markdown(results: dict, finished: bool) -> str:
              "device's profile (fitted on calibration kernels only, so leave-one-family-out by construction). "
              "GMACs: one ms-per-GMAC number per device, target and precision, fitted on the other families' "
              f"measured cells. Within: |predicted / measured - 1| <= {WITHIN:.0%}.", ""]
+    if results.get("repredicted_utc"):
+        versions = sorted({c.get("predictor_version") for row in results["devices"].values() for c in row["cells"]
+                           if "error" in c} - {None})
+        lines += [f"Predictions recomputed on {results['repredicted_utc']} with predictor version "
+                  f"{', '.join(map(str, versions))} from the saved profiles; the measurements are the run's own.", ""]
     for device, row in results["devices"].items():
         cells = [c for c in row["cells"] if "error" in c]
         quota = f"{row['quota']} core quota, {row['period_ms']} ms period" if row["quota"] else "no quota"
@@ -274,7 +312,10 @@ def summary_line(label: str, errors: list[float]) -> str:
 
 
 def _missing(cell: dict) -> str:
-    return "no: " + ", ".join(f"{k} x{v}" for k, v in {**cell["unknown"], **cell["uncalibrated"]}.items())
+    missing = {**cell["unknown"], **cell["uncalibrated"]}
+    approximated = cell.get("approximated", {})
+    parts = [f"{k} x{v}" for k, v in missing.items()] + [f"{k} x{v} as float" for k, v in approximated.items()]
+    return "no: " + ", ".join(parts)
 
 
 def log(message: str) -> None:

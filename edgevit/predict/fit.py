@@ -38,7 +38,7 @@ from edgevit.predict.profile import DeviceProfile
 __all__ = ["CostModel", "KindModel", "fit"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 1
+PREDICTOR_VERSION = 2
 
 
 @dataclass(frozen=True)

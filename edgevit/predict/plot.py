@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgevit._files import replacing
 from edgevit.errors import require
+from edgevit.predict.predictor import COSTED
 
 
 def plot_prediction(prediction, path: str | Path, top: int = 12) -> Path:
@@ -26,7 +27,7 @@ def plot_prediction(prediction, path: str | Path, top: int = 12) -> Path:
     import matplotlib.pyplot as plt
 
     kinds = prediction.by_kind()
-    rows = sorted((r for r in prediction.kernels if r.status == "ok" and r.kernel), key=lambda r: -r.ms)[:top]
+    rows = sorted((r for r in prediction.kernels if r.status in COSTED and r.kernel), key=lambda r: -r.ms)[:top]
     height = 1.6 + 0.32 * max(len(kinds), len(rows), 4)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, height), dpi=110, width_ratios=(1, 1.6))
     total = max(prediction.total_ms, 1e-12)

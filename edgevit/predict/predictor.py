@@ -10,8 +10,12 @@ the profile's ``run`` time plus every kernel's time.
 Nothing is dropped silently: every op of the main graph lands in exactly one row of
 :attr:`Prediction.kernels`, with a status. Ops of a type no table knows, or whose shapes the
 file leaves unknown, cost nothing and are counted in :attr:`Prediction.unknown`; kernels whose
-kind the profile never timed cost nothing and are counted in :attr:`Prediction.uncalibrated`;
-:attr:`Prediction.complete` is False when either is non-empty.
+kind the profile never timed cost nothing and are counted in :attr:`Prediction.uncalibrated`,
+except an int8 kernel whose kind the profile timed in float: it is costed as the float kernel
+(an estimate: the int8 recipes quantize an element-wise op or an attention product only inside
+a model, never alone, so no calibration model times them in int8) and counted in
+:attr:`Prediction.approximated`. :attr:`Prediction.complete` is False when any of the three is
+non-empty.
 
 Example:
     >>> p = predict("test_vit-onnx-fp32", load_profile("here-onnxruntime.json"))  # doctest: +SKIP
@@ -38,7 +42,9 @@ from edgevit.predict.profile import DeviceProfile
 __all__ = ["KernelPrediction", "Prediction", "map_kernels", "predict", "read_graph"]
 
 #: statuses of a row: costed, costing nothing by nature, folded at load, or not costed (and why)
-STATUSES = ("ok", "free", "folded", "uncalibrated", "unknown", "unsized")
+STATUSES = ("ok", "free", "folded", "approximated", "uncalibrated", "unknown", "unsized")
+#: the statuses of rows that carry a time
+COSTED = ("ok", "approximated")
 _FOLDABLE_OUTPUTS = ("Shape", "Size")  # static-shape queries: their outputs are constants once shapes are known
 
 
@@ -50,7 +56,7 @@ class KernelPrediction:
         ops: indices into the graph's main ops (the first is the anchor).
         op_types: their types, in the same order.
         kernel: the kernel they run as (None for unknown and unsized ops).
-        ms: its predicted time (0 unless ``status`` is ``"ok"``).
+        ms: its predicted time (0 unless ``status`` is ``"ok"`` or ``"approximated"``).
         status: one of :data:`STATUSES`.
         fused: the fusion rules that grouped the ops.
     """
@@ -73,6 +79,7 @@ class Prediction:
         kernels: one row per kernel, in graph order.
         unknown: ``{op type: count}`` of ops not costed because no table knows them or a shape is unknown.
         uncalibrated: ``{"kind dtype": count}`` of kernels the profile has no timings for.
+        approximated: ``{"kind dtype": count}`` of int8 kernels costed as their float kind.
         backend / format / profile: what was predicted for, and the profile's summary line.
         predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
     """
@@ -82,6 +89,7 @@ class Prediction:
     kernels: tuple[KernelPrediction, ...]
     unknown: Mapping[str, int] = field(hash=False)
     uncalibrated: Mapping[str, int] = field(hash=False)
+    approximated: Mapping[str, int] = field(default_factory=dict, hash=False)
     backend: str = ""
     format: str = ""
     profile: str = ""
@@ -89,8 +97,8 @@ class Prediction:
 
     @property
     def complete(self) -> bool:
-        """Every op was costed (nothing unknown, unsized or uncalibrated)."""
-        return not self.unknown and not self.uncalibrated
+        """Every op was costed from a timing of its own kind and precision (nothing unknown, unsized, uncalibrated or approximated)."""
+        return not self.unknown and not self.uncalibrated and not self.approximated
 
     def by_kind(self) -> dict[str, float]:
         """``{kernel kind: ms}``, largest first."""
@@ -105,6 +113,7 @@ class Prediction:
             "total_ms": self.total_ms, "run_ms": self.run_ms, "backend": self.backend, "format": self.format,
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
             "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
+            "approximated": dict(self.approximated),
             "kernels": [{"ops": list(r.ops), "op_types": list(r.op_types), "status": r.status, "ms": r.ms,
                          "fused": list(r.fused), "kernel": r.kernel.describe() if r.kernel else None}
                         for r in self.kernels],
@@ -112,11 +121,12 @@ class Prediction:
 
     def table(self, top: int | None = None) -> str:
         """A plain-text breakdown, the slowest kernels first (``top`` of them)."""
-        rows = sorted((r for r in self.kernels if r.status == "ok"), key=lambda r: -r.ms)[:top]
+        rows = sorted((r for r in self.kernels if r.status in COSTED), key=lambda r: -r.ms)[:top]
         lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"]
         lines += [f"{r.ms:9.4f} ms  {r.kernel.describe():<48} {'+'.join(r.op_types)}" for r in rows if r.kernel]
         if not self.complete:
-            lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}")
+            lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}; "
+                         f"int8 costed as float: {dict(self.approximated)}")
         return "\n".join(lines)
 
 
@@ -161,9 +171,14 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     graph = read_graph(source)
     rows = _rows(graph, model, _rules(model.backend, graph))
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
-    uncalibrated = Counter(f"{r.kernel.kind} {r.kernel.dtype}" for r in rows if r.status == "uncalibrated" and r.kernel)
+    uncalibrated = _count(rows, "uncalibrated")
     return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
-                      dict(uncalibrated), model.backend, graph.format, model.profile)
+                      uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile)
+
+
+def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:
+    """``{"kind dtype": count}`` of the rows with ``status``."""
+    return dict(Counter(f"{r.kernel.kind} {r.kernel.dtype}" for r in rows if r.status == status and r.kernel))
 
 
 def map_kernels(source: str | Path | OpGraph, backend: str) -> tuple[KernelPrediction, ...]:
@@ -214,6 +229,10 @@ def _costed(ops, types, kernel: Kernel | None, model: CostModel | None, fused, k
     if kernel is None:
         return KernelPrediction(ops, types, None, 0.0, "unsized" if known else "unknown", fused)
     ms = model.ms(kernel) if model is not None else 0.0
+    if ms is None and kernel.dtype != "fp32":
+        ms = model.ms(replace(kernel, dtype="fp32"))
+        if ms is not None:
+            return KernelPrediction(ops, types, kernel, ms, "approximated", fused)
     if ms is None:
         return KernelPrediction(ops, types, kernel, 0.0, "uncalibrated", fused)
     return KernelPrediction(ops, types, kernel, ms, "free" if kernel.kind == "free" else "ok", fused)

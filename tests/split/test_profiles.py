@@ -22,6 +22,7 @@ from edgevit.devices import load_devices
 from edgevit.errors import InvalidArgumentError, ProfileError
 from edgevit.partition.predict import predict_plan
 from edgevit.predict import save_profile
+from edgevit.predict.fit import PREDICTOR_VERSION
 from edgevit.split.profiles import PiecePredictor, load_profiles, profile_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "predict"))
@@ -122,7 +123,7 @@ def test_a_piece_is_exported_once_and_predicted_on_every_device(fast_and_slow, t
     assert slow.ms == pytest.approx(SLOWER * fast.ms, rel=1e-6)  # a linear fit of timings 4x as long
     assert fast.profile == str(fast_and_slow.parent / "profiles" / "fast.json")
     assert fast.profile_sha256 == profiles["fast"].sha256 and len(fast.profile_sha256) == 64
-    assert fast.backend == "onnxruntime" and fast.predictor_version == 1
+    assert fast.backend == "onnxruntime" and fast.predictor_version == PREDICTOR_VERSION
 
     # a profile that never timed a softmax: the prediction is a lower bound, warned about and recorded
     partial = {kind: dims for kind, dims in SAMPLES.items() if kind != "softmax"}
@@ -151,7 +152,7 @@ def test_a_pipeline_gives_the_device_profiled_slower_fewer_segments(fast_and_slo
         source = piece["predicted"]["compute_from"]
         recorded = profiles[piece["device"]]
         assert source["from"] == "profile" and source["complete"] is True
-        assert source["profile_sha256"] == recorded["profile_sha256"] and source["predictor_version"] == 1
+        assert source["profile_sha256"] == recorded["profile_sha256"] and source["predictor_version"] == PREDICTOR_VERSION
         assert source["profile"] == recorded["profile"] == str(fast_and_slow.parent / "profiles" /
                                                                f"{piece['device']}.json")
         assert piece["predicted"]["compute_ms"] == piece["cost"]["profiled"][piece["device"]]["ms"]
