@@ -1,4 +1,4 @@
-"""``edgevit devices probe (--local | --url HOST:PORT) -o PROFILE``: measure a device's profile for the predictor."""
+"""``edgevit devices probe (--local | --url HOST:PORT | NAME --devices FILE) -o PROFILE``: measure a device's profile for the predictor."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ def add_parser(sub) -> None:
                     "this machine (--local) or on a device agent (--url, device-side timings), and write a device "
                     "profile (JSON) that `edgevit predict` reads.",
         epilog="examples:\n  edgevit devices probe --local --backend onnxruntime --threads 2 -o here-ort.json\n"
-               "  edgevit devices probe --url pi-a.local:8001 --token-file admin-token -o pi-a-ort.json",
+               "  edgevit devices probe --url pi-a.local:8001 --token-file admin-token -o pi-a-ort.json\n"
+               "  edgevit devices probe pi-a --devices devices.toml --backend litert -o pi-a-litert.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    probe.add_argument("--local", action="store_true", help="time in this process (or give --url)")
+    probe.add_argument("name", nargs="?", metavar="DEVICE",
+                       help="a device of --devices: probe its agent at the address (and token_file, tls_ca) the file gives")
+    probe.add_argument("--devices", metavar="FILE", help="device file naming DEVICE (default: none; or give --url or --local)")
+    probe.add_argument("--local", action="store_true", help="time in this process (or give --url, or DEVICE --devices)")
     add_connection_arguments(probe, admin=True, required=False)
     probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
     probe.add_argument("--preset", default="standard", help="calibration set: standard (about 130 models) or quick")
@@ -44,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from edgevit.predict import save_profile
     from edgevit.probe import probe_local, probe_remote
 
-    if args.local == (args.url is not None):
-        raise InvalidArgumentError("say where to probe: exactly one of --local (this machine) or --url HOST:PORT "
-                                   "(a device agent)")
+    if (args.name is None) != (args.devices is None):
+        raise InvalidArgumentError("a device is probed by name with its device file: give both DEVICE and --devices FILE")
+    if sum((args.local, args.url is not None, args.name is not None)) != 1:
+        raise InvalidArgumentError("say where to probe: exactly one of --local (this machine), --url HOST:PORT "
+                                   "(a device agent) or DEVICE --devices FILE (the agent a device file names)")
+    if args.name is not None:
+        _from_device_file(args)
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     if not precisions or set(precisions) - {"fp32", "int8"}:
         raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
@@ -66,3 +74,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.profile.summary()}; probed in {result.seconds:.0f} s")
     print(f"wrote {path}")
     return 0
+
+
+def _from_device_file(args: argparse.Namespace) -> None:
+    """Fill ``args.url`` and the connection files from the device file's entry for ``args.name``."""
+    from edgevit.devices import load_devices
+    from edgevit.errors import InvalidArgumentError
+
+    device = load_devices(args.devices).device(args.name)
+    if device.address is None:
+        raise InvalidArgumentError(f"device {args.name!r} of {args.devices} has no address: add address = "
+                                   "\"host:port\" (where its edgevit serve listens) to its entry, or probe it with --url")
+    given = [flag for flag, value in (("--token-file", args.token_file), ("--tls-ca", args.tls_ca)) if value]
+    if given:
+        raise InvalidArgumentError(f"{' and '.join(given)} come from the device file for a device probed by name; "
+                                   "drop them, or give --url instead of DEVICE --devices")
+    args.url, args.token_file, args.tls_ca = device.address, device.token_file, device.tls_ca

@@ -28,3 +28,18 @@ def test_a_remote_probe_times_on_the_agent_and_records_its_device(agent, tmp_pat
     assert not any(m["name"].startswith("calib") and m.get("state") == "READY" for m in agent.client().models())
     assert load_profile(save_profile(profile, tmp_path / "agent.json")) == profile
     assert set(fit(profile).models) == {("linear", "fp32"), ("copy", "fp32")}
+
+
+@pytest.mark.slow
+def test_a_device_is_probed_by_name_through_the_address_its_device_file_gives(agent, tmp_path, capsys):
+    from edgevit.cli import main
+
+    devices = tmp_path / "devices.toml"
+    devices.write_text(f'[[device]]\nname = "pi-a"\nmemory_mb = 256\nspeed = 0.25\nlink_mbps = 100\n'
+                       f'link_latency_ms = 2.0\naddress = "{agent.url}"\n')
+    out = tmp_path / "pi-a.json"
+    assert main(["devices", "probe", "pi-a", "--devices", str(devices), "--preset", "quick", "--rounds", "1",
+                 "--warmup", "0", "--quiet", "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    profile = load_profile(out)
+    assert profile.measurement.where == "agent" and profile.device == agent.client().device()["name"]

@@ -101,3 +101,23 @@ def test_predict_plot_draws_a_png_and_an_unwritable_plot_is_refused_first(model,
     assert main(["predict", str(model), "--profile", str(profile), "--plot", str(tmp_path)]) == 1
     err = capsys.readouterr()
     assert "InvalidArgumentError: --plot" in err.err and "is a folder" in err.err and "predicted" not in err.out
+
+
+def test_probing_a_device_by_name_needs_its_file_and_an_address_there(tmp_path, capsys):
+    devices = tmp_path / "devices.toml"
+    devices.write_text('[[device]]\nname = "pi-a"\nmemory_mb = 256\nspeed = 0.25\nlink_mbps = 100\nlink_latency_ms = 2.0\n')
+    out = str(tmp_path / "p.json")
+    assert main(["devices", "probe", "pi-a", "-o", out]) == 1
+    assert "give both DEVICE and --devices FILE" in capsys.readouterr().err
+    assert main(["devices", "probe", "pi-a", "--devices", str(devices), "--local", "-o", out]) == 1
+    assert "exactly one of --local" in capsys.readouterr().err
+    assert main(["devices", "probe", "pi-b", "--devices", str(devices), "-o", out]) == 1
+    assert "no device 'pi-b'" in capsys.readouterr().err
+    assert main(["devices", "probe", "pi-a", "--devices", str(devices), "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("InvalidArgumentError: ") and "has no address" in err and "--url" in err
+    with devices.open("a") as f:
+        f.write('address = "127.0.0.1:1"\n')
+    assert main(["devices", "probe", "pi-a", "--devices", str(devices), "--token-file", "t", "-o", out]) == 1
+    assert "come from the device file" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
