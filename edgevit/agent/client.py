@@ -30,7 +30,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 DEVICE_KEY = "edgevit-device"
 DIGEST_KEY = "edgevit-artifact-sha256"
 BACKEND_KEY = "edgevit-backend"
-TIMING_KEYS = ("queue_ns", "input_ns", "compute_ns", "output_ns", "server_ns")
+TIMING_KEYS = ("queue_ns", "input_ns", "compute_ns", "output_ns", "server_ns", "runs")
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,18 @@ class AgentClient:
     # -- inference ---------------------------------------------------------------------------
 
     def infer(self, name: str, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-              timeout: float | None = None) -> InferResult:
-        """Run ``name`` on ``feeds`` (raw little-endian contents); outputs by name with the agent's timings."""
+              timeout: float | None = None, repeat: int | None = None) -> InferResult:
+        """Run ``name`` on ``feeds`` (raw little-endian contents); outputs by name with the agent's timings.
+
+        ``repeat`` asks the agent to run the model that many times back to back (1 to 200):
+        ``timings["compute_ns"]`` is then the median run and ``timings["runs"]`` how many ran (an
+        agent without the ``edgevit_repeat`` extension runs it once and sends no ``runs``).
+        """
         from edgevit.agent.tensors import fill_request, read_response
 
         request = fill_request(self._pb.ModelInferRequest(model_name=name), feeds, outputs)
+        if repeat is not None:
+            request.parameters["edgevit_repeat"].int64_param = repeat
         start = time.perf_counter_ns()
         response = self._call("ModelInfer", request, timeout=timeout)
         round_trip = time.perf_counter_ns() - start

@@ -142,3 +142,31 @@ def test_edgevit_client_reads_the_device_record_and_digest(agent, dtype_artifact
         np.testing.assert_array_equal(result.outputs["doubled"], np.full((3, 4), 2, np.float32))
         assert result.round_trip_ns > result.timings["server_ns"] > result.timings["compute_ns"] > 0
         client.unload(folder.name)
+
+
+def test_back_to_back_runs_are_asked_for_with_a_bounded_parameter(agent, dtype_artifacts):
+    """``edgevit_repeat`` (how a probe times a kernel as it runs inside a model): tritonclient passes it as a
+    request parameter; the response says how many ran; anything but an int64 in range is INVALID_ARGUMENT."""
+    from edgevit.agent.servicer import MAX_REPEAT
+    from edgevit.probe.timers import MAX_REPEAT as TIMER_MAX
+
+    assert TIMER_MAX == MAX_REPEAT
+    folder = dtype_artifacts["float32"]
+    client = agent.triton()
+    _upload(client, folder, "repeat")
+    x = np.ones((2, 4), np.float32)
+    tensor = triton.InferInput("x", [2, 4], "FP32")
+    tensor.set_data_from_numpy(x)
+    before = int(client.get_inference_statistics("repeat", as_json=True)["model_stats"][0].get("execution_count", 0))
+    result = client.infer("repeat", [tensor], parameters={"edgevit_repeat": 7})
+    np.testing.assert_array_equal(result.as_numpy("same"), x)
+    parameters = result.get_response().parameters
+    assert parameters["runs"].int64_param == 7 and parameters["compute_ns"].int64_param > 0
+    assert "runs" not in _infer(client, "repeat", {"x": x}).get_response().parameters  # only when asked
+    stats = client.get_inference_statistics("repeat", as_json=True)["model_stats"][0]
+    assert int(stats["execution_count"]) == before + 2
+    for bad in (0, MAX_REPEAT + 1, "7", 2.5):
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("repeat", [tensor], parameters={"edgevit_repeat": bad})
+        assert "INVALID_ARGUMENT" in str(error.value.status()) and "edgevit_repeat must be an int64 from 1 to" in str(error.value)
+    client.unload_model("repeat")
