@@ -174,18 +174,24 @@ def test_timings_with_extra_kernels_are_fitted_minus_the_extras():
     assert model.ms(Kernel.of("conv", **dims)) == pytest.approx(true_ms("conv", dims), rel=1e-9)
 
 
-def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
+def qdq_linear() -> GraphBuilder:
+    """``x -> QuantizeLinear -> DequantizeLinear -> MatMul(DequantizeLinear(int8 weight))``: an ONNX QDQ linear to ``y``."""
     g = GraphBuilder()
     g.tensor("x", (1, 4, 8))
-    for name, shape in (("w8", (8, 16)), ("s", ()), ("z", ())):
+    for name, shape in (("s", ()), ("z", ())):
         g.tensor(name, shape, constant=True)
     g.tensors["w8"] = Tensor("w8", (8, 16), "int8", constant=True)
     xq = g.op("QuantizeLinear", ["x", "s", "z"], "xq", (1, 4, 8))
     g.tensors[xq] = Tensor(xq, (1, 4, 8), "uint8")
     w = g.op("DequantizeLinear", ["w8", "s", "z"], "w", (8, 16))
     xd = g.op("DequantizeLinear", [xq, "s", "z"], "xd", (1, 4, 8))
-    y = g.op("MatMul", [xd, w], "y", (1, 4, 16))
-    g.op("QuantizeLinear", [y, "s", "z"], "yq", (1, 4, 16))
+    g.op("MatMul", [xd, w], "y", (1, 4, 16))
+    return g
+
+
+def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
+    g = qdq_linear()
+    g.op("QuantizeLinear", ["y", "s", "z"], "yq", (1, 4, 16))
     rows = map_kernels(g.graph("yq"), "onnxruntime")
     assert [(r.op_types, r.status, r.kernel.describe() if r.kernel else None, r.fused) for r in rows] == [
         (("QuantizeLinear",), "ok", "quantize[E=32,I=1] fp32", ()),
@@ -197,17 +203,7 @@ def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
 def test_an_int8_kernel_whose_kind_was_timed_only_in_float_is_costed_as_float_and_reported():
     """No calibration model times an int8 attention product or element-wise op (the recipes quantize them only
     inside a model): such a kernel costs what its float kind costs, and the prediction says it is approximated."""
-    g = GraphBuilder()
-    g.tensor("x", (1, 4, 8))
-    for name, shape in (("s", ()), ("z", ())):
-        g.tensor(name, shape, constant=True)
-    g.tensors["w8"] = Tensor("w8", (8, 16), "int8", constant=True)
-    xq = g.op("QuantizeLinear", ["x", "s", "z"], "xq", (1, 4, 8))
-    g.tensors[xq] = Tensor(xq, (1, 4, 8), "uint8")
-    w = g.op("DequantizeLinear", ["w8", "s", "z"], "w", (8, 16))
-    xd = g.op("DequantizeLinear", [xq, "s", "z"], "xd", (1, 4, 8))
-    g.op("MatMul", [xd, w], "y", (1, 4, 16))
-    prediction = predict(g.graph("y"), fake_profile())  # float timings only
+    prediction = predict(qdq_linear().graph("y"), fake_profile())  # float timings only
     row = next(r for r in prediction.kernels if r.kernel and r.kernel.kind == "linear")
     assert (row.status, row.kernel.dtype) == ("approximated", "int8")
     assert row.ms == pytest.approx(true_ms("linear", dict(M=4, K=8, N=16)), rel=1e-9)
