@@ -176,18 +176,3 @@ def install_choice(outcome: Any, record: dict[str, Any], out: Path) -> Any:
 
 def remove_staging(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-
-
-def report_lines(record: dict[str, Any] | None) -> list[str]:
-    """The export report's lines for an ``auto`` choice."""
-    if not record:
-        return []
-    parts = []
-    for precision, entry in record["candidates"].items():
-        if "p50_ms" in entry:
-            parts.append(f"{precision} {entry['p50_ms']:.2f} ms")
-        elif "excluded" in entry:
-            parts.append(f"{precision} excluded ({entry['excluded']})")
-        elif "error" in entry:
-            parts.append(f"{precision} failed ({entry['error'].split(':')[0]})")
-    return [f"  auto      chose {record['chosen']}: {record['reason']}", f"            {'; '.join(parts)}"]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.artifact import Manifest, read_manifest
-from edgevit.export.auto import report_lines
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Artifact:
             lines.append(f"  note      {note}")
         lines.append(f"  verify    {summary(m.verification)}")
         lines += _quantization_lines(m.extra.get("quantization"), m.verification.get("accuracy"))
-        lines += report_lines(m.extra.get("precision_auto"))
+        lines += auto_lines(m.extra.get("precision_auto"))
         return "\n".join(lines)
 
     def usage(self) -> str:
@@ -176,3 +175,18 @@ def _histogram(ops: dict[str, Any], n: int = 8) -> str:
     items = list(ops.get("histogram", {}).items())
     text = ", ".join(f"{op} {count}" for op, count in items[:n])
     return text + (f", ... ({len(items) - n} more types)" if len(items) > n else "")
+
+
+def auto_lines(record: dict[str, Any] | None) -> list[str]:
+    """The report's lines for a ``--precision auto`` choice (the record :mod:`edgevit.export.auto` writes)."""
+    if not record:
+        return []
+    parts = []
+    for precision, entry in record["candidates"].items():
+        if "p50_ms" in entry:
+            parts.append(f"{precision} {entry['p50_ms']:.2f} ms")
+        elif "excluded" in entry:
+            parts.append(f"{precision} excluded ({entry['excluded']})")
+        elif "error" in entry:
+            parts.append(f"{precision} failed ({entry['error'].split(':')[0]})")
+    return [f"  auto      chose {record['chosen']}: {record['reason']}", f"            {'; '.join(parts)}"]
