@@ -116,8 +116,8 @@ def export_cell(name: str, target: str, precision: str, args) -> Path:
     """One model cell's artifact under ``--work/artifacts`` (exported once, reused after)."""
     from edgevit.export import export
 
-    out = args.work / "artifacts" / f"{target}-{precision}"
-    folder = out / f"{name}-{target}-{precision}"
+    folder = artifact_path(args.work, name, target, precision)
+    out = folder.parent
     if (folder / "manifest.json").exists():
         return folder
     start = time.perf_counter()
@@ -125,6 +125,11 @@ def export_cell(name: str, target: str, precision: str, args) -> Path:
     export(name, target=target, precision=precision, out=out, verify=False, quiet=True, progress=False, **extra)
     log(f"  exported {folder.name} in {time.perf_counter() - start:.0f} s")
     return folder
+
+
+def artifact_path(work: Path, name: str, target: str, precision: str) -> Path:
+    """Where one model cell's artifact lives under ``--work`` (written by :func:`export_cell`, read by ``--repredict``)."""
+    return work / "artifacts" / f"{target}-{precision}" / f"{name}-{target}-{precision}"
 
 
 def export_calibration(backend: str, args) -> None:
@@ -192,8 +197,7 @@ def repredict(args) -> int:
         models = {b: fit(load_profile(args.work / "profiles" / f"{device}-{b}.json")) for b in row["probes"]}
         cells = [c for c in row["cells"] if "error" in c]
         for cell in cells:
-            path = args.work / "artifacts" / f"{cell['target']}-{cell['precision']}" / \
-                f"{cell['model']}-{cell['target']}-{cell['precision']}"
+            path = artifact_path(args.work, cell["model"], cell["target"], cell["precision"])
             cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["measured_ms"]))
     results["repredicted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_results(results, args, finished=True)
