@@ -11,12 +11,16 @@ Devices are ``edgevit serve`` agents on loopback (:mod:`edgevit.cluster.fleet`):
 For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
 
 1. **Probe**: :func:`edgevit.probe.probe_remote` times the calibration set (``--preset``, fp32
-   and int8) through the agent, device-side, and writes a profile. The calibration files are
-   exported once per backend and reused for the second device.
+   and int8; each kernel alone and, where its kind chains, in a chain of ``--chain`` copies;
+   ``--probe-passes`` sweeps) through the agent, device-side, and writes a profile. The
+   calibration files are exported once per backend and reused for the second device.
 2. **Measure**: every selected zoo model at 224 px x {onnx, tflite} x {fp32, int8} (random-init
    weights: timing does not depend on them; int8 calibrated on 8 images) with
    :func:`edgevit.bench.benchmark` through the same agent: the p50 of the agent's device-side
-   ``compute_ns``, the four cells of a model interleaved.
+   ``compute_ns``, the four cells of a model interleaved, in ``--passes`` passes over all the
+   models; a cell's measured time is the median of its passes. Each pass against the median
+   of the others is the **noise floor**: how often the device agrees with itself within ±10%,
+   which bounds what any predictor can score against one measurement.
 3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The fit sees only the
    calibration kernels (generic sizes, no zoo model's timing), so every prediction is
    leave-one-family-out by construction.
@@ -95,7 +99,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="reuse profiles already in --work")
     parser.add_argument("--preset", default="standard", help="calibration preset (quick, standard)")
     parser.add_argument("--probe-rounds", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=30, help="timed calls per model cell")
+    parser.add_argument("--probe-passes", type=int, default=3, help="sweeps over the calibration set per probe")
+    parser.add_argument("--chain", type=int, default=4, help="copies in a chained calibration model (1: none)")
+    parser.add_argument("--runs", type=int, default=20, help="timed calls per model cell and pass")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="measurement passes over every model (each cell's measured time is their median; "
+                             "pass against pass is the noise floor)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--quota", type=float, default=0.5, help="the slow device's cores (0: no slow device)")
     parser.add_argument("--period-ms", type=float, default=10.0, help="the slow device's quota period")
@@ -136,14 +145,16 @@ def export_calibration(backend: str, args) -> None:
     """Export the calibration set into the folder the probes reuse (the probe's own order and names)."""
     from edgevit.predict.calibration import calibration_kernels
     from edgevit.predict.fusion import RULES
-    from edgevit.probe.calibrate import export_calibration_model
+    from edgevit.probe.calibrate import calibration_models, export_calibration_model
 
-    kernels = [k for dtype in ("fp32", "int8") for k in calibration_kernels(args.preset, dtype)]
+    kernels = tuple(k for dtype in ("fp32", "int8") for k in calibration_kernels(args.preset, dtype))
+    models = calibration_models(kernels, args.chain)
     start = time.perf_counter()
-    for index, kernel in enumerate(kernels):
+    for index, kernel, copies in models:
         if kernel.kind not in RULES.get(backend).absent:
-            export_calibration_model(kernel, index, backend, args.work / f"calibration-{backend}")
-    log(f"calibration set for {backend}: {len(kernels)} kernels ready in {time.perf_counter() - start:.0f} s")
+            export_calibration_model(kernel, index, backend, args.work / f"calibration-{backend}", copies)
+    log(f"calibration set for {backend}: {len(models)} models of {len(kernels)} kernels ready in "
+        f"{time.perf_counter() - start:.0f} s")
 
 
 def run_device(device, url: str, artifacts: dict, args) -> dict:
@@ -157,12 +168,23 @@ def run_device(device, url: str, artifacts: dict, args) -> dict:
         row["probes"][backend] = probe
         models[backend] = fit(profile)
     names = sorted({n for n, _, _ in artifacts})
+    passes: dict[str, list] = {name: [] for name in names}
+    failed: dict[str, str] = {}
+    for done in range(args.passes):  # every model once per pass: the device's drift spreads over all of them
+        log(f"{device.name}: measurement pass {done + 1}/{args.passes}")
+        for name in names:
+            if name in failed:
+                continue
+            try:
+                passes[name].append(measure_model(name, url, artifacts, args))
+            except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
+                traceback.print_exc()
+                failed[name] = f"{type(exc).__name__}: {exc}"
     for name in names:
-        try:
-            row["cells"] += measure_model(name, url, artifacts, models, args)
-        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-            traceback.print_exc()
-            row["cells"].append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
+        if name in failed:
+            row["cells"].append({"model": name, "error": failed[name]})
+        else:
+            row["cells"] += predict_model(name, passes[name], artifacts, models)
     add_baseline(row["cells"])
     return row
 
@@ -178,7 +200,7 @@ def probe_device(device: str, url: str, backend: str, args):
         return load_profile(path), json.loads(info_path.read_text())
     log(f"probing {device} with {backend} ({args.preset})")
     result = probe_remote(url, backend, preset=args.preset, precisions=("fp32", "int8"), rounds=args.probe_rounds,
-                          workdir=args.work / f"calibration-{backend}", progress=True)
+                          passes=args.probe_passes, chain=args.chain, workdir=args.work / f"calibration-{backend}", progress=True)
     save_profile(result.profile, path)
     info = {"seconds": round(result.seconds, 1), "timings": len(result.profile.timings),
             "skipped": len(result.skipped), "profile_bytes": path.stat().st_size,
@@ -216,26 +238,50 @@ def predicted_fields(path: Path, model, measured: float) -> dict:
             "by_kind": prediction.by_kind(), "predictor_version": prediction.predictor_version}
 
 
-def measure_model(name: str, url: str, artifacts: dict, models: dict, args) -> list[dict]:
-    """The four cells of ``name`` timed together on the device, each with its prediction."""
+def measure_model(name: str, url: str, artifacts: dict, args) -> list[dict]:
+    """One pass over the four cells of ``name``, timed together on the device: each cell's latency fields."""
     from edgevit.bench import BenchOptions, benchmark
-    from edgevit.models import model_info
+
     paths = [artifacts[(name, t, p)] for t, p in CELLS]
     load = os.getloadavg()[0]
     report = benchmark(paths, BenchOptions(runs=args.runs, warmup=args.warmup, memory=False), progress=False,
                        remote={"url": url})
+    return [{"p50_ms": r.latency.p50_ms, "min_ms": r.latency.min_ms, "p90_ms": r.latency.p90_ms, "load_average": load}
+            for r in report.results]
+
+
+def predict_model(name: str, passes: list[list[dict]], artifacts: dict, models: dict) -> list[dict]:
+    """The four cells of ``name``: measured (the median of the passes' p50s), predicted, and pass against pass."""
+    import numpy as np
+
+    from edgevit.models import model_info
+
     cells = []
-    for (target, precision), path, result in zip(CELLS, paths, report.results, strict=True):
-        measured = result.latency.p50_ms
+    for i, (target, precision) in enumerate(CELLS):
+        runs = [one[i] for one in passes]
+        p50s = [r["p50_ms"] for r in runs]
+        measured = float(np.median(p50s))
         cells.append({
             "model": name, "family": model_info(name).family, "gmacs": model_info(name).gmacs,
-            "target": target, "precision": precision, "measured_ms": measured,
-            "measured_min_ms": result.latency.min_ms, "measured_p90_ms": result.latency.p90_ms, "load_average": load,
-            **predicted_fields(path, models[BACKEND_OF[target]], measured),
+            "target": target, "precision": precision, "measured_ms": measured, "passes_ms": p50s,
+            "pass_errors": pass_errors(p50s), "measured_min_ms": min(r["min_ms"] for r in runs),
+            "measured_p90_ms": float(np.median([r["p90_ms"] for r in runs])),
+            "load_average": float(np.mean([r["load_average"] for r in runs])),
+            **predicted_fields(artifacts[(name, target, precision)], models[BACKEND_OF[target]], measured),
         })
-        log(f"  {name} {target}-{precision}: measured {measured:.2f} ms, predicted {cells[-1]['predicted_ms']:.2f} ms "
-            f"({cells[-1]['error']:+.1%})")
+        log(f"  {name} {target}-{precision}: measured {measured:.2f} ms (passes {', '.join(f'{v:.2f}' for v in p50s)}), "
+            f"predicted {cells[-1]['predicted_ms']:.2f} ms ({cells[-1]['error']:+.1%})")
     return cells
+
+
+def pass_errors(p50s: list[float]) -> list[float]:
+    """Each pass's p50 as a prediction of the median of the other passes: the error a perfect
+    predictor would show against one pass (the measurement's own noise floor)."""
+    import numpy as np
+
+    if len(p50s) < 2:
+        return []
+    return [v / float(np.median(p50s[:i] + p50s[i + 1:])) - 1 for i, v in enumerate(p50s)]
 
 
 def add_baseline(cells: list[dict]) -> None:
@@ -266,7 +312,8 @@ def markdown(results: dict, finished: bool) -> str:
              f"{'Finished' if finished else 'Partial (still running)'}; written by `benchmarks/predictor.py`. "
              f"Machine: {env.get('cpu_model', '?')}, {env.get('cores_usable', '?')} usable cores, load average at "
              f"start {env.get('load_average_1m', '?')} (a shared machine; each cell records its own). Calibration preset `{results['preset']}`, fp32 and "
-             "int8. Measured: p50 of the agent's device-side `compute_ns`. Predicted: `edgevit.predict` with the "
+             "int8. Measured: the median over passes of the p50 of the agent's device-side `compute_ns` "
+             "(the passes go over every model in turn). Predicted: `edgevit.predict` with the "
              "device's profile (fitted on calibration kernels only, so leave-one-family-out by construction). "
              "GMACs: one ms-per-GMAC number per device, target and precision, fitted on the other families' "
              f"measured cells. Within: |predicted / measured - 1| <= {WITHIN:.0%}.", ""]
@@ -284,14 +331,17 @@ def markdown(results: dict, finished: bool) -> str:
             lines.append(f"| {backend} | {probe['seconds']:.0f} s | {probe['timings']} | {probe['skipped']} | "
                          f"{probe['profile_bytes'] / 1024:.0f} KB |")
         lines += ["", summary_line("predictor", [c["error"] for c in cells]),
-                  summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]), "",
-                  "| model | cell | measured ms | predicted ms | error | GMACs model ms | error | complete |",
-                  "|---|---|---:|---:|---:|---:|---:|---|"]
+                  summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]),
+                  summary_line("noise floor (one pass against the others' median)",
+                               [e for c in cells for e in c.get("pass_errors", [])], "passes"), "",
+                  "| model | cell | measured ms | passes ms | predicted ms | error | GMACs model ms | error | complete |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for c in row["cells"]:
             if "error" not in c:
-                lines.append(f"| {c['model']} | failed: {c.get('error')} | | | | | | |")
+                lines.append(f"| {c['model']} | failed: {c.get('error')} | | | | | | | |")
                 continue
-            lines.append(f"| {c['model']} | {c['target']}-{c['precision']} | {c['measured_ms']:.2f} | "
+            spread = " / ".join(f"{v:.2f}" for v in c.get("passes_ms", []))
+            lines.append(f"| {c['model']} | {c['target']}-{c['precision']} | {c['measured_ms']:.2f} | {spread} | "
                          f"{c['predicted_ms']:.2f} | {c['error']:+.1%} | {c.get('gmacs_ms', float('nan')):.2f} | "
                          f"{c.get('gmacs_error', float('nan')):+.1%} | {'yes' if c['complete'] else _missing(c)} |")
         worst = sorted(cells, key=lambda c: -abs(c["error"]))[:5]
@@ -304,14 +354,14 @@ def markdown(results: dict, finished: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_line(label: str, errors: list[float]) -> str:
+def summary_line(label: str, errors: list[float], what: str = "cells") -> str:
     if not errors:
-        return f"**{label}**: no cells."
+        return f"**{label}**: no {what}."
     import numpy as np
 
     errors_abs = np.abs(errors)
     within = float(np.mean(errors_abs <= WITHIN))
-    return (f"**{label}**: {within:.0%} of {len(errors)} cells within ±{WITHIN:.0%}; median |error| "
+    return (f"**{label}**: {within:.0%} of {len(errors)} {what} within ±{WITHIN:.0%}; median |error| "
             f"{np.median(errors_abs):.1%}, worst {np.max(errors_abs):.1%}.")
 
 

@@ -30,7 +30,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 DEVICE_KEY = "edgevit-device"
 DIGEST_KEY = "edgevit-artifact-sha256"
 BACKEND_KEY = "edgevit-backend"
-TIMING_KEYS = ("queue_ns", "input_ns", "compute_ns", "output_ns", "server_ns", "runs")
+TIMING_KEYS = ("queue_ns", "input_ns", "compute_ns", "output_ns", "server_ns", "runs", "compute_mean_ns")
 
 
 @dataclass(frozen=True)
@@ -227,8 +227,9 @@ class AgentClient:
         """Run ``name`` on ``feeds`` (raw little-endian contents); outputs by name with the agent's timings.
 
         ``repeat`` asks the agent to run the model that many times back to back (1 to 200):
-        ``timings["compute_ns"]`` is then the median run and ``timings["runs"]`` how many ran (an
-        agent without the ``edgevit_repeat`` extension runs it once and sends no ``runs``).
+        ``timings["compute_ns"]`` is then the median run, ``timings["compute_mean_ns"]`` their mean
+        and ``timings["runs"]`` how many ran (an agent without the ``edgevit_repeat`` extension runs
+        it once and sends neither).
         """
         from edgevit.agent.tensors import fill_request, read_response
 

@@ -20,10 +20,11 @@ parameters, so a client can tell the device's compute from the network:
 
 A request may ask for its model to be run several times back to back on the same inputs, with
 the int64 parameter ``edgevit_repeat`` (1 to :data:`MAX_REPEAT`): ``compute_ns`` is then the
-median of those runs and the response says how many ran (``runs``). This is how a device is
-timed for its profile (``edgevit devices probe``): runs separated by network round trips let the
-backend's threads and the CPU go idle between them, which inside a model they never do (a small
-kernel timed that way took 2x its in-model time). Other clients (tritonclient) ignore both.
+median of those runs, ``compute_mean_ns`` their mean, and the response says how many ran
+(``runs``). This is how a device is timed for its profile (``edgevit devices probe``): runs
+separated by network round trips let the backend's threads and the CPU go idle between them,
+which inside a model they never do (a small kernel timed that way took 2x its in-model time).
+Other clients (tritonclient) ignore them.
 
 Errors are gRPC statuses with one line saying what was wrong and what is allowed
 (:class:`~edgevit.errors.AgentError` carries the code).
@@ -375,6 +376,7 @@ def _infer(model: LoadedModel, request: Any, messages: Any) -> Any:
         response.parameters[key].int64_param = value
     if REPEAT in request.parameters:
         response.parameters["runs"].int64_param = repeat
+        response.parameters["compute_mean_ns"].int64_param = sum(runs) // repeat
     with model.stats_lock:
         stats = model.stats
         stats.inference_count += int(request.inputs[0].shape[0]) if request.inputs and request.inputs[0].shape else 1

@@ -29,10 +29,17 @@ def add_parser(sub) -> None:
     probe.add_argument("--local", action="store_true", help="time in this process (or give --url, or DEVICE --devices)")
     add_connection_arguments(probe, admin=True, required=False)
     probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
-    probe.add_argument("--preset", default="standard", help="calibration set: standard (about 130 models) or quick")
+    probe.add_argument("--preset", default="standard", help="calibration set: standard (123 fp32 kernels, 228 models "
+                                                            "with their chains; int8 adds 52 and 100) or quick")
     probe.add_argument("--precisions", default="fp32", help="fp32, or fp32,int8 to time the int8 linear and conv kernels too")
     probe.add_argument("--rounds", type=int, default=20, help="timed runs per model (the profile keeps the median)")
     probe.add_argument("--warmup", type=int, default=3, help="untimed runs before them")
+    probe.add_argument("--passes", type=int, default=3, help="sweeps over the set in shuffled orders; each kernel keeps "
+                                                            "the median of its passes (1-20; a drifting device needs 3+)")
+    probe.add_argument("--window-ms", type=float, default=100.0,
+                       help="time each model back to back for at least this long and keep the mean run (0-10000)")
+    probe.add_argument("--chain", type=int, default=4, help="also time chains of this many copies of a kernel, to tell "
+                                                           "its cost inside a model from its cost alone (1-16; 1: none)")
     probe.add_argument("--threads", type=int, help="backend CPU threads (--local; an agent uses its own setting)")
     probe.add_argument("--device", help="the profile's device name (--local; default: this host's name)")
     probe.add_argument("-o", "--out", required=True, help="the profile file to write (JSON)")
@@ -60,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
     check_output_file(args.out, "--out")  # before minutes of probing
     options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
-               "workdir": args.workdir, "progress": False if args.quiet else None}
+               "passes": args.passes, "chain": args.chain,
+               "window_ms": args.window_ms, "workdir": args.workdir, "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)
     else:

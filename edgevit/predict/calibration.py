@@ -67,7 +67,7 @@ PRESETS = {"quick": _quick, "standard": _standard}
 
 
 def calibration_kernels(preset: str = "standard", dtype: str = "fp32") -> tuple[Kernel, ...]:
-    """The kernels of ``preset`` (``"standard"``: about 130, ``"quick"``: 5) in ``dtype``
+    """The kernels of ``preset`` (``"standard"``: 123 in fp32 and 52 in int8, ``"quick"``: 5) in ``dtype``
     (``"int8"``: only the :data:`INT8_KINDS`).
 
     Raises:

@@ -6,7 +6,13 @@ features (:data:`edgevit.predict.kernels.KINDS`)::
     ms = overhead + sum(coefficient[f] * feature[f])        every term >= 0
 
 fitted on the profile's timings minus the ``run`` timing (the fixed cost of one inference
-call, measured on an empty model, which a whole model pays once). Every model is linear in
+call, measured on an empty model, which a whole model pays once).
+
+A kernel alone in its calibration model costs more than the same kernel inside a model (its
+threads wake for it, its code and weights are cold). Where a profile timed a kind both alone and
+in chains (several copies one after another: a copy's ``extra`` holds the others), the fit gives
+that kind one more term, an **isolation** cost paid once per calibration model, told apart
+from the per-kernel cost by the two model shapes; predictions leave it out. Every model is linear in
 its parameters, so all kinds are fitted in one system: a calibration model's time is the sum
 of its kernel's cost and its ``extra`` kernels' costs (the layout transposes around a TFLite
 convolution, the QuantizeLinear before an int8 product), each in its own block of columns. A
@@ -28,17 +34,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edgevit.predict.kernels import KINDS, Kernel, features
-from edgevit.predict.profile import DeviceProfile
+from edgevit.predict.profile import DeviceProfile, KernelTiming
 
-__all__ = ["CostModel", "KindModel", "fit"]
+__all__ = ["STAND_INS", "CostModel", "KindModel", "fit"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 2
+PREDICTOR_VERSION = 3
+#: kinds never timed alone -> the kind (fp32) whose fitted model costs them
+STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,9 @@ class KindModel:
         coefficients: ``((feature, ms per unit), ...)``, features left out of the fit absent.
         samples: timings it was fitted on.
         max_error_ms: the largest absolute residual on them.
+        isolation_ms: what a calibration model of this kind paid for running it alone (0 when
+            the profile timed no chains of it); not part of :meth:`ms`.
+        stand_in: the kind whose fitted model this is (:data:`STAND_INS`), or ``""``.
     """
 
     kind: str
@@ -58,6 +69,8 @@ class KindModel:
     coefficients: tuple[tuple[str, float], ...]
     samples: int
     max_error_ms: float
+    isolation_ms: float = 0.0
+    stand_in: str = ""
 
     def ms(self, kernel: Kernel) -> float:
         values = features(kernel)
@@ -82,15 +95,32 @@ class CostModel:
 
 
 def fit(profile: DeviceProfile) -> CostModel:
-    """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares system."""
+    """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares
+    system; the kinds of :data:`STAND_INS` first, from the timings without them, as their stand-in."""
     runs = [t.ms for t in profile.timings if t.kernel.kind == "run"]
     run_ms = float(np.median(runs)) if runs else 0.0
     timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
     if not timings:
         return CostModel(profile.backend, run_ms, {}, profile.summary())
-    blocks = _blocks(timings)
-    x = np.array([_row(t, blocks) for t in timings])
-    y = np.array([max(0.0, t.ms - run_ms) for t in timings])
+    own = {(t.kernel.kind, t.kernel.dtype) for t in timings}
+    stood = {key: (STAND_INS[k.kind], "fp32") for t in timings for k in t.extra
+             if (key := (k.kind, k.dtype)) not in own and k.kind in STAND_INS and (STAND_INS[k.kind], "fp32") in own}
+    known: dict[tuple[str, str], KindModel] = {}
+    if stood:  # the stand-ins' models from the timings that hold none of the stood-in kinds
+        base = _solve([t for t in timings if not any((k.kind, k.dtype) in stood for k in t.extra)], run_ms, {})
+        known = {key: replace(base[stand_in], kind=key[0], dtype=key[1], samples=0, isolation_ms=0.0,
+                              stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
+    return CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary())
+
+
+def _solve(timings: list[KernelTiming], run_ms: float,
+           known: dict[tuple[str, str], KindModel]) -> dict[tuple[str, str], KindModel]:
+    """The joint fit of ``timings`` (less ``run_ms`` and the cost of the kernels whose model is ``known``)."""
+    blocks = _blocks(timings, known)
+    isolated = _isolation_columns(timings, sum(1 + len(names) for _, names in blocks.values()))
+    x = np.array([_row(t, blocks, isolated, known) for t in timings])
+    y = np.array([max(0.0, t.ms - run_ms - sum(known[k.kind, k.dtype].ms(k) for k in t.extra if (k.kind, k.dtype) in known))
+                  for t in timings])
     beta = _nonnegative_least_squares(x, y)
     residuals = np.abs(x @ beta - y)
     models = {}
@@ -98,12 +128,29 @@ def fit(profile: DeviceProfile) -> CostModel:
         mine = [i for i, t in enumerate(timings) if (t.kernel.kind, t.kernel.dtype) == key]
         models[key] = KindModel(key[0], key[1], float(beta[offset]),
                                 tuple((n, float(beta[offset + 1 + i])) for i, n in enumerate(names)), len(mine),
-                                float(max(residuals[mine], default=0.0)))
-    return CostModel(profile.backend, run_ms, models, profile.summary())
+                                float(max(residuals[mine], default=0.0)),
+                                float(beta[isolated[key]]) if key in isolated else 0.0)
+    return models
 
 
-def _blocks(timings) -> dict[tuple[str, str], tuple[int, list[str]]]:
-    """``{(kind, dtype): (first column, feature names)}`` for every kernel the timings hold.
+def copies(timing: KernelTiming) -> int:
+    """How many kernels of its own kind and precision a calibration model ran (1: alone; more: a chain)."""
+    key = (timing.kernel.kind, timing.kernel.dtype)
+    return 1 + sum((k.kind, k.dtype) == key for k in timing.extra)
+
+
+def _isolation_columns(timings, first: int) -> dict[tuple[str, str], int]:
+    """``{(kind, dtype): column}`` of the isolation term, for each kind timed both alone and in a chain."""
+    shapes = defaultdict(set)
+    for t in timings:
+        shapes[t.kernel.kind, t.kernel.dtype].add(copies(t))
+    keys = [key for key, seen in shapes.items() if len(seen) > 1]
+    return {key: first + i for i, key in enumerate(keys)}
+
+
+def _blocks(timings, known) -> dict[tuple[str, str], tuple[int, list[str]]]:
+    """``{(kind, dtype): (first column, feature names)}`` for every kernel the timings hold but
+    those whose model is ``known``.
 
     A kind gets as many features as its own timings allow (one fewer than their count, the
     overhead taking one); a kind timed only as another's extra gets its overhead and main feature.
@@ -116,7 +163,7 @@ def _blocks(timings) -> dict[tuple[str, str], tuple[int, list[str]]]:
     for t in timings:
         for kernel in (t.kernel, *t.extra):
             key = (kernel.kind, kernel.dtype)
-            if key in blocks or KINDS[kernel.kind].free:
+            if key in blocks or key in known or KINDS[kernel.kind].free:
                 continue
             names = list(features(kernel))
             names = names[: max(0, own[key] - 1)] if own[key] else names[:1]
@@ -125,14 +172,19 @@ def _blocks(timings) -> dict[tuple[str, str], tuple[int, list[str]]]:
     return blocks
 
 
-def _row(timing, blocks) -> np.ndarray:
-    """The design row of one calibration model: the sum of its kernels' ``[1, features...]`` in their blocks."""
-    width = sum(1 + len(names) for _, names in blocks.values())
+def _row(timing, blocks, isolated, known) -> np.ndarray:
+    """The design row of one calibration model: the sum of its kernels' ``[1, features...]`` in
+    their blocks (but the kernels whose model is ``known``), and 1 in its kind's isolation column."""
+    width = sum(1 + len(names) for _, names in blocks.values()) + len(isolated)
     row = np.zeros(width)
+    key = (timing.kernel.kind, timing.kernel.dtype)
+    if key in isolated:
+        row[isolated[key]] = 1.0
     for kernel in (timing.kernel, *timing.extra):
-        if KINDS[kernel.kind].free:
+        key = (kernel.kind, kernel.dtype)
+        if KINDS[kernel.kind].free or key in known:
             continue
-        offset, names = blocks[kernel.kind, kernel.dtype]
+        offset, names = blocks[key]
         values = features(kernel)
         row[offset] += 1.0
         row[offset + 1: offset + 1 + len(names)] += [values[n] for n in names]

@@ -9,7 +9,8 @@ holds::
      "device": "pi-a", "edgevit": "0.1.0", "created_utc": "2026-11-30T22:10:00+00:00",
      "environment": {... edgevit.environment.Environment ...}, "cpu_flags": ["avx2", ...],
      "backend": "onnxruntime", "backend_version": "1.20.1", "threads": 2,
-     "measurement": {"rounds": 20, "warmup": 3, "statistic": "p50", "where": "local"},
+     "measurement": {"rounds": 20, "warmup": 3, "statistic": "mean", "where": "local", "passes": 3, "chain": 4,
+                     "window_ms": 100.0},
      "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
                  {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
                   "extra": []}, ...]}
@@ -58,12 +59,20 @@ class Measurement:
         warmup: untimed calls before them.
         statistic: which statistic of the rounds each ``ms`` is (``"p50"``, ``"mean"``, ``"min"``).
         where: ``"local"`` (in the probing process) or ``"agent"`` (device-side timings of a device agent).
+        passes: sweeps over the calibration set; each timing is the median of its passes' statistics
+            (a profile written before passes existed made one).
+        chain: copies of a kernel in the chained calibration models (1: every kernel timed alone;
+            the timings themselves say what each model held).
+        window_ms: each model was run back to back for at least this long (0: ``rounds`` runs only).
     """
 
     rounds: int
     warmup: int
     statistic: str = "p50"
     where: str = "local"
+    passes: int = 1
+    chain: int = 1
+    window_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +133,10 @@ class DeviceProfile:
         """``pi-a: onnxruntime 1.20.1, 2 threads, 212 kernels (p50 of 20), probed 2026-11-30``."""
         threads = f"{self.threads} threads" if self.threads else "default threads"
         m = self.measurement
+        passes = f" over {m.window_ms:g} ms" if m.window_ms else ""
+        passes += f", median of {m.passes} passes" if m.passes > 1 else ""
         return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels "
-                f"({m.statistic} of {m.rounds}), probed {self.created_utc[:10]}")
+                f"({m.statistic} of {m.rounds}{passes}), probed {self.created_utc[:10]}")
 
 
 def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
@@ -206,9 +217,12 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
 
 
 def _measurement(data: Any) -> Measurement:
-    m = Measurement(int(data["rounds"]), int(data["warmup"]), str(data["statistic"]), str(data["where"]))
-    if m.rounds < 1 or m.warmup < 0 or m.statistic not in STATISTICS:
-        raise ValueError(f"measurement {asdict(m)}: rounds >= 1, warmup >= 0, statistic one of {STATISTICS}")
+    m = Measurement(int(data["rounds"]), int(data["warmup"]), str(data["statistic"]), str(data["where"]),
+                    int(data.get("passes", 1)), int(data.get("chain", 1)), float(data.get("window_ms", 0.0)))
+    if (m.rounds < 1 or m.warmup < 0 or m.passes < 1 or m.chain < 1 or not 0 <= m.window_ms < math.inf
+            or m.statistic not in STATISTICS):
+        raise ValueError(f"measurement {asdict(m)}: rounds >= 1, warmup >= 0, passes >= 1, chain >= 1, "
+                         f"window_ms >= 0, statistic one of {STATISTICS}")
     return m
 
 

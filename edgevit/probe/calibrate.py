@@ -5,8 +5,11 @@ the probe builds its module (:mod:`edgevit.probe.modules`), exports it with edge
 to the backend's format (not verified: the numbers do not matter, the shapes do), reads the
 file back with the predictor's own mapping (:func:`edgevit.predict.map_kernels`), checks that
 it holds a kernel of the intended kind, and times it with a timer (:mod:`edgevit.probe.timers`):
-``warmup`` untimed calls, then ``rounds`` timed ones; the timing is their median. The other
-kernels the file holds (layout transposes, a slice) are recorded as the timing's ``extra``.
+``warmup`` untimed calls, then ``rounds`` timed ones, whose median is the pass's figure. The
+probe makes ``passes`` sweeps over the whole set in shuffled orders and keeps each model's
+median over them. The kinds that chain are also built as a chain of ``chain`` copies, so that
+the fit can tell a kernel's cost inside a model from its cost alone. The other kernels the file
+holds (layout transposes, a slice, the chain's other copies) are recorded as the timing's ``extra``.
 A model whose file holds no kernel of the intended kind, or of a kind the backend never runs
 as one kernel (:attr:`edgevit.predict.fusion.RuleSet.absent`), is left out and named in
 ``skipped``.
@@ -25,7 +28,7 @@ import datetime as dt
 import hashlib
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,16 @@ from edgevit.predict.calibration import calibration_kernels
 from edgevit.predict.fusion import RULES
 from edgevit.probe.timers import AgentTimer, LocalTimer
 
-__all__ = ["TARGETS", "ProbeResult", "export_calibration_model", "probe", "probe_local", "probe_remote"]
+__all__ = ["CHAIN", "TARGETS", "ProbeResult", "calibration_models", "export_calibration_model", "probe", "probe_local", "probe_remote"]
 
 #: backend -> the export target whose files it runs
 TARGETS = {"onnxruntime": "onnx", "litert": "tflite"}
+#: the most sweeps a probe makes over the calibration set
+MAX_PASSES = 20
+#: copies of a kernel in a chained calibration model (the default), and the most a probe builds
+CHAIN, MAX_CHAIN = 4, 16
+#: how long a pass times each model, at least (ms): ten periods of a 10 ms CPU quota
+WINDOW_MS, MAX_WINDOW_MS = 100.0, 10_000.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,9 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
 
 
 def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
-          kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3,
-          workdir: str | Path | None = None, progress: bool | None = None) -> ProbeResult:
+          kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3, passes: int = 3,
+          chain: int = CHAIN, window_ms: float = WINDOW_MS, workdir: str | Path | None = None,
+          progress: bool | None = None) -> ProbeResult:
     """Time the calibration set with ``timer`` and return the profile.
 
     Args:
@@ -93,48 +103,88 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
         preset / kernels: the calibration preset, or the kernels themselves.
         precisions: ``("fp32",)`` or ``("fp32", "int8")``: int8 adds the preset's quantizable
             kernels (:data:`~edgevit.predict.calibration.INT8_KINDS`), exported with edgevit's int8 recipe.
-        rounds / warmup: timed and untimed calls per model.
+        rounds / warmup: timed and untimed calls per model and pass.
+        window_ms: a pass times a model over at least this long, back to back, and keeps the
+            mean run (a device that rations its CPU runs a short burst at full speed; a model
+            of hundreds of kernels never gets that; see :mod:`edgevit.probe.timers`).
+        passes: sweeps over the whole set, each in its own shuffled order; a kernel's timing is the
+            median of its passes. A shared or throttling device drifts by 10-30% over seconds, and
+            one sweep times a kind's kernels one after another, in the same phase; spreading each
+            kernel over the probe's whole length averages the drift out.
+        chain: also time, for the kinds that chain (:data:`~edgevit.probe.modules.CHAINS`), a
+            model running ``chain`` copies of the kernel one after another (1: none). A kernel
+            alone in a model costs more than inside one (its threads, caches and the first call
+            of its code are its own); the fit tells that isolation apart from the kernel's own cost
+            by the two models, and predictions leave it out.
         workdir: where the calibration artifacts are written (default: a temporary folder, removed);
             given again (another device, the same backend), the files already there are reused.
         progress: show a progress bar on stderr (default: on a terminal).
 
     Raises:
-        InvalidArgumentError: an unknown backend, or rounds / warmup out of range.
+        InvalidArgumentError: an unknown backend, or rounds / warmup / passes / chain out of range.
     """
-    _check(backend, {"rounds": rounds, "warmup": warmup})
+    _check(backend, {"rounds": rounds, "warmup": warmup, "passes": passes, "chain": chain, "window_ms": window_ms})
     if kernels is None:
         kernels = tuple(k for dtype in precisions for k in calibration_kernels(preset, dtype))
     stamp = timer.stamp()
     start = time.perf_counter()
-    timings: list[KernelTiming] = []
     skipped: list[tuple[Kernel, str]] = []
+    ready: list[tuple[KernelTiming, Path, tuple[int, ...]]] = []
+    models = calibration_models(kernels, chain)
     with tempfile.TemporaryDirectory(prefix="edgevit-probe-") as scratch, \
-            Progress(len(kernels), f"probe {backend} ({stamp.where})", enabled=progress) as bar:
+            Progress(len(models) * (1 + passes), f"probe {backend} ({stamp.where})", enabled=progress) as bar:
         root = Path(workdir) if workdir is not None else Path(scratch)
-        for index, kernel in enumerate(kernels):
-            bar.note(kernel.describe())
-            outcome = _probe_one(kernel, index, backend, timer, root, rounds, warmup)
-            if isinstance(outcome, KernelTiming):
-                timings.append(outcome)
-            else:
-                skipped.append((kernel, outcome))
+        for index, kernel, copies in models:  # the first pass exports (or reuses) each model as it goes
+            bar.note(kernel.describe() + (f" x{copies}" if copies > 1 else ""))
+            outcome = _prepare(kernel, index, backend, root, copies)
+            if isinstance(outcome, str):
+                if copies == 1 or all(k != kernel for k, _ in skipped):  # a kernel skipped alone is named once
+                    skipped.append((kernel, outcome if copies == 1 else f"a chain of {copies}: {outcome}"))
+                bar.update(1 + passes)
+                continue
+            ready.append(outcome)
             bar.update(1)
+        samples: list[list[float]] = [[] for _ in ready]
+        order = list(range(len(ready)))
+        shuffle = np.random.default_rng(0)
+        for done in range(passes):
+            for i in order:
+                timing, path, shape = ready[i]
+                bar.note(f"pass {done + 1}/{passes}: {timing.kernel.describe()}")
+                samples[i].append(timer.time(path, {"x": _input(shape, 0)}, rounds, warmup, window_ms=window_ms))
+                bar.update(1)
+            shuffle.shuffle(order)
+    timings = tuple(replace(timing, ms=float(np.median(s))) for (timing, _, _), s in zip(ready, samples, strict=True))
     profile = DeviceProfile(
         device=stamp.device, backend=backend, backend_version=stamp.backend_version, threads=stamp.threads,
-        measurement=Measurement(rounds, warmup, "p50", stamp.where), environment=stamp.environment,
+        measurement=Measurement(rounds, warmup, "mean", stamp.where, passes, chain, window_ms),
+        environment=stamp.environment,
         cpu_flags=stamp.cpu_flags, created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        edgevit=_edgevit_version(), timings=tuple(timings),
+        edgevit=_edgevit_version(), timings=timings,
     )
     return ProbeResult(profile, tuple(skipped), time.perf_counter() - start)
 
 
-def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Path) -> tuple[Path, tuple[int, ...]]:
-    """Export the calibration model of ``kernel`` for ``backend`` under ``root``: (artifact folder, input shape)."""
+def calibration_models(kernels: tuple[Kernel, ...], chain: int = CHAIN) -> tuple[tuple[int, Kernel, int], ...]:
+    """The models a probe of ``kernels`` times, as ``(index, kernel, copies)``: each kernel alone,
+    and a chain of ``chain`` copies of it where its kind chains."""
+    from edgevit.probe.modules import CHAINS
+
+    alone = tuple((i, k, 1) for i, k in enumerate(kernels))
+    chained = tuple((i, k, chain) for i, k in enumerate(kernels) if chain > 1 and k.kind in CHAINS)
+    return alone + chained
+
+
+def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Path,
+                             copies: int = 1) -> tuple[Path, tuple[int, ...]]:
+    """Export the calibration model of ``kernel`` (``copies`` > 1: a chain of that many) for
+    ``backend`` under ``root``: (artifact folder, input shape)."""
     from edgevit.export import Piece, export
     from edgevit.probe.modules import module_for
 
-    module, shape = module_for(kernel)
-    name = f"calib{index:03d}-{kernel.kind}-{kernel.dtype}-{_digest(kernel)}"
+    module, shape = module_for(kernel, copies)
+    times = f"x{copies}" if copies > 1 else ""
+    name = f"calib{index:03d}{times}-{kernel.kind}-{kernel.dtype}-{_digest(kernel)}"
     done = root / f"{name}-{TARGETS[backend]}-{kernel.dtype}"
     if (done / "manifest.json").is_file():  # a workdir given again: the same kernel was exported before
         return done, shape
@@ -146,12 +196,14 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
     return Path(artifact.path), shape
 
 
-def _probe_one(kernel: Kernel, index: int, backend: str, timer: Any, root: Path, rounds: int,
-               warmup: int) -> KernelTiming | str:
-    """The timing of one calibration model, or why it cannot be used."""
+def _prepare(kernel: Kernel, index: int, backend: str, root: Path,
+             copies: int = 1) -> tuple[KernelTiming, Path, tuple[int, ...]] | str:
+    """The calibration model of one kernel (or a chain of ``copies``), ready to time (its timing
+    with ``ms`` still 0, the artifact, the input shape), or why it cannot be used. The other
+    kernels the file holds, the chain's other copies among them, are the timing's ``extra``."""
     if kernel.kind in RULES.get(backend).absent:
         return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
-    path, shape = export_calibration_model(kernel, index, backend, root)
+    path, shape = export_calibration_model(kernel, index, backend, root, copies)
     extra: tuple[Kernel, ...] = ()
     if kernel.kind != "run":
         rows = [r for r in map_kernels(path, backend) if r.status == "ok"]
@@ -160,7 +212,7 @@ def _probe_one(kernel: Kernel, index: int, backend: str, timer: Any, root: Path,
             return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
         kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
-    return KernelTiming(kernel, timer.time(path, {"x": _input(shape, 0)}, rounds, warmup), extra)
+    return KernelTiming(kernel, 0.0, extra), path, shape
 
 
 def _digest(kernel: Kernel) -> str:
@@ -175,9 +227,13 @@ def _input(shape: tuple[int, ...], seed: int) -> np.ndarray:
 def _check(backend: str, options: dict[str, Any]) -> None:
     if backend not in TARGETS:
         raise InvalidArgumentError(f"cannot probe backend {backend!r}; choose one of {', '.join(TARGETS)}")
-    rounds, warmup = options.get("rounds", 1), options.get("warmup", 0)
-    if rounds < 1 or warmup < 0:
-        raise InvalidArgumentError(f"rounds must be >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+    rounds, warmup, passes = options.get("rounds", 1), options.get("warmup", 0), options.get("passes", 1)
+    chain, window = options.get("chain", 1), options.get("window_ms", 0.0)
+    if (rounds < 1 or warmup < 0 or not 1 <= passes <= MAX_PASSES or not 1 <= chain <= MAX_CHAIN
+            or not 0 <= window <= MAX_WINDOW_MS):
+        raise InvalidArgumentError(f"rounds must be >= 1, warmup >= 0, passes 1-{MAX_PASSES}, chain 1-{MAX_CHAIN} and "
+                                   f"window_ms 0-{MAX_WINDOW_MS:g}; got rounds={rounds}, warmup={warmup}, "
+                                   f"passes={passes}, chain={chain}, window_ms={window}")
 
 
 def _edgevit_version() -> str:

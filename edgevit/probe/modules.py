@@ -21,7 +21,7 @@ from typing import Any
 from edgevit.errors import InvalidArgumentError, require
 from edgevit.predict import Kernel
 
-__all__ = ["BUILDERS", "module_for"]
+__all__ = ["BUILDERS", "CHAINS", "module_for"]
 
 
 def _lambda(fn: Callable[[Any], Any]) -> Any:
@@ -113,13 +113,76 @@ BUILDERS: dict[str, Callable[[dict[str, int]], tuple[Any, tuple[int, ...]]]] = {
 }
 
 
-def module_for(kernel: Kernel) -> tuple[Any, tuple[int, ...]]:
-    """A torch module running ``kernel`` and the shape of its one input.
+def _sequence(layers: list[Any]) -> Any:
+    torch = require("torch", "export")
+    return torch.nn.Sequential(*layers)
+
+
+def _linear_chain(d, copies):  # K -> N, N -> K, ...: the kernel and its way back, alternately
+    torch = require("torch", "export")
+    sizes = [(d["K"], d["N"]) if i % 2 == 0 else (d["N"], d["K"]) for i in range(copies)]
+    return _sequence([torch.nn.Linear(a, b) for a, b in sizes]), (1, d["M"], d["K"])
+
+
+def _attention_chain(d, copies):  # s = x @ x^T (QK^T), then x = s @ x (AV), alternately
+    width = d["K"] if d["N"] == d["M"] else d["N"]
+
+    def pairs(x):
+        for i in range(copies):
+            if i % 2 == 0:
+                keep, x = x, x @ x.transpose(-2, -1)
+            else:
+                x = x @ keep
+        return x
+
+    return _lambda(pairs), (1, d["B"], d["M"], width)
+
+
+def _repeat(make: Callable[[dict[str, int]], tuple[Any, tuple[int, ...]]]):
+    """A chain of ``copies`` fresh modules of one shape-keeping kernel (its own weights each)."""
+
+    def chain(d, copies):
+        layers, shapes = zip(*(make(d) for _ in range(copies)), strict=True)
+        return _sequence(list(layers)), shapes[0]
+
+    return chain
+
+
+def _reduce_chain(d, copies):  # x - mean(x): the reduction, and a subtraction to keep the shape
+    def centred(x):
+        for _ in range(copies):
+            x = x - x.mean(-1, keepdim=True)
+        return x
+
+    return _lambda(centred), (1, d["OUT"], d["E"] // d["OUT"])
+
+
+def _conv1x1_chain(d, copies):  # CIN -> COUT, COUT -> CIN, ...
+    torch = require("torch", "export")
+    sizes = [(d["CIN"], d["COUT"]) if i % 2 == 0 else (d["COUT"], d["CIN"]) for i in range(copies)]
+    return _sequence([torch.nn.Conv2d(a, b, 1) for a, b in sizes]), (1, d["CIN"], d["IH"], d["IW"])
+
+
+#: kernel kind -> builder of (module running ``copies`` of the kernel one after another, input shape):
+#: the kinds whose cost inside a model a chain measures (a kernel timed alone also pays for being alone)
+CHAINS: dict[str, Callable[[dict[str, int], int], tuple[Any, tuple[int, ...]]]] = {
+    "linear": _linear_chain, "matmul": _attention_chain, "softmax": _repeat(_softmax),
+    "layernorm": _repeat(_layernorm), "gelu": _repeat(_gelu), "elementwise": _repeat(_elementwise),
+    "math": _repeat(_math), "reduce": _reduce_chain, "conv1x1": _conv1x1_chain, "dwconv": _repeat(_conv),
+}
+
+
+def module_for(kernel: Kernel, copies: int = 1) -> tuple[Any, tuple[int, ...]]:
+    """A torch module running ``kernel`` (``copies`` > 1: a chain of that many, for the kinds in
+    :data:`CHAINS`) and the shape of its one input.
 
     Raises:
-        InvalidArgumentError: no builder for the kernel's kind.
+        InvalidArgumentError: no builder for the kernel's kind, or no chain of it.
     """
     if kernel.kind not in BUILDERS:
         raise InvalidArgumentError(f"no calibration model for {kernel.kind!r} kernels; buildable: {', '.join(BUILDERS)}")
-    module, shape = BUILDERS[kernel.kind](dict(kernel.dims))
+    if copies > 1 and kernel.kind not in CHAINS:
+        raise InvalidArgumentError(f"no chain of {kernel.kind!r} kernels; chainable: {', '.join(CHAINS)}")
+    build = BUILDERS[kernel.kind] if copies == 1 else lambda d: CHAINS[kernel.kind](d, copies)
+    module, shape = build(dict(kernel.dims))
     return module.eval(), shape

@@ -2,12 +2,18 @@
 
 A timer is a small class behind a tiny interface: ``stamp()`` says what it times on (the
 device's name, environment, CPU flags, backend version, threads) and ``time(artifact, feeds,
-rounds, warmup)`` returns the median of ``rounds`` timed runs in milliseconds. The local timer
-measures ``session.run`` with ``edgevit.runtime``; the agent timer uploads the artifact, asks
-the agent for the runs back to back in one request (``edgevit_repeat``: runs separated by
+rounds, warmup, window_ms)`` returns the mean time of one run in milliseconds, over back-to-back
+runs that number at least ``rounds`` and last at least ``window_ms``. The mean over a window,
+not the median of a few runs: a device whose CPU is rationed (a cgroup quota, a thermal limit)
+runs a short burst at full speed and pays for it later, and a model of hundreds of kernels
+always pays, so a kernel is timed over a span long enough to pay too (on a 0.5-core quota with a
+10 ms period, a chain of four 1x1 convolutions took 5.6x one of them by the median).
+
+The local timer measures ``session.run`` with ``edgevit.runtime``; the agent timer uploads the
+artifact, asks the agent for the runs back to back (``edgevit_repeat``: runs separated by
 network round trips let the threads and the CPU idle between them, and a small kernel then
-takes about twice its time inside a model) and takes the agent's own ``compute_ns``, the median
-run (device-side time, no network); then it unloads the model so a probe does not fill the device.
+takes about twice its time inside a model) and takes the agent's own ``compute_mean_ns``
+(device-side time, no network); then it unloads the model so a probe does not fill the device.
 
 Example:
     >>> with AgentTimer("onnxruntime", "pi.local:8001") as timer:  # doctest: +SKIP
@@ -17,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import dataclass, fields
@@ -55,19 +62,19 @@ class LocalTimer:
         return Stamp(self.device or platform.node() or "this machine", environment(), cpu_flags(),
                      str(BACKENDS.get(self.backend).version()), self.threads, "local")
 
-    def time(self, artifact: Path, feeds: dict[str, np.ndarray], rounds: int, warmup: int) -> float:
+    def time(self, artifact: Path, feeds: dict[str, np.ndarray], rounds: int, warmup: int,
+             window_ms: float = 0.0) -> float:
         from edgevit import runtime
 
         with runtime.load(artifact, backend=self.backend, threads=self.threads) as session:
             named = {session.input_specs[0].name: next(iter(feeds.values()))}
             for _ in range(warmup):
                 session.run(named)
-            samples = []
-            for _ in range(rounds):
-                begin = time.perf_counter()
+            runs, begin = 0, time.perf_counter()
+            while runs < rounds or (time.perf_counter() - begin) * 1000.0 < window_ms:
                 session.run(named)
-                samples.append((time.perf_counter() - begin) * 1000.0)
-        return float(np.median(samples))
+                runs += 1
+            return (time.perf_counter() - begin) * 1000.0 / runs
 
     def __enter__(self) -> LocalTimer:
         return self
@@ -78,6 +85,8 @@ class LocalTimer:
 
 #: the most back-to-back runs one request may ask an agent for (``edgevit.agent.servicer.MAX_REPEAT``)
 MAX_REPEAT = 200
+#: the most runs one timing asks an agent for, whatever the window
+MAX_RUNS = 20 * MAX_REPEAT
 
 
 class AgentTimer:
@@ -99,30 +108,30 @@ class AgentTimer:
                      tuple(self.record.get("cpu_flags") or ()), str(backends[self.backend]),
                      (self.record.get("agent") or {}).get("threads"), "agent")
 
-    def time(self, artifact: Path, feeds: dict[str, np.ndarray], rounds: int, warmup: int) -> float:
+    def time(self, artifact: Path, feeds: dict[str, np.ndarray], rounds: int, warmup: int,
+             window_ms: float = 0.0) -> float:
         upload = self.client.upload(artifact)
         try:
             metadata = self.client.metadata(upload.name)
             if metadata.get("backend") not in (None, self.backend):
                 raise AgentError("FAILED_PRECONDITION", f"the agent at {self.url} runs {artifact.name} with "
                                                         f"{metadata['backend']}, not {self.backend}")
-            name = metadata["inputs"][0]["name"]
-            named = {name: next(iter(feeds.values()))}
-            if warmup:
-                self.client.infer(upload.name, named, repeat=min(warmup, MAX_REPEAT))
-            first = min(rounds, MAX_REPEAT)
-            result = self.client.infer(upload.name, named, repeat=first)  # back to back, as kernels run in a model
-            if result.timings.get("runs") == first:  # more rounds than one request takes: medians of chunks
-                samples = [result.timings["compute_ns"] / 1e6]
-                for done in range(first, rounds, MAX_REPEAT):
-                    chunk = self.client.infer(upload.name, named, repeat=min(MAX_REPEAT, rounds - done))
-                    samples.append(chunk.timings["compute_ns"] / 1e6)
-            else:  # an agent without back-to-back runs (an older edgevit): one request per run
-                samples = [result.timings["compute_ns"] / 1e6]
-                samples += [self.client.infer(upload.name, named).timings["compute_ns"] / 1e6 for _ in range(rounds - 1)]
+            named = {metadata["inputs"][0]["name"]: next(iter(feeds.values()))}
+            # the warm-up, which also gives a first estimate of one run
+            first = self.client.infer(upload.name, named, repeat=min(max(warmup, 1), MAX_REPEAT))
+            if "compute_mean_ns" not in first.timings:  # an older agent: one request per run, their median
+                samples = [self.client.infer(upload.name, named).timings["compute_ns"] / 1e6 for _ in range(rounds)]
+                return float(np.median(samples))
+            estimate = max(first.timings["compute_mean_ns"] / 1e6, 1e-3)
+            wanted = min(max(rounds, math.ceil(window_ms / estimate)), MAX_RUNS)
+            total_ms, done = 0.0, 0
+            while done < wanted:  # back to back, as kernels run in a model
+                chunk = self.client.infer(upload.name, named, repeat=min(MAX_REPEAT, wanted - done)).timings
+                total_ms += chunk["compute_mean_ns"] / 1e6 * chunk["runs"]
+                done += chunk["runs"]
         finally:
             self.client.unload(upload.name)
-        return float(np.median(samples))
+        return total_ms / done
 
     def __enter__(self) -> AgentTimer:
         return self

@@ -162,6 +162,7 @@ def test_back_to_back_runs_are_asked_for_with_a_bounded_parameter(agent, dtype_a
     np.testing.assert_array_equal(result.as_numpy("same"), x)
     parameters = result.get_response().parameters
     assert parameters["runs"].int64_param == 7 and parameters["compute_ns"].int64_param > 0
+    assert parameters["compute_mean_ns"].int64_param > 0
     assert "runs" not in _infer(client, "repeat", {"x": x}).get_response().parameters  # only when asked
     stats = client.get_inference_statistics("repeat", as_json=True)["model_stats"][0]
     assert int(stats["execution_count"]) == before + 2

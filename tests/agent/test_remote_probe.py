@@ -18,8 +18,10 @@ def test_a_remote_probe_times_on_the_agent_and_records_its_device(agent, tmp_pat
     result = probe_remote(agent.url, "onnxruntime", kernels=KERNELS, rounds=2, warmup=1, progress=False)
     profile = result.profile
     record = agent.client().device()
-    assert result.skipped == () and [t.kernel for t in profile.timings] == list(KERNELS)
+    linears = [k for k in KERNELS if k.kind == "linear"]  # alone, then in chains of four
+    assert result.skipped == () and [t.kernel for t in profile.timings] == [*KERNELS, *linears]
     assert profile.measurement.where == "agent" and profile.device == record["name"]
+    assert profile.measurement.statistic == "mean" and profile.measurement.window_ms == 100.0
     assert profile.backend_version == record["backends"]["onnxruntime"]
     assert profile.environment.to_dict() == {**record["environment"], "load_average_1m": profile.environment.load_average_1m,
                                              "started_utc": profile.environment.started_utc}
@@ -28,6 +30,38 @@ def test_a_remote_probe_times_on_the_agent_and_records_its_device(agent, tmp_pat
     assert not any(m["name"].startswith("calib") and m.get("state") == "READY" for m in agent.client().models())
     assert load_profile(save_profile(profile, tmp_path / "agent.json")) == profile
     assert set(fit(profile).models) == {("linear", "fp32"), ("copy", "fp32")}
+
+
+def test_the_agent_timer_runs_a_model_back_to_back_for_its_whole_window(agent, dtype_artifacts):
+    """At least ``rounds`` runs, and enough more to fill ``window_ms`` (as the warm-up request's run
+    estimates them), in requests of at most 200; the mean run comes back."""
+    import math
+
+    import numpy as np
+
+    from edgevit.probe.timers import MAX_REPEAT, MAX_RUNS, AgentTimer
+
+    folder = dtype_artifacts["float32"]
+    feeds = {"x": np.ones((1, 4), np.float32)}
+    with AgentTimer("onnxruntime", agent.url) as timer:
+        asked, real = [], timer.client.infer
+
+        def recording(*args, **kwargs):
+            result = real(*args, **kwargs)
+            asked.append((kwargs.get("repeat"), result.timings))
+            return result
+
+        timer.client.infer = recording
+        ms = timer.time(folder, feeds, rounds=3, warmup=0)
+        assert [repeat for repeat, _ in asked] == [1, 3] and 0 < ms < 50
+        asked.clear()
+        ms = timer.time(folder, feeds, rounds=3, warmup=2, window_ms=60.0)
+        estimate = asked[0][1]["compute_mean_ns"] / 1e6
+        runs = [t["runs"] for _, t in asked[1:]]
+        assert asked[0][0] == 2 and all(r <= MAX_REPEAT for r in runs)
+        assert sum(runs) == min(max(3, math.ceil(60.0 / estimate)), MAX_RUNS) > 3
+        mean = sum(t["compute_mean_ns"] * t["runs"] for _, t in asked[1:]) / sum(runs) / 1e6
+        assert ms == pytest.approx(mean, rel=1e-3)
 
 
 @pytest.mark.slow

@@ -86,10 +86,11 @@ def test_a_quick_local_probe_from_the_cli_writes_a_profile(tmp_path, capsys):
     out = tmp_path / "here.json"
     assert main(["devices", "probe", "--local", "--preset", "quick", "--rounds", "1", "--warmup", "0", "--threads", "1",
                  "--device", "ci", "--quiet", "--workdir", str(tmp_path / "calibration"), "-o", str(out)]) == 0
-    assert len(list((tmp_path / "calibration").iterdir())) == 5  # kept for the next device
+    assert len(list((tmp_path / "calibration").iterdir())) == 7  # 5 alone, 2 in chains: kept for the next device
     assert f"wrote {out}" in capsys.readouterr().out
     profile = load_profile(out)
-    assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 5
+    assert profile.device == "ci" and profile.threads == 1 and len(profile.timings) == 7
+    assert (profile.measurement.passes, profile.measurement.chain, profile.measurement.window_ms) == (3, 4, 100.0)
 
 
 def test_predict_plot_draws_a_png_and_an_unwritable_plot_is_refused_first(model, profile, tmp_path, capsys):

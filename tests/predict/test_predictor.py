@@ -174,6 +174,32 @@ def test_timings_with_extra_kernels_are_fitted_minus_the_extras():
     assert model.ms(Kernel.of("conv", **dims)) == pytest.approx(true_ms("conv", dims), rel=1e-9)
 
 
+def test_a_kind_timed_alone_and_in_chains_has_its_isolation_fitted_apart_and_left_out_of_predictions():
+    """A linear alone pays 0.05 ms more than inside a model; its chains of four (the copies in
+    ``extra``) pay it once: the fit recovers the in-model cost exactly and predictions leave the 0.05 ms out."""
+    from edgevit.predict.fit import copies
+
+    isolation = 0.05
+    profile = fake_profile()
+    timings = []
+    for t in profile.timings:
+        if t.kernel.kind != "linear":
+            timings.append(t)
+            continue
+        timings.append(KernelTiming(t.kernel, t.ms + isolation))
+        chain = (t.kernel,) * 3
+        timings.append(KernelTiming(t.kernel, RUN_MS + isolation + 4 * true_ms("linear", dict(t.kernel.dims)), chain))
+    profile = DeviceProfile(**{**profile.__dict__, "timings": tuple(timings)})
+    assert sorted({copies(t) for t in timings if t.kernel.kind == "linear"}) == [1, 4]
+    model = fit(profile)
+    linear = model.models["linear", "fp32"]
+    assert linear.isolation_ms == pytest.approx(isolation) and model.models["copy", "fp32"].isolation_ms == 0
+    dims = dict(M=16, K=32, N=96)
+    assert model.ms(Kernel.of("linear", **dims)) == pytest.approx(true_ms("linear", dims), rel=1e-9)
+    alone = fit(DeviceProfile(**{**profile.__dict__, "timings": tuple(t for t in timings if copies(t) == 1)}))
+    assert alone.ms(Kernel.of("linear", **dims)) > true_ms("linear", dims) + 0.04  # no chains: isolation is the kernel's
+
+
 def qdq_linear() -> GraphBuilder:
     """``x -> QuantizeLinear -> DequantizeLinear -> MatMul(DequantizeLinear(int8 weight))``: an ONNX QDQ linear to ``y``."""
     g = GraphBuilder()
@@ -210,3 +236,29 @@ def test_an_int8_kernel_whose_kind_was_timed_only_in_float_is_costed_as_float_an
     assert prediction.approximated == {"linear int8": 1} and prediction.uncalibrated == {"quantize fp32": 1}
     assert not prediction.complete and "int8 costed as float: {'linear int8': 1}" in prediction.table()
     assert prediction.to_dict()["approximated"] == {"linear int8": 1}
+
+
+def test_quantize_steps_timed_only_inside_int8_models_are_costed_as_element_wise_passes():
+    """An int8 calibration model quantizes its input and dequantizes its output once, as it pays its
+    isolation once: their cost is the element-wise model's on their own elements and bytes, and
+    the int8 kernel's own cost comes out exact."""
+    from edgevit.predict.fit import STAND_INS
+
+    def step_ms(kernel):  # an element-wise pass as the fake device runs it, with the step's own bytes
+        size = 4 if kernel.dtype == "fp32" else 1
+        return 0.001 + 5e-7 * kernel.dim("E") + 1e-8 * size * kernel.dim("E") * 2
+
+    profile = fake_profile()
+    timings = list(profile.timings)
+    for dims in SAMPLES["linear"]:
+        kernel = Kernel.of("linear", "int8", **dims)
+        steps = (Kernel.of("quantize", E=dims["M"] * dims["K"], I=1), Kernel.of("dequantize", "int8", E=dims["M"] * dims["N"], I=1))
+        timings.append(KernelTiming(kernel, RUN_MS + 0.5 * true_ms("linear", dims) + sum(map(step_ms, steps)), steps))
+    model = fit(DeviceProfile(**{**profile.__dict__, "timings": tuple(timings)}))
+    assert STAND_INS == {"quantize": "elementwise", "dequantize": "elementwise"}
+    quantize, elementwise = model.models["quantize", "fp32"], model.models["elementwise", "fp32"]
+    assert (quantize.stand_in, quantize.samples, quantize.coefficients) == ("elementwise", 0, elementwise.coefficients)
+    dims = dict(M=16, K=32, N=96)
+    assert model.ms(Kernel.of("linear", "int8", **dims)) == pytest.approx(0.5 * true_ms("linear", dims), rel=1e-6)
+    step = Kernel.of("dequantize", "int8", E=4096, I=1)
+    assert model.ms(step) == pytest.approx(step_ms(step), rel=1e-6)

@@ -37,6 +37,13 @@ def test_a_profile_survives_the_round_trip(saved):
     assert "onnxruntime 1.0, 1 threads, 4 kernels (p50 of 5)" in load_profile(saved).summary()
 
 
+def test_a_profile_written_before_passes_existed_reads_as_one_pass(saved):
+    data = json.loads(saved.read_text())
+    assert data["measurement"].pop("passes") == 1
+    saved.write_text(json.dumps(data))
+    assert load_profile(saved) == make_profile() and load_profile(saved).measurement.passes == 1
+
+
 def _rewrite(path, change):
     data = json.loads(path.read_text())
     change(data)
@@ -90,6 +97,7 @@ def test_a_profile_missing_a_field_is_refused(saved, field):
     (lambda d: d["timings"][1]["dims"].pop("K"), ("timing 1", "has dims M, K, N")),
     (lambda d: d["timings"][2].update(dtype="fp64"), ("timing 2", "dtype 'fp64'")),
     (lambda d: d["measurement"].update(statistic="p99"), ("statistic",)),
+    (lambda d: d["measurement"].update(passes=0), ("passes >= 1",)),
     (lambda d: d["environment"].pop("cpu_model"), ("environment", "cpu_model")),
     (lambda d: d.update(threads=0), ("threads",)),
     (lambda d: d.update(timings=[]), ("no timings",)),

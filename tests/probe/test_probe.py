@@ -12,7 +12,7 @@ from edgevit.predict.calibration import PRESETS, calibration_kernels
 from edgevit.predict.fusion import RULES
 from edgevit.probe import probe_local
 from edgevit.probe.calibrate import TARGETS, export_calibration_model
-from edgevit.probe.modules import BUILDERS
+from edgevit.probe.modules import BUILDERS, CHAINS
 
 #: one small kernel of every kind a module is built for
 ONE_OF_EACH = (
@@ -50,6 +50,8 @@ def test_a_bad_request_is_refused_before_anything_is_exported():
         probe_local("coreml")
     with pytest.raises(InvalidArgumentError, match="rounds must be >= 1"):
         probe_local("onnxruntime", rounds=0)
+    with pytest.raises(InvalidArgumentError, match="passes 1-20, .*got .*passes=0"):
+        probe_local("onnxruntime", passes=0)
 
 
 @pytest.mark.slow
@@ -83,6 +85,47 @@ def test_each_calibration_model_holds_its_kernel_in_tflite(tmp_path, kernel):
         assert main[0] == kernel
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+@pytest.mark.parametrize("kernel", [k for k in ONE_OF_EACH if k.kind in CHAINS], ids=lambda k: k.describe().split("]")[0] + "]")
+def test_each_chain_holds_its_copies_one_after_another(tmp_path, backend, kernel):
+    """A chain of four runs four kernels of its kind (a linear or 1x1 conv and its way back; QK^T
+    then AV), the intended one among them, and nothing else but copies (TFLite's layout transposes)
+    or the subtraction that keeps a reduction's shape."""
+    if kernel.kind in RULES.get(backend).absent:
+        pytest.skip(f"{backend} runs no {kernel.kind} kernel")
+    path, _ = export_calibration_model(kernel, 0, backend, tmp_path, copies=4)
+    assert path.name.startswith("calib000x4-")
+    costed = [r.kernel for r in map_kernels(path, backend) if r.status == "ok"]
+    main = [k for k in costed if k.kind == kernel.kind]
+    assert len(main) == 4 and kernel in main
+    others = [k.kind for k in costed if k.kind != kernel.kind]
+    if kernel.kind == "reduce":  # x - mean(x): four subtractions keep the shape
+        assert others == ["elementwise"] * 4
+    else:
+        assert set(others) <= {"copy"} and len(others) <= 2
+
+
+def test_the_probe_times_each_kernel_alone_and_the_chainable_ones_in_a_chain_too():
+    from edgevit.cli import build_parser
+    from edgevit.probe.calibrate import CHAIN, WINDOW_MS, calibration_models
+
+    kernels = (Kernel.of("run"), Kernel.of("linear", M=17, K=32, N=48), Kernel.of("copy", E=64))
+    assert calibration_models(kernels, 4) == ((0, kernels[0], 1), (1, kernels[1], 1), (2, kernels[2], 1),
+                                              (1, kernels[1], 4))
+    assert calibration_models(kernels, 1) == ((0, kernels[0], 1), (1, kernels[1], 1), (2, kernels[2], 1))
+    args = build_parser().parse_args(["devices", "probe", "--local", "-o", "p.json"])
+    assert (args.chain, args.passes, args.window_ms) == (CHAIN, 3, WINDOW_MS)
+    with pytest.raises(InvalidArgumentError, match="chain 1-16 .*got .*chain=17"):
+        probe_local("onnxruntime", chain=17)
+    with pytest.raises(InvalidArgumentError, match="window_ms 0-10000; got .*window_ms=-1"):
+        probe_local("onnxruntime", window_ms=-1)
+    with pytest.raises(InvalidArgumentError, match="no chain of 'copy' kernels"):
+        from edgevit.probe.modules import module_for
+
+        module_for(kernels[2], copies=4)
+
+
 def test_a_kind_the_backend_never_runs_is_skipped_without_exporting():
     kernel = Kernel.of("layernorm", ROWS=4, COLS=8)
     result = probe_local("litert", kernels=(kernel,), rounds=1, warmup=0, progress=False)
@@ -95,9 +138,11 @@ def test_a_quick_local_probe_writes_a_profile_that_round_trips_and_fits(tmp_path
     kernels = calibration_kernels("quick")
     result = probe_local("onnxruntime", kernels=kernels, rounds=2, warmup=1, threads=1, device="ci", progress=False)
     profile = result.profile
-    assert result.skipped == () and [t.kernel for t in profile.timings] == list(kernels)
+    linears = [k for k in kernels if k.kind == "linear"]  # timed alone, then in chains of four
+    assert result.skipped == () and [t.kernel for t in profile.timings] == [*kernels, *linears]
+    assert [len(t.extra) for t in profile.timings[len(kernels):]] == [3, 3]
     assert profile.backend == "onnxruntime" and profile.backend_version and profile.threads == 1
-    assert profile.measurement.rounds == 2 and profile.measurement.where == "local"
+    assert profile.measurement.rounds == 2 and profile.measurement.where == "local" and profile.measurement.chain == 4
     assert all(t.ms > 0 for t in profile.timings)
     assert load_profile(save_profile(profile, tmp_path / "ci.json")) == profile
     model = fit(profile)
@@ -123,8 +168,8 @@ def test_an_int8_probe_times_quantized_kernels_and_fits_their_quantize_steps():
     result = probe_local("onnxruntime", kernels=kernels, rounds=2, warmup=1, threads=1, progress=False)
     assert result.skipped == ()
     int8 = [t for t in result.profile.timings if t.kernel.dtype == "int8"]
-    assert [t.kernel.kind for t in int8] == ["linear", "linear"]
-    assert all({k.kind for k in t.extra} <= {"quantize", "dequantize"} and t.extra for t in int8)
+    assert [t.kernel.kind for t in int8] == ["linear"] * 4  # two alone, two in chains
+    assert all({k.kind for k in t.extra} <= {"quantize", "dequantize", "linear"} and t.extra for t in int8)
     model = fit(result.profile)
     assert ("linear", "int8") in model.models and ("quantize", "fp32") in model.models
 
@@ -134,7 +179,7 @@ def test_a_workdir_given_again_reuses_its_calibration_files(tmp_path, monkeypatc
     kernels = (Kernel.of("run"), Kernel.of("linear", M=17, K=32, N=48))
     first = probe_local("onnxruntime", kernels=kernels, rounds=1, warmup=0, workdir=tmp_path, progress=False)
     folders = sorted(p.name for p in tmp_path.iterdir())
-    assert len(folders) == 2 and len(first.profile.timings) == 2
+    assert len(folders) == 3 and len(first.profile.timings) == 3  # the linear alone and in a chain
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
@@ -146,3 +191,52 @@ def test_a_workdir_given_again_reuses_its_calibration_files(tmp_path, monkeypatc
     other = (Kernel.of("linear", M=17, K=32, N=64),)  # another kernel at the same index: exported anew
     with pytest.raises(AssertionError, match="exported again"):
         probe_local("onnxruntime", kernels=(kernels[0], *other), rounds=1, warmup=0, workdir=tmp_path, progress=False)
+
+
+class _Drifting:
+    """A timer whose device drifts: each call is slower than the last, and it records the order of its calls."""
+
+    def __init__(self):
+        from edgevit.probe.timers import LocalTimer
+
+        self.stamp = LocalTimer("onnxruntime", 1, "drift").stamp
+        self.calls: list[str] = []
+
+    def time(self, artifact, feeds, rounds, warmup, window_ms=0.0):
+        self.calls.append(artifact.name)
+        return float(len(self.calls))
+
+
+def test_passes_time_every_kernel_again_in_shuffled_orders_and_keep_the_median(tmp_path):
+    """Each kernel's timing is the median of its passes, and the later passes change the order, so a
+    device drifting through the probe does not load its drift onto the kernels timed last."""
+    from edgevit.probe.calibrate import probe
+
+    kernels = (Kernel.of("run"), *(Kernel.of("copy", E=e) for e in (64, 128, 256, 512)))
+    timer = _Drifting()
+    profile = probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, passes=3, workdir=tmp_path,
+                    progress=False).profile
+    assert profile.measurement.passes == 3 and "median of 3 passes" in profile.summary()
+    assert len(timer.calls) == 15 and all(timer.calls.count(name) == 3 for name in set(timer.calls))
+    sweeps = [timer.calls[i:i + 5] for i in range(0, 15, 5)]
+    assert sweeps[0] != sweeps[1] or sweeps[1] != sweeps[2]  # not three sweeps in one order
+    for timing in profile.timings:
+        name = next(n for n in timer.calls if n.startswith(f"calib{kernels.index(timing.kernel):03d}-"))
+        positions = [i + 1.0 for i, n in enumerate(timer.calls) if n == name]
+        assert timing.ms == sorted(positions)[1]
+    assert load_profile(save_profile(profile, tmp_path / "p.json")) == profile
+
+
+def test_the_local_timer_runs_back_to_back_for_its_whole_window(tmp_path):
+    import time
+
+    import numpy as np
+
+    from edgevit.probe.timers import LocalTimer
+
+    path, shape = export_calibration_model(Kernel.of("run"), 0, "onnxruntime", tmp_path)
+    feeds = {"x": np.zeros(shape, np.float32)}
+    timer = LocalTimer("onnxruntime", 1)
+    begin = time.perf_counter()
+    one = timer.time(path, feeds, rounds=1, warmup=0, window_ms=150.0)
+    assert time.perf_counter() - begin >= 0.15 and 0 < one < 5  # many runs of a one-element model, their mean
