@@ -5,7 +5,10 @@ the zoo's models write it (``nn.Linear``, ``nn.LayerNorm``, ``q @ k.transpose(-2
 the exporter emits the patterns the predictor maps (MatMul + Add, the erf GELU, ...). Where a
 format needs more (TFLite's layout transposes around a convolution, the slice feeding an AV
 product), the probe reads the exported file and records those kernels as the timing's
-``extra``.
+``extra``. A chain (:data:`CHAINS`, ``module_for(kernel, copies=4)``) runs the kernel several
+times one after another: shape-keeping kinds repeat with fresh weights, a linear or 1x1 conv
+alternates with its way back (K->N, N->K), attention alternates QK^T and AV, and a reduction
+subtracts itself (``x - mean(x)``) to keep its shape.
 
 Example:
     >>> module, shape = module_for(Kernel.of("linear", M=197, K=192, N=576))
