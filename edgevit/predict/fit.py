@@ -117,8 +117,10 @@ def _solve(timings: list[KernelTiming], run_ms: float,
            known: dict[tuple[str, str], KindModel]) -> dict[tuple[str, str], KindModel]:
     """The joint fit of ``timings`` (less ``run_ms`` and the cost of the kernels whose model is ``known``)."""
     blocks = _blocks(timings, known)
-    isolated = _isolation_columns(timings, sum(1 + len(names) for _, names in blocks.values()))
-    x = np.array([_row(t, blocks, isolated, known) for t in timings])
+    width = sum(1 + len(names) for _, names in blocks.values())
+    isolated = _isolation_columns(timings, width)
+    width += len(isolated)
+    x = np.array([_row(t, blocks, isolated, known, width) for t in timings])
     y = np.array([max(0.0, t.ms - run_ms - sum(known[k.kind, k.dtype].ms(k) for k in t.extra if (k.kind, k.dtype) in known))
                   for t in timings])
     beta = _nonnegative_least_squares(x, y)
@@ -172,10 +174,9 @@ def _blocks(timings, known) -> dict[tuple[str, str], tuple[int, list[str]]]:
     return blocks
 
 
-def _row(timing, blocks, isolated, known) -> np.ndarray:
+def _row(timing, blocks, isolated, known, width) -> np.ndarray:
     """The design row of one calibration model: the sum of its kernels' ``[1, features...]`` in
     their blocks (but the kernels whose model is ``known``), and 1 in its kind's isolation column."""
-    width = sum(1 + len(names) for _, names in blocks.values()) + len(isolated)
     row = np.zeros(width)
     key = (timing.kernel.kind, timing.kernel.dtype)
     if key in isolated:
