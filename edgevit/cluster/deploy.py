@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.cluster.transport import Endpoint
-from edgevit.errors import AgentError, ArtifactError, InvalidArgumentError
+from edgevit.errors import AgentError, ArtifactError, InvalidArgumentError, PlanningError
 
 DEPLOYMENT_NAME = "deployment.json"
 DEPLOYMENT_FORMAT = "edgevit-deployment"
@@ -128,8 +128,17 @@ def plan_placement(plan: Any, cluster: Any, replicas: int = 0) -> dict[str, tupl
             raise InvalidArgumentError(f"the plan puts {piece.name} on device {piece.device!r}, which is not in "
                                        f"{cluster.source} ({', '.join(sorted(names))}); use the device file the plan "
                                        "was made with, or devices of the same names")
-    pieces = {p.name: (p.device, int(p.cost.get("memory_bytes", 0))) for p in plan.pieces}
-    return place_replicas(pieces, {d.name: d.memory_bytes for d in cluster.devices}, replicas)
+    memory = {d.name: d.memory_bytes for d in cluster.devices}
+    pieces = {p.name: (p.device, p.memory_bytes) for p in plan.pieces}
+    for device, available in memory.items():
+        held = [name for name, (where, _) in pieces.items() if where == device]
+        needed = sum(pieces[name][1] for name in held)
+        if needed > available:
+            raise PlanningError(f"device {device!r} in {cluster.source} has memory_mb = {available / 1e6:g}, but the "
+                                f"plan's pieces on it ({', '.join(held)}) need {needed / 1e6:.3g} MB as exported "
+                                f"(file bytes plus activations); raise its memory_mb if the device has it, or split "
+                                "again with more devices or a smaller precision")
+    return place_replicas(pieces, memory, replicas)
 
 
 def deploy_plan(plan_dir: str | Path, cluster: Any, replicas: int = 0, force: bool = False,

@@ -31,12 +31,36 @@ from typing import Any
 
 from edgevit.errors import ArtifactError
 
-__all__ = ["PLAN_FORMAT", "PLAN_NAME", "Plan", "PlanPiece"]
+__all__ = ["PLAN_FORMAT", "PLAN_NAME", "MemoryOverflow", "Plan", "PlanPiece"]
 
 PLAN_FORMAT = "edgevit-plan"
 PLAN_VERSION = 1
 PLAN_NAME = "plan.json"
 ROLES = ("submodel", "stage", "fusion")
+
+
+@dataclass(frozen=True)
+class MemoryOverflow:
+    """A device whose pieces need more memory than its device file gives it.
+
+    Attributes:
+        device: the device's name.
+        pieces: the pieces placed on it.
+        needed_bytes: what they need (real file sizes once exported, plus activations).
+        estimated_bytes: what the memory model predicted when they were placed.
+        available_bytes: the device's ``memory_mb``.
+    """
+
+    device: str
+    pieces: tuple[str, ...]
+    needed_bytes: int
+    estimated_bytes: int
+    available_bytes: int
+
+    def message(self) -> str:
+        return (f"device {self.device!r} holds {', '.join(self.pieces)}, which need {self.needed_bytes / 1e6:.3g} MB "
+                f"as exported (the memory model estimated {self.estimated_bytes / 1e6:.3g} MB when placing them), "
+                f"but it has {self.available_bytes / 1e6:.3g} MB")
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,15 @@ class PlanPiece:
     classes: tuple[int, ...] | None = None
     span: tuple[str | None, str | None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes the piece needs on its device: once exported, its files' real bytes plus the
+        activation estimate (a quantized recipe may keep layers float, which no parameter count
+        foresees); before, the memory model's ``cost["memory_bytes"]``."""
+        if "file_bytes" in self.cost:
+            return int(self.cost["file_bytes"]) + int(self.cost.get("activation_bytes", 0))
+        return int(self.cost.get("memory_bytes", 0))
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -129,6 +162,24 @@ class Plan:
             if piece.name == name:
                 return piece
         raise KeyError(name)
+
+    def memory_overflows(self) -> tuple[MemoryOverflow, ...]:
+        """The devices of the plan's device file whose pieces need more memory than they have,
+        counted by :attr:`PlanPiece.memory_bytes` (real file sizes once exported)."""
+        available = {d["name"]: float(d["memory_mb"]) * 1e6 for d in self.devices.get("device", ())
+                     if "name" in d and "memory_mb" in d}
+        held: dict[str, list[PlanPiece]] = {}
+        for piece in self.pieces:
+            if piece.device in available:
+                held.setdefault(piece.device, []).append(piece)
+        out = []
+        for device, pieces in held.items():
+            needed = sum(p.memory_bytes for p in pieces)
+            if needed > available[device]:
+                estimated = sum(int(p.cost.get("memory_bytes", 0)) for p in pieces)
+                out.append(MemoryOverflow(device, tuple(p.name for p in pieces), needed, estimated,
+                                          int(available[device])))
+        return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {

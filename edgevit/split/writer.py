@@ -63,6 +63,7 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
             log(f"exporting fusion head to {plan.target} ({plan.precision})")
             fusion = export_piece(built.fusion, plan, staging)
         plan = dataclasses.replace(plan, pieces=tuple(pieces), fusion=fusion)
+        plan = _memory_checked(plan, log)
         plan = retime(built, plan, staging, timing, threads, rounds, log)
         _write_json(staging / PLAN_NAME, plan.to_dict())
         if check is not None:
@@ -75,6 +76,23 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _memory_checked(plan: Plan, log: Callable[[str], None]) -> Plan:
+    """The plan with a note (and a progress line) for every device its exported pieces overflow.
+
+    Pieces are placed by the memory model before they are exported; a quantized recipe that keeps
+    layers float (measured during the export) makes a file larger than predicted. The plan is
+    still written (the training is not lost); ``edgevit deploy`` refuses it until the device
+    file gives that device the memory, or the split is redone with more devices or a smaller
+    precision."""
+    notes = []
+    for overflow in plan.memory_overflows():
+        notes.append(f"memory: {overflow.message()}; deploying this plan is refused until the device file gives "
+                     f"{overflow.device!r} at least {overflow.needed_bytes / 1e6:.3g} MB, or the split is redone "
+                     "with more devices or a smaller precision")
+        log(f"warning: {notes[-1]}")
+    return dataclasses.replace(plan, notes=(*plan.notes, *notes)) if notes else plan
 
 
 def retime(built: BuiltPlan, plan: Plan, folder: Path, timing: str, threads: int | None, rounds: int, log) -> Plan:

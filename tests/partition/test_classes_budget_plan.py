@@ -81,6 +81,23 @@ def test_plan_round_trip_and_errors():
         Plan.from_dict(data)
 
 
+def test_an_exported_piece_is_counted_by_its_file_and_overflows_are_named():
+    placed = {"weight_bytes": 3_000_000, "activation_bytes": 500_000, "memory_bytes": 3_500_000}
+    estimated = PlanPiece("sub0", "submodel", "sub0", "dev0", "input", "logits", dict(placed))
+    exported = PlanPiece("sub1", "submodel", "sub1", "dev1", "input", "logits", {**placed, "file_bytes": 4_250_000})
+    assert estimated.memory_bytes == 3_500_000  # not exported: the memory model
+    assert exported.memory_bytes == 4_750_000  # exported: the file (a recipe kept a layer float) + activations
+    devices = {"device": [{"name": "dev0", "memory_mb": 4.0}, {"name": "dev1", "memory_mb": 4.0}]}
+    plan = Plan("classwise", {"name": "m"}, ("a",), "onnx", "int8", {}, (estimated, exported), devices=devices)
+    (overflow,) = plan.memory_overflows()
+    assert (overflow.device, overflow.pieces, overflow.needed_bytes, overflow.available_bytes) == \
+        ("dev1", ("sub1",), 4_750_000, 4_000_000)
+    assert "4.75 MB as exported (the memory model estimated 3.5 MB" in overflow.message()
+    roomy = {"device": [{"name": "dev0", "memory_mb": 4.0}, {"name": "dev1", "memory_mb": 4.75}]}
+    assert Plan("classwise", {"name": "m"}, ("a",), "onnx", "int8", {}, (estimated, exported),
+                devices=roomy).memory_overflows() == ()
+
+
 def test_strategies_are_registered_lazily_and_planning_imports_no_torch():
     from edgevit.split import STRATEGIES
 

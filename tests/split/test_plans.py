@@ -78,6 +78,7 @@ def test_classwise_placement_is_feasible(classwise_plan):
     for load in plan.latency["per_device"]:
         assert load["memory_bytes"] <= devices[load["device"]]["memory_mb"] * 1e6
         assert load["memory_bytes"] == sum(p.cost["memory_bytes"] for p in plan.pieces if p.device == load["device"])
+    assert plan.memory_overflows() == () and not [n for n in plan.notes if n.startswith("memory:")]
     slowest = max(load["total_ms"] for load in plan.latency["per_device"])
     assert plan.latency["end_to_end_ms"] == pytest.approx(slowest + plan.latency["fusion_ms"])
     assert plan.latency["end_to_end_ms"] == pytest.approx(plan.latency["measured_part_ms"]
@@ -89,6 +90,26 @@ def test_classwise_placement_is_feasible(classwise_plan):
         assert all(p.cost["measured_ms"] != p.cost["pytorch_ms"] for p in plan.pieces)
     else:
         assert "PyTorch" in plan.latency["measured_on"] and "artifact" not in plan.model
+
+
+def test_exported_pieces_that_outgrow_their_device_are_noted(classwise_plan):
+    import dataclasses
+
+    from edgevit.split.writer import _memory_checked
+
+    _, _, plan = classwise_plan
+    piece = plan.pieces[0]
+    assert piece.memory_bytes == piece.cost["file_bytes"] + piece.cost["activation_bytes"]
+    # a device with room for the estimate but not for the exported file
+    tight = (piece.cost["memory_bytes"] + piece.memory_bytes) / 2 if piece.memory_bytes > piece.cost["memory_bytes"] \
+        else piece.memory_bytes - 1
+    devices = {**plan.devices, "device": [{**d, "memory_mb": tight / 1e6} if d["name"] == piece.device else d
+                                          for d in plan.devices["device"]]}
+    lines = []
+    noted = _memory_checked(dataclasses.replace(plan, devices=devices), lines.append)
+    (note,) = [n for n in noted.notes if n.startswith("memory:")]
+    assert f"device {piece.device!r} holds {piece.name}" in note and "deploying this plan is refused" in note
+    assert lines == [f"warning: {note}"]
 
 
 def test_classwise_fusion_accuracy(classwise_plan):
