@@ -226,7 +226,7 @@ def test_run_and_deploy_refuse_bad_input_in_one_line(classwise3, tmp_path, capsy
     assert err.startswith("InvalidArgumentError: ") and "has no address" in err and "Traceback" not in err
     assert main(["deploy", str(classwise3), "--devices", str(devices), "--replicas", "1"]) == 1
     assert "InvalidArgumentError: the plan puts sub1 on device 'dev1', which is not in" in capsys.readouterr().err
-    small = "".join(f'[[device]]\nname = "{name}"\nmemory_mb = 0.05\nspeed = 1.0\naddress = "127.0.0.1:9"\n'
+    small = "".join(f'[[device]]\nname = "{name}"\nmemory_mb = 0.05\nspeed = 1.0\nlink_mbps = 100\nlink_latency_ms = 1\naddress = "127.0.0.1:9"\n'
                     for name in DEVICES)
     devices.write_text(small)  # smaller than any exported sub-model: refused before any upload
     assert main(["deploy", str(classwise3), "--devices", str(devices)]) == 1
