@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deployment-target", default=DEFAULT_DEPLOYMENT_TARGET, choices=DEPLOYMENT_TARGETS,
                    help=f"Core ML minimum deployment target (default {DEFAULT_DEPLOYMENT_TARGET})")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 18 or newer (default {DEFAULT_OPSET})")
+    p.add_argument("--ort-format", action="store_true",
+                   help="ONNX: also write model.ort, the file onnxruntime's mobile and minimal builds load (graph "
+                        "optimized once, portable to ARM), verified like model.onnx")
     p.add_argument("--name", help="artifact name instead of the model name")
     q = p.add_argument_group("quantization (int8, w8, w6, w4)")
     q.add_argument("--calib", default="digits", help="calibration images: a folder, or 'digits' (default digits)")
@@ -70,7 +73,7 @@ def options_from_args(args: argparse.Namespace):
         verify=not args.no_verify, quiet=args.quiet or args.json, channels_last=args.channels_last,
         deployment_target=args.deployment_target, opset=args.opset, name=args.name,
         calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, max_drop=args.max_drop,
-        data=args.data, onnx_int8_format=args.onnx_int8_format,
+        data=args.data, onnx_int8_format=args.onnx_int8_format, ort_format=args.ort_format,
     )
 
 

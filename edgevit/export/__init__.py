@@ -1,9 +1,9 @@
 """Export: a zoo model (or any edge-contract module) to ONNX, TFLite or Core ML, verified.
 
 Every export starts from ``model.reparameterize()``, runs the pipeline of named steps in
-:data:`~edgevit.export.pipeline.PIPELINE` (prepare -> convert -> inspect -> verify -> write),
-and leaves either a whole artifact folder ``<out>/<name>-<target>-<precision>/`` (the model
-file and ``manifest.json``) or nothing.
+:data:`~edgevit.export.pipeline.PIPELINE` (prepare -> convert -> quantize -> inspect -> verify ->
+companions -> write), and leaves either a whole artifact folder ``<out>/<name>-<target>-<precision>/``
+(the model file and ``manifest.json``) or nothing.
 
 Example:
     >>> import edgevit

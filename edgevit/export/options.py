@@ -61,6 +61,9 @@ class ExportOptions:
         onnx_int8_format: how an int8 ONNX file stores weights (``edgevit.quantize.onnx.INT8_FORMATS``):
             ``u8s8-reduced`` (default: 7-bit weights, exact on every CPU), ``u8u8`` (8-bit, exact on
             every CPU, slower on x86) or ``u8s8`` (8-bit, exact only on VNNI x86 and ARM).
+        ort_format: also write ``model.ort``, the ONNX file in onnxruntime's ORT format (what
+            onnxruntime's mobile and minimal builds load), optimized once and checked against
+            ``model.onnx`` (ONNX only).
     """
 
     target: str = "onnx"
@@ -82,6 +85,7 @@ class ExportOptions:
     max_drop: float | None = None
     data: str | None = None
     onnx_int8_format: str = "u8s8-reduced"
+    ort_format: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -116,6 +120,8 @@ class ExportOptions:
         from edgevit.quantize.onnx import int8_format
 
         int8_format(self.onnx_int8_format)  # unknown format: lists the valid ones and where each is exact
+        if not isinstance(self.ort_format, bool):
+            raise InvalidArgumentError(f"ort_format must be True or False, got {self.ort_format!r}")
 
     @property
     def dynamic_batch(self) -> bool:
@@ -162,6 +168,7 @@ def split_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
 _ONLY_FOR: dict[str, tuple[str, Any]] = {
     "opset": ("ONNX (--target onnx)", lambda t, p: t == "onnx"),
     "deployment_target": ("Core ML (--target coreml)", lambda t, p: t == "coreml"),
+    "ort_format": ("ONNX (--target onnx)", lambda t, p: t == "onnx"),
     "onnx_int8_format": ("ONNX int8 (--target onnx --precision int8)", lambda t, p: t == "onnx" and p == "int8"),
     **{name: ("the quantized precisions (--precision int8, w8, w6 or w4)", lambda t, p: PRECISIONS.get(p).quantized)
        for name in ("calib", "calib_size", "calib_method", "max_drop")},

@@ -54,6 +54,8 @@ class ExportJob:
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
     manifest: Manifest | None = None
+    #: ``{file: how it was made and its verification}`` of the target's companion files (``model.ort``)
+    companions: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
     #: what a long step is doing now (quantization's calibration and search), for the progress display
     note: Callable[[str], None] = field(default=lambda message: None, repr=False)
@@ -185,6 +187,29 @@ def verification_samples(job: ExportJob) -> tuple[Any, Any]:
                          reference)
 
 
+def companions(job: ExportJob) -> None:
+    """Files the target derives from the finished model (ONNX with ``--ort-format``: ``model.ort``),
+    each verified against PyTorch like the model file, with the backend that opens it; one that
+    fails stops the export like a failed verification."""
+    from edgevit._quiet import captured_output
+    from edgevit.export.verify import verify_artifact
+
+    made = job.target.companions(job.model_path, job.options)
+    for name, info in made.items():
+        if not job.options.verify:
+            info["verification"] = {"status": "skipped"}
+            continue
+        samples, reference = verification_samples(job)
+        with captured_output():
+            report = verify_artifact(job.staging, job.manifest, samples, reference, job.target, job.options,
+                                     classifies=job.prepared.classifies, model_file=name, backends=(info["backend"],))
+        info["verification"] = report
+        if report["status"] != "passed":
+            raise VerificationError(f"{name} (written from {job.target.model_file}) does not match PyTorch: "
+                                    f"{'; '.join(report['failures'])}. No artifact was written")
+    job.companions = made
+
+
 def write(job: ExportJob) -> None:
     """Write the final manifest and rename the staging folder into place."""
     job.manifest = build_manifest(job)
@@ -201,6 +226,8 @@ PIPELINE: tuple[Step, ...] = (
     Step("quantize", quantize, "quantized precisions: calibrate, pick what stays float by measurement, quantize"),
     Step("inspect", inspect, "op histogram and warnings of the written model"),
     Step("verify", verify, "run the artifact with edgevit.runtime and compare with PyTorch"),
+    Step("companions", companions, "files derived from the model for other runtimes (ONNX --ort-format: "
+         "model.ort), each verified like the model"),
     Step("write", write, "write manifest.json and rename the staging folder into place"),
 )
 
@@ -249,7 +276,8 @@ def build_manifest(job: ExportJob) -> Manifest:
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         edgevit_version=__version__,
         extra={"notes": job.target.notes(options), "timings": dict(job.timings), "cpu_seconds": dict(job.cpu_timings),
-               **({"quantization": job.quantization} if job.quantization else {})},
+               **({"quantization": job.quantization} if job.quantization else {}),
+               **({"companions": job.companions} if job.companions else {})},
     )
 
 

@@ -70,6 +70,10 @@ class Artifact:
         for note in m.extra.get("notes", []):
             lines.append(f"  note      {note}")
         lines.append(f"  verify    {summary(m.verification)}")
+        for name, info in m.extra.get("companions", {}).items():
+            lines.append(f"  {name:<9} {info.get('format', '')} for {info.get('backend')} "
+                         f"({format_size((self.path / name).stat().st_size) if (self.path / name).is_file() else '?'}); "
+                         f"verify {summary(info.get('verification', {}))}")
         lines += _quantization_lines(m.extra.get("quantization"), m.verification.get("accuracy"))
         lines += auto_lines(m.extra.get("precision_auto"))
         return "\n".join(lines)

@@ -147,8 +147,10 @@ def judge(metrics: dict[str, dict[str, Any]], tolerance: Tolerance) -> list[str]
     return failures
 
 
-def run_artifact(folder: Path, backend: str, samples: Samples, manifest: Any) -> dict[str, np.ndarray]:
-    """Run every sample through the artifact with the runtime; returns ``{output: [samples, ...]}``."""
+def run_artifact(folder: Path, backend: str, samples: Samples, manifest: Any,
+                 model_file: str | None = None) -> dict[str, np.ndarray]:
+    """Run every sample through the artifact (or its file ``model_file``, a companion such as
+    ``model.ort``) with the runtime; returns ``{output: [samples, ...]}``."""
     from edgevit.runtime import load
 
     spec = manifest.inputs[0]
@@ -156,7 +158,7 @@ def run_artifact(folder: Path, backend: str, samples: Samples, manifest: Any) ->
     batch = spec.shape[0]
     chunks = [feeds] if batch is None else [feeds[i:i + batch] for i in range(0, len(feeds), batch)]
     outputs: dict[str, list[np.ndarray]] = {}
-    with load(folder, backend=backend) as session:
+    with load(folder / model_file if model_file else folder, backend=backend) as session:
         for chunk in chunks:
             count = len(chunk)
             if batch is not None and count < batch:
@@ -188,12 +190,14 @@ def artifact_inputs(samples: Samples, manifest: Any) -> np.ndarray:
 
 
 def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np.ndarray, target: Any,
-                    options: Any, classifies: bool = True) -> dict[str, Any]:
+                    options: Any, classifies: bool = True, model_file: str | None = None,
+                    backends: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run the artifact (or check its structure) and return the verification report.
 
     The report's ``status`` is ``passed``, ``failed`` or ``structural`` (numbers not checked).
     ``classifies=False``: the output is a feature tensor, whose arg-max means nothing; top-1
-    agreement is reported, not judged.
+    agreement is reported, not judged. ``model_file`` / ``backends``: verify a companion file of
+    the artifact (``model.ort``) with the backends that open it, by the same rules.
     """
     from edgevit.runtime.cpu import int8_path
 
@@ -212,13 +216,13 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
             # int8 kernels differ between CPUs (edgevit.runtime.cpu): the runtime compares this with its own
             "cpu": int8_path().to_dict()}
     reasons = []
-    for backend in target.verification_backends():
+    for backend in backends or target.verification_backends():
         usable, why = backend_usable(backend)
         if not usable:
             reasons.append(why)
             continue
         try:
-            outputs = run_artifact(folder, backend, samples, manifest)
+            outputs = run_artifact(folder, backend, samples, manifest, model_file)
         except UnsupportedOpError as exc:
             reasons.append(f"backend {backend!r} cannot run this model: {exc}")
             continue
@@ -240,6 +244,9 @@ def verify_artifact(folder: Path, manifest: Any, samples: Samples, reference: np
         return {"status": "failed" if failures else "passed", "numbers_checked": True, "backend": backend,
                 "backend_version": _backend_version(backend), **base, "outputs": metrics, "failures": failures,
                 **extra, "seconds": round(time.perf_counter() - start, 2)}
+    if model_file is not None:  # a companion no backend here opens: nothing structural to fall back on
+        return {"status": "failed", "numbers_checked": False, **base, "failures": reasons,
+                "seconds": round(time.perf_counter() - start, 2)}
     structural = target.structural_check(folder / manifest.model_file, options, manifest.inputs, manifest.outputs)
     note = ("numbers were NOT checked: " + "; ".join(reasons or ["no runtime backend runs this target here"])
             + ". Only the structure was checked.")

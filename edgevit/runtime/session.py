@@ -317,14 +317,20 @@ def _locate(path: Path) -> tuple[Manifest | None, Path]:
     if path.is_dir() and (path / MANIFEST_NAME).exists():
         manifest = read_manifest(path)
         return manifest, path / manifest.model_file
-    if path.suffix in MODEL_SUFFIXES.values():
+    if path.suffix in _runnable_suffixes():
         return None, path
     if path.is_dir():
         raise ArtifactError(f"{str(path)!r} has no {MANIFEST_NAME} and is not a model; is it an edgevit artifact?")
     raise ArtifactError(
         f"{str(path)!r} is not a model file edgevit can run (suffix {path.suffix or 'none'!r}); "
-        f"expected an artifact folder or one of {', '.join(MODEL_SUFFIXES.values())}"
+        f"expected an artifact folder or one of {', '.join(_runnable_suffixes())}"
     )
+
+
+def _runnable_suffixes() -> tuple[str, ...]:
+    """The model files' suffixes of every target, and the other files a registered backend opens (``.ort``)."""
+    found, _ = _importable_backends()
+    return tuple(dict.fromkeys([*MODEL_SUFFIXES.values(), *(s for cls in found for s in cls.suffixes)]))
 
 
 def resolve_backend(model_path: str | Path, backend: str = "auto") -> type[Backend]:

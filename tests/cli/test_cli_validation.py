@@ -17,6 +17,7 @@ from edgevit.cli import main
     (["--target", "onnx", "--calib", "/nonexistent"], "--calib", "the quantized precisions"),
     (["--target", "onnx", "--max-drop", "1"], "--max-drop", "the quantized precisions"),
     (["--target", "tflite", "--precision", "int8", "--onnx-int8-format", "u8u8"], "--onnx-int8-format", "ONNX int8"),
+    (["--target", "tflite", "--ort-format"], "--ort-format", "ONNX"),
 ])
 def test_export_refuses_options_that_apply_to_nothing_asked(argv, flag, applies_to, tmp_path, capsys):
     assert main(["export", "test_vit", "--out", str(tmp_path), *argv]) == 1

@@ -152,3 +152,11 @@ class Target(ABC):
     def notes(self, options: ExportOptions) -> list[str]:
         """Facts about this artifact a user should know (what fp16 means here, ...)."""
         return []
+
+    def companions(self, path: Path, options: ExportOptions) -> dict[str, dict[str, Any]]:
+        """Write the files this target derives from the finished model file at ``path`` into its
+        folder, for runtimes that load another form of the same model (the ONNX target's ``.ort``);
+        ``{file name: {"backend": the runtime backend that opens it, ...how it was made}}``. The
+        export pipeline then runs each with that backend on the verification samples and checks it
+        against the model file. Default: none."""
+        return {}

@@ -93,7 +93,43 @@ class OnnxTarget(Target):
             problems.append(f"inputs/outputs are {names}, expected {expected}")
         return {"ok": not problems, "checks": ["onnx.checker (full)", "input/output names"], "problems": problems}
 
+    def companions(self, path: Path, options: ExportOptions) -> dict[str, dict[str, Any]]:
+        """``model.ort`` when ``options.ort_format``: see :func:`write_ort`."""
+        if not options.ort_format:
+            return {}
+        target = path.with_suffix(ORT_SUFFIX)
+        return {target.name: write_ort(path, target)}
+
     def notes(self, options: ExportOptions) -> list[str]:
         if options.precision == "fp16":
             return ["fp16: weights and compute in float16; inputs and outputs stay float32 (cast in the graph)"]
         return []
+
+
+ORT_SUFFIX = ".ort"
+#: graph optimizers left out of an ORT-format file: NCHWc blocking is for x86 only, and a file
+#: saved with it would not run on the ARM phones and boards the format is for
+ORT_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+
+
+def write_ort(onnx_path: Path, ort_path: Path) -> dict[str, Any]:
+    """Save ``onnx_path`` in onnxruntime's ORT format at ``ort_path``, with every graph optimization
+    that is portable applied once (what ``python -m onnxruntime.tools.convert_onnx_models_to_ort``
+    does by default: level ``all``, "fixed" style, NCHWc left out), so that a mobile or minimal
+    build loads it without optimizing it again. Returns how it was made, for the manifest."""
+    ort = require("onnxruntime", "onnxruntime", "writing ORT-format files")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(ort_path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+    except Exception as exc:  # noqa: BLE001  onnxruntime raises its own exception types
+        raise ConversionError(f"onnxruntime could not save {onnx_path.name} in ORT format: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    if not ort_path.is_file():
+        raise ConversionError(f"onnxruntime did not write {ort_path.name}")
+    return {"backend": "onnxruntime", "format": "ORT", "optimization": "all, NCHWc left out (portable to ARM)",
+            "onnxruntime": ort.__version__}

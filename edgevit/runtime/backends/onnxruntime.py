@@ -70,7 +70,7 @@ class OnnxRuntimeModel(BackendModel):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    suffixes = (".onnx",)
+    suffixes = (".onnx", ".ort")  # .ort: the ORT format, what onnxruntime's mobile and minimal builds load
     extra = "onnxruntime"
     distribution = "onnxruntime"
     priority = 10
