@@ -101,6 +101,12 @@ class Manifest:
     edgevit_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def model_files(self) -> dict[str, int]:
+        """``files`` without the companions (``extra["companions"]``: another form of the same model for
+        another runtime, such as ``model.ort``): what running ``model_file`` needs."""
+        companions = set(self.extra.get("companions", {}))
+        return {name: size for name, size in self.files.items() if name not in companions}
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["inputs"] = [t.to_dict() for t in self.inputs]

@@ -74,7 +74,7 @@ class RemoteCandidate:
             name=self.name, kind=self.kind, path=str(self.path), backend=backend,
             backend_version=backends.get(backend, ""), threads=(self.device.get("agent") or {}).get("threads"),
             batch=self.options.batch, target=self.manifest.target, precision=self.manifest.precision,
-            file_bytes=model_bytes(self.path / self.manifest.model_file, self.manifest.files),
+            file_bytes=model_bytes(self.path / self.manifest.model_file, self.manifest.model_files()),
             latency=device, throughput_ips=self.options.batch * 1000.0 / device.mean_ms,
             load_s=self.load_s, first_run_s=self.first_run_s, samples_ms=tuple(timed),
             round_trip=latency_stats(samples), agent_ms=latency_stats(self.server_ms[-len(samples):]),

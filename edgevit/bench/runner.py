@@ -266,7 +266,7 @@ class _ArtifactCandidate:
             batch=self.options.batch,
             target=manifest.target if manifest else None,
             precision=manifest.precision if manifest else None,
-            file_bytes=model_bytes(self.session.model_path, manifest.files if manifest else None),
+            file_bytes=model_bytes(self.session.model_path, manifest.model_files() if manifest else None),
             latency=stats,
             throughput_ips=self.options.batch * 1000.0 / stats.mean_ms,
             load_s=cold.get("load_s", self.load_s),
