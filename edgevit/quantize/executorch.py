@@ -19,7 +19,8 @@ The rewrites (:data:`REWRITES`, each given and producing ops the partitioner tak
   around each pool: on a stack of eight LayerNorm + Linear blocks at ``[1, 197, 192]``, the
   fastest of 300 runs took 4.9 ms with the fully-connected means, 12.0 ms with the pools and
   9.7 ms with LayerNorm left outside the delegate; one thread, on a busy shared machine);
-* ``split`` / ``split_with_sizes`` become one ``slice`` per piece;
+* ``split`` / ``split_with_sizes`` become one ``slice`` per piece (in an int8 program, a channel
+  slice of a 4-D tensor is taken in NHWC between two permutes: :func:`_narrow_channels_last`);
 * ``select`` becomes a ``slice`` of length one and a ``view`` without that dimension;
 * an ``expand`` to the shape its input already has is dropped (the matmul decomposition
   emits one per operand of every 4-D matmul);
@@ -49,7 +50,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ REWRITES: tuple[tuple[str, str], ...] = (
     ("layer_norm_module", "nn.LayerNorm over the last dim -> sub, mul, rsqrt, mul, add, each mean a linear layer "
                           "with a constant 1/C weight (module swap before torch.export)"),
     ("layer_norm", "any other aten.layer_norm over the last dim -> the same, each mean a 4-D average pool"),
-    ("split", "aten.split / split_with_sizes -> one aten.slice per piece"),
+    ("split", "aten.split / split_with_sizes -> one aten.slice per piece (int8: channel slices in NHWC)"),
     ("select", "aten.select -> aten.slice of length 1 and aten.view without that dim"),
     ("noop_expand", "edge expand_copy to its input's own shape -> the input"),
     ("mean_one_dim", "edge mean.dim over one dim, not a 4-D [2, 3] pool -> permute, view, 4-D mean, view"),
@@ -129,20 +130,21 @@ def _averaging_layer_norm_class() -> type:
     return AveragingLayerNorm
 
 
-def to_pte(program: Any, rewrite: bool = True) -> bytes:
+def to_pte(program: Any, rewrite: bool = True, quantized: bool = False) -> bytes:
     """The ``.pte`` bytes of an exported program, lowered to the XNNPACK delegate.
 
     Args:
         program: a ``torch.export.ExportedProgram`` (ATen dialect; a PT2E-quantized one too).
         rewrite: apply :data:`REWRITES` so that XNNPACK takes the whole graph (False: lower as
             ExecuTorch's documentation shows).
+        quantized: ``program`` is PT2E-quantized (see :func:`aten_rewrites`).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     passes = None
     if rewrite:
-        program = program.run_decompositions(aten_rewrites())
+        program = program.run_decompositions(aten_rewrites(quantized))
         passes = [edge_rewrites()]
     edge = to_edge_transform_and_lower(program, transform_passes=passes, partitioner=[XnnpackPartitioner()])
     return bytes(edge.to_executorch().buffer)
@@ -151,13 +153,17 @@ def to_pte(program: Any, rewrite: bool = True) -> bytes:
 # -- ATen decompositions ---------------------------------------------------------------------------
 
 
-def aten_rewrites() -> dict[Any, Callable[..., Any]]:
-    """``{ATen op: decomposition}`` for ``ExportedProgram.run_decompositions`` (layer_norm, split, select)."""
+def aten_rewrites(quantized: bool = False) -> dict[Any, Callable[..., Any]]:
+    """``{ATen op: decomposition}`` for ``ExportedProgram.run_decompositions`` (layer_norm, split, select).
+
+    ``quantized``: a PT2E-quantized program, whose channel splits of a 4-D tensor are sliced in
+    NHWC (:func:`_narrow_channels_last`)."""
     import torch
 
     aten = torch.ops.aten
-    return {aten.layer_norm.default: _layer_norm, aten.split.Tensor: _split, aten.split_with_sizes.default: _split_sizes,
-            aten.select.int: _select}
+    narrow = _narrow_channels_last if quantized else _narrow
+    return {aten.layer_norm.default: _layer_norm, aten.split.Tensor: partial(_split, narrow=narrow),
+            aten.split_with_sizes.default: partial(_split_sizes, narrow=narrow), aten.select.int: _select}
 
 
 def _mean_last(x: Any) -> Any:
@@ -179,17 +185,39 @@ def _layer_norm(x: Any, normalized_shape: Any, weight: Any = None, bias: Any = N
     return y + bias if bias is not None else y
 
 
-def _split(x: Any, split_size: int, dim: int = 0) -> list[Any]:
+def _split(x: Any, split_size: int, dim: int = 0, narrow: Callable[..., Any] | None = None) -> list[Any]:
+    narrow = narrow or _narrow
     size = x.shape[dim]
-    return [x.narrow(dim, start, min(split_size, size - start)) for start in range(0, size, split_size)]
+    return [narrow(x, dim, start, min(split_size, size - start)) for start in range(0, size, split_size)]
 
 
-def _split_sizes(x: Any, split_sizes: list[int], dim: int = 0) -> list[Any]:
+def _split_sizes(x: Any, split_sizes: list[int], dim: int = 0, narrow: Callable[..., Any] | None = None) -> list[Any]:
+    narrow = narrow or _narrow
     pieces, start = [], 0
     for size in split_sizes:
-        pieces.append(x.narrow(dim, start, size))
+        pieces.append(narrow(x, dim, start, size))
         start += size
     return pieces
+
+
+def _narrow(x: Any, dim: int, start: int, size: int) -> Any:
+    return x.narrow(dim, start, size)
+
+
+def _narrow_channels_last(x: Any, dim: int, start: int, size: int) -> Any:
+    """A slice of the channels of a 4-D NCHW tensor taken in NHWC: permute, slice the last dimension,
+    permute back (other slices: as they are).
+
+    Why: in a PT2E-quantized program, XNNPACK's partitioner leaves a channel slice of an NCHW
+    tensor outside the delegate, and ExecuTorch 1.5.1's runtime then fails at the first run: the
+    delegate before the slices resizes its output to zero channels ("Attempted to resize a static
+    tensor. Expected shape (1, 48, 16, 16), but received (1, 0, 16, 16)", then error 0x10). Every
+    CAS-ViT splits its channels this way. Sliced in NHWC, the partitioner takes the slice (XNNPACK
+    computes in NHWC and cancels the permutes against its own layout changes where it can), and
+    int8 ``cas_vit_xs`` lowers to one subgraph."""
+    if x.dim() == 4 and dim % 4 == 1:
+        return x.permute(0, 2, 3, 1).narrow(3, start, size).permute(0, 3, 1, 2)
+    return x.narrow(dim, start, size)
 
 
 def _select(x: Any, dim: int, index: int) -> Any:
@@ -460,7 +488,7 @@ class ExecuTorchQuantizer(TargetQuantizer):
     def _lower(self, selection: tuple[str, ...]) -> bytes:
         if selection not in self._lowered:
             with quiet():
-                self._lowered[selection] = to_pte(self._quantized(selection))
+                self._lowered[selection] = to_pte(self._quantized(selection), quantized=True)
         return self._lowered[selection]
 
 

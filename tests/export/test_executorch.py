@@ -101,6 +101,66 @@ def test_every_family_lowers_to_one_xnnpack_subgraph(exported, model):
     assert "needs torch" in artifact.usage() and "the first installed of executorch" in artifact.usage()
 
 
+def _channel_split_module():
+    """A stem conv, then its channels split in two (CAS-ViT's token mixer does this in every block)."""
+    import torch
+
+    class ChannelSplit(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 16, 3, 2, 1)
+            self.a = torch.nn.Conv2d(8, 8, 1)
+            self.b = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.out = torch.nn.Conv2d(16, 4, 1)
+
+        def forward(self, x):
+            x = self.stem(x)
+            p, q = torch.split(x, [8, 8], dim=1)
+            return self.out(torch.cat([self.a(p), torch.sigmoid(self.b(q)) * p], 1)).mean((2, 3))
+
+    torch.manual_seed(0)
+    return ChannelSplit().eval(), torch.randn(1, 3, 32, 32)
+
+
+@pytest.mark.slow
+def test_int8_channel_splits_stay_inside_the_delegate(tmp_path):
+    """At int8, XNNPACK's partitioner leaves a channel slice of an NCHW tensor outside the delegate
+    (on CAS-ViT at zoo sizes ExecuTorch's runtime then failed at the first run); sliced in NHWC it
+    takes it, and the lowered program computes what PT2E's reference graph does."""
+    import copy
+
+    import numpy as np
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgevit.formats.pte import read_ops
+    from edgevit.quantize.executorch import _config, export_program, to_pte
+    from edgevit.quantize.metrics import sqnr_db
+
+    model, example = _channel_split_module()
+    prepared = prepare_pt2e(copy.deepcopy(export_program(model, example).module()),
+                            XNNPACKQuantizer().set_global(_config()))
+    for seed in range(4):
+        prepared(torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    program = export_program(convert_pt2e(prepared), example)
+    with torch.no_grad():
+        reference = program.module()(example).numpy()
+    outside = {}
+    for quantized in (False, True):
+        path = tmp_path / f"quantized-{quantized}.pte"
+        path.write_bytes(to_pte(program, quantized=quantized))
+        outside[quantized] = [op.type for op in read_ops(path).ops if not op.type.startswith(("DELEGATE", "xnnpack"))]
+        if quantized:
+            assert len(read_ops(path).raw.delegates) == 1
+            with load(path, threads=1) as session:
+                got = session.run({"input_0": example.numpy()})["output_0"]
+            assert sqnr_db(reference, got) > 30 and np.argmax(got) == np.argmax(reference)
+    # the form that failed, still what the partitioner does with NCHW channel slices
+    assert outside[False] and set(outside[False]) == {"aten::slice_copy.Tensor_out"}
+    assert outside[True] == []
+
+
 def test_a_file_that_is_no_executorch_program_is_an_artifact_error(tmp_path):
     path = tmp_path / "model.pte"
     path.write_bytes(b"PK\x03\x04 this is a zip, not a program" * 4)
