@@ -41,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 18 or newer (default {DEFAULT_OPSET})")
     p.add_argument("--ort-format", action="store_true",
                    help="ONNX: also write model.ort, the file onnxruntime's mobile and minimal builds load (graph "
-                        "optimized once, portable to ARM), verified like model.onnx")
+                        "optimized once, portable to ARM; on x86 in a full onnxruntime model.onnx is faster), "
+                        "verified like model.onnx")
     p.add_argument("--name", help="artifact name instead of the model name")
     q = p.add_argument_group("quantization (int8, w8, w6, w4)")
     q.add_argument("--calib", default="digits", help="calibration images: a folder, or 'digits' (default digits)")
