@@ -24,7 +24,6 @@ Writes ``benchmarks/results/ort_format.md`` and ``.json`` (after every model).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -37,20 +36,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def _helpers(name: str):
-    spec = importlib.util.spec_from_file_location(f"_ort_format_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # benchmarks/ shadows packages
-_latency = _helpers("latency")
-sys.modules.setdefault("latency", _latency)  # onnx_path imports it by name
-_onnx_path = _helpers("onnx_path")
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_write, log = _latency._write, _latency.log
-EdgevitSession, time_interleaved = _onnx_path.EdgevitSession, _onnx_path.time_interleaved
+sys.path.insert(0, str(HERE))
+from latency import _write, log  # noqa: E402 - the latency benchmark's helpers
+from onnx_path import EdgevitSession, time_interleaved  # noqa: E402
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")

@@ -51,26 +51,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# executorch is a namespace package: a module of that name anywhere on sys.path shadows it (this folder
-# had one), so this folder is kept off the path and the helpers are loaded from their files
-
-
-def _helpers(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_peers_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_latency = _helpers("latency")
-sys.modules.setdefault("latency", _latency)  # onnx_path imports it by name
-_onnx_path = _helpers("onnx_path")
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # onnx_path put it back
-_write, log, matmul_model = _latency._write, _latency.log, _latency.matmul_model
-EdgevitSession, RawOrt, time_interleaved = _onnx_path.EdgevitSession, _onnx_path.RawOrt, _onnx_path.time_interleaved
+sys.path.insert(0, str(HERE))
+from latency import _write, log, matmul_model  # noqa: E402 - the latency benchmark's helpers
+from onnx_path import EdgevitSession, RawOrt, time_interleaved  # noqa: E402
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")

@@ -129,15 +129,13 @@ def plan_placement(plan: Any, cluster: Any, replicas: int = 0) -> dict[str, tupl
                                        f"{cluster.source} ({', '.join(sorted(names))}); use the device file the plan "
                                        "was made with, or devices of the same names")
     memory = {d.name: d.memory_bytes for d in cluster.devices}
+    for overflow in plan.memory_overflows(memory):
+        raise PlanningError(f"device {overflow.device!r} in {cluster.source} has memory_mb = "
+                            f"{overflow.available_bytes / 1e6:g}, but the plan's pieces on it "
+                            f"({', '.join(overflow.pieces)}) need {overflow.needed_bytes / 1e6:.3g} MB as exported "
+                            "(file bytes plus activations); raise its memory_mb if the device has it, or split "
+                            "again with more devices or a smaller precision")
     pieces = {p.name: (p.device, p.memory_bytes) for p in plan.pieces}
-    for device, available in memory.items():
-        held = [name for name, (where, _) in pieces.items() if where == device]
-        needed = sum(pieces[name][1] for name in held)
-        if needed > available:
-            raise PlanningError(f"device {device!r} in {cluster.source} has memory_mb = {available / 1e6:g}, but the "
-                                f"plan's pieces on it ({', '.join(held)}) need {needed / 1e6:.3g} MB as exported "
-                                f"(file bytes plus activations); raise its memory_mb if the device has it, or split "
-                                "again with more devices or a smaller precision")
     return place_replicas(pieces, memory, replicas)
 
 

@@ -56,6 +56,8 @@ class ExportJob:
     manifest: Manifest | None = None
     #: ``{file: how it was made and its verification}`` of the target's companion files (``model.ort``)
     companions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the verification inputs and their PyTorch outputs, computed once (see :func:`verification_samples`)
+    samples: tuple[Any, Any] | None = None
     path: Path | None = None
     #: what a long step is doing now (quantization's calibration and search), for the progress display
     note: Callable[[str], None] = field(default=lambda message: None, repr=False)
@@ -172,7 +174,14 @@ def verify(job: ExportJob) -> None:
 def verification_samples(job: ExportJob) -> tuple[Any, Any]:
     """The prepared samples, plus the held-out images of the calibration source that the quantize
     step read for precisions judged in domain (int8), with their PyTorch reference from the deploy
-    model (equal to the original within float rounding)."""
+    model (equal to the original within float rounding). Computed once per job: the verify and
+    companions steps share them."""
+    if job.samples is None:
+        job.samples = _verification_samples(job)
+    return job.samples
+
+
+def _verification_samples(job: ExportJob) -> tuple[Any, Any]:
     import torch
 
     from edgevit.export.verify import with_held_out

@@ -163,11 +163,17 @@ class Plan:
                 return piece
         raise KeyError(name)
 
-    def memory_overflows(self) -> tuple[MemoryOverflow, ...]:
-        """The devices of the plan's device file whose pieces need more memory than they have,
-        counted by :attr:`PlanPiece.memory_bytes` (real file sizes once exported)."""
-        available = {d["name"]: float(d["memory_mb"]) * 1e6 for d in self.devices.get("device", ())
-                     if "name" in d and "memory_mb" in d}
+    def memory_overflows(self, available: dict[str, float] | None = None) -> tuple[MemoryOverflow, ...]:
+        """The devices whose pieces need more memory than they have, counted by
+        :attr:`PlanPiece.memory_bytes` (real file sizes once exported).
+
+        Args:
+            available: bytes per device name; by default the ``memory_mb`` of the plan's own device
+                file (a deployment passes the memory of the devices it deploys to).
+        """
+        if available is None:
+            available = {d["name"]: float(d["memory_mb"]) * 1e6 for d in self.devices.get("device", ())
+                         if "name" in d and "memory_mb" in d}
         held: dict[str, list[PlanPiece]] = {}
         for piece in self.pieces:
             if piece.device in available:

@@ -185,23 +185,21 @@ def _layer_norm(x: Any, normalized_shape: Any, weight: Any = None, bias: Any = N
     return y + bias if bias is not None else y
 
 
-def _split(x: Any, split_size: int, dim: int = 0, narrow: Callable[..., Any] | None = None) -> list[Any]:
-    narrow = narrow or _narrow
+def _narrow(x: Any, dim: int, start: int, size: int) -> Any:
+    return x.narrow(dim, start, size)
+
+
+def _split(x: Any, split_size: int, dim: int = 0, narrow: Callable[..., Any] = _narrow) -> list[Any]:
     size = x.shape[dim]
     return [narrow(x, dim, start, min(split_size, size - start)) for start in range(0, size, split_size)]
 
 
-def _split_sizes(x: Any, split_sizes: list[int], dim: int = 0, narrow: Callable[..., Any] | None = None) -> list[Any]:
-    narrow = narrow or _narrow
+def _split_sizes(x: Any, split_sizes: list[int], dim: int = 0, narrow: Callable[..., Any] = _narrow) -> list[Any]:
     pieces, start = [], 0
     for size in split_sizes:
         pieces.append(narrow(x, dim, start, size))
         start += size
     return pieces
-
-
-def _narrow(x: Any, dim: int, start: int, size: int) -> Any:
-    return x.narrow(dim, start, size)
 
 
 def _narrow_channels_last(x: Any, dim: int, start: int, size: int) -> Any:
