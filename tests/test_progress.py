@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -49,6 +50,7 @@ def test_quiet_prints_nothing_even_on_a_terminal():
 
 
 def test_the_bar_shows_counts_rate_eta_fields_and_status_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the drawn line is cut to the terminal's width
     stream = Terminal()
     bar = Progress(4, "train", stream=stream)
     monkeypatch.setattr(bar, "start", bar.start - 10.0)  # 10 s in
@@ -59,6 +61,19 @@ def test_the_bar_shows_counts_rate_eta_fields_and_status_on_a_terminal(monkeypat
     assert line.endswith("timing 2 models") and "timing 2 models" in stream.getvalue()
     bar.update(2)
     assert "ETA" not in bar.line()  # nothing left
+
+
+def test_the_drawn_line_is_cut_to_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
+    stream = Terminal()
+    bar = Progress(4, "train", stream=stream)
+    monkeypatch.setattr(bar, "start", bar.start - 10.0)
+    monkeypatch.setattr(time, "perf_counter", lambda: bar.start + 10.0)  # the rate in both lines alike
+    bar.update(1)
+    bar.note("a status note long enough to run past fifty columns")
+    assert len(bar.line()) > 49
+    drawn = stream.getvalue().split("\r")[-1]
+    assert drawn == bar.line()[:49]
 
 
 def test_a_step_on_a_terminal_ends_on_its_own_line():
