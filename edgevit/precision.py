@@ -98,10 +98,19 @@ class Precision:
         float tensors at the boundaries of the quantized regions, so int8 counts as 4)."""
         return 4 if self.quantized else self.weight_bits // 8
 
-    def weight_bytes(self, params: int) -> int:
-        """Bytes of ``params`` weights stored at this precision (look-up tables and per-channel
-        scales are under 1% of a model and not counted)."""
-        return int(round(params * self.weight_bits / 8))
+    def weight_bytes(self, params: int, float_params: int = 0) -> int:
+        """Bytes of ``params`` weights stored at this precision, ``float_params`` of them kept in
+        float32 by a quantization recipe (look-up tables and per-channel scales are under 1% of a
+        model and not counted). Float precisions ignore ``float_params``.
+
+        Example:
+            >>> PRECISIONS.get("w8").weight_bytes(1_000_000, float_params=100_000)
+            1300000
+        """
+        if not 0 <= float_params <= params:
+            raise ValueError(f"float_params must be between 0 and params ({params}), got {float_params}")
+        kept = float_params if self.quantized else 0
+        return int(round((params - kept) * self.weight_bits / 8 + kept * 4))
 
 
 PRECISIONS: Registry[Precision] = Registry("precision")

@@ -29,10 +29,10 @@ from edgevit.errors import PlanningError
 from edgevit.precision import PRECISIONS
 
 
-def weight_bytes(params: int, precision: str) -> int:
-    """Bytes of ``params`` weights stored at ``precision`` (w4: half a byte each), from
-    :data:`edgevit.precision.PRECISIONS`."""
-    return PRECISIONS.get(precision).weight_bytes(params)
+def weight_bytes(params: int, precision: str, float_params: int = 0) -> int:
+    """Bytes of ``params`` weights stored at ``precision`` (w4: half a byte each), ``float_params``
+    of them kept in float32 by the quantization recipe, from :data:`edgevit.precision.PRECISIONS`."""
+    return PRECISIONS.get(precision).weight_bytes(params, float_params)
 
 
 def activation_bytes_per_value(precision: str) -> int:
@@ -91,6 +91,18 @@ def vit_params(shape: ViTShape) -> int:
     if shape.num_classes > 0:
         total += d * shape.num_classes + shape.num_classes
     return total
+
+
+def vit_float_params(shape: ViTShape) -> int:
+    """The parameters of :func:`vit_params` that are not the weight of a convolution or linear
+    layer (biases, norms, class token, position embedding): a quantized file keeps them at 4
+    bytes (:meth:`edgevit.precision.Precision.weight_bytes`'s ``float_params``)."""
+    d, a = shape.embed_dim, shape.attn_dim
+    total = d + d + shape.tokens * d  # patch embedding bias, class token, position embedding
+    for hidden in shape.mlp_hidden:
+        total += 2 * d + 3 * a + d + 2 * d + hidden + d  # norm1, qkv/proj biases, norm2, fc1/fc2 biases
+    total += 2 * d  # final norm
+    return total + max(shape.num_classes, 0)
 
 
 def vit_macs(shape: ViTShape) -> int:
@@ -245,7 +257,7 @@ def vit_piece_cost(name: str, shape: ViTShape, precision: str = "fp32", output_v
         name=name,
         params=vit_params(shape),
         macs=vit_macs(shape),
-        weight_bytes=weight_bytes(vit_params(shape), precision),
+        weight_bytes=weight_bytes(vit_params(shape), precision, vit_float_params(shape)),
         activation_bytes=vit_activation_values(shape) * act,
         input_bytes=shape.in_chans * shape.image_size**2 * 4,
         output_bytes=(shape.embed_dim if output_values is None else output_values) * 4,

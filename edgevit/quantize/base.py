@@ -167,6 +167,44 @@ def module_blocks(model: Any) -> dict[str, str]:
     return {path: owner[id(module)] for path, module in model.named_modules() if path and id(module) in owner}
 
 
+def float_params(model: Any, example: Any, recipe: Any = None) -> int:
+    """Parameters of ``model`` that a quantized file keeps at 4 bytes: everything but the weights
+    of its convolutions and linear layers (biases, norms, embeddings, layer scales), plus the
+    layers ``recipe`` (a :class:`~edgevit.quantize.recipe.Recipe`) keeps in float.
+
+    What :meth:`edgevit.precision.Precision.weight_bytes` needs as ``float_params`` to predict a
+    quantized file's size. The layers run on ``example`` (batch 1) to find their order: ``first``
+    and ``last`` are the first and last of them to run, as the quantizers mark them in the graph.
+    """
+    import torch
+    from torch import nn
+
+    layers = {path: m for path, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda module, args, out, path=path: order.append(path))
+             for path, m in layers.items()]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    ran = list(dict.fromkeys(order))
+    groups = set(recipe.float_groups) if recipe is not None else set()
+    blocks = module_blocks(model) if any(g.startswith("block:") for g in groups) else {}
+    kept = 0
+    for i, path in enumerate(ran):
+        layer = layers[path]
+        kind = "linear" if isinstance(layer, nn.Linear) else "dwconv" if layer.groups > 1 else "conv"
+        mine = {f"kind:{kind}", *(("first",) if i == 0 else ()), *(("last",) if i == len(ran) - 1 else ())}
+        if path in blocks:
+            mine.add(f"block:{blocks[path]}")
+        if mine & groups:
+            kept += layer.weight.numel()
+    weights = sum(layer.weight.numel() for layer in layers.values())
+    return sum(p.numel() for p in model.parameters()) - weights + kept
+
+
 def block_of(scope: str, blocks: dict[str, str]) -> str:
     """The segment of module path ``scope`` (the longest known prefix), or ``""``."""
     scope = scope.removeprefix("model.")

@@ -17,6 +17,8 @@ from torch import nn
 
 from edgevit.models import count_params
 from edgevit.partition.cost import PieceCost, activation_bytes_per_value, weight_bytes
+from edgevit.precision import PRECISIONS
+from edgevit.quantize.base import float_params
 
 __all__ = ["activation_values", "interleaved_ms", "module_macs", "piece_cost"]
 
@@ -87,11 +89,12 @@ def piece_cost(name: str, module: nn.Module, example: torch.Tensor, precision: s
     with torch.no_grad():
         out = module.eval()(example)
     params = count_params(module) if params is None else params
+    kept = min(float_params(module, example[:1]), params) if PRECISIONS.get(precision).quantized else 0
     return PieceCost(
         name=name,
         params=params,
         macs=module_macs(module, example),
-        weight_bytes=weight_bytes(params, precision),
+        weight_bytes=weight_bytes(params, precision, kept),
         activation_bytes=activation_values(module, example) * activation_bytes_per_value(precision),
         input_bytes=example[0].numel() * 4,
         output_bytes=out[0].numel() * 4,

@@ -251,3 +251,28 @@ def test_max_drop_gives_up_a_hot_block_before_a_whole_kind(tmp_path):
     assert result.agreement["top1_agreement"] == 100.0
     assert result.recipe.reasons["max_drop"].startswith("met")
     assert (tmp_path / "out.json").read_text() == '["embed.conv", "stage2.conv", "stage2.fc", "head.fc"]'
+
+
+def test_float_params_count_what_a_quantized_file_keeps_at_four_bytes():
+    """Biases, norms and embeddings always; the layers of the recipe's float groups besides."""
+    import torch
+    from torch import nn
+
+    from edgevit.models import create_model
+    from edgevit.quantize.base import float_params
+
+    model = create_model("test_vit").eval()
+    x = torch.zeros(1, 3, 32, 32)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    matrices = sum(m.weight.numel() for m in layers)
+    structural = sum(p.numel() for p in model.parameters()) - matrices
+    assert float_params(model, x) == float_params(model, x, Recipe("w8")) == structural
+    first, last = model.patch_embed.proj.weight.numel(), model.head.weight.numel()
+    assert float_params(model, x, Recipe("w8", float_kinds=("first",))) == structural + first
+    assert float_params(model, x, Recipe("w8", float_kinds=("last",))) == structural + last
+    assert float_params(model, x, Recipe("w8", float_kinds=("conv",))) == structural + first
+    assert float_params(model, x, Recipe("w8", float_kinds=("linear", "first"))) == structural + matrices
+    assert float_params(model, x, Recipe("w8", float_blocks=("head",))) == structural + last
+    block = sum(m.weight.numel() for m in model.blocks[1].modules() if isinstance(m, nn.Linear))
+    assert float_params(model, x, Recipe("int8", float_blocks=("blocks.1",))) == structural + block
+    assert float_params(model, x, Recipe("int8", float_kinds=("softmax", "layernorm"))) == structural

@@ -10,7 +10,8 @@ from tolerances import PRUNED_REPARAMETERIZED, REORDERED
 from edgevit.models import count_macs, count_params, create_model, list_models
 from edgevit.models.vit import VisionTransformer
 from edgevit.partition.budget import keep_for_ratio
-from edgevit.partition.cost import vit_macs, vit_params
+from edgevit.partition.cost import vit_float_params, vit_macs, vit_params
+from edgevit.quantize.base import float_params
 from edgevit.split.pruners import FfnPruner, VitPruner, pruner_for
 from edgevit.split.scoring import _install_vit_masks, exact_kl, vit_scores
 from edgevit.split.vit_prune import prune_vit, vit_shape
@@ -39,6 +40,7 @@ def test_pruned_vit_is_a_real_smaller_vit(base_vit, digits6, spec):
     assert sub.blocks[0].attn.qkv.weight.shape == (3 * 4 * 8, 32)  # smaller tensors, not masks
     assert vit_params(shape) == count_params(sub) < count_params(base_vit) / 3.5
     assert vit_macs(shape) == count_macs(sub, shape.image_size)
+    assert vit_float_params(shape) == float_params(sub, torch.zeros(1, 3, shape.image_size, shape.image_size))
     with torch.no_grad():
         out = sub(torch.from_numpy(images[:4]))
         feats = sub.forward_head(sub.forward_features(torch.from_numpy(images[:4])), pre_logits=True)
