@@ -194,7 +194,7 @@ def foreign_files(folder: str | Path) -> list[str]:
         listed = set(json.loads((folder / "manifest.json").read_text()).get("files") or {})
     except (OSError, ValueError, AttributeError):
         return present
-    ours = {"manifest.json"}
+    ours = {"manifest.json", "backend_choice.json"}  # edgevit.artifact.BACKEND_CHOICE_NAME: a record about the old file
     return [p for p in present if p not in ours and not any(p == f or p.startswith(f"{f}/") for f in listed)]
 
 

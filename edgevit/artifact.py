@@ -29,6 +29,9 @@ from edgevit.errors import ArtifactError
 FORMAT = "edgevit-artifact"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+#: what a machine records in an artifact folder about running it there (edgevit.runtime.choice): not
+#: part of the artifact, so not in its digest and not uploaded
+BACKEND_CHOICE_NAME = "backend_choice.json"
 #: the model-file suffix of every target's format: the one table the runtime, the manifest check,
 #: the export targets and the bench read (a new target adds its own with register_model_suffix)
 MODEL_SUFFIXES: dict[str, str] = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage", "executorch": ".pte"}
@@ -283,11 +286,13 @@ def artifact_digest(folder: str | Path) -> str:
     """A sha256 over an artifact folder's files (relative paths and contents, sorted by path).
 
     Two folders with the same files give the same digest wherever they are: the agent and the
-    client compare it to know whether a device already holds this exact artifact.
+    client compare it to know whether a device already holds this exact artifact. A machine's
+    record of its fastest backend (:data:`BACKEND_CHOICE_NAME`) is not part of it.
     """
     folder = Path(folder)
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix()
+                       != BACKEND_CHOICE_NAME):
         relative = path.relative_to(folder).as_posix()
         digest.update(relative.encode() + b"\0" + file_sha256(path).encode() + b"\n")
     return digest.hexdigest()

@@ -176,6 +176,54 @@ def benchmark(
                 candidate.close()
 
 
+def every_backend(artifacts: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """``--backend all``: each artifact once per installed backend that opens its model file
+    (an ``.onnx`` file in onnxruntime and in OpenVINO), to be timed side by side.
+
+    Raises:
+        InvalidArgumentError: an artifact's file type has no installed backend.
+    """
+    from edgevit.artifact import MANIFEST_NAME, read_manifest
+    from edgevit.runtime import BACKENDS, backends_for
+
+    pairs = []
+    for item in artifacts:
+        path = Path(item)
+        model = path / read_manifest(path).model_file if (path / MANIFEST_NAME).is_file() else path
+        names = [name for name in backends_for(model.suffix) if BACKENDS.get(name).available()]
+        if not names:
+            raise InvalidArgumentError(f"no installed backend opens {model.name} ({path}); --backend all times the "
+                                       "installed ones")
+        pairs += [(path, name) for name in names]
+    return pairs
+
+
+def keep_fastest(report: BenchReport) -> list[tuple[Path, str, dict[str, float]]]:
+    """Record, in every artifact folder timed with two or more backends here, which was fastest
+    (``backend_choice.json``, read by ``runtime.load(..., backend="auto")``; see
+    :mod:`edgevit.runtime.choice`). Returns ``(folder, fastest, {backend: p50 ms})`` per folder."""
+    from edgevit.artifact import MANIFEST_NAME, read_manifest
+    from edgevit.runtime.choice import write_choice
+
+    timed: dict[Path, list[BenchResult]] = {}
+    for result in report.results:
+        if result.kind == "artifact" and result.path and (Path(result.path) / MANIFEST_NAME).is_file():
+            timed.setdefault(Path(result.path), []).append(result)
+    kept = []
+    for folder, results in timed.items():
+        p50 = {r.backend: r.latency.p50_ms for r in results}
+        if len(p50) < 2:
+            continue
+        write_choice(folder, read_manifest(folder).model_file, p50, {r.backend: r.backend_version for r in results},
+                     report.options.threads)
+        kept.append((folder, min(p50, key=p50.get), p50))
+    if not kept:
+        raise InvalidArgumentError("nothing to keep: no artifact folder was timed with two or more backends here "
+                                   "(--keep-fastest goes with --backend all, on artifacts whose file two installed "
+                                   "backends open: .onnx with onnxruntime and openvino)")
+    return kept
+
+
 def _with_backend(item: Any, options: BenchOptions) -> tuple[Path, BenchOptions]:
     """``path`` -> (path, options); ``(path, backend)`` -> (path, options with that backend, checked)."""
     if isinstance(item, tuple):

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         ),
     )
     parser.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="artifact folders or model files")
-    parser.add_argument("--backend", default="auto", help=backend_help("runtime backend for every artifact"))
+    parser.add_argument("--backend", default="auto", help=backend_help("runtime backend for every artifact", every=True))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: backend's)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model (default 10)")
     parser.add_argument("--runs", type=int, default=100, help="timed runs per model (default 100)")
@@ -43,12 +43,15 @@ def add_parser(sub) -> None:
     add_connection_arguments(remote, admin=False, required=False)
     remote.add_argument("--device", help="instead of --url: a device of --devices (its address, token_file, tls_ca)")
     remote.add_argument("--devices", help="the device file --device is read from")
+    parser.add_argument("--keep-fastest", action="store_true",
+                        help="with --backend all: record in each artifact folder which backend was fastest here "
+                             "(backend_choice.json); runtime.load(..., backend='auto') then uses it on this machine")
     remote.add_argument("--compare", action="store_true",
                         help="with --url or --device: time each artifact on this machine too, in the same table")
     parser.set_defaults(run=run)
 
 
-def backend_help(what: str) -> str:
+def backend_help(what: str, every: bool = False) -> str:
     """``--backend`` help naming the registered backends (a plugin's too) and the file types they run."""
     from edgevit.runtime import BACKENDS
 
@@ -58,7 +61,9 @@ def backend_help(what: str) -> str:
             names.append(f"{name} ({', '.join(BACKENDS.get(name).suffixes)})")
         except (ImportError, AttributeError):  # a backend module that does not import is not offered
             continue
-    return f"{what}: auto (default: by file type, the preferred one installed) or one of {', '.join(names)}"
+    every_one = "all (every installed backend that opens the file, side by side), " if every else ""
+    return (f"{what}: auto (default: by file type, the fastest measured here with bench --keep-fastest, else the "
+            f"preferred one installed), {every_one}or one of {', '.join(names)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +76,20 @@ def run(args: argparse.Namespace) -> int:
         if path:
             check_output_file(path, option)
 
+    from edgevit.errors import InvalidArgumentError
+
+    artifacts: list = list(args.artifacts)
+    if args.keep_fastest and args.backend != "all":
+        raise InvalidArgumentError("--keep-fastest records the fastest of several backends: add --backend all")
+    if args.backend == "all":
+        if args.url is not None or args.device is not None:
+            raise InvalidArgumentError("--backend all times the backends of this machine; a device's agent picks its "
+                                       "own backend by file type (leave out --url/--device)")
+        from edgevit.bench.runner import every_backend
+
+        artifacts = every_backend(artifacts)
     options = BenchOptions(
-        backend=args.backend,
+        backend="auto" if args.backend == "all" else args.backend,
         threads=args.threads,
         warmup=args.warmup,
         runs=args.runs,
@@ -82,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         spin=True if args.spin else None,
     )
     report = benchmark(
-        args.artifacts,
+        artifacts,
         options,
         torch_model=args.torch,
         torch_threads=_counts(args.torch_threads),
@@ -91,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         compare=args.compare,
     )
     print(report.table())
+    if args.keep_fastest:
+        from edgevit.bench.runner import keep_fastest
+
+        for folder, fastest, p50 in keep_fastest(report):
+            timed = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(p50.items(), key=lambda kv: kv[1]))
+            print(f"kept: {folder.name} runs with {fastest} under backend='auto' on this machine (p50 {timed}); "
+                  f"recorded in {folder / 'backend_choice.json'}")
     writers = {"--json": write_json, "--csv": write_csv}
     if args.plot:
         from edgevit.bench.plot import plot_latency

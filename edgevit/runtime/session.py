@@ -84,12 +84,34 @@ def load(path: str | Path, backend: str = "auto", threads: int | None = None, **
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise InvalidArgumentError(f"threads must be a positive integer or None, got {threads!r}")
     manifest, model_path = _locate(Path(path))
+    reason = f"asked for backend={backend!r}"
+    if backend == "auto":
+        backend, reason = _auto(manifest, model_path, threads, options)
     backend_cls = resolve_backend(model_path, backend)
     options = check_backend_options(backend_cls, options)
     model = _open(backend_cls, model_path, threads, options)
     if manifest is not None and backend_cls.name == "onnxruntime":
         _warn_about_int8_kernels(manifest, model_path)
-    return Session(model, backend_cls, model_path, manifest=manifest, threads=threads)
+    return Session(model, backend_cls, model_path, manifest=manifest, threads=threads, backend_reason=reason)
+
+
+def _auto(manifest: Manifest | None, model_path: Path, threads: int | None,
+          options: dict[str, Any]) -> tuple[str, str]:
+    """``backend="auto"``: the fastest measured here for this artifact (:mod:`edgevit.runtime.choice`)
+    when several backends open its file, else the first installed in the fixed order."""
+    order = ", ".join(backends_for(model_path.suffix)) or "none"
+    if manifest is None or len(backends_for(model_path.suffix)) < 2:
+        return "auto", f"the first installed of: {order}"
+    from edgevit.runtime.choice import read_choice
+
+    choice = read_choice(model_path.parent, model_path.name, threads=threads)
+    if choice.backend is None:
+        return "auto", f"the first installed of: {order} ({choice.reason})"
+    foreign = sorted(k for k, v in options.items() if v is not None and k not in BACKENDS.get(choice.backend).options)
+    if foreign:
+        return "auto", (f"the first installed of: {order} (measured fastest here: {choice.backend}, which does not "
+                        f"take {', '.join(foreign)})")
+    return choice.backend, choice.reason
 
 
 def _warn_about_int8_kernels(manifest: Manifest, model_path: Path) -> None:
@@ -108,7 +130,8 @@ class Session:
     """One loaded model: validated ``run`` on arrays, ``predict`` on images.
 
     Attributes:
-        backend: the backend's name; ``backend_version``: its package version.
+        backend: the backend's name; ``backend_version``: its package version; ``backend_reason``:
+            why it runs this file (asked for, measured fastest here, or ``auto``'s fixed order).
         threads: the thread count asked for (None: backend default).
         manifest: the artifact's :class:`~edgevit.artifact.Manifest`, or None for a bare file.
         model_path: the model file (or ``.mlpackage`` folder) that was loaded.
@@ -122,8 +145,10 @@ class Session:
         model_path: Path,
         manifest: Manifest | None = None,
         threads: int | None = None,
+        backend_reason: str = "",
     ) -> None:
         self.backend_model = model
+        self.backend_reason = backend_reason
         self.backend = backend.name
         self.backend_version = backend.version()
         self.model_path = model_path
