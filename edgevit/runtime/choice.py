@@ -16,7 +16,7 @@ The record is plain JSON::
      "model_file": "model.onnx", "model_sha256": "...", "machine": {...}, "measured": "2026-12-01T..."}
 
 Example:
-    >>> choice = read_choice("vit_tiny-onnx-fp32", "model.onnx")
+    >>> choice = read_choice("vit_tiny-onnx-fp32", "model.onnx", lambda: {"onnxruntime": "1.32.0", "openvino": "2026.4.1"})
     >>> choice.backend, choice.reason
     ('openvino', 'measured fastest here on 2026-12-01: openvino 4.11 ms, onnxruntime 5.02 ms (p50)')
 """
@@ -27,7 +27,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,15 +86,16 @@ def write_choice(artifact: str | Path, model_file: str, p50_ms: Mapping[str, flo
         else "", "machine": machine(), "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
 
-def read_choice(artifact: str | Path, model_file: str, available: Mapping[str, str] | None = None,
+def read_choice(artifact: str | Path, model_file: str, installed: Callable[[], Mapping[str, str]],
                 threads: int | None = None) -> Choice:
     """The recorded fastest backend of ``artifact`` if the record applies here, else why not.
 
     Args:
         artifact: the artifact folder.
         model_file: the file being loaded (``model.onnx``); a record of another file does not apply.
-        available: ``{backend: version}`` of the installed backends that open the file (None:
-            looked up); a record whose backends are not installed at the measured versions does not apply.
+        installed: gives ``{backend: version}`` of the installed backends that open the file (asked
+            only when a record is otherwise valid: it imports them); a record whose backends are not
+            installed at the measured versions does not apply.
         threads: the thread count asked for (None: the backends' default); a record measured at
             another count does not apply.
     """
@@ -124,20 +125,13 @@ def read_choice(artifact: str | Path, model_file: str, available: Mapping[str, s
     file = Path(artifact) / model_file
     if file.is_file() and record.get("model_sha256") != file_sha256(file):
         return Choice(None, f"{model_file} changed since {CHOICE_FILE} was measured")
-    if available is None:
-        available = _installed(file.suffix)
+    available = installed()
     changed = [f"{name} {versions.get(name)} (here {available.get(name, 'not installed')})" for name in p50
                if available.get(name) != versions.get(name)]
     if changed:
         return Choice(None, f"{CHOICE_FILE} timed other backend versions: {', '.join(changed)}")
     timed = ", ".join(f"{name} {float(ms):.3g} ms" for name, ms in p50.items())
     return Choice(fastest, f"measured fastest here on {str(record.get('measured', ''))[:10]}: {timed} (p50)")
-
-
-def _installed(suffix: str) -> dict[str, str]:
-    from edgevit.runtime.session import _backends_for
-
-    return {cls.name: cls.version() for cls in _backends_for(suffix) if cls.available()}
 
 
 def _describe(other: Any) -> str:

@@ -104,7 +104,10 @@ def _auto(manifest: Manifest | None, model_path: Path, threads: int | None,
         return "auto", f"the first installed of: {order}"
     from edgevit.runtime.choice import read_choice
 
-    choice = read_choice(model_path.parent, model_path.name, threads=threads)
+    def installed() -> dict[str, str]:
+        return {cls.name: cls.version() for cls in _backends_for(model_path.suffix) if cls.available()}
+
+    choice = read_choice(model_path.parent, model_path.name, installed, threads=threads)
     if choice.backend is None:
         return "auto", f"the first installed of: {order} ({choice.reason})"
     foreign = sorted(k for k, v in options.items() if v is not None and k not in BACKENDS.get(choice.backend).options)

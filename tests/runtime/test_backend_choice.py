@@ -86,13 +86,13 @@ def test_a_record_that_no_longer_applies_falls_back_to_the_fixed_order_and_says_
 
 def test_a_corrupt_record_or_another_thread_count_is_not_used(tiny_onnx):
     write_choice(tiny_onnx, "model.onnx", {"openvino": 1.0, "onnxruntime": 2.0}, _versions(), 2)
-    assert read_choice(tiny_onnx, "model.onnx", threads=2).backend == "openvino"
-    assert "measured at 2 threads, not 1 threads" in read_choice(tiny_onnx, "model.onnx", threads=1).reason
-    assert "measured at 2 threads, not the backends' default threads" in read_choice(tiny_onnx, "model.onnx").reason
+    assert read_choice(tiny_onnx, "model.onnx", _versions, threads=2).backend == "openvino"
+    assert "measured at 2 threads, not 1 threads" in read_choice(tiny_onnx, "model.onnx", _versions, threads=1).reason
+    assert "measured at 2 threads, not the backends' default threads" in read_choice(tiny_onnx, "model.onnx", _versions).reason
     (tiny_onnx / BACKEND_CHOICE_NAME).write_text("{not json")
-    choice = read_choice(tiny_onnx, "model.onnx")
+    choice = read_choice(tiny_onnx, "model.onnx", _versions)
     assert choice.backend is None and "cannot be read (JSONDecodeError" in choice.reason
-    assert "no measurement here" in read_choice(tiny_onnx.parent, "model.onnx").reason
+    assert "no measurement here" in read_choice(tiny_onnx.parent, "model.onnx", _versions).reason
 
 
 def test_keeping_needs_two_backends_and_bench_says_so(tiny_onnx, capsys):
