@@ -124,6 +124,28 @@ def write(rows: list[dict], load_before: tuple[float, ...]) -> dict:
     return data
 
 
+#: what the table shows, written from the artifacts (kept with the script so the report says it every time)
+NOTES = (
+    "What each column leaves out, and why cells miss:",
+    "",
+    "- **bits** counts biases, norms and embeddings at the precision's bits, but no quantizer stores them so "
+    "(int32 biases or float); on these two models that alone is 0.07 MB (vit_tiny) and 0.05 MB (cas_vit_xs).",
+    "- **before export** cannot know which layers the export's measured recipe keeps float: the default recipe "
+    "measures the fragile groups (LayerNorm, softmax, GELU, first and last layer) and keeps those that matter. "
+    "cas_vit_xs keeps its classifier (`last`) at w8: with 1000 classes that is 221k of its 2.97M parameters, "
+    "0.66 MB more than at 1 byte each. vit_tiny's w8 recipes keep no layer with weights float.",
+    "- **with the recipe** counts those layers too; what remains is the file format (graph, op names, "
+    "per-channel scales and zero points, palettes). For int8 that is more: an int8 ONNX file holds a "
+    "Quantize/Dequantize pair per tensor (cas_vit_xs int8 ONNX, 4.20 MB: int8 weights 2.73 MB, float classifier "
+    "0.88 MB, int32 biases 0.11 MB, float scales and norms 0.13 MB, 1261 graph nodes 0.32 MB).",
+    "",
+    "What the planner does with it: pieces are placed by the **before export** estimate (the recipe is "
+    "chosen during export); once exported, a plan counts every piece by its files' real bytes plus the "
+    "activation estimate (`PlanPiece.memory_bytes`), names in its notes any device the files outgrow, and "
+    "`edgevit deploy` refuses such a plan before uploading anything.",
+)
+
+
 def report(data: dict) -> str:
     goal = data["goal"]
 
@@ -156,10 +178,14 @@ def report(data: dict) -> str:
         lines.append(f"| {row['model']} | {row['target']} | {row['precision']}{mark} | {kept} | "
                      f"{row['file_bytes'] / 1e6:.2f} | {cell(row, 'predicted_bytes')} | {cell(row, 'before_bytes')} | "
                      f"{cell(row, 'recipe_bytes')} |")
+    lines += ["", *NOTES]
     if any(row.get("from_progress_line") for row in data["rows"]):
         lines += ["", "\\* from the progress line of an earlier run (2026-11-30) cut short by its time limit before it "
-                  "wrote its results (file size to 10 kB, ratio to 3 decimals); the cells without the last two "
-                  "columns are from that run."]
+                  "wrote its results (file size to 10 kB, ratio to 3 decimals)."]
+    if any("before_bytes" not in row for row in data["rows"] if "error" not in row):
+        lines += ["", "Rows with `-` in the last two columns were measured on 2026-11-30, before those columns "
+                  "existed (`--precisions P... --resume` measures them again); the float precisions do not depend "
+                  "on them."]
     return "\n".join(lines) + "\n"
 
 
