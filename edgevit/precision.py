@@ -108,7 +108,8 @@ class Precision:
             1300000
         """
         if not 0 <= float_params <= params:
-            raise ValueError(f"float_params must be between 0 and params ({params}), got {float_params}")
+            raise InvalidArgumentError(f"float_params must be between 0 and params ({params}), got {float_params}; "
+                                       "count the float parameters of the same weights")
         kept = float_params if self.quantized else 0
         return int(round((params - kept) * self.weight_bits / 8 + kept * 4))
 

@@ -81,28 +81,29 @@ class ViTShape:
 
 def vit_params(shape: ViTShape) -> int:
     """Parameters of a ViT of this shape (head included when ``num_classes > 0``)."""
-    d, a, p = shape.embed_dim, shape.attn_dim, shape.patch_size
-    total = d * shape.in_chans * p * p + d  # patch embedding
-    total += d + shape.tokens * d  # class token, position embedding
-    for hidden in shape.mlp_hidden:
-        total += 2 * d + (d * 3 * a + 3 * a) + (a * d + d)  # norm1, qkv, proj
-        total += 2 * d + (d * hidden + hidden) + (hidden * d + d)  # norm2, fc1, fc2
-    total += 2 * d  # final norm
-    if shape.num_classes > 0:
-        total += d * shape.num_classes + shape.num_classes
-    return total
+    return sum(_vit_param_split(shape))
 
 
 def vit_float_params(shape: ViTShape) -> int:
     """The parameters of :func:`vit_params` that are not the weight of a convolution or linear
     layer (biases, norms, class token, position embedding): a quantized file keeps them at 4
     bytes (:meth:`edgevit.precision.Precision.weight_bytes`'s ``float_params``)."""
-    d, a = shape.embed_dim, shape.attn_dim
-    total = d + d + shape.tokens * d  # patch embedding bias, class token, position embedding
+    return _vit_param_split(shape)[1]
+
+
+def _vit_param_split(shape: ViTShape) -> tuple[int, int]:
+    """A ViT's parameters as (convolution and linear weights, everything else)."""
+    d, a, p = shape.embed_dim, shape.attn_dim, shape.patch_size
+    weights = d * shape.in_chans * p * p  # patch embedding
+    other = d + d + shape.tokens * d  # its bias, class token, position embedding
     for hidden in shape.mlp_hidden:
-        total += 2 * d + 3 * a + d + 2 * d + hidden + d  # norm1, qkv/proj biases, norm2, fc1/fc2 biases
-    total += 2 * d  # final norm
-    return total + max(shape.num_classes, 0)
+        weights += d * 3 * a + a * d + d * hidden + hidden * d  # qkv, proj, fc1, fc2
+        other += 2 * d + 3 * a + d + 2 * d + hidden + d  # norm1, qkv/proj biases, norm2, fc1/fc2 biases
+    other += 2 * d  # final norm
+    if shape.num_classes > 0:
+        weights += d * shape.num_classes
+        other += shape.num_classes
+    return weights, other
 
 
 def vit_macs(shape: ViTShape) -> int:

@@ -173,13 +173,18 @@ def float_params(model: Any, example: Any, recipe: Any = None) -> int:
     layers ``recipe`` (a :class:`~edgevit.quantize.recipe.Recipe`) keeps in float.
 
     What :meth:`edgevit.precision.Precision.weight_bytes` needs as ``float_params`` to predict a
-    quantized file's size. The layers run on ``example`` (batch 1) to find their order: ``first``
-    and ``last`` are the first and last of them to run, as the quantizers mark them in the graph.
+    quantized file's size. When the recipe keeps layers float, the model runs on ``example`` (batch
+    1) to find their order: ``first`` and ``last`` are the first and last layers to run, as the
+    quantizers mark them in the graph.
     """
     import torch
     from torch import nn
 
     layers = {path: m for path, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
+    weights = sum(layer.weight.numel() for layer in layers.values())
+    groups = set(recipe.float_groups) if recipe is not None else set()
+    if not groups:  # nothing kept whole: no need to run the model for its order
+        return sum(p.numel() for p in model.parameters()) - weights
     order: list[str] = []
     hooks = [m.register_forward_hook(lambda module, args, out, path=path: order.append(path))
              for path, m in layers.items()]
@@ -190,7 +195,6 @@ def float_params(model: Any, example: Any, recipe: Any = None) -> int:
         for hook in hooks:
             hook.remove()
     ran = list(dict.fromkeys(order))
-    groups = set(recipe.float_groups) if recipe is not None else set()
     blocks = module_blocks(model) if any(g.startswith("block:") for g in groups) else {}
     kept = 0
     for i, path in enumerate(ran):
@@ -201,7 +205,6 @@ def float_params(model: Any, example: Any, recipe: Any = None) -> int:
             mine.add(f"block:{blocks[path]}")
         if mine & groups:
             kept += layer.weight.numel()
-    weights = sum(layer.weight.numel() for layer in layers.values())
     return sum(p.numel() for p in model.parameters()) - weights + kept
 
 

@@ -13,7 +13,8 @@ The record is plain JSON::
 
     {"format": "edgevit-backend-choice", "format_version": 1, "fastest": "openvino",
      "p50_ms": {"onnxruntime": 5.02, "openvino": 4.11}, "versions": {...}, "threads": 2,
-     "model_file": "model.onnx", "model_sha256": "...", "machine": {...}, "measured": "2026-12-01T..."}
+     "model_file": "model.onnx", "model_sha256": "...", "model_bytes": 5731245,
+     "model_mtime_ns": ..., "machine": {...}, "measured": "2026-12-01T..."}
 
 Example:
     >>> choice = read_choice("vit_tiny-onnx-fp32", "model.onnx", lambda: {"onnxruntime": "1.32.0", "openvino": "2026.4.1"})
@@ -82,8 +83,28 @@ def write_choice(artifact: str | Path, model_file: str, p50_ms: Mapping[str, flo
         "format": CHOICE_FORMAT, "format_version": CHOICE_VERSION, "fastest": order[0],
         "p50_ms": {name: round(float(p50_ms[name]), 4) for name in order},
         "versions": {name: versions.get(name, "") for name in order}, "threads": threads,
-        "model_file": model_file, "model_sha256": file_sha256(folder / model_file) if (folder / model_file).is_file()
-        else "", "machine": machine(), "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        "model_file": model_file, **_file_stamp(folder / model_file), "machine": machine(),
+        "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+
+
+def _file_stamp(file: Path) -> dict[str, Any]:
+    """The model file as the record knows it: its digest, and its size and modification time so a
+    later load hashes the file only when those differ."""
+    if not file.is_file():
+        return {"model_sha256": ""}
+    stat = file.stat()
+    return {"model_sha256": file_sha256(file), "model_bytes": stat.st_size, "model_mtime_ns": stat.st_mtime_ns}
+
+
+def _file_changed(file: Path, record: Mapping[str, Any]) -> bool:
+    """Whether ``file`` differs from the one measured: same size and modification time count as
+    unchanged (as make and rsync judge); otherwise the digest decides."""
+    stat = file.stat()
+    if record.get("model_bytes") not in (None, stat.st_size):
+        return True
+    if record.get("model_bytes") == stat.st_size and record.get("model_mtime_ns") == stat.st_mtime_ns:
+        return False
+    return record.get("model_sha256") != file_sha256(file)
 
 
 def read_choice(artifact: str | Path, model_file: str, installed: Callable[[], Mapping[str, str]],
@@ -123,7 +144,7 @@ def read_choice(artifact: str | Path, model_file: str, installed: Callable[[], M
 
         return Choice(None, f"{CHOICE_FILE} was measured at {count(record.get('threads'))}, not {count(threads)}")
     file = Path(artifact) / model_file
-    if file.is_file() and record.get("model_sha256") != file_sha256(file):
+    if file.is_file() and _file_changed(file, record):
         return Choice(None, f"{model_file} changed since {CHOICE_FILE} was measured")
     available = installed()
     changed = [f"{name} {versions.get(name)} (here {available.get(name, 'not installed')})" for name in p50

@@ -99,21 +99,25 @@ def _auto(manifest: Manifest | None, model_path: Path, threads: int | None,
           options: dict[str, Any]) -> tuple[str, str]:
     """``backend="auto"``: the fastest measured here for this artifact (:mod:`edgevit.runtime.choice`)
     when several backends open its file, else the first installed in the fixed order."""
-    order = ", ".join(backends_for(model_path.suffix)) or "none"
-    if manifest is None or len(backends_for(model_path.suffix)) < 2:
-        return "auto", f"the first installed of: {order}"
+    classes = _backends_for(model_path.suffix)
+
+    def fixed(why: str = "") -> tuple[str, str]:
+        order = ", ".join(cls.name for cls in classes) or "none"
+        return "auto", f"the first installed of: {order}" + (f" ({why})" if why else "")
+
+    if manifest is None or len(classes) < 2:
+        return fixed()
     from edgevit.runtime.choice import read_choice
 
     def installed() -> dict[str, str]:
-        return {cls.name: cls.version() for cls in _backends_for(model_path.suffix) if cls.available()}
+        return {cls.name: cls.version() for cls in classes if cls.available()}
 
     choice = read_choice(model_path.parent, model_path.name, installed, threads=threads)
     if choice.backend is None:
-        return "auto", f"the first installed of: {order} ({choice.reason})"
+        return fixed(choice.reason)
     foreign = sorted(k for k, v in options.items() if v is not None and k not in BACKENDS.get(choice.backend).options)
     if foreign:
-        return "auto", (f"the first installed of: {order} (measured fastest here: {choice.backend}, which does not "
-                        f"take {', '.join(foreign)})")
+        return fixed(f"measured fastest here: {choice.backend}, which does not take {', '.join(foreign)}")
     return choice.backend, choice.reason
 
 

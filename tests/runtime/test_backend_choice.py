@@ -65,7 +65,8 @@ def _edit(record, key, value):
 
 @pytest.mark.parametrize(("change", "why"), [
     (lambda r: r["machine"].update(cpu_model="Some Other CPU"), "was measured on another machine (Some Other CPU"),
-    (lambda r: _edit(r, "model_sha256", "0" * 64), "model.onnx changed since backend_choice.json was measured"),
+    (lambda r: r.update(model_sha256="0" * 64, model_mtime_ns=0), "model.onnx changed since backend_choice.json was"),
+    (lambda r: _edit(r, "model_bytes", 1), "model.onnx changed since backend_choice.json was measured"),
     (lambda r: r["versions"].update(openvino="1.0"), "timed other backend versions: openvino 1.0 (here "),
     (lambda r: _edit(r, "format_version", 2), "is format version 2; this edgevit reads 1"),
     (lambda r: _edit(r, "fastest", "litert"), "cannot be read (ValueError"),
@@ -104,3 +105,23 @@ def test_keeping_needs_two_backends_and_bench_says_so(tiny_onnx, capsys):
     assert main(["bench", str(tiny_onnx), "--backend", "all", "--url", "127.0.0.1:1", "--quiet"]) == 1
     assert "InvalidArgumentError: --backend all times the backends of this machine" in capsys.readouterr().err
     assert not (tiny_onnx / BACKEND_CHOICE_NAME).exists()
+
+
+def test_the_model_file_is_hashed_only_when_its_size_or_time_changed(tiny_onnx, monkeypatch):
+    import os
+
+    import edgevit.runtime.choice as choice
+
+    write_choice(tiny_onnx, "model.onnx", {"openvino": 1.0, "onnxruntime": 2.0}, _versions(), None)
+    hashed = []
+    real = choice.file_sha256
+    monkeypatch.setattr(choice, "file_sha256", lambda path: hashed.append(path) or real(path))
+    assert read_choice(tiny_onnx, "model.onnx", _versions).backend == "openvino" and hashed == []
+    model = tiny_onnx / "model.onnx"
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes: the digest decides
+    assert read_choice(tiny_onnx, "model.onnx", _versions).backend == "openvino" and hashed == [model]
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 1  # same size, other bytes
+    model.write_bytes(bytes(data))
+    assert "model.onnx changed since" in read_choice(tiny_onnx, "model.onnx", _versions).reason
