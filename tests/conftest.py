@@ -11,7 +11,16 @@ import os
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+def pytest_configure(config):
+    """PyTorch's threads (OpenMP) per test process: the cores shared among the pytest-xdist workers,
+    at most two. Set here, before the workers start, so they inherit it; an ``OMP_NUM_THREADS`` of
+    your own is kept. Two workers of two OpenMP threads each on two cores spin-wait on each other:
+    tests/models/test_contract.py took 186 s with two threads per worker and 57 s with one."""
+    workers = config.getoption("numprocesses", None)
+    workers = workers if isinstance(workers, int) and workers > 0 else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, cores // workers))))
 
 
 @pytest.fixture(autouse=True)
@@ -29,27 +38,39 @@ def _seed():
     torch.manual_seed(0)
 
 
-#: the modules that take longest (minutes each, measured with --durations), longest first. The full
-#: suite runs on two workers (pytest-xdist, a module to a worker); starting these first lets the two
-#: end together instead of one finishing the README tour alone.
+#: the modules that take longest (measured with --durations on two workers, one PyTorch thread
+#: each), longest first; the rest follow in collection order, then ``LAST``. The full suite runs on
+#: two workers (pytest-xdist, a module to a worker, in this order: ``--no-loadscope-reorder``), so
+#: the two take the long modules first and end together. xdist's own order (modules with most
+#: tests first) started the one-test README tour (11 min) last, alone: 32 min 7 s against 27 min
+#: 51 s in this order.
 LONGEST_FIRST = (
-    "tests/quantize/test_quantize_targets.py",
-    "tests/test_readme_tour.py",
-    "tests/export/test_targets.py",
+    "tests/test_readme_tour.py",  # 627 s
+    "tests/quantize/test_quantize_targets.py",  # 586 s
+    "tests/export/test_targets.py",  # 364 s: exports every test model (tests/export/conftest.py)
+    "tests/quantize/test_export.py",  # 184 s
+    "tests/runtime/test_backends.py",  # 151 s
+    "tests/probe/test_probe.py",  # 142 s
+    "tests/split/test_quantized_plans.py",  # 74 s
+    "tests/split/test_plans.py",  # 71 s
+    "tests/agent/test_agent_fuzz.py",  # 67 s
+    "tests/models/test_contract.py",  # 67 s
+    "tests/split/test_profiles.py",  # 62 s
+    "tests/predict/test_real_files.py",  # 56 s
+    "tests/quantize/test_onnx_int8_formats.py",  # 56 s
+)
+#: modules that read test_targets' exports: last, so the exports are on disk when they start
+#: (344 s for test_read_ops when it exported them itself on the other worker)
+LAST = (
     "tests/export/test_read_ops.py",
-    "tests/split/test_plans.py",
-    "tests/cluster/test_cluster_fleet.py",
-    "tests/quantize/test_export.py",
-    "tests/probe/test_probe.py",
-    "tests/split/test_quantized_plans.py",
-    "tests/models/test_contract.py",
-    "tests/runtime/test_backends.py",
+    "tests/export/test_executorch.py",
 )
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep their order
+    rank.update({path: len(LONGEST_FIRST) + 1 + i for i, path in enumerate(LAST)})
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST_FIRST)))  # stable: the rest keep their order
 
 
 CLASSES = [0, 1, 2, 3, 4, 5]
