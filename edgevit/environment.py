@@ -54,7 +54,7 @@ def environment() -> Environment:
         cpu_model=cpu_model(),
         cores_logical=os.cpu_count(),
         cores_physical=_physical_cores(),
-        cores_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        cores_usable=usable_cores(),
         machine=platform.machine(),
         os=platform.platform(terse=False),
         python=platform.python_version(),
@@ -64,6 +64,11 @@ def environment() -> Environment:
         memory_total_bytes=_memory_total(),
         started_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
+
+
+def usable_cores() -> int | None:
+    """The cores this process may run on (its CPU affinity; the logical cores where that is unknown)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def is_macos() -> bool:

@@ -17,9 +17,11 @@ def pytest_configure(config):
     at most two. Set here, before the workers start, so they inherit it; an ``OMP_NUM_THREADS`` of
     your own is kept. Two workers of two OpenMP threads each on two cores spin-wait on each other:
     tests/models/test_contract.py took 186 s with two threads per worker and 57 s with one."""
+    from edgevit.environment import usable_cores
+
     workers = config.getoption("numprocesses", None)
     workers = workers if isinstance(workers, int) and workers > 0 else 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, cores // workers))))
 
 

@@ -58,13 +58,10 @@ class Choice:
 def machine() -> dict[str, Any]:
     """What a measurement's machine is recognized by: CPU model, architecture, usable cores and
     a digest of the CPU's feature flags (a record from another machine does not apply)."""
-    import os
+    from edgevit.environment import cpu_flags, cpu_model, usable_cores
 
-    from edgevit.environment import cpu_flags, cpu_model
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     flags = hashlib.sha256(" ".join(cpu_flags()).encode()).hexdigest()[:16]
-    return {"cpu_model": cpu_model(), "arch": platform.machine(), "cores_usable": cores, "cpu_flags_sha256": flags}
+    return {"cpu_model": cpu_model(), "arch": platform.machine(), "cores_usable": usable_cores(), "cpu_flags_sha256": flags}
 
 
 def write_choice(artifact: str | Path, model_file: str, p50_ms: Mapping[str, float], versions: Mapping[str, str],

@@ -32,6 +32,7 @@ def _locked(path):
 def exported(tmp_path_factory):
     """``exported(model) -> {(target, precision): ExportOutcome, "out": folder}``, exporting each
     model once per run (shared by the xdist workers)."""
+    from edgevit._files import write_bytes
     from edgevit.export import TARGETS, export_all
 
     base = tmp_path_factory.getbasetemp()
@@ -50,9 +51,7 @@ def exported(tmp_path_factory):
                     precisions = sorted({p for t in TARGETS.names() for p in TARGETS.get(t).precisions})
                     outcomes = export_all(model, targets=TARGETS.names(), precisions=precisions, out=out,
                                           quiet=True, supported_only=True)
-                    partial = record.with_suffix(".partial")
-                    partial.write_bytes(pickle.dumps(outcomes))
-                    partial.replace(record)
+                    write_bytes(record, pickle.dumps(outcomes))  # atomic: a worker never reads half of it
             cache[model] = {"out": out, **{(o.target, o.precision): o for o in outcomes}}
         return cache[model]
 
