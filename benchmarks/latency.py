@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=40, help="timed rounds per model (every column once per round)")
     parser.add_argument("--precisions", default="fp32,fp16,int8", help="those not registered are skipped")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgevit-latency")
+    parser.add_argument("--targets", type=lambda text: text.split(","), default=list(TARGETS),
+                        help=f"comma-separated targets (default: {','.join(TARGETS)}); with --export-only, "
+                             "to export some columns while another job exports the rest")
     parser.add_argument("--reuse", action="store_true", help="reuse artifacts already exported to --cache")
     parser.add_argument("--export-only", action="store_true",
                         help="only export into --cache (heavy but not timing-sensitive); time later with --reuse")
@@ -185,6 +188,7 @@ def export_cells(name: str, precisions: list[str], args) -> tuple[list[Path], li
 
     cells = [(f"{t}-{p}", t, p, {}) for t in TARGETS for p in precisions
              if p in REGISTRY.get(t)().all_precisions] + list(VARIANTS)
+    cells = [cell for cell in cells if cell[1] in args.targets]
     artifacts, keys, export_errors = [], [], {}
     for key, target, precision, extra in cells:
         try:

@@ -11,16 +11,21 @@ Devices are ``edgevit serve`` agents on loopback (:mod:`edgevit.cluster.fleet`):
 For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
 
 1. **Probe**: :func:`edgevit.probe.probe_remote` times the calibration set (``--preset``, fp32
-   and int8; each kernel alone and, where its kind chains, in a chain of ``--chain`` copies;
-   ``--probe-passes`` sweeps) through the agent, device-side, and writes a profile. The
+   and int8; each kernel alone and, where its kind chains, in a chain of ``--chain`` copies)
+   through the agent, device-side, one sweep at a time (``--probe-passes`` of them, each in its
+   own order); :func:`edgevit.predict.merge_profiles` makes the profile of them. The
    calibration files are exported once per backend and reused for the second device.
 2. **Measure**: every selected zoo model at 224 px x {onnx, tflite} x {fp32, int8} (random-init
    weights: timing does not depend on them; int8 calibrated on 8 images) with
    :func:`edgevit.bench.benchmark` through the same agent: the p50 of the agent's device-side
    ``compute_ns``, the four cells of a model interleaved, in ``--passes`` passes over all the
-   models; a cell's measured time is the median of its passes. Each pass against the median
-   of the others is the **noise floor**: how often the device agrees with itself within ±10%,
-   which bounds what any predictor can score against one measurement.
+   models; a cell's measured time is the median of its passes. Each probe sweep runs just
+   before a measurement pass, so that a device drifting over minutes (this VM does, by 10-30%)
+   shows in the profile and the measurements alike instead of pricing the kernels in one phase
+   and the models in another; the **drift** table gives each pass's speed against the median.
+   Each pass against the median of the others is the **noise floor**: how often the device
+   agrees with itself within ±10%, which bounds what any predictor can score against one
+   measurement.
 3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The fit sees only the
    calibration kernels (generic sizes, no zoo model's timing), so every prediction is
    leave-one-family-out by construction.
@@ -65,6 +70,9 @@ WITHIN = 0.10
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not 1 <= args.probe_passes <= args.passes:
+        print(f"--probe-passes must be 1 to --passes ({args.passes}), got {args.probe_passes}", file=sys.stderr)
+        return 2
     if args.repredict:
         return repredict(args)
     from edgevit.cluster.fleet import Fleet, FleetDevice, cgroups_available
@@ -99,7 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="reuse profiles already in --work")
     parser.add_argument("--preset", default="standard", help="calibration preset (quick, standard)")
     parser.add_argument("--probe-rounds", type=int, default=20)
-    parser.add_argument("--probe-passes", type=int, default=3, help="sweeps over the calibration set per probe")
+    parser.add_argument("--probe-passes", type=int, default=3,
+                        help="sweeps over the calibration set, one before each of the first measurement passes "
+                             "(at most --passes)")
     parser.add_argument("--chain", type=int, default=4, help="copies in a chained calibration model (1: none)")
     parser.add_argument("--runs", type=int, default=20, help="timed calls per model cell and pass")
     parser.add_argument("--passes", type=int, default=3,
@@ -158,19 +168,21 @@ def export_calibration(backend: str, args) -> None:
 
 
 def run_device(device, url: str, artifacts: dict, args) -> dict:
+    """Probe and measure one device: each probe pass followed by a measurement pass over every model."""
     from edgevit.predict import fit
 
     row: dict = {"quota": device.cpu_quota, "period_ms": device.cpu_period_ms if device.cpu_quota else None,
-                 "threads": device.threads, "probes": {}, "cells": []}
-    models = {}
-    for backend in ("onnxruntime", "litert"):
-        profile, probe = probe_device(device.name, url, backend, args)
-        row["probes"][backend] = probe
-        models[backend] = fit(profile)
+                 "threads": device.threads, "probes": {}, "cells": [], "drift": []}
+    backends = ("onnxruntime", "litert")
+    reused = {b: reused_profile(device.name, b, args) for b in backends}
+    pass_results: dict[str, list] = {b: [] for b in backends}
     names = sorted({n for n, _, _ in artifacts})
     passes: dict[str, list] = {name: [] for name in names}
     failed: dict[str, str] = {}
-    for done in range(args.passes):  # every model once per pass: the device's drift spreads over all of them
+    for done in range(args.passes):  # probe pass, then every model once: drift reaches profile and models alike
+        for backend in backends:
+            if reused[backend] is None and done < args.probe_passes:
+                pass_results[backend].append(probe_pass(device.name, url, backend, done, args))
         log(f"{device.name}: measurement pass {done + 1}/{args.passes}")
         for name in names:
             if name in failed:
@@ -180,34 +192,82 @@ def run_device(device, url: str, artifacts: dict, args) -> dict:
             except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
                 traceback.print_exc()
                 failed[name] = f"{type(exc).__name__}: {exc}"
+    models = {}
+    for backend in backends:
+        profile, info = reused[backend] or save_probe(device.name, backend, pass_results[backend], args)
+        row["probes"][backend] = info
+        models[backend] = fit(profile)
     for name in names:
         if name in failed:
             row["cells"].append({"model": name, "error": failed[name]})
         else:
             row["cells"] += predict_model(name, passes[name], artifacts, models)
+    row["drift"] = drift({b: [r.profile for r in results] for b, results in pass_results.items()}, row["cells"])
     add_baseline(row["cells"])
     return row
 
 
-def probe_device(device: str, url: str, backend: str, args):
-    """The device's profile for ``backend``: probed through its agent (or reused with --reuse)."""
-    from edgevit.predict import load_profile, save_profile
-    from edgevit.probe import probe_remote
+def reused_profile(device: str, backend: str, args):
+    """With --reuse, the saved profile and its probe facts (None: probe again)."""
+    from edgevit.predict import load_profile
 
     path = args.work / "profiles" / f"{device}-{backend}.json"
     info_path = path.with_suffix(".probe.json")
     if args.reuse and path.exists() and info_path.exists():
         return load_profile(path), json.loads(info_path.read_text())
-    log(f"probing {device} with {backend} ({args.preset})")
-    result = probe_remote(url, backend, preset=args.preset, precisions=("fp32", "int8"), rounds=args.probe_rounds,
-                          passes=args.probe_passes, chain=args.chain, workdir=args.work / f"calibration-{backend}", progress=True)
-    save_profile(result.profile, path)
-    info = {"seconds": round(result.seconds, 1), "timings": len(result.profile.timings),
-            "skipped": len(result.skipped), "profile_bytes": path.stat().st_size,
-            "load_average": list(os.getloadavg())}
-    info_path.write_text(json.dumps(info))
+    return None
+
+
+def probe_pass(device: str, url: str, backend: str, done: int, args):
+    """One sweep over the calibration set through the device's agent (its own shuffled order)."""
+    from edgevit.probe import probe_remote
+
+    log(f"probing {device} with {backend} ({args.preset}), pass {done + 1}/{args.probe_passes}")
+    return probe_remote(url, backend, preset=args.preset, precisions=("fp32", "int8"), rounds=args.probe_rounds,
+                        passes=1, seed=done + 1, chain=args.chain, workdir=args.work / f"calibration-{backend}",
+                        progress=True)
+
+
+def save_probe(device: str, backend: str, results: list, args):
+    """The probe passes merged into the device's profile (saved with the passes and the probe's facts)."""
+    from edgevit.predict import merge_profiles, save_profile
+
+    profiles = [r.profile for r in results]
+    profile = merge_profiles(profiles)
+    path = save_profile(profile, args.work / "profiles" / f"{device}-{backend}.json")
+    for i, one in enumerate(profiles):
+        save_profile(one, path.with_name(f"{path.stem}.pass{i + 1}.json"))
+    info = {"seconds": round(sum(r.seconds for r in results), 1), "timings": len(profile.timings),
+            "passes": len(profiles), "skipped": len(results[0].skipped), "profile_bytes": path.stat().st_size, "load_average": list(os.getloadavg())}
+    path.with_suffix(".probe.json").write_text(json.dumps(info))
     log(f"  {device} {backend}: {info}")
-    return result.profile, info
+    return profile, info
+
+
+def drift(pass_profiles: dict[str, list], cells: list[dict]) -> list[dict]:
+    """How fast the device was in each pass, against its own median: the probe pass (median over the
+    calibration models of the pass's time / the merged time) and the measurement pass after it
+    (median over the cells of the pass's p50 / the cell's median). Above 1: a slow phase."""
+    import numpy as np
+
+    from edgevit.predict import merge_profiles
+
+    rows = []
+    count = max([len(v) for v in pass_profiles.values()] + [len(c.get("passes_ms", [])) for c in cells] + [0])
+    for i in range(count):
+        row: dict = {"pass": i + 1}
+        for backend, profiles in pass_profiles.items():
+            if i < len(profiles):
+                merged = {(t.kernel, t.extra): t.ms for t in merge_profiles(profiles).timings}
+                row[f"probe {backend}"] = float(np.median([t.ms / merged[t.kernel, t.extra] for t in profiles[i].timings
+                                                           if merged[t.kernel, t.extra] > 0]))
+        for target in sorted({c["target"] for c in cells if "passes_ms" in c}):
+            ratios = [c["passes_ms"][i] / c["measured_ms"] for c in cells
+                      if c.get("target") == target and i < len(c.get("passes_ms", []))]
+            if ratios:
+                row[f"models {target}"] = float(np.median(ratios))
+        rows.append(row)
+    return rows
 
 
 def repredict(args) -> int:
@@ -330,6 +390,14 @@ def markdown(results: dict, finished: bool) -> str:
         for backend, probe in row["probes"].items():
             lines.append(f"| {backend} | {probe['seconds']:.0f} s | {probe['timings']} | {probe['skipped']} | "
                          f"{probe['profile_bytes'] / 1024:.0f} KB |")
+        if row.get("drift"):
+            keys = [k for k in row["drift"][0] if k != "pass"]
+            lines += ["", "Drift: each pass's time against the median of the passes (probe: the median over the "
+                      "calibration models; models: the median over the cells), in the order they ran, a probe sweep "
+                      "just before each measurement pass. Above 1: a slow phase.", "",
+                      "| pass | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+            lines += [f"| {d['pass']} | " + " | ".join(f"{d[k]:.3f}" if k in d else "-" for k in keys) + " |"
+                      for d in row["drift"]]
         lines += ["", summary_line("predictor", [c["error"] for c in cells]),
                   summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]),
                   summary_line("noise floor (one pass against the others' median)",

@@ -1,4 +1,5 @@
-"""``edgevit devices probe (--local | --url HOST:PORT | NAME --devices FILE) -o PROFILE``: measure a device's profile for the predictor."""
+"""``edgevit devices probe (--local | --url HOST:PORT | NAME --devices FILE) -o PROFILE``: measure a device's profile for the predictor;
+``edgevit devices merge PROFILE... -o PROFILE``: one profile from probes of a device taken at several times."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("devices", help="device profiles: probe a device for the latency predictor",
                        description="Work with device profiles (edgevit.predict).")
     commands = p.add_subparsers(dest="devices_command", metavar="SUBCOMMAND", required=True,
-                                help="probe: time a device and write its profile")
+                                help="probe: time a device and write its profile; merge: combine probes of one device")
     probe = commands.add_parser(
         "probe",
         help="time the calibration kernels on this machine or a device agent and write its profile",
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
     probe.add_argument("--local", action="store_true", help="time in this process (or give --url, or DEVICE --devices)")
     add_connection_arguments(probe, admin=True, required=False)
     probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
-    probe.add_argument("--preset", default="standard", help="calibration set: standard (123 fp32 kernels, 228 models "
+    probe.add_argument("--preset", default="standard", help="calibration set: standard (127 fp32 kernels, 236 models "
                                                             "with their chains; int8 adds 52 and 100) or quick")
     probe.add_argument("--precisions", default="fp32", help="fp32, or fp32,int8 to time the int8 linear and conv kernels too")
     probe.add_argument("--rounds", type=int, default=20, help="timed runs per model (the profile keeps the median)")
@@ -45,8 +46,24 @@ def add_parser(sub) -> None:
     probe.add_argument("-o", "--out", required=True, help="the profile file to write (JSON)")
     probe.add_argument("--workdir", help="keep the calibration models in this folder and reuse them when probing the "
                                          "next device with the same backend (it then costs only the timing)")
+    probe.add_argument("--seed", type=int, help="shuffle the first pass too, with this seed (for one-pass probes "
+                                                "taken at several times and merged; default: the set's order)")
     probe.add_argument("--quiet", action="store_true", help="no progress display")
     probe.set_defaults(run=run)
+    merge = commands.add_parser(
+        "merge",
+        help="one profile from probes of the same device taken at several times (each timing their median)",
+        description="Merge device profiles of one device and backend, probed with the same settings at several "
+                    "times: each kernel's timing becomes the median over the profiles, and their passes add up. A "
+                    "device that drifts over minutes (a shared VM, a throttling board) is then priced over its "
+                    "phases, not in the one phase a single probe caught.",
+        epilog="example:\n  for i in 1 2 3; do edgevit devices probe --local --passes 1 --seed $i -o p$i.json; "
+               "sleep 600; done\n  edgevit devices merge p1.json p2.json p3.json -o here-ort.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    merge.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile files of one device and backend")
+    merge.add_argument("-o", "--out", required=True, help="the merged profile file to write (JSON)")
+    merge.set_defaults(run=run_merge)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
     check_output_file(args.out, "--out")  # before minutes of probing
     options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
-               "passes": args.passes, "chain": args.chain,
+               "passes": args.passes, "chain": args.chain, "seed": args.seed,
                "window_ms": args.window_ms, "workdir": args.workdir, "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)
@@ -80,6 +97,18 @@ def run(args: argparse.Namespace) -> int:
     for kernel, why in result.skipped:
         print(f"skipped {kernel.describe()}: {why}")
     print(f"{result.profile.summary()}; probed in {result.seconds:.0f} s")
+    print(f"wrote {path}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from edgevit._files import check_output_file
+    from edgevit.predict import load_profile, merge_profiles, save_profile
+
+    check_output_file(args.out, "--out")
+    merged = merge_profiles([load_profile(path) for path in args.profiles])
+    path = save_profile(merged, args.out)
+    print(f"{merged.summary()}; merged from {len(args.profiles)} profiles")
     print(f"wrote {path}")
     return 0
 

@@ -1,6 +1,7 @@
 """Latency prediction from measured device profiles (issue 15): pure numpy, no torch.
 
-* :mod:`edgevit.predict.profile`: the :class:`DeviceProfile` a probe writes (JSON) and its validation;
+* :mod:`edgevit.predict.profile`: the :class:`DeviceProfile` a probe writes (JSON), its validation,
+  and :func:`merge_profiles` (probes of one device taken at several times, each timing their median);
 * :mod:`edgevit.predict.kernels`: kernel kinds, their shape dims and cost features;
 * :mod:`edgevit.predict.mapping`: an artifact's ops (:mod:`edgevit.formats`) to kernels, with
   each backend's fusion rules (:mod:`edgevit.predict.fusion`);
@@ -19,7 +20,14 @@ from __future__ import annotations
 from edgevit.predict.fit import CostModel, fit
 from edgevit.predict.kernels import KINDS, Kernel
 from edgevit.predict.predictor import KernelPrediction, Prediction, map_kernels, predict, read_graph
-from edgevit.predict.profile import DeviceProfile, KernelTiming, Measurement, load_profile, save_profile
+from edgevit.predict.profile import (
+           DeviceProfile,
+           KernelTiming,
+           Measurement,
+           load_profile,
+           merge_profiles,
+           save_profile,
+)
 
 __all__ = ["KINDS", "CostModel", "DeviceProfile", "Kernel", "KernelPrediction", "KernelTiming", "Measurement",
-           "Prediction", "fit", "load_profile", "map_kernels", "predict", "read_graph", "save_profile"]
+           "Prediction", "fit", "load_profile", "map_kernels", "merge_profiles", "predict", "read_graph", "save_profile"]

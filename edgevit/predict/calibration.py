@@ -51,6 +51,7 @@ def _standard(dtype: str) -> list[Kernel]:
         k.append(Kernel.of("conv1x1", dtype, N=1, IH=side, IW=side, CIN=4 * c, OH=side, OW=side, COUT=c, KH=1, KW=1, G=1))
         k.append(Kernel.of("dwconv", dtype, N=1, IH=side, IW=side, CIN=c, OH=side, OW=side, COUT=c, KH=3, KW=3, G=c))
         k.append(Kernel.of("pool", dtype, N=1, IH=side, IW=side, C=c, OH=1, OW=1, KH=side, KW=side))
+    k += [Kernel.of("reorder", dtype, E=side * side * c) for side, c in MAPS]  # onnxruntime's NCHWc layout conversions
     return k
 
 
@@ -67,7 +68,7 @@ PRESETS = {"quick": _quick, "standard": _standard}
 
 
 def calibration_kernels(preset: str = "standard", dtype: str = "fp32") -> tuple[Kernel, ...]:
-    """The kernels of ``preset`` (``"standard"``: 123 in fp32 and 52 in int8, ``"quick"``: 5) in ``dtype``
+    """The kernels of ``preset`` (``"standard"``: 127 in fp32 and 52 in int8, ``"quick"``: 5) in ``dtype``
     (``"int8"``: only the :data:`INT8_KINDS`).
 
     Raises:

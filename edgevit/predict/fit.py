@@ -44,7 +44,7 @@ from edgevit.predict.profile import DeviceProfile, KernelTiming
 __all__ = ["STAND_INS", "CostModel", "KindModel", "fit"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 3
+PREDICTOR_VERSION = 4
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -85,6 +85,7 @@ class CostModel:
     run_ms: float
     models: Mapping[tuple[str, str], KindModel] = field(hash=False)
     profile: str = ""
+    cpu_flags: tuple[str, ...] = ()
 
     def ms(self, kernel: Kernel) -> float | None:
         """The predicted time of ``kernel``; 0 for a free one; None when the profile has no timing of its kind and precision."""
@@ -101,7 +102,7 @@ def fit(profile: DeviceProfile) -> CostModel:
     run_ms = float(np.median(runs)) if runs else 0.0
     timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
     if not timings:
-        return CostModel(profile.backend, run_ms, {}, profile.summary())
+        return CostModel(profile.backend, run_ms, {}, profile.summary(), profile.cpu_flags)
     own = {(t.kernel.kind, t.kernel.dtype) for t in timings}
     stood = {key: (STAND_INS[k.kind], "fp32") for t in timings for k in t.extra
              if (key := (k.kind, k.dtype)) not in own and k.kind in STAND_INS and (STAND_INS[k.kind], "fp32") in own}
@@ -110,7 +111,8 @@ def fit(profile: DeviceProfile) -> CostModel:
         base = _solve([t for t in timings if not any((k.kind, k.dtype) in stood for k in t.extra)], run_ms, {})
         known = {key: replace(base[stand_in], kind=key[0], dtype=key[1], samples=0, isolation_ms=0.0,
                               stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
-    return CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary())
+    return CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
+                     profile.cpu_flags)
 
 
 def _solve(timings: list[KernelTiming], run_ms: float,

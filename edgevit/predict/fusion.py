@@ -71,13 +71,15 @@ class RuleSet:
 
     ``absent`` names the kernel kinds the backend never runs as one kernel (LiteRT: the
     converter writes LayerNorm as its reductions and arithmetic, each timed as its own kind);
-    a probe does not time them.
+    a probe does not time them. ``layout`` names the walk (:data:`edgevit.predict.layout.LAYOUTS`)
+    that finds the layout conversions the backend adds (onnxruntime: ``"nchwc"``), or ``""``.
     """
 
     format: str
     rules: tuple[FusionRule, ...]
     notes: str = ""
     absent: frozenset[str] = frozenset()
+    layout: str = ""
 
 
 @dataclass
@@ -148,12 +150,13 @@ RULES.register("onnxruntime", RuleSet("onnx", (
     FusionRule.of("conv-act", "Conv", _ORT_ACT, source=f"ConvActivationFusion (FusedConv); {_ORT}"),
     FusionRule.of("gemm-act", "Gemm", _ORT_ACT, source=f"GemmActivationFusion; {_ORT}"),
 ), notes="QDQ groups are fused around MatMul, Gemm and Conv only; a Q or DQ elsewhere (Add, Concat, the "
-          "activations' QuantizeLinear) is costed as an element-wise op"))
+          "activations' QuantizeLinear) is costed as an element-wise op; float convolutions run in the NCHWc "
+          "layout, whose reorders are costed as copies (edgevit.predict.layout)", layout="nchwc"))
 RULES.register("litert", RuleSet("tflite", (
     FusionRule.of("pad", "PAD|PADV2", "CONV_2D|DEPTHWISE_CONV_2D", anchor=1,
                   source="XNNPACK subgraph optimisation: a constant Pad is folded into the next convolution"),
 ), notes="the TFLite converter already writes activations into CONV_2D, FULLY_CONNECTED, ADD and MUL (fused_activation_function)",
-    absent=frozenset({"layernorm"})))
+    absent=frozenset({"layernorm", "reorder"})))
 
 
 def group_ops(graph: OpGraph, rules: RuleSet, skip: set[int] = frozenset()) -> list[Group]:

@@ -161,6 +161,8 @@ KINDS: dict[str, KernelKind] = {
     "dequantize": KernelKind(("E", "I"), _elements, about="int8 to float (ONNX DequantizeLinear, TFLite DEQUANTIZE)"),
     "reduce": KernelKind(("E", "OUT"), _reduce, about="a reduction (mean, sum) of E elements to OUT"),
     "copy": KernelKind(("E",), _copy, about="data movement of E elements (transpose, concat, slice, gather, pad)"),
+    "reorder": KernelKind(("E",), _copy, about="a layout conversion of E elements that the backend adds and the file "
+                                               "does not hold (onnxruntime's NCHWc ReorderInput / ReorderOutput)"),
     "free": KernelKind((), _none, free=True, about="no work at run time (reshape, constant folded away)"),
 }
 

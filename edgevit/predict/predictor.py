@@ -36,6 +36,7 @@ from edgevit.formats import OpGraph
 from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit
 from edgevit.predict.fusion import RULES, group_ops
 from edgevit.predict.kernels import Kernel
+from edgevit.predict.layout import LAYOUTS
 from edgevit.predict.mapping import OPS, kernel_from_tensor, kernel_of, op_dtype
 from edgevit.predict.profile import DeviceProfile
 
@@ -53,12 +54,14 @@ class KernelPrediction:
     """One row of a prediction: the ops that run as one kernel, and its predicted time.
 
     Attributes:
-        ops: indices into the graph's main ops (the first is the anchor).
-        op_types: their types, in the same order.
+        ops: indices into the graph's main ops (the first is the anchor); empty for a kernel
+            the backend adds and the file does not hold (a layout reorder, placed beside the op
+            it serves).
+        op_types: their types, in the same order (a reorder: ``ReorderInput`` / ``ReorderOutput``).
         kernel: the kernel they run as (None for unknown and unsized ops).
         ms: its predicted time (0 unless ``status`` is ``"ok"`` or ``"approximated"``).
         status: one of :data:`STATUSES`.
-        fused: the fusion rules that grouped the ops.
+        fused: the fusion rules that grouped the ops (a reorder: the backend's layout, ``nchwc``).
     """
 
     ops: tuple[int, ...]
@@ -169,7 +172,7 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     """
     model = profile if isinstance(profile, CostModel) else fit(profile)
     graph = read_graph(source)
-    rows = _rows(graph, model, _rules(model.backend, graph))
+    rows = _rows(graph, model, _rules(model.backend, graph), model.cpu_flags)
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = _count(rows, "uncalibrated")
     return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
@@ -181,16 +184,22 @@ def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:
     return dict(Counter(f"{r.kernel.kind} {r.kernel.dtype}" for r in rows if r.status == status and r.kernel))
 
 
-def map_kernels(source: str | Path | OpGraph, backend: str) -> tuple[KernelPrediction, ...]:
+def map_kernels(source: str | Path | OpGraph, backend: str,
+                cpu_flags: tuple[str, ...] | None = None) -> tuple[KernelPrediction, ...]:
     """The kernels ``backend`` runs for ``source``, not costed (every ``ms`` is 0; ``"ok"`` rows are
     the ones a profile would price). The probe checks its calibration models with it.
+
+    ``cpu_flags`` are the device's (they decide the layout conversions a backend adds,
+    :mod:`edgevit.predict.layout`); default: this machine's.
 
     Example:
         >>> [r.kernel.kind for r in map_kernels("linear.onnx", "onnxruntime") if r.status == "ok"]  # doctest: +SKIP
         ['linear']
     """
+    from edgevit.environment import cpu_flags as local_flags
+
     graph = read_graph(source)
-    return tuple(_rows(graph, None, _rules(backend, graph)))
+    return tuple(_rows(graph, None, _rules(backend, graph), local_flags() if cpu_flags is None else cpu_flags))
 
 
 def _rules(backend: str, graph: OpGraph):
@@ -202,7 +211,10 @@ def _rules(backend: str, graph: OpGraph):
     return rules
 
 
-def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPrediction]:
+def _rows(graph: OpGraph, model: CostModel | None, rules, cpu_flags: tuple[str, ...] = ()) -> list[KernelPrediction]:
+    reorders = defaultdict(list)  # op index -> the layout conversions the backend adds around it
+    for reorder in LAYOUTS[rules.layout](graph, cpu_flags) if rules.layout else ():
+        reorders[reorder.op].append(reorder)
     folded = _folded(graph)
     graph = _with_folded_constants(graph, folded)  # a weight behind a folded DequantizeLinear is still a weight
     ops = graph.main_ops
@@ -210,6 +222,7 @@ def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPredicti
     grouped = {i for g in groups.values() for i in g.ops}
     rows = []
     for i, op in enumerate(ops):
+        rows += [_reorder_row(r, model, rules.layout) for r in reorders.get(i, ()) if r.node == "ReorderInput"]
         if i in folded:
             rows.append(KernelPrediction((i,), (op.type,), None, 0.0, "folded"))
         elif i in groups:
@@ -222,7 +235,14 @@ def _rows(graph: OpGraph, model: CostModel | None, rules) -> list[KernelPredicti
                                 known=op.type in OPS[graph.format] or g.kind is not None))
         elif i not in grouped:
             rows.append(_costed((i,), (op.type,), kernel_of(op, graph), model, (), known=op.type in OPS[graph.format]))
+        rows += [_reorder_row(r, model, rules.layout) for r in reorders.get(i, ()) if r.node != "ReorderInput"]
     return rows
+
+
+def _reorder_row(reorder, model: CostModel | None, layout: str) -> KernelPrediction:
+    """A layout conversion the backend adds at op ``reorder.op``, as a ``reorder`` kernel."""
+    kernel = Kernel.of("reorder", E=reorder.elements) if reorder.elements else None
+    return _costed((), (reorder.node,), kernel, model, (layout,), known=True)
 
 
 def _costed(ops, types, kernel: Kernel | None, model: CostModel | None, fused, known: bool) -> KernelPrediction:

@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+import statistics
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from edgevit._files import write_text
 from edgevit.environment import Environment
-from edgevit.errors import EdgeVitError, ProfileError
+from edgevit.errors import EdgeVitError, InvalidArgumentError, ProfileError
 from edgevit.predict.kernels import Kernel
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "STATISTICS", "DeviceProfile", "KernelTiming", "Measurement",
-           "load_profile", "profile_from_dict", "save_profile"]
+           "load_profile", "merge_profiles", "profile_from_dict", "save_profile"]
 
 FORMAT = "edgevit-device-profile"
 #: bumped whenever a field changes meaning; a profile of another version is refused (re-probe)
@@ -143,12 +145,62 @@ def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
     return {"kind": kernel.kind, "dtype": kernel.dtype, "dims": dict(kernel.dims)}
 
 
+#: what profiles must share to be merged: the same device, backend and way of measuring
+_SAME = ("device", "backend", "backend_version", "threads", "cpu_flags", "edgevit")
+_SAME_MEASUREMENT = ("rounds", "warmup", "statistic", "where", "chain", "window_ms")
+
+
+def merge_profiles(profiles: list[DeviceProfile] | tuple[DeviceProfile, ...]) -> DeviceProfile:
+    """One profile from several probes of the same device: each timing the median of theirs.
+
+    A device drifts over minutes (a shared VM, a throttling board, a quota), and a probe taken
+    in one phase prices every kernel in that phase. Probes taken at several times, for example
+    one pass each between the runs you want to predict, merge into a profile whose timings are
+    the median over them (the passes add up). The first profile's environment stamp is kept;
+    the latest ``created_utc``.
+
+    Raises:
+        InvalidArgumentError: no profiles, or profiles of other devices, backends, threads,
+            versions or ways of measuring, or of other calibration sets (the message says which).
+
+    Example:
+        >>> merged = merge_profiles([load_profile(f"pass{i}.json") for i in (1, 2, 3)])  # doctest: +SKIP
+        >>> merged.measurement.passes  # doctest: +SKIP
+        3
+    """
+    profiles = tuple(profiles)
+    if not profiles:
+        raise InvalidArgumentError("merge_profiles needs at least one profile")
+    first = profiles[0]
+    for n, other in enumerate(profiles[1:], start=2):
+        differ = [f"{name} {getattr(first, name)!r} / {getattr(other, name)!r}" for name in _SAME
+                  if getattr(first, name) != getattr(other, name)]
+        differ += [f"measurement.{name} {getattr(first.measurement, name)!r} / {getattr(other.measurement, name)!r}"
+                   for name in _SAME_MEASUREMENT if getattr(first.measurement, name) != getattr(other.measurement, name)]
+        mine, theirs = ({(t.kernel, t.extra) for t in p.timings} for p in (first, other))
+        if mine != theirs:
+            differ.append(f"calibration models: {len(mine - theirs)} only in the first, {len(theirs - mine)} only in "
+                          f"profile {n}")
+        if differ:
+            raise InvalidArgumentError(f"profile {n} cannot be merged with the first: {'; '.join(differ)}. Merge "
+                                       "probes of one device and backend made with the same settings and edgevit")
+    ms: dict[tuple[Kernel, tuple[Kernel, ...]], list[float]] = {}
+    for profile in profiles:
+        for timing in profile.timings:
+            ms.setdefault((timing.kernel, timing.extra), []).append(timing.ms)
+    return replace(
+        first,
+        measurement=replace(first.measurement, passes=sum(p.measurement.passes for p in profiles)),
+        created_utc=max(p.created_utc for p in profiles),
+        timings=tuple(replace(t, ms=statistics.median(ms[t.kernel, t.extra])) for t in first.timings),
+    )
+
+
 def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
-    """Write ``profile`` as JSON to ``path`` (parents created) and return the path."""
+    """Write ``profile`` as JSON to ``path`` (parents created; whole or not at all) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile.to_dict(), indent=1) + "\n")
-    return path
+    return write_text(path, json.dumps(profile.to_dict(), indent=1) + "\n")
 
 
 def load_profile(path: str | Path) -> DeviceProfile:

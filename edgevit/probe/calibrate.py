@@ -94,7 +94,7 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
 def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
           kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3, passes: int = 3,
           chain: int = CHAIN, window_ms: float = WINDOW_MS, workdir: str | Path | None = None,
-          progress: bool | None = None) -> ProbeResult:
+          seed: int | None = None, progress: bool | None = None) -> ProbeResult:
     """Time the calibration set with ``timer`` and return the profile.
 
     Args:
@@ -116,6 +116,9 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
             alone in a model costs more than inside one (its threads, caches and the first call
             of its code are its own); the fit tells that isolation apart from the kernel's own cost
             by the two models, and predictions leave it out.
+        seed: shuffle the first pass too, with this seed (default: the first pass in the set's
+            order, the later ones shuffled). Probes of one pass each, taken between other work and
+            merged with :func:`~edgevit.predict.merge_profiles`, then each visit the set in their own order.
         workdir: where the calibration artifacts are written (default: a temporary folder, removed);
             given again (another device, the same backend), the files already there are reused.
         progress: show a progress bar on stderr (default: on a terminal).
@@ -136,7 +139,7 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
         root = Path(workdir) if workdir is not None else Path(scratch)
         for index, kernel, copies in models:  # the first pass exports (or reuses) each model as it goes
             bar.note(kernel.describe() + (f" x{copies}" if copies > 1 else ""))
-            outcome = _prepare(kernel, index, backend, root, copies)
+            outcome = _prepare(kernel, index, backend, root, copies, stamp.cpu_flags)
             if isinstance(outcome, str):
                 if copies == 1 or all(k != kernel for k, _ in skipped):  # a kernel skipped alone is named once
                     skipped.append((kernel, outcome if copies == 1 else f"a chain of {copies}: {outcome}"))
@@ -146,7 +149,9 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
             bar.update(1)
         samples: list[list[float]] = [[] for _ in ready]
         order = list(range(len(ready)))
-        shuffle = np.random.default_rng(0)
+        shuffle = np.random.default_rng(0 if seed is None else seed)
+        if seed is not None:
+            shuffle.shuffle(order)
         for done in range(passes):
             for i in order:
                 timing, path, shape = ready[i]
@@ -196,17 +201,18 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
     return Path(artifact.path), shape
 
 
-def _prepare(kernel: Kernel, index: int, backend: str, root: Path,
-             copies: int = 1) -> tuple[KernelTiming, Path, tuple[int, ...]] | str:
+def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int = 1,
+             cpu_flags: tuple[str, ...] = ()) -> tuple[KernelTiming, Path, tuple[int, ...]] | str:
     """The calibration model of one kernel (or a chain of ``copies``), ready to time (its timing
     with ``ms`` still 0, the artifact, the input shape), or why it cannot be used. The other
-    kernels the file holds, the chain's other copies among them, are the timing's ``extra``."""
+    kernels the file holds, the chain's other copies and the layout conversions the backend adds
+    on a device with ``cpu_flags`` among them, are the timing's ``extra``."""
     if kernel.kind in RULES.get(backend).absent:
         return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
     path, shape = export_calibration_model(kernel, index, backend, root, copies)
     extra: tuple[Kernel, ...] = ()
     if kernel.kind != "run":
-        rows = [r for r in map_kernels(path, backend) if r.status == "ok"]
+        rows = [r for r in map_kernels(path, backend, cpu_flags) if r.status == "ok"]
         main = [r for r in rows if (r.kernel.kind, r.kernel.dtype) == (kernel.kind, kernel.dtype)]
         if not main:
             return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"

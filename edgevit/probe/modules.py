@@ -99,6 +99,21 @@ def _pool(d):
     return torch.nn.AvgPool2d((d["KH"], d["KW"])), (1, d["C"], d["IH"], d["IW"])
 
 
+def _reorder(d, copies=1):
+    """A 1x1 max pool runs in onnxruntime's blocked layout and the scaling after it does not: each
+    copy reorders its input into the layout and its output back out of it."""
+    torch = require("torch", "export")
+    channels = next((c for c in (64, 16, 8) if d["E"] % c == 0), 1)  # a multiple of the block (8; 16 with AVX-512)
+    side = _factor(d["E"] // channels)
+
+    def pooled(x):
+        for _ in range(copies):
+            x = torch.nn.functional.max_pool2d(x, 1) * 0.5
+        return x
+
+    return _lambda(pooled), (1, channels, side, d["E"] // channels // side)
+
+
 def _factor(n: int) -> int:
     """The largest divisor of ``n`` not above its square root (a near-square 2-D shape for ``n`` elements)."""
     best = 1
@@ -112,7 +127,7 @@ def _factor(n: int) -> int:
 BUILDERS: dict[str, Callable[[dict[str, int]], tuple[Any, tuple[int, ...]]]] = {
     "run": _run, "linear": _linear, "matmul": _matmul, "softmax": _softmax, "layernorm": _layernorm, "gelu": _gelu,
     "elementwise": _elementwise, "math": _math, "reduce": _reduce, "copy": _copy,
-    "conv": _conv, "conv1x1": _conv, "dwconv": _conv, "pool": _pool,
+    "conv": _conv, "conv1x1": _conv, "dwconv": _conv, "pool": _pool, "reorder": _reorder,
 }
 
 
@@ -172,6 +187,7 @@ CHAINS: dict[str, Callable[[dict[str, int], int], tuple[Any, tuple[int, ...]]]] 
     "linear": _linear_chain, "matmul": _attention_chain, "softmax": _repeat(_softmax),
     "layernorm": _repeat(_layernorm), "gelu": _repeat(_gelu), "elementwise": _repeat(_elementwise),
     "math": _repeat(_math), "reduce": _reduce_chain, "conv1x1": _conv1x1_chain, "dwconv": _repeat(_conv),
+    "reorder": _reorder,
 }
 
 

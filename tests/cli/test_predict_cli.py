@@ -122,3 +122,25 @@ def test_probing_a_device_by_name_needs_its_file_and_an_address_there(tmp_path, 
     assert main(["devices", "probe", "pi-a", "--devices", str(devices), "--token-file", "t", "-o", out]) == 1
     assert "come from the device file" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_devices_merge_writes_the_median_profile_and_refuses_a_mismatch_first(profile, tmp_path, capsys):
+    from dataclasses import replace
+
+    first = load_profile(profile)
+    slower = save_profile(replace(first, timings=tuple(replace(t, ms=3 * t.ms) for t in first.timings)),
+                          tmp_path / "slower.json")
+    out = tmp_path / "merged" / "cli.json"
+    assert main(["devices", "merge", str(profile), str(slower), "-o", str(out)]) == 0
+    assert "merged from 2 profiles" in capsys.readouterr().out
+    merged = load_profile(out)
+    assert merged.measurement.passes == 2
+    assert [t.ms for t in merged.timings] == pytest.approx([2 * t.ms for t in first.timings])
+    other = save_profile(replace(first, backend="litert"), tmp_path / "litert.json")
+    again = tmp_path / "again.json"
+    assert main(["devices", "merge", str(profile), str(other), "-o", str(again)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("InvalidArgumentError: profile 2 cannot be merged") and "backend" in err
+    assert not again.exists()
+    assert main(["devices", "merge", str(profile), str(tmp_path / "missing.json"), "-o", str(again)]) == 1
+    assert capsys.readouterr().err.startswith("ProfileError: ") and not again.exists()

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import pickle
+import shutil
 
 import pytest
 
@@ -46,7 +47,8 @@ def exported(tmp_path_factory):
             with _locked(shared / f"export-{model}.lock"):
                 if record.is_file():
                     outcomes = pickle.loads(record.read_bytes())
-                else:
+                else:  # a worker whose export raised left the folder: start again (and raise the same error)
+                    shutil.rmtree(out, ignore_errors=True)
                     out.mkdir()
                     precisions = sorted({p for t in TARGETS.names() for p in TARGETS.get(t).precisions})
                     outcomes = export_all(model, targets=TARGETS.names(), precisions=precisions, out=out,

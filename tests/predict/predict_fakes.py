@@ -36,6 +36,8 @@ def true_ms(kind: str, d: dict[str, int]) -> float:
         return 0.002 + 1e-7 * out * d["KH"] * d["KW"] + 1e-8 * 4 * (d["N"] * d["IH"] * d["IW"] * d["C"] + out)
     if kind == "copy":
         return 0.0005 + 3e-9 * 2 * 4 * d["E"]
+    if kind == "reorder":
+        return 0.0007 + 1e-9 * 2 * 4 * d["E"]
     raise AssertionError(kind)
 
 
@@ -53,13 +55,16 @@ SAMPLES = {  # several shapes per kind, none of them the graph's: the fit has to
     "gelu": [dict(E=e, I=1) for e in (100, 900, 5000)],
     "elementwise": [dict(E=e, I=i) for e, i in itertools.product((64, 3000), (1, 2))],
     "copy": [dict(E=e) for e in (100, 2000, 70000)],
+    "reorder": [dict(E=e) for e in (512, 4096, 50176)],
     "math": [dict(E=e, I=1) for e in (64, 800, 9000)],
     "reduce": [dict(E=e, OUT=o) for e, o in ((640, 10), (6400, 50), (20000, 20))],
     "pool": [dict(N=1, IH=h, IW=h, C=c, OH=h // k, OW=h // k, KH=k, KW=k) for h, c, k in ((8, 16, 2), (16, 8, 4), (14, 32, 7))],
 }
 
 
-def fake_profile(kinds=SAMPLES, backend="onnxruntime") -> DeviceProfile:
+def fake_profile(kinds=SAMPLES, backend="onnxruntime", cpu_flags=()) -> DeviceProfile:
+    """A profile of the fake device; ``cpu_flags`` decide the layout reorders predicted (none by default)."""
     timings = [KernelTiming(Kernel.of("run"), RUN_MS)]
     timings += [KernelTiming(Kernel.of(kind, **dims), RUN_MS + true_ms(kind, dims)) for kind in kinds for dims in kinds[kind]]
-    return DeviceProfile("fake", backend, "0", 1, Measurement(1, 0), environment(), (), "2026-11-30", "0.1.0", tuple(timings))
+    return DeviceProfile("fake", backend, "0", 1, Measurement(1, 0), environment(), tuple(cpu_flags), "2026-11-30", "0.1.0",
+                         tuple(timings))

@@ -4,13 +4,14 @@ field, a wrong value, another format version), each with one ProfileError naming
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from edgevit.environment import environment
 from edgevit.errors import InvalidArgumentError, ProfileError
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, load_profile, save_profile
-from edgevit.predict.profile import FORMAT_VERSION
+from edgevit.predict.profile import FORMAT_VERSION, merge_profiles
 
 ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
 
@@ -113,3 +114,44 @@ def test_a_kernel_is_validated_when_built():
     with pytest.raises(InvalidArgumentError, match="positive integers"):
         Kernel.of("linear", M=0, K=2, N=3)
     assert Kernel.of("linear", N=3, M=1, K=2).dims == (("M", 1), ("K", 2), ("N", 3))
+
+
+def _scaled(profile: DeviceProfile, factor: float, created: str) -> DeviceProfile:
+    return replace(profile, created_utc=created,
+                   timings=tuple(replace(t, ms=t.ms * factor) for t in profile.timings))
+
+
+def test_merged_profiles_keep_each_timings_median_and_add_their_passes(tmp_path):
+    base = make_profile()
+    merged = merge_profiles([_scaled(base, 1.0, "2026-11-30T22:00:00+00:00"),
+                             _scaled(base, 3.0, "2026-11-30T22:20:00+00:00"),
+                             _scaled(base, 1.2, "2026-11-30T22:10:00+00:00")])
+    assert [t.ms for t in merged.timings] == pytest.approx([t.ms * 1.2 for t in base.timings])
+    assert [(t.kernel, t.extra) for t in merged.timings] == [(t.kernel, t.extra) for t in base.timings]
+    assert merged.measurement.passes == 3 and merged.created_utc == "2026-11-30T22:20:00+00:00"
+    assert load_profile(save_profile(merged, tmp_path / "merged.json")) == merged
+
+
+def test_merged_profiles_are_matched_by_kernel_not_by_position():
+    base = make_profile()
+    shuffled = replace(_scaled(base, 3.0, base.created_utc), timings=tuple(reversed(_scaled(base, 3.0, "x").timings)))
+    merged = merge_profiles([base, shuffled])
+    assert [t.ms for t in merged.timings] == pytest.approx([t.ms * 2.0 for t in base.timings])
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda p: replace(p, backend="litert"), "backend 'onnxruntime' / 'litert'"),
+    (lambda p: replace(p, threads=2), "threads 1 / 2"),
+    (lambda p: replace(p, device="pi-a"), "device 'here' / 'pi-a'"),
+    (lambda p: replace(p, measurement=replace(p.measurement, window_ms=100.0)), "measurement.window_ms 0.0 / 100.0"),
+    (lambda p: replace(p, timings=p.timings[:-1]), "calibration models: 1 only in the first, 0 only in profile 2"),
+])
+def test_profiles_of_other_devices_or_settings_are_not_merged(change, words):
+    with pytest.raises(InvalidArgumentError, match=r"profile 2 cannot be merged with the first: .*") as error:
+        merge_profiles([make_profile(), change(make_profile())])
+    assert words in str(error.value) and "same settings" in str(error.value)
+
+
+def test_merging_nothing_is_refused():
+    with pytest.raises(InvalidArgumentError, match="at least one profile"):
+        merge_profiles([])

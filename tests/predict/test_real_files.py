@@ -6,10 +6,12 @@ prices the whole file."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from predict_fakes import fake_profile
 
+from edgevit.models import list_models
 from edgevit.predict import map_kernels, predict, read_graph
 
 #: (model, target) -> expected kernel counts (test_vit: depth 4, 4 heads; the head is one more linear)
@@ -20,6 +22,7 @@ EXPECTED = {
     ("test_tiny_vit", "tflite"): {"softmax": 5, "matmul": 10},
 }
 BACKEND = {"onnx": "onnxruntime", "tflite": "litert"}
+TEST_MODELS = [m for m in list_models(include_test=True) if m.startswith("test_")]
 
 
 def _cases():
@@ -70,3 +73,31 @@ def test_an_int8_export_maps_its_products_to_int8_kernels(tmp_path, target, back
     assert kinds["linear", "int8"] == 17 and kinds["conv", "int8"] == 1
     if target == "onnx":
         assert kinds["matmul", "int8"] == 8
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=[] if m in ("test_cas_vit", "test_efficientformerv2")
+                                                else [pytest.mark.slow]) for m in TEST_MODELS])
+def test_the_reorders_predicted_are_those_onnxruntime_adds_to_an_exported_model(exported, model, tmp_path):
+    """edgevit's own ONNX export of every family, against onnxruntime's optimised graph on this CPU."""
+    from edgevit.environment import cpu_flags
+    from edgevit.predict.layout import nchwc_block, nchwc_reorders
+
+    block = nchwc_block(cpu_flags())
+    if block == 1:
+        pytest.skip("this CPU runs no NCHWc layout in onnxruntime: nothing to compare with")
+    ort = pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgevit.artifact import read_manifest
+
+    folder = Path(exported(model, "onnx"))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(folder / read_manifest(folder).model_file), options, providers=["CPUExecutionProvider"])
+    theirs = Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+    mine = Counter(r.node for r in nchwc_reorders(read_graph(folder), block))
+    assert mine == Counter({k: theirs[k] for k in ("ReorderInput", "ReorderOutput") if theirs[k]})
+    if model in ("test_cas_vit", "test_efficientformerv2"):
+        assert mine["ReorderInput"] and mine["ReorderOutput"]
