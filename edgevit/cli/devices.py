@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
     probe.add_argument("--local", action="store_true", help="time in this process (or give --url, or DEVICE --devices)")
     add_connection_arguments(probe, admin=True, required=False)
     probe.add_argument("--backend", default="onnxruntime", help="onnxruntime (ONNX files) or litert (TFLite files)")
-    probe.add_argument("--preset", default="standard", help="calibration set: standard (127 fp32 kernels, 236 models "
-                                                            "with their chains; int8 adds 52 and 100) or quick")
+    probe.add_argument("--preset", default="standard", help="calibration set: standard (135 fp32 kernels, 252 models "
+                                                            "with their chains; int8 adds 60 and 116) or quick")
     probe.add_argument("--precisions", default="fp32", help="fp32, or fp32,int8 to time the int8 linear and conv kernels too")
     probe.add_argument("--rounds", type=int, default=20, help="timed runs per model (the profile keeps the median)")
     probe.add_argument("--warmup", type=int, default=3, help="untimed runs before them")

@@ -193,6 +193,10 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
     done = root / f"{name}-{TARGETS[backend]}-{kernel.dtype}"
     if (done / "manifest.json").is_file():  # a workdir given again: the same kernel was exported before
         return done, shape
+    suffix = f"{times}-{kernel.kind}-{kernel.dtype}-{_digest(kernel)}-{TARGETS[backend]}-{kernel.dtype}"
+    moved = sorted(p for p in root.glob(f"calib[0-9][0-9][0-9]{suffix}") if (p / "manifest.json").is_file())
+    if moved:  # the same kernel at another place in a grown calibration set (only the input seeds differ)
+        return moved[0], shape
     calibration = np.stack([_input(shape[1:], index + 1 + i) for i in range(8)])  # int8: what the recipe calibrates on
     piece = Piece(module, _input(shape, index), calibration=calibration, name=name,
                   classifies=False, note="an edgevit calibration kernel")

@@ -201,6 +201,10 @@ def test_a_workdir_given_again_reuses_its_calibration_files(tmp_path, monkeypatc
     second = probe_local("onnxruntime", kernels=kernels, rounds=1, warmup=0, workdir=tmp_path, progress=False)
     assert [t.kernel for t in second.profile.timings] == [t.kernel for t in first.profile.timings]
     assert sorted(p.name for p in tmp_path.iterdir()) == folders
+    moved = kernels[::-1]  # the same kernels at other places in the set (a set grown in the middle): the same files
+    third = probe_local("onnxruntime", kernels=moved, rounds=1, warmup=0, workdir=tmp_path, progress=False)
+    assert [t.kernel.kind for t in third.profile.timings] == ["linear", "run", "linear"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == folders
     other = (Kernel.of("linear", M=17, K=32, N=64),)  # another kernel at the same index: exported anew
     with pytest.raises(AssertionError, match="exported again"):
         probe_local("onnxruntime", kernels=(kernels[0], *other), rounds=1, warmup=0, workdir=tmp_path, progress=False)
