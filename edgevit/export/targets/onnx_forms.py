@@ -9,9 +9,10 @@ on CAS-ViT-XS). The export's verification checks the file as always.
   CAS-ViT's ``qkv`` projection is) becomes one ``Conv`` per part. onnxruntime runs float
   convolutions in its blocked NCHWc layout on x86, and a ``Split`` cannot read that layout: the
   whole output is converted back to NCHW, split, and each part converted forward again for the
-  next convolution. One convolution per part keeps each part blocked. Measured on CAS-ViT-XS
-  (onnxruntime 1.32, 2 threads, AVX2, a loaded machine): 60 -> 30 ``ReorderInput`` nodes, the
-  same outputs bit for bit, 0.92x the time (median of 60 paired rounds).
+  next convolution. One convolution per part keeps each part blocked. Measured on CAS-ViT-XS and
+  -S (onnxruntime 1.32, 2 threads, an idle AVX2 machine, ``benchmarks/onnx_forms.py``): half the
+  ``ReorderInput`` nodes (60 -> 30, 90 -> 45), the same outputs bit for bit, 0.965x and 0.973x
+  the time (median of 200 paired rounds).
 
 Example:
     >>> counts = faster_forms(Path("model.onnx"))  # doctest: +SKIP
