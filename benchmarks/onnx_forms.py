@@ -22,7 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +96,10 @@ def measure(name: str, work: Path, rounds: int) -> dict:
 
 def reorders(folder: Path) -> dict[str, int]:
     """ReorderInput / ReorderOutput nodes in onnxruntime's optimised graph of the artifact's file."""
-    import onnx
-    import onnxruntime as ort
-
     from edgevit.artifact import read_manifest
+    from edgevit.predict.layout import onnxruntime_reorders
 
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(folder.parent / f"{folder.name}.optimized.onnx")
-    options.log_severity_level = 3
-    ort.InferenceSession(str(folder / read_manifest(folder).model_file), options, providers=["CPUExecutionProvider"])
-    nodes = Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+    nodes = onnxruntime_reorders(folder / read_manifest(folder).model_file)
     return {"in": nodes["ReorderInput"], "out": nodes["ReorderOutput"]}
 
 

@@ -252,15 +252,17 @@ def drift(pass_profiles: dict[str, list], cells: list[dict]) -> list[dict]:
 
     from edgevit.predict import merge_profiles
 
+    merged = {backend: {(t.kernel, t.extra): t.ms for t in merge_profiles(profiles).timings}
+              for backend, profiles in pass_profiles.items() if profiles}
     rows = []
     count = max([len(v) for v in pass_profiles.values()] + [len(c.get("passes_ms", [])) for c in cells] + [0])
     for i in range(count):
         row: dict = {"pass": i + 1}
         for backend, profiles in pass_profiles.items():
             if i < len(profiles):
-                merged = {(t.kernel, t.extra): t.ms for t in merge_profiles(profiles).timings}
-                row[f"probe {backend}"] = float(np.median([t.ms / merged[t.kernel, t.extra] for t in profiles[i].timings
-                                                           if merged[t.kernel, t.extra] > 0]))
+                ms = merged[backend]
+                row[f"probe {backend}"] = float(np.median([t.ms / ms[t.kernel, t.extra] for t in profiles[i].timings
+                                                           if ms[t.kernel, t.extra] > 0]))
         for target in sorted({c["target"] for c in cells if "passes_ms" in c}):
             ratios = [c["passes_ms"][i] / c["measured_ms"] for c in cells
                       if c.get("target") == target and i < len(c.get("passes_ms", []))]

@@ -38,12 +38,15 @@ Example:
 
 from __future__ import annotations
 
-from collections import defaultdict
+import tempfile
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
+from edgevit.errors import require
 from edgevit.formats import Op, OpGraph, TensorKey
 
-__all__ = ["LAYOUTS", "Reorder", "nchwc_block", "nchwc_reorders"]
+__all__ = ["LAYOUTS", "Reorder", "nchwc_block", "nchwc_reorders", "onnxruntime_reorders"]
 
 #: ops that keep a blocked input blocked (one input, or a per-channel constant beside it)
 _KEEP = frozenset({"Relu", "Sigmoid", "Tanh", "Gelu", "BatchNormalization"})
@@ -125,14 +128,22 @@ def _converts(op: Op, graph: OpGraph, blocked: dict[TensorKey, int], block: int)
     return None
 
 
-def _conv_channels(op: Op, graph: OpGraph, block: int) -> int | None:
+def _conv_shape(op: Op, graph: OpGraph) -> tuple[int, int, int] | None:
+    """``(output channels, input channels per group, groups)`` of a conv with a constant 4-D float
+    weight, else None (a QDQ conv reads its weight through DequantizeLinear: QLinearConv, not blocked)."""
     weight = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
     if weight is None or not weight.constant or weight.shape is None or len(weight.shape) != 4:
-        return None  # a QDQ conv reads its weight through DequantizeLinear: QLinearConv, not blocked
+        return None
     if weight.dtype not in ("", "float32") or any(d is None for d in weight.shape[:2]):
         return None
-    out, per_group = weight.shape[0], weight.shape[1]
-    groups = _attribute(op, "group") or 1
+    return weight.shape[0], weight.shape[1], _attribute(op, "group") or 1
+
+
+def _conv_channels(op: Op, graph: OpGraph, block: int) -> int | None:
+    shape = _conv_shape(op, graph)
+    if shape is None:
+        return None
+    out, per_group, groups = shape
     if groups == 1:
         ok = per_group < block or per_group % 4 == 0
     else:
@@ -143,10 +154,8 @@ def _conv_channels(op: Op, graph: OpGraph, block: int) -> int | None:
 
 def _reads_nchw(op: Op, graph: OpGraph, block: int) -> bool:
     """An ungrouped conv with fewer input channels than the block reads plain NCHW (no reorder)."""
-    if op.type != "Conv":
-        return False
-    weight = graph.tensors[op.inputs[1]]
-    return (_attribute(op, "group") or 1) == 1 and weight.shape[1] < block
+    shape = _conv_shape(op, graph) if op.type == "Conv" else None
+    return shape is not None and shape[2] == 1 and shape[1] < block
 
 
 def _channels(graph: OpGraph, key: TensorKey) -> int | None:
@@ -181,3 +190,19 @@ def _attribute(op: Op, name: str) -> int | None:
 #: layout walks by name (a :class:`~edgevit.predict.fusion.RuleSet`'s ``layout``): the reorders
 #: for a graph on a CPU with the given flags
 LAYOUTS = {"nchwc": lambda graph, cpu_flags: nchwc_reorders(graph, nchwc_block(cpu_flags))}
+
+
+def onnxruntime_reorders(path: str | Path) -> Counter:
+    """``ReorderInput`` / ``ReorderOutput`` nodes in onnxruntime's own optimised graph of the ONNX
+    file at ``path`` on this machine (``ORT_ENABLE_ALL``, the CPU provider): what
+    :func:`nchwc_reorders` predicts, as onnxruntime does it (needs onnxruntime and onnx)."""
+    ort = require("onnxruntime", "onnxruntime", "asking onnxruntime for its layout reorders")
+    onnx = require("onnx", "export", "reading onnxruntime's optimised graph")
+    with tempfile.TemporaryDirectory(prefix="edgevit-nchwc-") as folder:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        options.log_severity_level = 3  # its warning that an NCHWc graph is for this machine only
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        nodes = Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    return Counter({k: nodes[k] for k in ("ReorderInput", "ReorderOutput") if nodes[k]})

@@ -211,10 +211,10 @@ def _rules(backend: str, graph: OpGraph):
     return rules
 
 
-def _rows(graph: OpGraph, model: CostModel | None, rules, cpu_flags: tuple[str, ...] = ()) -> list[KernelPrediction]:
-    reorders = defaultdict(list)  # op index -> the layout conversions the backend adds around it
+def _rows(graph: OpGraph, model: CostModel | None, rules, cpu_flags: tuple[str, ...]) -> list[KernelPrediction]:
+    before, after = defaultdict(list), defaultdict(list)  # op index -> the layout conversions the backend adds around it
     for reorder in LAYOUTS[rules.layout](graph, cpu_flags) if rules.layout else ():
-        reorders[reorder.op].append(reorder)
+        (before if reorder.node == "ReorderInput" else after)[reorder.op].append(reorder)
     folded = _folded(graph)
     graph = _with_folded_constants(graph, folded)  # a weight behind a folded DequantizeLinear is still a weight
     ops = graph.main_ops
@@ -222,7 +222,7 @@ def _rows(graph: OpGraph, model: CostModel | None, rules, cpu_flags: tuple[str, 
     grouped = {i for g in groups.values() for i in g.ops}
     rows = []
     for i, op in enumerate(ops):
-        rows += [_reorder_row(r, model, rules.layout) for r in reorders.get(i, ()) if r.node == "ReorderInput"]
+        rows += [_reorder_row(r, model, rules.layout) for r in before.get(i, ())]
         if i in folded:
             rows.append(KernelPrediction((i,), (op.type,), None, 0.0, "folded"))
         elif i in groups:
@@ -235,7 +235,7 @@ def _rows(graph: OpGraph, model: CostModel | None, rules, cpu_flags: tuple[str, 
                                 known=op.type in OPS[graph.format] or g.kind is not None))
         elif i not in grouped:
             rows.append(_costed((i,), (op.type,), kernel_of(op, graph), model, (), known=op.type in OPS[graph.format]))
-        rows += [_reorder_row(r, model, rules.layout) for r in reorders.get(i, ()) if r.node != "ReorderInput"]
+        rows += [_reorder_row(r, model, rules.layout) for r in after.get(i, ())]
     return rows
 
 

@@ -206,11 +206,11 @@ def export_calibration_model(kernel: Kernel, index: int, backend: str, root: Pat
 
 
 def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int = 1,
-             cpu_flags: tuple[str, ...] = ()) -> tuple[KernelTiming, Path, tuple[int, ...]] | str:
+             cpu_flags: tuple[str, ...] | None = None) -> tuple[KernelTiming, Path, tuple[int, ...]] | str:
     """The calibration model of one kernel (or a chain of ``copies``), ready to time (its timing
     with ``ms`` still 0, the artifact, the input shape), or why it cannot be used. The other
     kernels the file holds, the chain's other copies and the layout conversions the backend adds
-    on a device with ``cpu_flags`` among them, are the timing's ``extra``."""
+    on a device with ``cpu_flags`` (default: this machine's) among them, are the timing's ``extra``."""
     if kernel.kind in RULES.get(backend).absent:
         return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
     path, shape = export_calibration_model(kernel, index, backend, root, copies)

@@ -11,7 +11,7 @@ from predict_fakes import RUN_MS, fake_profile, true_ms
 
 from edgevit.environment import cpu_flags
 from edgevit.predict import predict, read_graph
-from edgevit.predict.layout import nchwc_block, nchwc_reorders
+from edgevit.predict.layout import nchwc_block, nchwc_reorders, onnxruntime_reorders
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -64,17 +64,6 @@ GRAPHS = {
 }
 
 
-def _onnxruntime_reorders(path, tmp_path) -> Counter:
-    ort = pytest.importorskip("onnxruntime")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    options.log_severity_level = 3  # its warning that an NCHWc graph is for this machine only
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    nodes = Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
-    return Counter({k: nodes[k] for k in ("ReorderInput", "ReorderOutput") if nodes[k]})
-
-
 def test_the_block_follows_the_cpu():
     assert nchwc_block(("sse2", "avx", "avx2", "fma")) == 8
     assert nchwc_block(("avx2", "avx512f", "avx512_vnni")) == 16
@@ -88,7 +77,7 @@ def test_the_walk_finds_the_reorders_onnxruntime_adds(tmp_path, name):
         pytest.skip("this CPU runs no NCHWc layout in onnxruntime: nothing to compare with")
     path = _model(tmp_path / f"{name}.onnx", *GRAPHS[name])
     mine = Counter(r.node for r in nchwc_reorders(read_graph(path), BLOCK))
-    assert mine == _onnxruntime_reorders(path, tmp_path)
+    assert mine == onnxruntime_reorders(path)
     assert mine  # every case has some
 
 
@@ -113,7 +102,7 @@ def test_an_int8_convolution_is_not_blocked(tmp_path):
     path = _model(tmp_path / "qdq.onnx", nodes, [("x", [1, 16, 4, 4])], [("y", [1, 16, 4, 4])], weights)
     assert nchwc_reorders(read_graph(path), 8) == ()
     if BLOCK > 1:
-        assert _onnxruntime_reorders(path, tmp_path) == Counter()
+        assert onnxruntime_reorders(path) == Counter()
 
 
 def test_a_prediction_costs_the_reorders_only_on_a_cpu_that_blocks(tmp_path):
