@@ -26,9 +26,12 @@ For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
    Each pass against the median of the others is the **noise floor**: how often the device
    agrees with itself within ±10%, which bounds what any predictor can score against one
    measurement.
-3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The fit sees only the
-   calibration kernels (generic sizes, no zoo model's timing), so every prediction is
-   leave-one-family-out by construction.
+3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The kernels are fitted
+   on the calibration models only (generic sizes); the probe also timed every measured cell's
+   artifact as a **reference model** (in the same sweeps), and the fit scales a prediction's
+   kernels by the median measured / predicted ratio of the references of its precision,
+   ``fit(profile, leave_out=family)``: the predicted model's family contributes nothing
+   (leave-one-family-out). The kernels' sum alone (no scale) is reported beside it.
 4. **Baseline**: today's model, ``ms = GMACs x (ms per GMAC)``, one number per device, target and
    precision, fitted on the *measured* cells of the other families (leave-one-family-out): the
    best a single number can do, and better than a hand-typed ``speed``.
@@ -118,6 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--quota", type=float, default=0.5, help="the slow device's cores (0: no slow device)")
     parser.add_argument("--period-ms", type=float, default=10.0, help="the slow device's quota period")
+    parser.add_argument("--no-references", dest="references", action="store_false",
+                        help="probe without reference models (predictions are then the kernels' sum alone)")
     parser.add_argument("--out", type=Path, default=RESULTS / "predictor")
     parser.add_argument("--repredict", action="store_true",
                         help="predict the measured cells of --out again with the saved profiles (times nothing)")
@@ -169,8 +174,6 @@ def export_calibration(backend: str, args) -> None:
 
 def run_device(device, url: str, artifacts: dict, args) -> dict:
     """Probe and measure one device: each probe pass followed by a measurement pass over every model."""
-    from edgevit.predict import fit
-
     row: dict = {"quota": device.cpu_quota, "period_ms": device.cpu_period_ms if device.cpu_quota else None,
                  "threads": device.threads, "probes": {}, "cells": [], "drift": []}
     backends = ("onnxruntime", "litert")
@@ -182,7 +185,7 @@ def run_device(device, url: str, artifacts: dict, args) -> dict:
     for done in range(args.passes):  # probe pass, then every model once: drift reaches profile and models alike
         for backend in backends:
             if reused[backend] is None and done < args.probe_passes:
-                pass_results[backend].append(probe_pass(device.name, url, backend, done, args))
+                pass_results[backend].append(probe_pass(device.name, url, backend, done, artifacts, args))
         log(f"{device.name}: measurement pass {done + 1}/{args.passes}")
         for name in names:
             if name in failed:
@@ -196,7 +199,7 @@ def run_device(device, url: str, artifacts: dict, args) -> dict:
     for backend in backends:
         profile, info = reused[backend] or save_probe(device.name, backend, pass_results[backend], args)
         row["probes"][backend] = info
-        models[backend] = fit(profile)
+        models[backend] = CostModels(profile)
     for name in names:
         if name in failed:
             row["cells"].append({"model": name, "error": failed[name]})
@@ -218,14 +221,16 @@ def reused_profile(device: str, backend: str, args):
     return None
 
 
-def probe_pass(device: str, url: str, backend: str, done: int, args):
-    """One sweep over the calibration set through the device's agent (its own shuffled order)."""
+def probe_pass(device: str, url: str, backend: str, done: int, artifacts: dict, args):
+    """One sweep over the calibration set and the reference models (every measured cell of the
+    backend's target) through the device's agent, in its own shuffled order."""
     from edgevit.probe import probe_remote
 
     log(f"probing {device} with {backend} ({args.preset}), pass {done + 1}/{args.probe_passes}")
+    references = tuple(path for (_, target, _), path in sorted(artifacts.items()) if BACKEND_OF[target] == backend)
     return probe_remote(url, backend, preset=args.preset, precisions=("fp32", "int8"), rounds=args.probe_rounds,
                         passes=1, seed=done + 1, chain=args.chain, workdir=args.work / f"calibration-{backend}",
-                        progress=True)
+                        references=references if args.references else (), progress=True)
 
 
 def save_probe(device: str, backend: str, results: list, args):
@@ -274,27 +279,48 @@ def drift(pass_profiles: dict[str, list], cells: list[dict]) -> list[dict]:
 
 def repredict(args) -> int:
     """Recompute every cell's prediction from the saved profiles and artifacts; the measurements stay."""
-    from edgevit.predict import fit, load_profile
+    from edgevit.predict import load_profile
 
     results = json.loads(args.out.with_suffix(".json").read_text())
     for device, row in results["devices"].items():
-        models = {b: fit(load_profile(args.work / "profiles" / f"{device}-{b}.json")) for b in row["probes"]}
+        models = {b: CostModels(load_profile(args.work / "profiles" / f"{device}-{b}.json")) for b in row["probes"]}
         cells = [c for c in row["cells"] if "error" in c]
         for cell in cells:
             path = artifact_path(args.work, cell["model"], cell["target"], cell["precision"])
-            cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["measured_ms"]))
+            cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["family"], cell["measured_ms"]))
     results["repredicted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_results(results, args, finished=True)
     log(f"predicted {args.out}.md and .json again")
     return 0
 
 
-def predicted_fields(path: Path, model, measured: float) -> dict:
-    """A cell's prediction fields for the artifact at ``path`` with the fitted cost ``model``."""
+class CostModels:
+    """A profile's fits: one per family left out of the scale (leave-one-family-out), and one
+    without reference models (the kernels' sum alone), each fitted once."""
+
+    def __init__(self, profile) -> None:
+        self.profile, self.fits = profile, {}
+
+    def __call__(self, family: str | None):
+        from dataclasses import replace
+
+        from edgevit.predict import fit
+
+        if family not in self.fits:
+            self.fits[family] = (fit(self.profile, leave_out=family) if family is not None
+                                 else fit(replace(self.profile, references=())))
+        return self.fits[family]
+
+
+def predicted_fields(path: Path, models: CostModels, family: str, measured: float) -> dict:
+    """A cell's prediction fields for the artifact at ``path``: the profile fitted with ``family``'s
+    reference models left out, and the kernels' sum alone beside it."""
     from edgevit.predict import predict
 
-    prediction = predict(path, model)
+    prediction, alone = predict(path, models(family)), predict(path, models(None))
     return {"predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
+            "scale": prediction.scale, "scale_references": prediction.scale_references,
+            "kernels_ms": alone.total_ms, "kernels_error": alone.total_ms / measured - 1,
             "complete": prediction.complete, "unknown": dict(prediction.unknown),
             "uncalibrated": dict(prediction.uncalibrated), "approximated": dict(prediction.approximated),
             "by_kind": prediction.by_kind(), "predictor_version": prediction.predictor_version}
@@ -329,7 +355,8 @@ def predict_model(name: str, passes: list[list[dict]], artifacts: dict, models: 
             "pass_errors": pass_errors(p50s), "measured_min_ms": min(r["min_ms"] for r in runs),
             "measured_p90_ms": float(np.median([r["p90_ms"] for r in runs])),
             "load_average": float(np.mean([r["load_average"] for r in runs])),
-            **predicted_fields(artifacts[(name, target, precision)], models[BACKEND_OF[target]], measured),
+            **predicted_fields(artifacts[(name, target, precision)], models[BACKEND_OF[target]],
+                               model_info(name).family, measured),
         })
         log(f"  {name} {target}-{precision}: measured {measured:.2f} ms (passes {', '.join(f'{v:.2f}' for v in p50s)}), "
             f"predicted {cells[-1]['predicted_ms']:.2f} ms ({cells[-1]['error']:+.1%})")
@@ -376,7 +403,10 @@ def markdown(results: dict, finished: bool) -> str:
              f"start {env.get('load_average_1m', '?')} (a shared machine; each cell records its own). Calibration preset `{results['preset']}`, fp32 and "
              "int8. Measured: the median over passes of the p50 of the agent's device-side `compute_ns` "
              "(the passes go over every model in turn). Predicted: `edgevit.predict` with the "
-             "device's profile (fitted on calibration kernels only, so leave-one-family-out by construction). "
+             "device's profile: kernels fitted on the calibration models (generic sizes), their sum scaled by the "
+             "median measured/predicted ratio of the profile's reference models of the same precision, the "
+             "predicted model's own family left out (leave-one-family-out). Kernels alone: the same without the "
+             "scale. "
              "GMACs: one ms-per-GMAC number per device, target and precision, fitted on the other families' "
              f"measured cells. Within: |predicted / measured - 1| <= {WITHIN:.0%}.", ""]
     if results.get("repredicted_utc"):
@@ -401,18 +431,23 @@ def markdown(results: dict, finished: bool) -> str:
             lines += [f"| {d['pass']} | " + " | ".join(f"{d[k]:.3f}" if k in d else "-" for k in keys) + " |"
                       for d in row["drift"]]
         lines += ["", summary_line("predictor", [c["error"] for c in cells]),
+                  summary_line("kernels alone (no reference scale)", [c["kernels_error"] for c in cells
+                                                                      if "kernels_error" in c]),
                   summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]),
                   summary_line("noise floor (one pass against the others' median)",
                                [e for c in cells for e in c.get("pass_errors", [])], "passes"), "",
-                  "| model | cell | measured ms | passes ms | predicted ms | error | GMACs model ms | error | complete |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "| model | cell | measured ms | passes ms | predicted ms | error | scale (refs) | kernels alone ms "
+                  "| error | GMACs model ms | error | complete |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for c in row["cells"]:
             if "error" not in c:
-                lines.append(f"| {c['model']} | failed: {c.get('error')} | | | | | | | |")
+                lines.append(f"| {c['model']} | failed: {c.get('error')} | | | | | | | | | | |")
                 continue
             spread = " / ".join(f"{v:.2f}" for v in c.get("passes_ms", []))
             lines.append(f"| {c['model']} | {c['target']}-{c['precision']} | {c['measured_ms']:.2f} | {spread} | "
-                         f"{c['predicted_ms']:.2f} | {c['error']:+.1%} | {c.get('gmacs_ms', float('nan')):.2f} | "
+                         f"{c['predicted_ms']:.2f} | {c['error']:+.1%} | {c.get('scale', 1.0):.3f} "
+                         f"({c.get('scale_references', 0)}) | {c.get('kernels_ms', float('nan')):.2f} | "
+                         f"{c.get('kernels_error', float('nan')):+.1%} | {c.get('gmacs_ms', float('nan')):.2f} | "
                          f"{c.get('gmacs_error', float('nan')):+.1%} | {'yes' if c['complete'] else _missing(c)} |")
         worst = sorted(cells, key=lambda c: -abs(c["error"]))[:5]
         lines += ["", "Worst predictions, with the predicted time by kernel kind (ms):", ""]

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
                     "profile (JSON) that `edgevit predict` reads.",
         epilog="examples:\n  edgevit devices probe --local --backend onnxruntime --threads 2 -o here-ort.json\n"
                "  edgevit devices probe --url pi-a.local:8001 --token-file admin-token -o pi-a-ort.json\n"
-               "  edgevit devices probe pi-a --devices devices.toml --backend litert -o pi-a-litert.json",
+               "  edgevit devices probe pi-a --devices devices.toml --backend litert -o pi-a-litert.json\n"
+               "  edgevit devices probe --local --reference cas_vit_xs-onnx-fp32 --reference vit_tiny-onnx-fp32 -o here.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.add_argument("name", nargs="?", metavar="DEVICE",
@@ -48,6 +49,10 @@ def add_parser(sub) -> None:
                                          "next device with the same backend (it then costs only the timing)")
     probe.add_argument("--seed", type=int, help="shuffle the first pass too, with this seed (for one-pass probes "
                                                 "taken at several times and merged; default: the set's order)")
+    probe.add_argument("--reference", action="append", default=[], metavar="ARTIFACT",
+                       help="an exported model of the backend's target (repeatable): timed in the same passes and kept "
+                            "in the profile, whose predictions are then scaled by how its models measured against their "
+                            "kernels (one model per family and precision you predict; random weights do)")
     probe.add_argument("--quiet", action="store_true", help="no progress display")
     probe.set_defaults(run=run)
     merge = commands.add_parser(
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--precisions takes fp32 and int8, comma-separated; got {args.precisions!r}")
     check_output_file(args.out, "--out")  # before minutes of probing
     options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
-               "passes": args.passes, "chain": args.chain, "seed": args.seed,
+               "passes": args.passes, "chain": args.chain, "seed": args.seed, "references": tuple(args.reference),
                "window_ms": args.window_ms, "workdir": args.workdir, "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)

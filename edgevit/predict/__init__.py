@@ -24,10 +24,11 @@ from edgevit.predict.profile import (
            DeviceProfile,
            KernelTiming,
            Measurement,
+           ReferenceTiming,
            load_profile,
            merge_profiles,
            save_profile,
 )
 
 __all__ = ["KINDS", "CostModel", "DeviceProfile", "Kernel", "KernelPrediction", "KernelTiming", "Measurement",
-           "Prediction", "fit", "load_profile", "map_kernels", "merge_profiles", "predict", "read_graph", "save_profile"]
+           "Prediction", "ReferenceTiming", "fit", "load_profile", "map_kernels", "merge_profiles", "predict", "read_graph", "save_profile"]

@@ -18,6 +18,17 @@ of its kernel's cost and its ``extra`` kernels' costs (the layout transposes aro
 convolution, the QuantizeLinear before an int8 product), each in its own block of columns. A
 kind seen only as an extra (a DEQUANTIZE) is fitted from the models it appears in.
 
+**Reference models.** A model's kernels, each priced from its own calibration models, still do
+not add up to the model: a kernel inside a model runs after others (warm threads, a layout
+already converted, caches holding what the last one wrote), and the fit cannot tell that from
+calibration models alone. On this project's AVX2 machine the sum over-predicted 27 of 32 cells
+(ONNX and TFLite, fp32 and int8), by a median of 12%. A profile may hold whole models timed the
+same way (:class:`~edgevit.predict.profile.ReferenceTiming`); the fit then gives each precision
+one **scale**, the median over its references of measured / predicted (less the ``run`` time
+both), and predictions multiply their kernels by it. ``fit(profile, leave_out=family)`` leaves a
+family's references out, so a model of that family is predicted from other families' models
+only (how ``benchmarks/predictor.py`` judges the predictor).
+
 The solver is an active-set non-negative least squares on columns scaled to [0, 1]: the most
 negative coefficient is dropped and the rest refitted until none is, so a feature that does
 not explain this device's times gets 0 rather than a negative cost. With fewer timings than
@@ -39,12 +50,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edgevit.predict.kernels import KINDS, Kernel, features
-from edgevit.predict.profile import DeviceProfile, KernelTiming
+from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
 __all__ = ["STAND_INS", "CostModel", "KindModel", "fit"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 4
+PREDICTOR_VERSION = 5
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -79,13 +90,18 @@ class KindModel:
 
 @dataclass(frozen=True)
 class CostModel:
-    """The fitted models of one profile: ``run_ms`` once per inference, plus each kernel's cost."""
+    """The fitted models of one profile: ``run_ms`` once per inference, plus each kernel's cost.
+
+    ``scales``: ``{precision: (factor, references)}``, what a model of that precision multiplies
+    its kernels' sum by, and how many reference models gave it (none: 1.0).
+    """
 
     backend: str
     run_ms: float
     models: Mapping[tuple[str, str], KindModel] = field(hash=False)
     profile: str = ""
     cpu_flags: tuple[str, ...] = ()
+    scales: Mapping[str, tuple[float, int]] = field(default_factory=dict, hash=False)
 
     def ms(self, kernel: Kernel) -> float | None:
         """The predicted time of ``kernel``; 0 for a free one; None when the profile has no timing of its kind and precision."""
@@ -94,10 +110,24 @@ class CostModel:
         model = self.models.get((kernel.kind, kernel.dtype))
         return None if model is None else model.ms(kernel)
 
+    def price(self, kernel: Kernel) -> tuple[float | None, bool]:
+        """``(ms, approximated)``: :meth:`ms`, or for an int8 kernel whose kind the profile timed in
+        float only, the float kernel's (``approximated`` True); ``(None, False)`` when neither was timed."""
+        ms = self.ms(kernel)
+        if ms is None and kernel.dtype != "fp32":
+            ms = self.ms(replace(kernel, dtype="fp32"))
+            return ms, ms is not None
+        return ms, False
 
-def fit(profile: DeviceProfile) -> CostModel:
+    def scale(self, precision: str) -> float:
+        """The factor a ``precision`` model's kernels are multiplied by (1.0 without references)."""
+        return self.scales.get(precision, (1.0, 0))[0]
+
+
+def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
     """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares
-    system; the kinds of :data:`STAND_INS` first, from the timings without them, as their stand-in."""
+    system; the kinds of :data:`STAND_INS` first, from the timings without them, as their stand-in;
+    then each precision's scale from the profile's reference models, those of family ``leave_out`` left out."""
     runs = [t.ms for t in profile.timings if t.kernel.kind == "run"]
     run_ms = float(np.median(runs)) if runs else 0.0
     timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
@@ -111,8 +141,20 @@ def fit(profile: DeviceProfile) -> CostModel:
         base = _solve([t for t in timings if not any((k.kind, k.dtype) in stood for k in t.extra)], run_ms, {})
         known = {key: replace(base[stand_in], kind=key[0], dtype=key[1], samples=0, isolation_ms=0.0,
                               stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
-    return CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
-                     profile.cpu_flags)
+    model = CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
+                      profile.cpu_flags)
+    return replace(model, scales=_scales(model, [r for r in profile.references if r.family != leave_out]))
+
+
+def _scales(model: CostModel, references: list[ReferenceTiming]) -> dict[str, tuple[float, int]]:
+    """``{precision: (median of measured / predicted over its references, how many)}``, both less
+    the run time; a reference with a kernel the model cannot price is left out."""
+    ratios = defaultdict(list)
+    for reference in references:
+        prices = [(model.price(k)[0], n) for k, n in reference.kernels]
+        if all(ms is not None for ms, _ in prices) and (kernels := sum(ms * n for ms, n in prices)) > 0:
+            ratios[reference.precision].append(max(0.0, reference.ms - model.run_ms) / kernels)
+    return {precision: (float(np.median(r)), len(r)) for precision, r in sorted(ratios.items())}
 
 
 def _solve(timings: list[KernelTiming], run_ms: float,

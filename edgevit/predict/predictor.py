@@ -5,7 +5,9 @@ ops computed from constants alone are set aside (the backend folds them when it 
 model), the rest are grouped by the profile backend's fusion rules
 (:mod:`edgevit.predict.fusion`), each group sized as one kernel (:mod:`edgevit.predict.mapping`)
 and costed with the models fitted to the profile (:mod:`edgevit.predict.fit`). The total is
-the profile's ``run`` time plus every kernel's time.
+the profile's ``run`` time plus every kernel's time; a profile with reference models scales the
+kernels by its factor for the model's precision (int8 when any kernel is), and the rows carry
+the scaled times, so that they add up to the total.
 
 Nothing is dropped silently: every op of the main graph lands in exactly one row of
 :attr:`Prediction.kernels`, with a status. Ops of a type no table knows, or whose shapes the
@@ -85,6 +87,8 @@ class Prediction:
         approximated: ``{"kind dtype": count}`` of int8 kernels costed as their float kind.
         backend / format / profile: what was predicted for, and the profile's summary line.
         predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
+        scale / scale_references: the factor every row was multiplied by (the profile's reference
+            models, :mod:`edgevit.predict.fit`) and how many reference models gave it (0: none, 1.0).
     """
 
     total_ms: float
@@ -97,6 +101,8 @@ class Prediction:
     format: str = ""
     profile: str = ""
     predictor_version: int = PREDICTOR_VERSION
+    scale: float = 1.0
+    scale_references: int = 0
 
     @property
     def complete(self) -> bool:
@@ -115,6 +121,7 @@ class Prediction:
         return {
             "total_ms": self.total_ms, "run_ms": self.run_ms, "backend": self.backend, "format": self.format,
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
+            "scale": self.scale, "scale_references": self.scale_references,
             "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
             "approximated": dict(self.approximated),
             "kernels": [{"ops": list(r.ops), "op_types": list(r.op_types), "status": r.status, "ms": r.ms,
@@ -126,6 +133,8 @@ class Prediction:
         """A plain-text breakdown, the slowest kernels first (``top`` of them)."""
         rows = sorted((r for r in self.kernels if r.status in COSTED), key=lambda r: -r.ms)[:top]
         lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"]
+        if self.scale_references:
+            lines.append(f"kernels scaled by {self.scale:.3f} (the median over {self.scale_references} reference models)")
         lines += [f"{r.ms:9.4f} ms  {r.kernel.describe():<48} {'+'.join(r.op_types)}" for r in rows if r.kernel]
         if not self.complete:
             lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}; "
@@ -173,10 +182,14 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     model = profile if isinstance(profile, CostModel) else fit(profile)
     graph = read_graph(source)
     rows = _rows(graph, model, _rules(model.backend, graph), model.cpu_flags)
+    precision = "int8" if any(r.kernel is not None and r.kernel.dtype == "int8" for r in rows) else "fp32"
+    factor, references = model.scales.get(precision, (1.0, 0))
+    rows = [replace(r, ms=r.ms * factor) for r in rows]
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = _count(rows, "uncalibrated")
     return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
-                      uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile)
+                      uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
+                      scale=factor, scale_references=references)
 
 
 def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:
@@ -248,11 +261,9 @@ def _reorder_row(reorder, model: CostModel | None, layout: str) -> KernelPredict
 def _costed(ops, types, kernel: Kernel | None, model: CostModel | None, fused, known: bool) -> KernelPrediction:
     if kernel is None:
         return KernelPrediction(ops, types, None, 0.0, "unsized" if known else "unknown", fused)
-    ms = model.ms(kernel) if model is not None else 0.0
-    if ms is None and kernel.dtype != "fp32":
-        ms = model.ms(replace(kernel, dtype="fp32"))
-        if ms is not None:
-            return KernelPrediction(ops, types, kernel, ms, "approximated", fused)
+    ms, approximated = model.price(kernel) if model is not None else (0.0, False)
+    if approximated:
+        return KernelPrediction(ops, types, kernel, ms, "approximated", fused)
     if ms is None:
         return KernelPrediction(ops, types, kernel, 0.0, "uncalibrated", fused)
     return KernelPrediction(ops, types, kernel, ms, "free" if kernel.kind == "free" else "ok", fused)

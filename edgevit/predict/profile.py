@@ -13,11 +13,15 @@ holds::
                      "window_ms": 100.0},
      "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
                  {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
-                  "extra": []}, ...]}
+                  "extra": []}, ...],
+     "references": [{"model": "cas_vit_xs", "family": "cas_vit", "ms": 12.1,
+                     "kernels": [{"kind": "conv1x1", "dtype": "fp32", "dims": {...}, "count": 12}, ...]}, ...]}
 
 Each timing's ``ms`` is the whole call of a calibration model holding that kernel and the
 kernels listed in ``extra`` (the ``run`` kernel is the empty model's call; the fit subtracts
-it, and the fitted cost of the extras). A file that is not JSON,
+it, and the fitted cost of the extras). ``references`` (optional) are whole models timed the
+same way, with the kernels the predictor maps them to: the fit scales its kernel sums by what
+they measured (:mod:`edgevit.predict.fit`). A file that is not JSON,
 lacks a field, holds a wrong value or was written in another ``format_version`` is refused
 with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
 
@@ -42,7 +46,7 @@ from edgevit.errors import EdgeVitError, InvalidArgumentError, ProfileError
 from edgevit.predict.kernels import Kernel
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "STATISTICS", "DeviceProfile", "KernelTiming", "Measurement",
-           "load_profile", "merge_profiles", "profile_from_dict", "save_profile"]
+           "ReferenceTiming", "load_profile", "merge_profiles", "profile_from_dict", "save_profile"]
 
 FORMAT = "edgevit-device-profile"
 #: bumped whenever a field changes meaning; a profile of another version is refused (re-probe)
@@ -92,6 +96,29 @@ class KernelTiming:
 
 
 @dataclass(frozen=True)
+class ReferenceTiming:
+    """One whole model's time on the device, and the kernels the predictor maps it to.
+
+    Attributes:
+        model: its name (the artifact manifest's).
+        family: its model family (the manifest's); a prediction can leave its own family's
+            references out (:func:`edgevit.predict.fit`'s ``leave_out``).
+        ms: the measured call, timed as the calibration models are.
+        kernels: ``((kernel, count), ...)``: the kernels it runs (free ones left out).
+    """
+
+    model: str
+    family: str
+    ms: float
+    kernels: tuple[tuple[Kernel, int], ...]
+
+    @property
+    def precision(self) -> str:
+        """``"int8"`` when any of its kernels is int8, else ``"fp32"`` (what a prediction's scale is chosen by)."""
+        return "int8" if any(k.dtype == "int8" for k, _ in self.kernels) else "fp32"
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """What one device measured, with everything needed to judge whether it still applies.
 
@@ -106,6 +133,7 @@ class DeviceProfile:
         edgevit: the edgevit version that probed.
         timings: one per calibration model, the ``run`` (empty model) timing among them.
         format_version: the profile format (:data:`FORMAT_VERSION`).
+        references: whole models timed beside the calibration set (none: the kernel sums are not scaled).
     """
 
     device: str
@@ -119,6 +147,7 @@ class DeviceProfile:
     edgevit: str
     timings: tuple[KernelTiming, ...]
     format_version: int = FORMAT_VERSION
+    references: tuple[ReferenceTiming, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
@@ -129,6 +158,8 @@ class DeviceProfile:
             "threads": self.threads, "measurement": asdict(self.measurement),
             "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra]}
                         for t in self.timings],
+            "references": [{"model": r.model, "family": r.family, "ms": r.ms,
+                            "kernels": [{**_kernel_dict(k), "count": n} for k, n in r.kernels]} for r in self.references],
         }
 
     def summary(self) -> str:
@@ -137,8 +168,9 @@ class DeviceProfile:
         m = self.measurement
         passes = f" over {m.window_ms:g} ms" if m.window_ms else ""
         passes += f", median of {m.passes} passes" if m.passes > 1 else ""
-        return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels "
-                f"({m.statistic} of {m.rounds}{passes}), probed {self.created_utc[:10]}")
+        references = f", {len(self.references)} reference models" if self.references else ""
+        return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels"
+                f"{references} ({m.statistic} of {m.rounds}{passes}), probed {self.created_utc[:10]}")
 
 
 def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
@@ -181,19 +213,30 @@ def merge_profiles(profiles: list[DeviceProfile] | tuple[DeviceProfile, ...]) ->
         if mine != theirs:
             differ.append(f"calibration models: {len(mine - theirs)} only in the first, {len(theirs - mine)} only in "
                           f"profile {n}")
+        mine, theirs = ({_reference_key(r) for r in p.references} for p in (first, other))
+        if mine != theirs:
+            differ.append(f"reference models: {sorted(r[0] for r in mine ^ theirs)} not in both")
         if differ:
             raise InvalidArgumentError(f"profile {n} cannot be merged with the first: {'; '.join(differ)}. Merge "
                                        "probes of one device and backend made with the same settings and edgevit")
     ms: dict[tuple[Kernel, tuple[Kernel, ...]], list[float]] = {}
+    whole: dict[tuple, list[float]] = {}
     for profile in profiles:
         for timing in profile.timings:
             ms.setdefault((timing.kernel, timing.extra), []).append(timing.ms)
+        for reference in profile.references:
+            whole.setdefault(_reference_key(reference), []).append(reference.ms)
     return replace(
         first,
         measurement=replace(first.measurement, passes=sum(p.measurement.passes for p in profiles)),
         created_utc=max(p.created_utc for p in profiles),
         timings=tuple(replace(t, ms=statistics.median(ms[t.kernel, t.extra])) for t in first.timings),
+        references=tuple(replace(r, ms=statistics.median(whole[_reference_key(r)])) for r in first.references),
     )
+
+
+def _reference_key(reference: ReferenceTiming) -> tuple:
+    return reference.model, reference.family, reference.kernels
 
 
 def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
@@ -246,11 +289,12 @@ def _parse(data: dict[str, Any]) -> DeviceProfile:
     timings = tuple(_timing(i, t) for i, t in enumerate(_list(data, "timings")))
     if not timings:
         raise ValueError("no timings")
+    references = tuple(_reference(i, r) for i, r in enumerate(_list(data, "references") if "references" in data else []))
     return DeviceProfile(
         device=_text(data, "device"), backend=_text(data, "backend"), backend_version=_text(data, "backend_version"),
         threads=threads, measurement=_measurement(data["measurement"]), environment=_environment(data["environment"]),
         cpu_flags=tuple(str(f) for f in _list(data, "cpu_flags")), created_utc=_text(data, "created_utc"),
-        edgevit=_text(data, "edgevit"), timings=timings,
+        edgevit=_text(data, "edgevit"), timings=timings, references=references,
     )
 
 
@@ -298,3 +342,22 @@ def _timing(index: int, data: Any) -> KernelTiming:
     if not math.isfinite(ms) or ms < 0:
         raise ValueError(f"timing {index} ({kernel.describe()}): ms must be a finite non-negative number, got {data['ms']!r}")
     return KernelTiming(kernel, ms, extra)
+
+
+def _reference(index: int, data: Any) -> ReferenceTiming:
+    try:
+        kernels = []
+        for k in data["kernels"]:
+            count = k["count"]
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"a kernel's count must be a positive integer, got {count!r}")
+            kernels.append((Kernel.of(k["kind"], k["dtype"], **k["dims"]), count))
+        reference = ReferenceTiming(_text(data, "model"), _text(data, "family"), float(data["ms"]), tuple(kernels))
+    except KeyError as exc:
+        raise ValueError(f"reference {index}: missing field {exc}") from None
+    except (EdgeVitError, TypeError, ValueError) as exc:
+        raise ValueError(f"reference {index}: {exc}") from None
+    if not math.isfinite(reference.ms) or reference.ms <= 0 or not reference.kernels:
+        raise ValueError(f"reference {index} ({reference.model}): ms must be a finite positive number and the kernels "
+                         f"not empty, got ms {data['ms']!r} and {len(reference.kernels)} kernels")
+    return reference

@@ -36,7 +36,7 @@ import numpy as np
 
 from edgevit._progress import Progress
 from edgevit.errors import InvalidArgumentError
-from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, map_kernels
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, ReferenceTiming, map_kernels
 from edgevit.predict.calibration import calibration_kernels
 from edgevit.predict.fusion import RULES
 from edgevit.probe.timers import AgentTimer, LocalTimer
@@ -94,7 +94,8 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
 def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
           kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3, passes: int = 3,
           chain: int = CHAIN, window_ms: float = WINDOW_MS, workdir: str | Path | None = None,
-          seed: int | None = None, progress: bool | None = None) -> ProbeResult:
+          seed: int | None = None, references: tuple[str | Path, ...] = (),
+          progress: bool | None = None) -> ProbeResult:
     """Time the calibration set with ``timer`` and return the profile.
 
     Args:
@@ -121,21 +122,29 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
             merged with :func:`~edgevit.predict.merge_profiles`, then each visit the set in their own order.
         workdir: where the calibration artifacts are written (default: a temporary folder, removed);
             given again (another device, the same backend), the files already there are reused.
+        references: exported artifact folders of whole models (the backend's target, any
+            precision), timed in the same passes as the calibration models and kept in the profile
+            with the kernels the predictor maps them to: the fit scales predictions by them
+            (:mod:`edgevit.predict.fit`). A model of each family you will predict, in each
+            precision, is a good set; their exports need no real weights.
         progress: show a progress bar on stderr (default: on a terminal).
 
     Raises:
-        InvalidArgumentError: an unknown backend, or rounds / warmup / passes / chain out of range.
+        InvalidArgumentError: an unknown backend, rounds / warmup / passes / chain out of range, or a
+            reference that is not an artifact of the backend's target (checked before anything is timed).
     """
     _check(backend, {"rounds": rounds, "warmup": warmup, "passes": passes, "chain": chain, "window_ms": window_ms})
     if kernels is None:
         kernels = tuple(k for dtype in precisions for k in calibration_kernels(preset, dtype))
     stamp = timer.stamp()
     start = time.perf_counter()
+    whole = [_reference(Path(folder), backend, stamp.cpu_flags) for folder in references]
     skipped: list[tuple[Kernel, str]] = []
-    ready: list[tuple[KernelTiming, Path, tuple[int, ...]]] = []
+    ready: list[tuple[KernelTiming | ReferenceTiming, Path, tuple[int, ...]]] = []
     models = calibration_models(kernels, chain)
     with tempfile.TemporaryDirectory(prefix="edgevit-probe-") as scratch, \
-            Progress(len(models) * (1 + passes), f"probe {backend} ({stamp.where})", enabled=progress) as bar:
+            Progress(len(models) * (1 + passes) + len(whole) * passes, f"probe {backend} ({stamp.where})",
+                     enabled=progress) as bar:
         root = Path(workdir) if workdir is not None else Path(scratch)
         for index, kernel, copies in models:  # the first pass exports (or reuses) each model as it goes
             bar.note(kernel.describe() + (f" x{copies}" if copies > 1 else ""))
@@ -147,6 +156,7 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
                 continue
             ready.append(outcome)
             bar.update(1)
+        ready += whole
         samples: list[list[float]] = [[] for _ in ready]
         order = list(range(len(ready)))
         shuffle = np.random.default_rng(0 if seed is None else seed)
@@ -155,17 +165,20 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
         for done in range(passes):
             for i in order:
                 timing, path, shape = ready[i]
-                bar.note(f"pass {done + 1}/{passes}: {timing.kernel.describe()}")
+                what = timing.model if isinstance(timing, ReferenceTiming) else timing.kernel.describe()
+                bar.note(f"pass {done + 1}/{passes}: {what}")
                 samples[i].append(timer.time(path, {"x": _input(shape, 0)}, rounds, warmup, window_ms=window_ms))
                 bar.update(1)
             shuffle.shuffle(order)
-    timings = tuple(replace(timing, ms=float(np.median(s))) for (timing, _, _), s in zip(ready, samples, strict=True))
+    measured = [replace(timing, ms=float(np.median(s))) for (timing, _, _), s in zip(ready, samples, strict=True)]
+    timings = tuple(t for t in measured if isinstance(t, KernelTiming))
     profile = DeviceProfile(
         device=stamp.device, backend=backend, backend_version=stamp.backend_version, threads=stamp.threads,
         measurement=Measurement(rounds, warmup, "mean", stamp.where, passes, chain, window_ms),
         environment=stamp.environment,
         cpu_flags=stamp.cpu_flags, created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         edgevit=_edgevit_version(), timings=timings,
+        references=tuple(t for t in measured if isinstance(t, ReferenceTiming)),
     )
     return ProbeResult(profile, tuple(skipped), time.perf_counter() - start)
 
@@ -223,6 +236,41 @@ def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int =
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
         kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
     return KernelTiming(kernel, 0.0, extra), path, shape
+
+
+def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[ReferenceTiming, Path, tuple[int, ...]]:
+    """A reference model, ready to time (its timing with ``ms`` still 0, the artifact, the input shape).
+
+    Raises:
+        InvalidArgumentError: ``folder`` is not an exported artifact of the backend's target with one
+            fixed-shape input, or the predictor maps nothing in it to a kernel.
+    """
+    from edgevit.artifact import read_manifest
+    from edgevit.errors import ArtifactError
+
+    try:
+        manifest = read_manifest(folder)
+    except (ArtifactError, OSError) as exc:
+        raise InvalidArgumentError(f"reference {str(folder)!r} is not an exported artifact ({exc}); pass folders "
+                                   "written by `edgevit export`") from None
+    if manifest.target != TARGETS[backend]:
+        raise InvalidArgumentError(f"reference {str(folder)!r} is an artifact of target {manifest.target}; a {backend} probe times "
+                                   f"{TARGETS[backend]} artifacts (export the model with --target {TARGETS[backend]})")
+    shape = tuple(manifest.inputs[0].shape) if len(manifest.inputs) == 1 else ()
+    if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise InvalidArgumentError(f"reference {str(folder)!r} needs one input of a fixed shape, has "
+                                   f"{[tuple(i.shape) for i in manifest.inputs]}")
+    counts: dict[Kernel, int] = {}
+    for row in map_kernels(folder, backend, cpu_flags):
+        if row.status == "ok" and row.kernel is not None:
+            counts[row.kernel] = counts.get(row.kernel, 0) + 1
+    if not counts:
+        raise InvalidArgumentError(f"reference {str(folder)!r}: the predictor maps none of its ops to a kernel")
+    model = manifest.model
+    name = str(model.get("name", folder.name)) if isinstance(model, dict) else folder.name
+    family = str(model.get("family", name)) if isinstance(model, dict) else name
+    kernels = tuple(sorted(counts.items(), key=lambda kv: kv[0].describe()))
+    return ReferenceTiming(name, family, 0.0, kernels), folder, shape
 
 
 def _digest(kernel: Kernel) -> str:

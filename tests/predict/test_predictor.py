@@ -4,6 +4,7 @@ unknown ops and uncalibrated kernels are reported, fusion needs private intermed
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
 
 from edgevit.errors import InvalidArgumentError
 from edgevit.formats import Op, OpGraph, Tensor
-from edgevit.predict import DeviceProfile, Kernel, KernelTiming, fit, map_kernels, predict
+from edgevit.predict import DeviceProfile, Kernel, KernelTiming, ReferenceTiming, fit, map_kernels, predict
 
 # -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
 
@@ -262,3 +263,47 @@ def test_quantize_steps_timed_only_inside_int8_models_are_costed_as_element_wise
     assert model.ms(Kernel.of("linear", "int8", **dims)) == pytest.approx(0.5 * true_ms("linear", dims), rel=1e-6)
     step = Kernel.of("dequantize", "int8", E=4096, I=1)
     assert model.ms(step) == pytest.approx(step_ms(step), rel=1e-6)
+
+
+# -- reference models: whole models timed beside the kernels scale the kernel sums ---------------------
+
+
+def _reference(model, family, kernels, factor):
+    """A reference model of ``kernels`` ((kind, dims) pairs) that the fake device runs ``factor`` times
+    as fast as the sum of its kernels alone (plus the run overhead, paid once)."""
+    counts = {}
+    for kind, dims in kernels:
+        key = Kernel.of(kind, **dims)
+        counts[key] = counts.get(key, 0) + 1
+    ms = RUN_MS + factor * sum(true_ms(kind, dims) for kind, dims in kernels)
+    return ReferenceTiming(model, family, ms, tuple(counts.items()))
+
+
+def test_reference_models_scale_the_prediction_and_leave_out_the_predicted_family():
+    graph, expected = block_graph()
+    kernel_sum = sum(true_ms(kind, dims) for kind, dims in expected)
+    small, large = expected[:5], expected[5:]
+    references = (_reference("a1", "a", small, 0.8), _reference("a2", "a", large, 0.8), _reference("b1", "b", large, 0.9),
+                  _reference("c1", "c", expected, 1.5))
+    profile = replace(fake_profile(), references=references)
+    # the median of 0.8, 0.8, 0.9, 1.5 over all four; without family c: the median of 0.8, 0.8, 0.9
+    whole = predict(graph, profile)
+    assert (whole.scale, whole.scale_references) == (pytest.approx(0.85), 4)
+    assert whole.total_ms == pytest.approx(RUN_MS + 0.85 * kernel_sum, rel=1e-9)
+    assert sum(r.ms for r in whole.kernels) == pytest.approx(whole.total_ms - RUN_MS, rel=1e-12)
+    left = predict(graph, fit(profile, leave_out="c"))
+    assert (left.scale, left.scale_references) == (pytest.approx(0.8), 3)
+    assert left.total_ms == pytest.approx(RUN_MS + 0.8 * kernel_sum, rel=1e-9)
+    assert "scaled by 0.800 (the median over 3 reference models)" in left.table()
+    assert predict(graph, fake_profile()).scale == 1.0  # no references: kernels as fitted
+
+
+def test_references_scale_only_their_own_precision_and_one_with_an_unpriced_kernel_is_left_out():
+    graph, expected = block_graph()
+    int8 = ReferenceTiming("q", "a", 5.0, ((Kernel.of("linear", "int8", M=16, K=32, N=96), 1),))
+    unpriced = ReferenceTiming("u", "a", 9.0, ((Kernel.of("pool", N=1, IH=4, IW=4, C=8, OH=1, OW=1, KH=4, KW=4), 1),))
+    kinds = {k: v for k, v in SAMPLES.items() if k != "pool"}
+    model = fit(replace(fake_profile(kinds), references=(int8, unpriced, _reference("f", "a", expected, 1.2))))
+    assert set(model.scales) == {"fp32", "int8"} and model.scales["fp32"] == (pytest.approx(1.2), 1)
+    assert model.scales["int8"][1] == 1  # priced as the float linear (approximated), as a prediction would
+    assert predict(graph, model).scale == pytest.approx(1.2)

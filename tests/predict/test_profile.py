@@ -10,7 +10,15 @@ import pytest
 
 from edgevit.environment import environment
 from edgevit.errors import InvalidArgumentError, ProfileError
-from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, load_profile, save_profile
+from edgevit.predict import (
+    DeviceProfile,
+    Kernel,
+    KernelTiming,
+    Measurement,
+    ReferenceTiming,
+    load_profile,
+    save_profile,
+)
 from edgevit.predict.profile import FORMAT_VERSION, merge_profiles
 
 ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
@@ -155,3 +163,30 @@ def test_profiles_of_other_devices_or_settings_are_not_merged(change, words):
 def test_merging_nothing_is_refused():
     with pytest.raises(InvalidArgumentError, match="at least one profile"):
         merge_profiles([])
+
+
+REFERENCE = ReferenceTiming("cas_vit_xs", "cas_vit", 12.5, ((Kernel.of("linear", M=17, K=64, N=192), 3),
+                                                          (Kernel.of("softmax", "int8", ROWS=68, COLS=17), 1)))
+
+
+def test_reference_models_survive_the_round_trip_and_merge_by_their_median(tmp_path):
+    profile = replace(make_profile(), references=(REFERENCE,))
+    assert load_profile(save_profile(profile, tmp_path / "p.json")) == profile
+    assert REFERENCE.precision == "int8" and "1 reference models" in profile.summary()
+    merged = merge_profiles([replace(profile, references=(replace(REFERENCE, ms=ms),)) for ms in (10.0, 30.0, 14.0)])
+    assert merged.references == (replace(REFERENCE, ms=14.0),)
+    with pytest.raises(InvalidArgumentError, match=r"reference models: \['cas_vit_xs'\] not in both"):
+        merge_profiles([profile, make_profile()])
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["references"][0].update(ms=0), ("reference 0", "finite positive")),
+    (lambda d: d["references"][0].update(ms="fast"), ("reference 0",)),
+    (lambda d: d["references"][0]["kernels"][0].update(count=0), ("reference 0", "positive integer")),
+    (lambda d: d["references"][0]["kernels"][1].update(kind="warp"), ("reference 0", "unknown kernel kind 'warp'")),
+    (lambda d: d["references"][0].pop("family"), ("reference 0", "'family'")),
+    (lambda d: d["references"][0].update(kernels=[]), ("reference 0", "not empty")),
+    (lambda d: d.update(references={"a": 1}), ("references must be a list",)),
+])
+def test_a_profile_with_a_wrong_reference_is_refused(tmp_path, change, words):
+    _refused(_rewrite(save_profile(replace(make_profile(), references=(REFERENCE,)), tmp_path / "p.json"), change), *words)

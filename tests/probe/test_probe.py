@@ -4,6 +4,8 @@ round-trips and fits. Exporting needs torch; these convert, so most are marked s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgevit.errors import InvalidArgumentError
@@ -279,3 +281,33 @@ def test_the_local_timer_runs_back_to_back_for_its_whole_window(tmp_path):
     begin = time.perf_counter()
     one = timer.time(path, feeds, rounds=1, warmup=0, window_ms=150.0)
     assert time.perf_counter() - begin >= 0.15 and 0 < one < 5  # many runs of a one-element model, their mean
+
+
+def test_reference_models_are_timed_in_every_pass_with_the_kernels_they_map_to(tmp_path):
+    """A reference (an exported model) is timed in the same passes as the calibration models and kept
+    with its kernel counts, as the predictor maps it; an artifact of another target, or a folder that
+    is no artifact, is refused before anything is timed."""
+    from collections import Counter
+
+    from edgevit.export import export
+    from edgevit.predict import ReferenceTiming
+    from edgevit.probe.calibrate import probe
+
+    onnx = export("test_vit", target="onnx", out=tmp_path, verify=False, quiet=True).path
+    kernels = (Kernel.of("run"), Kernel.of("copy", E=64))
+    timer = _Drifting()
+    profile = probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, passes=3, workdir=tmp_path / "calib",
+                    references=(onnx,), progress=False).profile
+    assert timer.calls.count(Path(onnx).name) == 3 and len(timer.calls) == 9
+    (reference,) = profile.references
+    positions = [i + 1.0 for i, n in enumerate(timer.calls) if n == Path(onnx).name]
+    assert (reference.model, reference.family, reference.ms) == ("test_vit", "vit", sorted(positions)[1])
+    mapped = Counter(r.kernel for r in map_kernels(onnx, "onnxruntime") if r.status == "ok")
+    assert dict(reference.kernels) == dict(mapped) and isinstance(reference, ReferenceTiming)
+    assert load_profile(save_profile(profile, tmp_path / "p.json")) == profile
+    calls = len(timer.calls)
+    with pytest.raises(InvalidArgumentError, match="is an artifact of target onnx; a litert probe times tflite artifacts"):
+        probe("litert", timer, kernels=kernels, rounds=1, warmup=0, references=(onnx,), progress=False)
+    with pytest.raises(InvalidArgumentError, match="is not an exported artifact"):
+        probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, references=(tmp_path,), progress=False)
+    assert len(timer.calls) == calls  # refused before timing
