@@ -77,3 +77,21 @@ def test_a_device_is_probed_by_name_through_the_address_its_device_file_gives(ag
     assert f"wrote {out}" in capsys.readouterr().out
     profile = load_profile(out)
     assert profile.measurement.where == "agent" and profile.device == agent.client().device()["name"]
+
+
+@pytest.mark.slow
+def test_a_reference_model_is_timed_on_the_agent_and_unloaded(agent, tmp_path, capsys):
+    """`--reference`: an exported model is uploaded, timed device-side in every pass, unloaded, and
+    kept in the profile with the kernels it maps to."""
+    from edgevit.cli import main
+    from edgevit.export import export
+
+    onnx = export("test_vit", target="onnx", out=tmp_path, verify=False, quiet=True).path
+    out = tmp_path / "agent.json"
+    assert main(["devices", "probe", "--url", agent.url, "--preset", "quick", "--rounds", "1", "--warmup", "0",
+                 "--passes", "2", "--reference", str(onnx), "--quiet", "-o", str(out)]) == 0
+    assert "1 reference models" in capsys.readouterr().out
+    (reference,) = load_profile(out).references
+    assert (reference.model, reference.family, reference.precision) == ("test_vit", "vit", "fp32")
+    assert reference.ms > 0 and sum(n for _, n in reference.kernels) > 20
+    assert not any(m.get("state") == "READY" for m in agent.client().models())
