@@ -4,6 +4,8 @@ export, read_ops and quantize tests cover its artifacts like any target's.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from export_helpers import family_models
 
@@ -159,6 +161,29 @@ def test_int8_channel_splits_stay_inside_the_delegate(tmp_path):
     # the form that failed, still what the partitioner does with NCHW channel slices
     assert outside[False] and set(outside[False]) == {"aten::slice_copy.Tensor_out"}
     assert outside[True] == []
+
+
+@pytest.mark.slow
+def test_int8_tiny_vit_whose_windows_pad_lowers_to_a_program_that_loads(tmp_path):
+    """TinyViT pads its attention windows at sizes they do not divide (test_tiny_vit at 32 px,
+    tiny_vit_5m_224 at 64 px). XNNPACKQuantizer leaves the pad unannotated, its partitioner still
+    took it as an int8 pad, and XNNPACK refused the program at load (StaticConstantPad: invalid
+    parameter; the export failed with an ArtifactError). The pad now shares its input's
+    quantization: the program loads, runs, and keeps every op in the delegate. (Random-init
+    weights: the export is not verified here; trained tiny_vit_5m_224 at 64 px verified at cosine
+    0.9994, top-1 agreement 100%.)"""
+    import numpy as np
+
+    from edgevit.export import export
+    from edgevit.formats.pte import outside_delegates, read_ops
+
+    artifact = export("test_tiny_vit", target="executorch", precision="int8", image_size=32, calib_size=16,
+                      out=tmp_path, verify=False, quiet=True, progress=False)
+    path = Path(artifact.path) / artifact.manifest.model_file
+    assert not outside_delegates(read_ops(path))
+    with load(path, threads=1) as session:
+        got = session.run({session.input_specs[0].name: np.ones((1, 3, 32, 32), np.float32)})
+    assert all(np.isfinite(v).all() for v in got.values())
 
 
 def test_a_file_that_is_no_executorch_program_is_an_artifact_error(tmp_path):
