@@ -21,8 +21,8 @@ kind seen only as an extra (a DEQUANTIZE) is fitted from the models it appears i
 **Reference models.** A model's kernels, each priced from its own calibration models, still do
 not add up to the model: a kernel inside a model runs after others (warm threads, a layout
 already converted, caches holding what the last one wrote), and the fit cannot tell that from
-calibration models alone. On this project's AVX2 machine the sum over-predicted 27 of 32 cells
-(ONNX and TFLite, fp32 and int8), by a median of 12%. A profile may hold whole models timed the
+calibration models alone. On this project's AVX2 machine the sum over-predicted 25 to 31 of 32
+cells (ONNX and TFLite, fp32 and int8), by a median of 13-21%. A profile may hold whole models timed the
 same way (:class:`~edgevit.predict.profile.ReferenceTiming`); the fit then gives each precision
 one **scale**, the median over its references of measured / predicted (less the ``run`` time
 both), and predictions multiply their kernels by it. ``fit(profile, leave_out=family)`` leaves a
