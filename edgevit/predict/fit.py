@@ -119,10 +119,6 @@ class CostModel:
             return ms, ms is not None
         return ms, False
 
-    def scale(self, precision: str) -> float:
-        """The factor a ``precision`` model's kernels are multiplied by (1.0 without references)."""
-        return self.scales.get(precision, (1.0, 0))[0]
-
 
 def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
     """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares

@@ -21,7 +21,9 @@ eight 224-px models tried):
   (input channels below the block read NCHW directly, otherwise a multiple of 4), depthwise
   with output channels a multiple of 4, other groups with channels per group a multiple of
   the block; ``MaxPool`` / ``AveragePool`` when the channels are a multiple of the block. These
-  reorder an input that is not blocked yet (once per tensor);
+  reorder an input that is not blocked yet (once per tensor); a conv that reads NCHW directly
+  needs a blocked input converted back (a stem's 8-channel conv feeding the next one with
+  16-channel blocks: 8 < 16);
 * ops whose every non-constant input is already blocked stay blocked: ``Relu``, ``Sigmoid``,
   ``Tanh``, ``Gelu``, ``BatchNormalization``, the global pools (channels a multiple of the
   block), ``Add`` / ``Sum`` / ``Mul`` of two blocked tensors of one channel count, and
@@ -86,13 +88,16 @@ def nchwc_reorders(graph: OpGraph, block: int) -> tuple[Reorder, ...]:
     converted: set[int] = set()
     reorders: list[Reorder] = []
     reordered_in: set[TensorKey] = set()
+    reads_nchw: set[int] = set()  # converted convs that read plain NCHW (a blocked input goes back first)
     for i, op in enumerate(ops):
         channels = _converts(op, graph, blocked, block)
         if channels is None:
             continue
         if op.type == "Conv" or op.type in _POOLS:
             x = op.inputs[0]
-            if x not in blocked and x not in reordered_in and not _reads_nchw(op, graph, block):
+            if _reads_nchw(op, graph, block):
+                reads_nchw.add(i)
+            elif x not in blocked and x not in reordered_in:
                 reordered_in.add(x)
                 reorders.append(Reorder(i, x, "ReorderInput", _elements(graph, x)))
         blocked[op.outputs[0]] = channels
@@ -103,7 +108,7 @@ def nchwc_reorders(graph: OpGraph, block: int) -> tuple[Reorder, ...]:
             readers[key].append(i)
     producer = {key: i for i, op in enumerate(ops) for key in op.outputs}
     for key in blocked:
-        if key in graph.outputs or any(j not in converted for j in readers[key]):
+        if key in graph.outputs or any(j not in converted or j in reads_nchw for j in readers[key]):
             reorders.append(Reorder(producer[key], key, "ReorderOutput", _elements(graph, key)))
     return tuple(sorted(reorders, key=lambda r: (r.op, r.node != "ReorderInput")))
 

@@ -61,6 +61,13 @@ GRAPHS = {
          helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])],
         [("x", [1, 32, 8, 8])], [("y", [1, 64])],
         {"w0": _w(32, 32), "w1": _w(32, 32)}),
+    # a narrow stem (3 -> 8 channels, then 8 -> 16, as test_cas_vit's): with 16-channel blocks the
+    # second conv reads plain NCHW (8 < 16), so the first conv's blocked output goes back first
+    "narrow-stem": (
+        [_conv("x", "w0", "a"), helper.make_node("Relu", ["a"], ["b"]), _conv("b", "w1", "c", pad=1),
+         helper.make_node("Relu", ["c"], ["d"]), helper.make_node("Transpose", ["d"], ["y"], perm=[0, 2, 3, 1])],
+        [("x", [1, 3, 8, 8])], [("y", [1, 8, 8, 16])],
+        {"w0": _w(8, 3), "w1": _w(16, 8, 3)}),
 }
 
 
@@ -89,6 +96,9 @@ def test_the_cases_reorder_where_the_rules_say(tmp_path):
     assert sorted((r.node, r.tensor) for r in nchwc_reorders(graph, 8)) == [
         ("ReorderInput", "m"), ("ReorderInput", "x"), ("ReorderOutput", "a"), ("ReorderOutput", "b"), ("ReorderOutput", "y")]
     assert nchwc_reorders(graph, 1) == ()
+    graph = read_graph(_model(tmp_path / "c.onnx", *GRAPHS["narrow-stem"]))
+    assert [(r.node, r.tensor) for r in nchwc_reorders(graph, 8)] == [("ReorderOutput", "d")]
+    assert [(r.node, r.tensor) for r in nchwc_reorders(graph, 16)] == [("ReorderOutput", "b"), ("ReorderOutput", "d")]
 
 
 def test_an_int8_convolution_is_not_blocked(tmp_path):
