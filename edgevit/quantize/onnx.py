@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from edgevit.errors import ConversionError, InvalidArgumentError, require
-from edgevit.formats import OpGraph
+from edgevit.formats import Op, OpGraph, TensorKey
 from edgevit.formats.onnx import ops_of, read_ops
 from edgevit.quantize.base import TargetQuantizer, block_of, quiet, run_model_file
 from edgevit.quantize.metrics import sqnr_db
@@ -385,7 +385,8 @@ def _pre_process(source: Path, destination: Path) -> None:
             shape_inference.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
 
 
-def _only_read_by(op: Any, consumers: dict, op_type: str) -> bool:
+def _only_read_by(op: Op, consumers: dict[TensorKey, list[Op]], op_type: str) -> bool:
+    """Whether ``op``'s outputs are read, and only by ops of ``op_type``."""
     readers = [r for key in op.outputs for r in consumers.get(key, [])]
     return bool(readers) and all(r.type == op_type for r in readers)
 
