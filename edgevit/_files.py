@@ -13,6 +13,8 @@ user's umask gives a new file or folder.
 * :func:`write_json` / :func:`read_json`: the one JSON format edgevit writes (two-space indent,
   a final newline: manifests, plans, deployments, reports) and a read that names a corrupt file;
 * :func:`staging_dir`: a temporary folder to build an artifact in, with normal permissions;
+  made inside :func:`signals_deferred` by a caller that must know of it before a signal can
+  unwind (a SIGTERM between its creation and the caller's record of it left it behind);
 * :func:`normal_modes`: give a finished tree normal permissions before it is installed;
 * :func:`check_output_file` / :func:`check_writable`: prove an output file / folder can be
   written *before* the work that makes it (training, exporting, splitting, benchmarking), so a
@@ -27,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +40,7 @@ from typing import Any, NoReturn, TypeVar
 T = TypeVar("T")
 
 __all__ = ["check_output_file", "check_writable", "file_sha256", "foreign_files", "normal_modes", "read_json",
-           "remove_stale_staging", "replacing", "staging_dir", "umask", "write_bytes", "write_json",
+           "remove_stale_staging", "replacing", "signals_deferred", "staging_dir", "umask", "write_bytes", "write_json",
            "write_or_rescue", "write_text"]
 
 
@@ -143,6 +147,38 @@ def read_json(path: str | Path, hint: str = "") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is corrupt: {exc}{fix}") from exc
+
+
+#: the signals edgevit's CLI unwinds on (SIGTERM is made to raise like Ctrl-C)
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, so that what it creates is recorded before
+    a signal's exception can unwind (``job.staging = staging_dir(...)``). A signal that arrives
+    meanwhile is noted and, when the block ends, handed to the handler that was in place (which
+    raises ``KeyboardInterrupt``, or edgevit's CLI's termination). The handlers are swapped, not
+    the signal mask: a signal to the process reaches whichever thread does not block it, and a
+    converter's thread pools do not. Only the main thread can set handlers; elsewhere the block
+    runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: pending.append(signum))
+                for number in DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(pending[0])
 
 
 def staging_dir(parent: str | Path, name: str, suffix: str = ".partial") -> Path:

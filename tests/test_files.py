@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import threading
 
 import pytest
 
@@ -11,6 +13,7 @@ from edgevit._files import (
     normal_modes,
     read_json,
     replacing,
+    signals_deferred,
     staging_dir,
     umask,
     write_bytes,
@@ -149,3 +152,36 @@ def test_deployments_and_plans_read_through_read_json(tmp_path):
     (tmp_path / "plan.json").write_text("[1,")
     with pytest.raises(ArtifactError, match="plan.json is corrupt"):
         load_plan(tmp_path)
+
+
+class _Unwound(Exception):
+    pass
+
+
+def test_a_signal_in_a_deferred_block_unwinds_only_after_it(tmp_path):
+    """A real SIGTERM to this process while a staging folder is being made: the folder is recorded
+    first, and the signal's exception comes at the end of the block, where a cleanup can see it."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Python runs signal handlers on the main thread only")
+
+    def handler(signum, frame):
+        raise _Unwound(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    made = []
+    try:
+        pool = threading.Event()
+        worker = threading.Thread(target=pool.wait, daemon=True)  # a converter's thread pool, as in an export
+        worker.start()
+        with pytest.raises(_Unwound), signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            made.append(staging_dir(tmp_path, "a"))
+        pool.set()
+        assert len(made) == 1 and made[0].is_dir()
+        with pytest.raises(_Unwound):  # outside the block the same signal unwinds at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            made.append("not reached")
+        assert len(made) == 1
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgevit._files import normal_modes, staging_dir
+from edgevit._files import normal_modes, signals_deferred, staging_dir
 from edgevit._progress import Progress
 from edgevit.artifact import Manifest, TensorSpec
 from edgevit.errors import ConversionError, EdgeVitError, InvalidArgumentError, VerificationError
@@ -93,7 +93,8 @@ def prepare(job: ExportJob) -> None:
     input_spec, output_spec = job.target.io_specs(job.options, prepared.input_shape, prepared.output_shape,
                                                   prepared.image_input)
     job.inputs, job.outputs = (input_spec,), (output_spec,)
-    job.staging = staging_dir(job.options.out, job.artifact_name)
+    with signals_deferred():  # recorded before a SIGTERM can unwind: run_pipeline removes it
+        job.staging = staging_dir(job.options.out, job.artifact_name)
 
 
 def convert(job: ExportJob) -> None:

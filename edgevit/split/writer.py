@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgevit._files import staging_dir, write_json
+from edgevit._files import signals_deferred, staging_dir, write_json
 from edgevit._progress import Progress
 from edgevit.artifact import read_manifest
 from edgevit.partition.plan import PLAN_NAME, Plan, PlanPiece
@@ -51,8 +51,10 @@ def write_plan(built: BuiltPlan, out: str | Path, check: tuple[np.ndarray, np.nd
     log = log or Progress(desc="split").log
 
     out = Path(out)  # its folder was checked by split() before the work
-    staging = staging_dir(out.parent, out.name)
+    staging = None
     try:
+        with signals_deferred():  # recorded before a SIGTERM can unwind: the finally removes it
+            staging = staging_dir(out.parent, out.name)
         plan = built.plan
         pieces = []
         for item in built.pieces:
