@@ -41,7 +41,7 @@ symmetric config (weights int8 per output channel, activations int8 per tensor),
 / ``convert_pt2e`` from ``torchao``, activation ranges from edgevit's calibration
 (:class:`~edgevit.quantize.calibration.RangeCollector`, as for the other targets). A second
 quantizer runs after XNNPACK's: a pad of a quantized tensor shares its quantization
-(:func:`_pad_sharing_quantizer`; without it XNNPACK refused TinyViT's padded windows at load).
+(:func:`edgevit.quantize.pt2e.pad_sharing_quantizer`; without it XNNPACK refused TinyViT's padded windows at load).
 """
 
 from __future__ import annotations
@@ -469,12 +469,14 @@ class ExecuTorchQuantizer(TargetQuantizer):
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer import ComposableQuantizer
 
+        from edgevit.quantize.pt2e import pad_sharing_quantizer
+
         chosen, annotatable = set(selection), self._annotatable
         quantizer = XNNPACKQuantizer().set_global(_config())
         quantizer.set_filter_function(lambda node: node.name in chosen or node.name not in annotatable)
         with quiet(), torch.no_grad():
             prepared = prepare_pt2e(copy.deepcopy(self.program.module()),
-                                    ComposableQuantizer([quantizer, _pad_sharing_quantizer()]))
+                                    ComposableQuantizer([quantizer, pad_sharing_quantizer()]))
             prepared(self.example)  # sizes the weight observers; activation ranges come from calibration
             _set_ranges(prepared, self._ranges)
             return export_program(convert_pt2e(prepared), self.example)
@@ -504,40 +506,6 @@ def _candidate(path: Path) -> tuple[str, ...] | None:
         return None
     content = json.loads(data)
     return tuple(content["units"]) if content.get("format") == CANDIDATE_FORMAT else None
-
-
-def _pad_sharing_quantizer() -> Any:
-    """A PT2E quantizer run after XNNPACK's: a constant pad of a quantized tensor shares its input's
-    quantization parameters, as XNNPACK's own quantizer does for views, permutes and slices.
-
-    XNNPACKQuantizer leaves ``aten.pad`` unannotated, and its partitioner still takes the pad
-    between a dequantize and the next quantize as an int8 pad; XNNPACK then refuses the
-    program when the runtime loads it (``StaticConstantPad``: ``xnn_status_invalid_parameter``,
-    the input and output scales differ). TinyViT pads its windows at sizes other than the
-    canonical ones (``tiny_vit_5m_224`` at 64 px, ``test_tiny_vit`` at 32 px)."""
-    import torch
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer, SharedQuantizationSpec
-
-    pads = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
-
-    class PadSharing(Quantizer):
-        def annotate(self, model: Any) -> Any:
-            for node in model.graph.nodes:
-                if node.op != "call_function" or node.target not in pads or "quantization_annotation" in node.meta:
-                    continue
-                source = node.args[0]
-                annotation = getattr(source, "meta", {}).get("quantization_annotation")
-                if annotation is None or annotation.output_qspec is None:
-                    continue  # a pad of a float tensor stays float
-                shared = SharedQuantizationSpec(source)
-                node.meta["quantization_annotation"] = QuantizationAnnotation(
-                    input_qspec_map={source: shared}, output_qspec=shared, _annotated=True)
-            return model
-
-        def validate(self, model: Any) -> None:
-            pass
-
-    return PadSharing()
 
 
 def _config() -> Any:
