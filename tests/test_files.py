@@ -174,12 +174,12 @@ def test_a_signal_in_a_deferred_block_unwinds_only_after_it(tmp_path):
         worker = threading.Thread(target=pool.wait, daemon=True)  # a converter's thread pool, as in an export
         worker.start()
         with pytest.raises(_Unwound), signals_deferred():
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # to this thread, at once (os.kill may reach another thread later)
             made.append(staging_dir(tmp_path, "a"))
         pool.set()
         assert len(made) == 1 and made[0].is_dir()
         with pytest.raises(_Unwound):  # outside the block the same signal unwinds at once
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
             made.append("not reached")
         assert len(made) == 1
         assert signal.getsignal(signal.SIGTERM) is handler
