@@ -380,6 +380,21 @@ def test_a_quota_period_the_kernel_refuses_is_named_before_any_agent_starts(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("quota", "period", "message"), [
+    (0.25, 1.0, "0.25 ms of CPU per period; the kernel's smallest is 1 ms .* at least 4 ms"),
+    (0.1, 5.0, "0.5 ms of CPU per period; .* at least 10 ms"),
+    (0.0, 100.0, "cpu_quota is 0; give the cores it may use"),
+])
+def test_a_quota_below_the_kernels_smallest_is_refused_not_rounded_up(tmp_path, quota, period, message):
+    # the kernel refuses cpu.cfs_quota_us below 1000; rounding it up gave the device more CPU than asked
+    # (0.25 core per 1 ms period ran as a whole core) without a word
+    from edgevit.cluster.fleet import Fleet, FleetDevice
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        Fleet(tmp_path, [FleetDevice("fast", cpu_quota=None), FleetDevice("slow", cpu_quota=quota, cpu_period_ms=period)])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_fleet_device_file_points_at_profiles_where_given(tmp_path):
     from edgevit.cluster.fleet import Fleet, FleetDevice
     from edgevit.devices import load_devices
