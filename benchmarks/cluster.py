@@ -135,7 +135,8 @@ def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, roo
     plan = load_plan(plan_dir)
     names = sorted({p.device for p in plan.pieces})
     link = LinkSpec(latency_ms=args.latency_ms, mbps=args.mbps)
-    return Fleet(root, [FleetDevice(n, memory_mb=512, cpu_quota=quota, threads=1, link=link) for n in names],
+    period = {"cpu_period_ms": args.period_ms} if getattr(args, "period_ms", None) else {}
+    return Fleet(root, [FleetDevice(n, memory_mb=512, cpu_quota=quota, threads=1, link=link, **period) for n in names],
                  links_in_processes=True)
 
 
@@ -189,7 +190,9 @@ def request_overhead(fleet, cluster, root: Path) -> tuple[float, float]:
 
 
 def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: float | None,
-                 args: argparse.Namespace) -> dict[str, Any]:
+                 args: argparse.Namespace, profile: Path | None = None) -> dict[str, Any]:
+    """One plan on its fleet: latency, throughput, and the prediction from measured device speeds
+    (and, given a device ``profile``, from that profile for every device: ``predicted_profiled``)."""
     from edgevit.cluster.deploy import deploy_plan
     from edgevit.cluster.plans import load_plan
     from edgevit.cluster.policy import Policy
@@ -207,6 +210,8 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
         overhead, fanout = request_overhead(fleet, cluster, root)
         speeds = device_speeds(fleet, Path(args.work) / "unsplit-stage", x)
         measured_devices = load_devices(fleet.write_devices(root / "devices-measured.toml", speed=speeds))
+        profiled = None if profile is None else load_devices(
+            fleet.write_devices(root / "devices-profiled.toml", profiles=dict.fromkeys(fleet.devices, profile)))
         with connect(plan_dir, cluster, policy=Policy(deadline_ms=10_000, hedge=False)) as session:
             for frame in x[:20]:
                 list(session.stream([frame]))
@@ -229,6 +234,14 @@ def measure_plan(plan_dir: Path, images: tuple[np.ndarray, np.ndarray], quota: f
            "request_overhead_ms": overhead, "fanout_ms": fanout, "predicted": predicted, "device_speeds": speeds,
            "policy": stats["policy"], "link": {"latency_ms": args.latency_ms, "mbps": args.mbps}, "quota": quota}
     out["prediction_error"] = predicted["end_to_end_ms"] / out["p50_ms"] - 1
+    if profiled is not None:
+        from edgevit.split.profiles import profile_plan
+
+        by_profile = predict_plan(profile_plan(plan_dir, profiled), profiled, request_ms=overhead, fanout_ms=fanout)
+        out["predicted_profiled"] = by_profile
+        out["prediction_error_profiled"] = by_profile["end_to_end_ms"] / out["p50_ms"] - 1
+        log(f"{plan_dir.name}: from the profile {by_profile['end_to_end_ms']:.2f} ms "
+            f"({out['prediction_error_profiled']:+.1%})")
     log(f"{plan_dir.name}: p50 {out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms, {fps:.1f} frames/s; predicted "
         f"{predicted['end_to_end_ms']:.2f} ms ({out['prediction_error']:+.1%}); request overhead {overhead:.2f} ms, "
         f"fan-out {fanout:.2f} ms per further request")
