@@ -433,21 +433,29 @@ def save(results: dict[str, Any]) -> None:
     (RESULTS / "cluster.md").write_text(markdown(results))
 
 
+def fleet_header(results: dict[str, Any], period_ms: float | None = None, machine: str = "Machine") -> list[str]:
+    """The results' machine line and fleet line (the quota's period named when ``period_ms`` is given)."""
+    env, settings = results["environment"], results["settings"]
+    quota = settings.get("quota_applied")
+    if quota:
+        applied = f"{quota:g} core per device" + (f", period {period_ms:g} ms" if period_ms else "") + " (cgroup v1 cpu)"
+    elif settings.get("quota") == 0:
+        applied = "none (`--quota 0`: every device runs at this machine's speed)"
+    else:
+        applied = "NOT applied (needs root and the cgroup v1 cpu controller)"
+    return [f"{machine}: {env['summary']}; load average at the start "
+            f"{', '.join(f'{x:.1f}' for x in env['load_average_start'])}"
+            + (f", at the end {', '.join(f'{x:.1f}' for x in env['load_average_end'])}"
+               if "load_average_end" in env else "") + ".",
+            f"Fleet: one `edgevit serve` process per device (`--threads 1`), behind a link emulator of "
+            f"{settings['latency_ms']:g} ms one way and {settings['mbps']:g} Mbit/s; CPU quota {applied}; "
+            "the coordinator is the benchmark process."]
+
+
 def markdown(results: dict[str, Any]) -> str:
     from edgevit._table import format_table
 
-    env, settings = results["environment"], results["settings"]
-    quota = settings.get("quota_applied")
-    lines = ["# Split plans on an emulated fleet", "",
-             f"Machine: {env['summary']}; load average at the start "
-             f"{', '.join(f'{x:.1f}' for x in env['load_average_start'])}"
-             + (f", at the end {', '.join(f'{x:.1f}' for x in env['load_average_end'])}"
-                if "load_average_end" in env else "") + ".",
-             f"Fleet: one `edgevit serve` process per device (`--threads 1`), behind a link emulator of "
-             f"{settings['latency_ms']:g} ms one way and {settings['mbps']:g} Mbit/s; CPU quota "
-             + (f"{quota:g} core per device (cgroup v1 cpu)" if quota else
-                "NOT applied (needs root and the cgroup v1 cpu controller)")
-             + "; the coordinator is the benchmark process.", "",
+    lines = ["# Split plans on an emulated fleet", "", *fleet_header(results), "",
              "## Latency and throughput (digits validation images, 64 px)", "",
              "`ratio` = p50 over the unsplit model's p50 on one such device; `fps ratio` = frames per second over the "
              "unsplit model's; `predicted` = `predict_plan` on the fleet's device file with `request_ms` measured by "

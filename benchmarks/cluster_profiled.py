@@ -174,19 +174,10 @@ def save(results: dict[str, Any], name: str) -> None:
 def markdown(results: dict[str, Any]) -> str:
     from edgevit._table import format_table
 
-    env, settings, probe = results["environment"], results["settings"], results.get("probe", {})
-    quota = settings.get("quota_applied")
+    settings, probe = results["settings"], results.get("probe", {})
+    period = probe.get("period_ms", settings["period_ms"]) if settings.get("quota_applied") else None
     lines = ["# Split plans on an emulated fleet, predicted from a device profile", "",
-             f"Written by `benchmarks/cluster_profiled.py`. Machine: {env['summary']}; load average at the start "
-             f"{', '.join(f'{x:.1f}' for x in env['load_average_start'])}"
-             + (f", at the end {', '.join(f'{x:.1f}' for x in env['load_average_end'])}"
-                if "load_average_end" in env else "") + ".",
-             f"Fleet: one `edgevit serve` process per device (`--threads 1`), behind a link emulator of "
-             f"{settings['latency_ms']:g} ms one way and {settings['mbps']:g} Mbit/s; CPU quota "
-             + (f"{quota:g} core per device, period {probe.get('period_ms', settings['period_ms'])} ms (cgroup v1 cpu)"
-                if quota else "none (`--quota 0`: every device runs at this machine's speed)" if not settings["quota"]
-                else "NOT applied (needs root and the cgroup v1 cpu controller)")
-             + "; the coordinator is the benchmark process.", ""]
+             *cluster.fleet_header(results, period, "Written by `benchmarks/cluster_profiled.py`. Machine"), ""]
     if results.get("reading"):  # written by hand into the .json after a run; --report keeps it
         lines[1:1] = ["", results["reading"].strip()]
     if probe:
