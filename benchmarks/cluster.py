@@ -557,8 +557,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fleet_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The plans' and the fleet's options (shared with benchmarks/cluster_profiled.py)."""
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "edgevit" / "edvit-bench"),
                         help="benchmarks/edvit.py's --work (trained weights, plan-K2..4)")
     parser.add_argument("--model", default="vit_tiny_patch16_224")
@@ -567,6 +567,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=1.0)
     parser.add_argument("--mbps", type=float, default=100.0)
     parser.add_argument("--requests", type=int, default=200, help="images per latency measurement")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = fleet_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--failure-requests", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second in the failure run")
     parser.add_argument("--load-requests", type=int, default=10, help="requests per client in the load run")

@@ -238,17 +238,9 @@ def _compute(strategy: str, by_piece: dict[str, float]) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(Path.home() / ".cache" / "edgevit" / "edvit-bench"),
-                        help="benchmarks/edvit.py's --work (trained weights, plan-K2..4)")
-    parser.add_argument("--model", default="vit_tiny_patch16_224")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--quota", type=float, default=0.25, help="CPU cores per device (0: none)")
+    parser = cluster.fleet_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     parser.add_argument("--period-ms", type=float, default=None,
                         help="the quota's period, 1 to 1000 ms (default: the shortest the quota allows, 1 / quota)")
-    parser.add_argument("--latency-ms", type=float, default=1.0)
-    parser.add_argument("--mbps", type=float, default=100.0)
-    parser.add_argument("--requests", type=int, default=200, help="images per latency measurement")
     parser.add_argument("--references", nargs="+", default=list(REFERENCES), help="reference zoo models")
     parser.add_argument("--preset", default="standard", help="calibration preset")
     parser.add_argument("--probe-rounds", type=int, default=20)
