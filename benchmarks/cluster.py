@@ -129,15 +129,29 @@ def validation_images(plan_dir: Path, count: int) -> tuple[np.ndarray, np.ndarra
 
 def fleet_for(plan_dir: Path, quota: float | None, args: argparse.Namespace, root: Path):
     from edgevit.cluster.emulate import LinkSpec
-    from edgevit.cluster.fleet import Fleet, FleetDevice
+    from edgevit.cluster.fleet import Fleet
     from edgevit.cluster.plans import load_plan
 
     plan = load_plan(plan_dir)
     names = sorted({p.device for p in plan.pieces})
     link = LinkSpec(latency_ms=args.latency_ms, mbps=args.mbps)
-    period = {"cpu_period_ms": args.period_ms} if getattr(args, "period_ms", None) else {}
-    return Fleet(root, [FleetDevice(n, memory_mb=512, cpu_quota=quota, threads=1, link=link, **period) for n in names],
-                 links_in_processes=True)
+    return Fleet(root, [fleet_device(n, quota, args, link=link) for n in names], links_in_processes=True)
+
+
+def fleet_device(name: str, quota: float | None, args: argparse.Namespace, **fields: Any):
+    """One emulated device as every fleet of these benchmarks has it: 512 MB, 1 thread, ``quota`` cores
+    with ``--period-ms`` (the Fleet's default period when not given)."""
+    from edgevit.cluster.fleet import FleetDevice
+
+    period = {"cpu_period_ms": args.period_ms} if args.period_ms else {}
+    return FleetDevice(name, memory_mb=512, cpu_quota=quota, threads=1, **period, **fields)
+
+
+def compute_p50_ms(client, name: str, feeds: list[dict[str, np.ndarray]], warmup: int = 10) -> float:
+    """The median device-side compute time (the agent's ``compute_ns``) of one request per feed, one at a
+    time, the first ``warmup`` left out."""
+    times = [client.infer(name, one).timings["compute_ns"] / 1e6 for one in feeds]
+    return float(np.median(times[warmup:]))
 
 
 def request_overhead(fleet, cluster, root: Path) -> tuple[float, float]:
@@ -264,12 +278,8 @@ def device_speeds(fleet, calibration_plan: Path, images: np.ndarray) -> dict[str
     for name in fleet.devices:
         with AgentClient(fleet.address(name)) as client:
             upload = client.upload(calibration_plan / stage.artifact, name="calibration")
-            times = []
-            for index, frame in enumerate(images[:60]):
-                result = client.infer(upload.name, {stage.input_name: frame[None]})
-                if index >= 10:
-                    times.append(result.timings["compute_ns"] / 1e6)
-        speeds[name] = reference / float(np.median(times))
+            compute = compute_p50_ms(client, upload.name, [{stage.input_name: frame[None]} for frame in images[:60]])
+        speeds[name] = reference / compute
     return speeds
 
 
@@ -567,6 +577,9 @@ def fleet_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", type=float, default=1.0)
     parser.add_argument("--mbps", type=float, default=100.0)
     parser.add_argument("--requests", type=int, default=200, help="images per latency measurement")
+    parser.add_argument("--period-ms", type=float, default=None,
+                        help="the CPU quota's period, 1 to 1000 ms (default: the kernel's 100 ms in cluster.py; "
+                        "the shortest the quota allows, 1 / quota, in cluster_profiled.py)")
     return parser
 
 

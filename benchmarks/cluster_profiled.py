@@ -102,7 +102,7 @@ def export_references(work: Path, args: argparse.Namespace) -> dict[str, Path]:
 
 def probe_device(work: Path, quota: float | None, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """Probe one device of the fleet's kind through its agent; the saved profile and the probe's facts."""
-    from edgevit.cluster.fleet import Fleet, FleetDevice
+    from edgevit.cluster.fleet import Fleet
     from edgevit.predict import save_profile
     from edgevit.probe import probe_remote
 
@@ -112,8 +112,7 @@ def probe_device(work: Path, quota: float | None, args: argparse.Namespace) -> t
         cluster.log(f"reusing {path}")
         return path, json.loads(facts.read_text())
     references = export_references(work, args)
-    period = {"cpu_period_ms": args.period_ms} if args.period_ms else {}
-    device = FleetDevice("probed", memory_mb=512, cpu_quota=quota, threads=1, **period)
+    device = cluster.fleet_device("probed", quota, args)
     cluster.log(f"probing one fleet device (quota {quota}, period {device.cpu_period_ms:g} ms, 1 thread)")
     with Fleet(work / "fleet-probe", [device]) as fleet:
         result = probe_remote(f"127.0.0.1:{fleet.ports['probed']}", "onnxruntime", preset=args.preset,
@@ -136,13 +135,12 @@ def pieces_alone(plans: dict[str, Path], profile: Path, quota: float | None, arg
     machine's cores (``{plan/piece: {"measured_ms", "predicted_ms"}}``)."""
     from edgevit.agent.client import AgentClient
     from edgevit.artifact import read_manifest
-    from edgevit.cluster.fleet import Fleet, FleetDevice
+    from edgevit.cluster.fleet import Fleet
     from edgevit.cluster.plans import load_plan
     from edgevit.predict import fit, load_profile, predict
 
     model = fit(load_profile(profile))
-    period = {"cpu_period_ms": args.period_ms} if args.period_ms else {}
-    device = FleetDevice("alone", memory_mb=512, cpu_quota=quota, threads=1, **period)
+    device = cluster.fleet_device("alone", quota, args)
     rng = np.random.default_rng(0)
     rows: dict[str, dict[str, float]] = {}
     with Fleet(Path(args.work) / "fleet-alone", [device]) as fleet, \
@@ -153,14 +151,9 @@ def pieces_alone(plans: dict[str, Path], profile: Path, quota: float | None, arg
                 upload = client.upload(path, name=f"{plan_name}-{piece.name}")
                 feeds = {spec.name: rng.standard_normal([d or 1 for d in spec.shape]).astype(spec.dtype)
                          for spec in read_manifest(path).inputs}
-                times = []
-                for index in range(args.alone_requests + 10):
-                    result = client.infer(upload.name, feeds)
-                    if index >= 10:
-                        times.append(result.timings["compute_ns"] / 1e6)
+                measured = cluster.compute_p50_ms(client, upload.name, [feeds] * (args.alone_requests + 10))
                 client.unload(upload.name)
-                rows[f"{plan_name}/{piece.name}"] = {"measured_ms": float(np.median(times)),
-                                                     "predicted_ms": predict(path, model).total_ms}
+                rows[f"{plan_name}/{piece.name}"] = {"measured_ms": measured, "predicted_ms": predict(path, model).total_ms}
                 cluster.log(f"alone: {plan_name}/{piece.name} {rows[f'{plan_name}/{piece.name}']}")
     return rows
 
@@ -239,8 +232,6 @@ def _compute(strategy: str, by_piece: dict[str, float]) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cluster.fleet_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
-    parser.add_argument("--period-ms", type=float, default=None,
-                        help="the quota's period, 1 to 1000 ms (default: the shortest the quota allows, 1 / quota)")
     parser.add_argument("--references", nargs="+", default=list(REFERENCES), help="reference zoo models")
     parser.add_argument("--preset", default="standard", help="calibration preset")
     parser.add_argument("--probe-rounds", type=int, default=20)
