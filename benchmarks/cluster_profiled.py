@@ -14,6 +14,9 @@ per device (the unsplit model's compute time on the device). Here the same fleet
    ``predict_plan(profile_plan(plan, devices), devices, request_ms, fanout_ms)`` predicts each
    plan from its own ONNX files, torch-free. ``request_ms`` and ``fanout_ms`` are measured on the
    fleet with a model that computes nothing, as in ``cluster.py``: nothing is fitted to the plans.
+   The probe also times its references one request at a time after ``--idle-gap-ms`` of idle, so
+   each piece is priced as it runs in the fleet, asked once per end-to-end request
+   (``Prediction.idle_ms``); the back-to-back figure is reported beside it.
 3. Each plan is measured as ``cluster.py`` measures it (end-to-end p50 of one request at a time,
    the agents' device-side compute per piece), with the speed-number prediction beside the
    profile's.
@@ -22,8 +25,9 @@ The quota period defaults to the shortest the kernel allows for the quota (1 ms 
 period: 4 ms for 0.25 core), not the kernel's 100 ms. Under a long period a device answering
 one request at a time runs each request at full speed until it has used its share, so it is
 fast or slow depending on how often it is asked, which no real device does and no profile can
-describe (measured: ``edgevit.cluster.fleet.FleetDevice``). With the shortest period a model
-runs as slowly called back to back as after an idle gap.
+describe (measured: ``edgevit.cluster.fleet.FleetDevice``). With the shortest period a 5 ms model
+ran as slowly called back to back as after 30 ms idle; models of a millisecond or two did not (the
+results' reading).
 
 Usage::
 
@@ -56,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         save(json.loads((RESULTS / f"{args.name}.json").read_text()), args.name)
         return 0
-    from edgevit.cluster.fleet import cgroups_available
+    from edgevit.cluster.fleet import cgroups_available, shortest_period_ms
 
     work = Path(args.work)
     quota = args.quota if args.quota and cgroups_available() else None
     if quota and not args.period_ms:
-        args.period_ms = max(1.0, 1.0 / quota)  # the kernel's smallest quota is 1 ms per period
+        args.period_ms = shortest_period_ms(quota)
     results: dict[str, Any] = {"environment": cluster.environment(),
                                "settings": {**vars(args), "quota_applied": quota}, "goal": GOAL, "plans": {}}
     plans = cluster.prepare_plans(work, args)
@@ -118,10 +122,12 @@ def probe_device(work: Path, quota: float | None, args: argparse.Namespace) -> t
         result = probe_remote(f"127.0.0.1:{fleet.ports['probed']}", "onnxruntime", preset=args.preset,
                               precisions=("fp32",), rounds=args.probe_rounds, passes=args.probe_passes,
                               workdir=work / "calibration-onnxruntime", references=tuple(references.values()),
-                              progress=True)
+                              idle_gap_ms=args.idle_gap_ms, progress=True)
     save_profile(result.profile, path)
     info = {"seconds": round(result.seconds, 1), "timings": len(result.profile.timings),
             "references": {r.model: r.ms for r in result.profile.references},
+            "references_idle": {r.model: r.idle_ms for r in result.profile.references},
+            "idle_gap_ms": result.profile.measurement.idle_gap_ms,
             "skipped": len(result.skipped), "profile_bytes": path.stat().st_size,
             "quota": quota, "period_ms": device.cpu_period_ms, "load_average": list(os.getloadavg())}
     facts.write_text(json.dumps(info))
@@ -132,7 +138,7 @@ def probe_device(work: Path, quota: float | None, args: argparse.Namespace) -> t
 def pieces_alone(plans: dict[str, Path], profile: Path, quota: float | None, args: argparse.Namespace) -> dict:
     """Every plan's pieces timed one request at a time on one device of the fleet's kind with no other device
     running, against the profile's prediction: the predictor's own error, without the fleet sharing this
-    machine's cores (``{plan/piece: {"measured_ms", "predicted_ms"}}``)."""
+    machine's cores (``{plan/piece: {"measured_ms", "predicted_ms" (one request after idle), "back_to_back_ms"}}``)."""
     from edgevit.agent.client import AgentClient
     from edgevit.artifact import read_manifest
     from edgevit.cluster.fleet import Fleet
@@ -153,7 +159,9 @@ def pieces_alone(plans: dict[str, Path], profile: Path, quota: float | None, arg
                          for spec in read_manifest(path).inputs}
                 measured = cluster.compute_p50_ms(client, upload.name, [feeds] * (args.alone_requests + 10))
                 client.unload(upload.name)
-                rows[f"{plan_name}/{piece.name}"] = {"measured_ms": measured, "predicted_ms": predict(path, model).total_ms}
+                prediction = predict(path, model)
+                rows[f"{plan_name}/{piece.name}"] = {"measured_ms": measured, "predicted_ms": prediction.idle_ms if prediction.idle_ms is not None else prediction.total_ms,
+                                                     "back_to_back_ms": prediction.total_ms}
                 cluster.log(f"alone: {plan_name}/{piece.name} {rows[f'{plan_name}/{piece.name}']}")
     return rows
 
@@ -174,7 +182,10 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("reading"):  # written by hand into the .json after a run; --report keeps it
         lines[1:1] = ["", results["reading"].strip()]
     if probe:
-        refs = ", ".join(f"{name} {ms:.1f} ms" for name, ms in probe.get("references", {}).items())
+        idle = probe.get("references_idle") or {}
+        refs = ", ".join(f"{name} {ms:.1f} ms" + (f" ({idle[name]:.1f} ms after {probe['idle_gap_ms']:g} ms idle)"
+                                                   if idle.get(name) else "")
+                         for name, ms in probe.get("references", {}).items())
         lines += [f"Profile: one device of this kind probed through its agent (onnxruntime, fp32, preset "
                   f"`{settings['preset']}`, {settings['probe_passes']} passes): {probe['seconds']:.0f} s, "
                   f"{probe['timings']} timings, {probe['skipped']} skipped, {probe['profile_bytes'] / 1024:.0f} KB. "
@@ -184,8 +195,10 @@ def markdown(results: dict[str, Any]) -> str:
               "(benchmarks/cluster.py's way); `predicted (profile)` = `predict_plan(profile_plan(plan, devices))` with "
               "every device pointing at the profile; both with `request_ms` and `fanout_ms` measured on the fleet with a "
               "model that computes nothing. `compute` columns: the slowest piece (class-wise) or the sum of the stages "
-              "(pipelines), measured = the agents' device-side p50, predicted = the profile's.", ""]
-    rows, errors = [], []
+              "(pipelines), measured = the agents' device-side p50, predicted = the profile's (one request at an idle "
+              "device where the profile timed its references that way). `profile, back to back`: the same prediction "
+              "with every piece priced back to back, as before profiles held idle timings.", ""]
+    rows, errors, warm_errors = [], [], []
     for name, r in results["plans"].items():
         by_profile = r.get("predicted_profiled")
         if by_profile is None:
@@ -193,36 +206,58 @@ def markdown(results: dict[str, Any]) -> str:
         measured_compute = _compute(r["strategy"], r["device_compute_p50_ms"])
         predicted_compute = _compute(r["strategy"], {p: v["compute_ms"] for p, v in by_profile["pieces"].items()})
         errors.append(r["prediction_error_profiled"])
+        warm = back_to_back_end_to_end(r["strategy"], by_profile)
+        warm_errors.append(warm / r["p50_ms"] - 1)
         rows.append([name, str(r["pieces"]), f"{r['p50_ms']:.2f}", f"{r['predicted']['end_to_end_ms']:.2f}",
                      f"{r['prediction_error']:+.1%}", f"{by_profile['end_to_end_ms']:.2f}",
-                     f"{r['prediction_error_profiled']:+.1%}", f"{measured_compute:.2f}", f"{predicted_compute:.2f}",
+                     f"{r['prediction_error_profiled']:+.1%}", f"{warm:.2f}", f"{warm_errors[-1]:+.1%}",
+                     f"{measured_compute:.2f}", f"{predicted_compute:.2f}",
                      f"{predicted_compute / measured_compute - 1:+.1%}", f"{r['request_overhead_ms']:.2f}"])
     lines += [format_table(["plan", "pieces", "p50 ms", "predicted (speed)", "error", "predicted (profile)", "error",
-                            "compute ms", "predicted compute", "error", "request ms"], rows), ""]
+                            "profile, back to back", "error", "compute ms", "predicted compute", "error", "request ms"],
+                           rows), ""]
     lines += ["", "Per piece (device-side compute p50 against the two predictions):", ""]
     piece_rows = []
     for name, r in results["plans"].items():
         by_profile = r.get("predicted_profiled")
         for piece, measured in (r["device_compute_p50_ms"] if by_profile else {}).items():
             profiled, speed = by_profile["pieces"][piece]["compute_ms"], r["predicted"]["pieces"][piece]["compute_ms"]
+            warm = by_profile["pieces"][piece].get("back_to_back_ms", profiled)
             piece_rows.append([name, piece, by_profile["pieces"][piece]["device"], f"{measured:.2f}", f"{speed:.2f}",
-                               f"{speed / measured - 1:+.1%}", f"{profiled:.2f}", f"{profiled / measured - 1:+.1%}"])
-    lines += [format_table(["plan", "piece", "device", "measured ms", "speed", "error", "profile", "error"], piece_rows), ""]
+                               f"{speed / measured - 1:+.1%}", f"{profiled:.2f}", f"{profiled / measured - 1:+.1%}",
+                               f"{warm:.2f}"])
+    lines += [format_table(["plan", "piece", "device", "measured ms", "speed", "error", "profile", "error",
+                            "back to back"], piece_rows), ""]
     alone = results.get("alone", {})
     if alone:
         ratios = [r["predicted_ms"] / r["measured_ms"] - 1 for r in alone.values()]
         lines += ["Each piece alone on one device of this kind (one request at a time through its agent, no other "
                   "device running; device-side compute p50 against the profile's prediction):", "",
-                  format_table(["piece", "measured ms", "predicted ms", "error"],
+                  format_table(["piece", "measured ms", "predicted ms", "error", "back to back", "error"],
                                [[name, f"{r['measured_ms']:.2f}", f"{r['predicted_ms']:.2f}",
-                                 f"{r['predicted_ms'] / r['measured_ms'] - 1:+.1%}"] for name, r in alone.items()]),
+                                 f"{r['predicted_ms'] / r['measured_ms'] - 1:+.1%}",
+                                 f"{r.get('back_to_back_ms', r['predicted_ms']):.2f}",
+                                 f"{r.get('back_to_back_ms', r['predicted_ms']) / r['measured_ms'] - 1:+.1%}"]
+                                for name, r in alone.items()]),
                   "", f"Alone: {sum(abs(e) <= GOAL for e in ratios)} of {len(ratios)} pieces within ±{GOAL:.0%}, "
                   f"median error {float(np.median(ratios)):+.1%}.", ""]
     if errors:
         within = sum(abs(e) <= GOAL for e in errors)
         lines.append(f"Predicted from the profile within ±{GOAL:.0%} of the measured p50: {within} of {len(errors)} "
-                     f"plans (worst {max(abs(e) for e in errors):.1%}): " + ("met." if within == len(errors) else "NOT met."))
+                     f"plans (worst {max(abs(e) for e in errors):.1%}): " + ("met." if within == len(errors) else "NOT met.")
+                     + f" With every piece priced back to back instead: {sum(abs(e) <= GOAL for e in warm_errors)} of "
+                     f"{len(warm_errors)} (worst {max(abs(e) for e in warm_errors):.1%}).")
     return "\n".join(lines) + "\n"
+
+
+def back_to_back_end_to_end(strategy: str, predicted: dict[str, Any]) -> float:
+    """The profile's end-to-end prediction with every piece priced back to back (``back_to_back_ms``)
+    instead of one request after an idle gap: what ``predict_plan`` gave before profiles held idle timings."""
+    totals = [p["total_ms"] - p["compute_ms"] + p.get("back_to_back_ms", p["compute_ms"])
+              for p in predicted["pieces"].values()]
+    if strategy == "classwise":
+        return max(totals) + predicted["fanout_ms"] + predicted["fusion_ms"]
+    return sum(totals)
 
 
 def _compute(strategy: str, by_piece: dict[str, float]) -> float:
@@ -237,6 +272,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--probe-rounds", type=int, default=20)
     parser.add_argument("--probe-passes", type=int, default=3)
     parser.add_argument("--alone-requests", type=int, default=50, help="timed requests per piece alone")
+    parser.add_argument("--idle-gap-ms", type=float, default=20.0,
+                        help="the probe also times its references one request after this long idle (0: not)")
     parser.add_argument("--reuse", action="store_true", help="reuse the profile already in --work")
     parser.add_argument("--name", default="cluster_profiled", help="results file name (benchmarks/results/NAME.md/.json)")
     parser.add_argument("--report", action="store_true", help="only re-render the .md from the committed .json")

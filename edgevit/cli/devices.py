@@ -53,6 +53,10 @@ def add_parser(sub) -> None:
                        help="an exported model of the backend's target (repeatable): timed in the same passes and kept "
                             "in the profile, whose predictions are then scaled by how its models measured against their "
                             "kernels (one model per family and precision you predict; random weights do)")
+    probe.add_argument("--idle-gap-ms", type=float, default=20.0,
+                       help="also time each reference one request at a time, each after this long idle, so that "
+                            "predictions give a model's time when asked once in a while, as split pieces are "
+                            "(0-10000; 0: not)")
     probe.add_argument("--quiet", action="store_true", help="no progress display")
     probe.set_defaults(run=run)
     merge = commands.add_parser(
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before minutes of probing
     options = {"preset": args.preset, "precisions": precisions, "rounds": args.rounds, "warmup": args.warmup,
                "passes": args.passes, "chain": args.chain, "seed": args.seed, "references": tuple(args.reference),
-               "window_ms": args.window_ms, "workdir": args.workdir, "progress": False if args.quiet else None}
+               "window_ms": args.window_ms, "idle_gap_ms": args.idle_gap_ms, "workdir": args.workdir, "progress": False if args.quiet else None}
     if args.local:
         result = probe_local(args.backend, threads=args.threads, device=args.device, **options)
     else:

@@ -69,6 +69,12 @@ class FleetDevice:
     link: LinkSpec = field(default_factory=LinkSpec)
 
 
+def shortest_period_ms(cores: float) -> float:
+    """The shortest quota period (ms) the kernel allows for a quota of ``cores``: 1 ms of CPU per
+    period at least (``cpu.cfs_quota_us >= 1000``), and a period of 1 ms at least (4 ms for 0.25 core)."""
+    return max(1.0, 1.0 / cores)
+
+
 def cgroups_available() -> bool:
     """Whether agents can be given a CPU quota here (root and the cgroup v1 ``cpu`` controller)."""
     return os.geteuid() == 0 and (CGROUP_CPU / "cpu.cfs_quota_us").exists()
@@ -127,11 +133,11 @@ class Fleet:
             if not d.cpu_quota > 0:
                 raise InvalidArgumentError(f"{d.name}: cpu_quota is {d.cpu_quota:g}; give the cores it may use "
                                            "(> 0, e.g. 0.25), or None for no quota")
-            if d.cpu_quota * d.cpu_period_ms < 1:
+            if d.cpu_period_ms < shortest_period_ms(d.cpu_quota):
                 raise InvalidArgumentError(
                     f"{d.name}: a quota of {d.cpu_quota:g} core per {d.cpu_period_ms:g} ms period is "
                     f"{d.cpu_quota * d.cpu_period_ms:g} ms of CPU per period; the kernel's smallest is 1 ms "
-                    f"(cpu.cfs_quota_us >= 1000): use a period of at least {1 / d.cpu_quota:g} ms")
+                    f"(cpu.cfs_quota_us >= 1000): use a period of at least {shortest_period_ms(d.cpu_quota):g} ms")
         if any(d.cpu_quota is not None for d in devices) and not cgroups_available():
             raise InvalidArgumentError("cpu_quota needs root and the cgroup v1 cpu controller "
                                        f"({CGROUP_CPU}); run without quotas, or as root on such a machine")
@@ -262,7 +268,7 @@ class Fleet:
         group = CGROUP_CPU / f"edgevit-fleet-{os.getpid()}-{name}"
         group.mkdir(exist_ok=True)
         (group / "cpu.cfs_period_us").write_text(str(period_us))
-        (group / "cpu.cfs_quota_us").write_text(str(max(1000, round(cores * period_us))))  # >= 1 ms: __init__ checks
+        (group / "cpu.cfs_quota_us").write_text(str(round(cores * period_us)))  # >= 1000 (1 ms): __init__ checks
         (group / "cgroup.procs").write_text(str(pid))
 
     def _remove_cgroup(self, name: str) -> None:

@@ -10,6 +10,8 @@ described by a measured profile, its time predicted from that profile (:class:`P
 Device time of a piece::
 
     compute_ms = piece.profiled[device].ms             (device gives a profile)
+                 (its .idle_ms for one request at an idle device where the profile has one:
+                  request_compute_ms)
                = macs / (device.gmacs_per_s * 1e9)     (device gives a measured throughput)
                = measured_ms / device.speed            (device gives a relative speed)
     transfer_ms(bytes) = link_latency_ms + bytes * 8 / (link_mbps * 1e6) * 1e3
@@ -145,6 +147,9 @@ class ProfiledTime:
         not_costed: ``(("Erf", 2), ("matmul int8", 8))``: ops the predictor could not cost
             (unknown or unsized) and kernels the profile never timed; when there are any, ``ms``
             is a lower bound.
+        idle_curve: ``((ms, ratio), ...)``: one request arriving after an idle gap takes ``ms``
+            times the curve's ratio at ``ms`` (:attr:`idle_ms`; the profile's models timed that
+            way, :func:`edgevit.predict.fit.idle_ratio`); empty: not measured.
     """
 
     ms: float
@@ -155,6 +160,14 @@ class ProfiledTime:
     profile_created_utc: str
     predictor_version: int
     not_costed: tuple[tuple[str, int], ...] = ()
+    idle_curve: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def idle_ms(self) -> float | None:
+        """One request after an idle gap (None: the profile does not say)."""
+        from edgevit.predict.fit import idle_ratio
+
+        return self.ms * idle_ratio(self.idle_curve, self.ms) if self.idle_curve else None
 
     @property
     def complete(self) -> bool:
@@ -171,6 +184,8 @@ class ProfiledTime:
     def to_dict(self) -> dict[str, Any]:
         out = {"ms": self.ms, "run_ms": self.run_ms, **self.source()}
         del out["from"]
+        if self.idle_curve:
+            out.update(idle_ms=self.idle_ms, idle_curve=[list(knot) for knot in self.idle_curve])
         return out
 
     @classmethod
@@ -178,7 +193,8 @@ class ProfiledTime:
         return cls(float(data["ms"]), float(data.get("run_ms", 0.0)), str(data["backend"]), str(data["profile"]),
                    str(data.get("profile_sha256", "")), str(data.get("profile_created_utc", "")),
                    int(data["predictor_version"]),
-                   tuple(sorted((str(k), int(v)) for k, v in dict(data.get("not_costed") or {}).items())))
+                   tuple(sorted((str(k), int(v)) for k, v in dict(data.get("not_costed") or {}).items())),
+                   tuple((float(ms), float(ratio)) for ms, ratio in data.get("idle_curve") or ()))
 
     @staticmethod
     def chained(parts: Iterable[ProfiledTime]) -> ProfiledTime:
@@ -301,6 +317,15 @@ def profiled_time(piece: PieceCost, device: Device) -> ProfiledTime:
             "for it with edgevit.split.profiles.profile_plan(plan_folder, devices)"
         )
     return timed
+
+
+def request_compute_ms(piece: PieceCost, device: Device) -> float:
+    """Compute time of ``piece`` on ``device`` for one request arriving at an idle device: the
+    profile's :attr:`ProfiledTime.idle_ms` where it has one, else :func:`compute_ms` (a device
+    file's speed or throughput says nothing of idle gaps)."""
+    if device.profile is not None and (idle := profiled_time(piece, device).idle_ms) is not None:
+        return idle
+    return compute_ms(piece, device)
 
 
 def compute_source(piece: PieceCost, device: Device) -> dict[str, Any]:

@@ -29,6 +29,20 @@ both), and predictions multiply their kernels by it. ``fit(profile, leave_out=fa
 family's references out, so a model of that family is predicted from other families' models
 only (how ``benchmarks/predictor.py`` judges the predictor).
 
+**One request after an idle gap.** The calibration and reference models are timed back to
+back. A device asked once in a while (a split plan's piece, once per end-to-end request) runs
+each request with its threads asleep and its caches cold: on this project's AVX2 VM, without
+a CPU quota, a 1.3 ms ViT sub-model took 2.75 ms after 20 ms idle, a 0.82 ms linear 1.97 ms, a
+4.4 ms CAS-ViT 5.8 ms and a 46 ms EfficientFormer-L1 52 ms. The cost is not proportional (x11
+for an empty model, x1.1 at 15 ms), and under a CPU quota it can turn into a saving (a request
+after idle starts with a fresh period's share). Where the profile timed a ladder of calibration
+models and its references that way too (``idle_ms``), the fit keeps the measured ratio
+``idle_ms / ms`` as a curve over ``log(ms)``: the models are grouped by size in quarter decades,
+each group gives its median size and ratio, and a model of any size gets the ratio interpolated
+between the groups around it (flat beyond the smallest and the largest). A prediction gives
+both figures (:attr:`~edgevit.predict.predictor.Prediction.idle_ms`); the references of the
+family left out stay out of the curve.
+
 The solver is an active-set non-negative least squares on columns scaled to [0, 1]: the most
 negative coefficient is dropped and the rest refitted until none is, so a feature that does
 not explain this device's times gets 0 rather than a negative cost. With fewer timings than
@@ -52,10 +66,10 @@ import numpy as np
 from edgevit.predict.kernels import KINDS, Kernel, features
 from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
-__all__ = ["STAND_INS", "CostModel", "KindModel", "fit"]
+__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 5
+PREDICTOR_VERSION = 6
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -94,6 +108,9 @@ class CostModel:
 
     ``scales``: ``{precision: (factor, references)}``, what a model of that precision multiplies
     its kernels' sum by, and how many reference models gave it (none: 1.0).
+    ``idle_curve``: ``((ms, ratio), ...)``, a model's time one request after an idle gap of
+    ``idle_gap_ms`` over its back-to-back time, by size (:func:`idle_ratio`), from ``idle_points``
+    models timed both ways (empty: not measured).
     """
 
     backend: str
@@ -102,6 +119,9 @@ class CostModel:
     profile: str = ""
     cpu_flags: tuple[str, ...] = ()
     scales: Mapping[str, tuple[float, int]] = field(default_factory=dict, hash=False)
+    idle_curve: tuple[tuple[float, float], ...] = ()
+    idle_gap_ms: float = 0.0
+    idle_points: int = 0
 
     def ms(self, kernel: Kernel) -> float | None:
         """The predicted time of ``kernel``; 0 for a free one; None when the profile has no timing of its kind and precision."""
@@ -139,7 +159,34 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
                               stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
     model = CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
                       profile.cpu_flags)
-    return replace(model, scales=_scales(model, [r for r in profile.references if r.family != leave_out]))
+    references = [r for r in profile.references if r.family != leave_out]
+    pairs = [(t.ms, t.idle_ms) for t in (*profile.timings, *references) if t.idle_ms is not None and t.ms > 0]
+    return replace(model, scales=_scales(model, references), idle_curve=idle_curve(pairs),
+                   idle_gap_ms=profile.measurement.idle_gap_ms if pairs else 0.0, idle_points=len(pairs))
+
+
+#: the width of a size group of the idle curve, in decades of milliseconds
+IDLE_BIN_DECADES = 0.25
+
+
+def idle_curve(pairs: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """``((ms, ratio), ...)`` in rising ``ms``: the models timed back to back (``ms``) and one
+    request after an idle gap, grouped by size in :data:`IDLE_BIN_DECADES`, each group's median size
+    and median ``idle / ms`` (empty: no pairs)."""
+    groups: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for ms, idle in pairs:
+        groups[int(np.floor(np.log10(ms) / IDLE_BIN_DECADES))].append((ms, idle / ms))
+    return tuple((float(np.median([m for m, _ in g])), float(np.median([r for _, r in g])))
+                 for _, g in sorted(groups.items()))
+
+
+def idle_ratio(curve: tuple[tuple[float, float], ...], ms: float) -> float:
+    """The curve's ``idle / back-to-back`` ratio at ``ms``: interpolated in ``log(ms)`` between the
+    groups around it, flat beyond the ends; 1.0 for an empty curve."""
+    if not curve:
+        return 1.0
+    sizes, ratios = zip(*curve, strict=True)
+    return float(np.interp(np.log(max(ms, 1e-9)), np.log(sizes), ratios))
 
 
 def _scales(model: CostModel, references: list[ReferenceTiming]) -> dict[str, tuple[float, int]]:

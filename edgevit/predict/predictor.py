@@ -19,6 +19,10 @@ a model, never alone, so no calibration model times them in int8) and counted in
 :attr:`Prediction.approximated`. :attr:`Prediction.complete` is False when any of the three is
 non-empty.
 
+A profile whose models were also timed one request at a time after an idle gap adds a second
+figure, :attr:`Prediction.idle_ms`: the same model asked once in a while rather than back to back
+(:mod:`edgevit.predict.fit`), what a split plan's piece runs as.
+
 Example:
     >>> p = predict("test_vit-onnx-fp32", load_profile("here-onnxruntime.json"))  # doctest: +SKIP
     >>> print(p.table(top=3))  # doctest: +SKIP
@@ -35,7 +39,7 @@ from typing import Any
 from edgevit.artifact import MANIFEST_NAME, read_manifest
 from edgevit.errors import ArtifactError, InvalidArgumentError
 from edgevit.formats import OpGraph
-from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit
+from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit, idle_ratio
 from edgevit.predict.fusion import RULES, group_ops
 from edgevit.predict.kernels import Kernel
 from edgevit.predict.layout import LAYOUTS
@@ -89,6 +93,10 @@ class Prediction:
         predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
         scale / scale_references: the factor every row was multiplied by (the profile's reference
             models, :mod:`edgevit.predict.fit`) and how many reference models gave it (0: none, 1.0).
+        idle_curve / idle_points / idle_gap_ms: one request after ``idle_gap_ms`` of idle takes
+            ``total_ms`` times the curve's ratio at ``total_ms`` (:attr:`idle_ms`,
+            :func:`edgevit.predict.fit.idle_ratio`), from ``idle_points`` models timed both ways;
+            an empty curve: the profile did not time models that way.
     """
 
     total_ms: float
@@ -103,6 +111,14 @@ class Prediction:
     predictor_version: int = PREDICTOR_VERSION
     scale: float = 1.0
     scale_references: int = 0
+    idle_curve: tuple[tuple[float, float], ...] = ()
+    idle_points: int = 0
+    idle_gap_ms: float = 0.0
+
+    @property
+    def idle_ms(self) -> float | None:
+        """One request after an idle gap (None: the profile does not say)."""
+        return self.total_ms * idle_ratio(self.idle_curve, self.total_ms) if self.idle_curve else None
 
     @property
     def complete(self) -> bool:
@@ -122,6 +138,8 @@ class Prediction:
             "total_ms": self.total_ms, "run_ms": self.run_ms, "backend": self.backend, "format": self.format,
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
             "scale": self.scale, "scale_references": self.scale_references,
+            "idle_ms": self.idle_ms, "idle_gap_ms": self.idle_gap_ms, "idle_points": self.idle_points,
+            "idle_curve": [list(knot) for knot in self.idle_curve],
             "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
             "approximated": dict(self.approximated),
             "kernels": [{"ops": list(r.ops), "op_types": list(r.op_types), "status": r.status, "ms": r.ms,
@@ -135,6 +153,9 @@ class Prediction:
         lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"]
         if self.scale_references:
             lines.append(f"kernels scaled by {self.scale:.3f} (the median over {self.scale_references} reference models)")
+        if self.idle_ms is not None:
+            lines.append(f"one request after {self.idle_gap_ms:g} ms idle: {self.idle_ms:.3f} ms (x"
+                         f"{self.idle_ms / self.total_ms:.2f}, from {self.idle_points} models timed both ways)")
         lines += [f"{r.ms:9.4f} ms  {r.kernel.describe():<48} {'+'.join(r.op_types)}" for r in rows if r.kernel]
         if not self.complete:
             lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}; "
@@ -189,7 +210,8 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     uncalibrated = _count(rows, "uncalibrated")
     return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
-                      scale=factor, scale_references=references)
+                      scale=factor, scale_references=references, idle_curve=model.idle_curve,
+                      idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms)
 
 
 def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:

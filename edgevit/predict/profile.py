@@ -10,18 +10,22 @@ holds::
      "environment": {... edgevit.environment.Environment ...}, "cpu_flags": ["avx2", ...],
      "backend": "onnxruntime", "backend_version": "1.20.1", "threads": 2,
      "measurement": {"rounds": 20, "warmup": 3, "statistic": "mean", "where": "local", "passes": 3, "chain": 4,
-                     "window_ms": 100.0},
+                     "window_ms": 100.0, "idle_gap_ms": 20.0},
      "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
                  {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
-                  "extra": []}, ...],
-     "references": [{"model": "cas_vit_xs", "family": "cas_vit", "ms": 12.1,
+                  "extra": [], "idle_ms": 0.74}, ...],
+     "references": [{"model": "cas_vit_xs", "family": "cas_vit", "ms": 12.1, "idle_ms": 14.0,
                      "kernels": [{"kind": "conv1x1", "dtype": "fp32", "dims": {...}, "count": 12}, ...]}, ...]}
 
 Each timing's ``ms`` is the whole call of a calibration model holding that kernel and the
 kernels listed in ``extra`` (the ``run`` kernel is the empty model's call; the fit subtracts
 it, and the fitted cost of the extras). ``references`` (optional) are whole models timed the
 same way, with the kernels the predictor maps them to: the fit scales its kernel sums by what
-they measured (:mod:`edgevit.predict.fit`). A file that is not JSON,
+they measured (:mod:`edgevit.predict.fit`). ``idle_ms`` (optional, on a ladder of calibration
+models and on the references) is the median time when requested one at a time, each request
+after ``measurement.idle_gap_ms`` of idle: the fit relates it to ``ms`` to predict a model's time
+in that regime (a split plan's pieces, each asked once per end-to-end request, run in it). A file
+that is not JSON,
 lacks a field, holds a wrong value or was written in another ``format_version`` is refused
 with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
 
@@ -70,6 +74,8 @@ class Measurement:
         chain: copies of a kernel in the chained calibration models (1: every kernel timed alone;
             the timings themselves say what each model held).
         window_ms: each model was run back to back for at least this long (0: ``rounds`` runs only).
+        idle_gap_ms: some calibration models and the reference models were also timed one request
+            at a time, each after this long idle (their ``idle_ms``); 0: not measured.
     """
 
     rounds: int
@@ -79,6 +85,7 @@ class Measurement:
     passes: int = 1
     chain: int = 1
     window_ms: float = 0.0
+    idle_gap_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,12 +94,15 @@ class KernelTiming:
 
     ``extra`` lists the other kernels the calibration model runs (a converter's layout
     transposes around a TFLite convolution, the slice that feeds an AV product): the fit
-    subtracts their cost, fitted from the calibration models of their own kinds.
+    subtracts their cost, fitted from the calibration models of their own kinds. ``idle_ms``: its
+    median time one request at a time after the profile's idle gap (None: not timed that way; the
+    probe times a ladder of sizes).
     """
 
     kernel: Kernel
     ms: float
     extra: tuple[Kernel, ...] = ()
+    idle_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,16 @@ class ReferenceTiming:
             references out (:func:`edgevit.predict.fit`'s ``leave_out``).
         ms: the measured call, timed as the calibration models are.
         kernels: ``((kernel, count), ...)``: the kernels it runs (free ones left out).
+        idle_ms: its median time requested one at a time, each request after the profile's
+            ``measurement.idle_gap_ms`` of idle (None: not measured). Threads asleep, caches and
+            frequency cooled down: on this project's AVX2 VM 1.1-2.1x ``ms``.
     """
 
     model: str
     family: str
     ms: float
     kernels: tuple[tuple[Kernel, int], ...]
+    idle_ms: float | None = None
 
     @property
     def precision(self) -> str:
@@ -156,9 +170,10 @@ class DeviceProfile:
             "edgevit": self.edgevit, "created_utc": self.created_utc, "environment": self.environment.to_dict(),
             "cpu_flags": list(self.cpu_flags), "backend": self.backend, "backend_version": self.backend_version,
             "threads": self.threads, "measurement": asdict(self.measurement),
-            "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra]}
-                        for t in self.timings],
+            "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra],
+                         **({"idle_ms": t.idle_ms} if t.idle_ms is not None else {})} for t in self.timings],
             "references": [{"model": r.model, "family": r.family, "ms": r.ms,
+                            **({"idle_ms": r.idle_ms} if r.idle_ms is not None else {}),
                             "kernels": [{**_kernel_dict(k), "count": n} for k, n in r.kernels]} for r in self.references],
         }
 
@@ -169,6 +184,9 @@ class DeviceProfile:
         passes = f" over {m.window_ms:g} ms" if m.window_ms else ""
         passes += f", median of {m.passes} passes" if m.passes > 1 else ""
         references = f", {len(self.references)} reference models" if self.references else ""
+        idle = sum(t.idle_ms is not None for t in (*self.timings, *self.references))
+        if m.idle_gap_ms and idle:
+            references += f", {idle} models also timed after {m.idle_gap_ms:g} ms idle"
         return (f"{self.device}: {self.backend} {self.backend_version}, {threads}, {len(self.timings)} kernels"
                 f"{references} ({m.statistic} of {m.rounds}{passes}), probed {self.created_utc[:10]}")
 
@@ -179,7 +197,7 @@ def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
 
 #: what profiles must share to be merged: the same device, backend and way of measuring
 _SAME = ("device", "backend", "backend_version", "threads", "cpu_flags", "edgevit")
-_SAME_MEASUREMENT = ("rounds", "warmup", "statistic", "where", "chain", "window_ms")
+_SAME_MEASUREMENT = ("rounds", "warmup", "statistic", "where", "chain", "window_ms", "idle_gap_ms")
 
 
 def merge_profiles(profiles: list[DeviceProfile] | tuple[DeviceProfile, ...]) -> DeviceProfile:
@@ -221,18 +239,29 @@ def merge_profiles(profiles: list[DeviceProfile] | tuple[DeviceProfile, ...]) ->
                                        "probes of one device and backend made with the same settings and edgevit")
     ms: dict[tuple[Kernel, tuple[Kernel, ...]], list[float]] = {}
     whole: dict[tuple, list[float]] = {}
+    idle: dict[tuple, list[float | None]] = {}
     for profile in profiles:
         for timing in profile.timings:
             ms.setdefault((timing.kernel, timing.extra), []).append(timing.ms)
+            idle.setdefault(("timing", timing.kernel, timing.extra), []).append(timing.idle_ms)
         for reference in profile.references:
             whole.setdefault(_reference_key(reference), []).append(reference.ms)
+            idle.setdefault(_reference_key(reference), []).append(reference.idle_ms)
     return replace(
         first,
         measurement=replace(first.measurement, passes=sum(p.measurement.passes for p in profiles)),
         created_utc=max(p.created_utc for p in profiles),
-        timings=tuple(replace(t, ms=statistics.median(ms[t.kernel, t.extra])) for t in first.timings),
-        references=tuple(replace(r, ms=statistics.median(whole[_reference_key(r)])) for r in first.references),
+        timings=tuple(replace(t, ms=statistics.median(ms[t.kernel, t.extra]),
+                              idle_ms=_median_or_none(idle["timing", t.kernel, t.extra])) for t in first.timings),
+        references=tuple(replace(r, ms=statistics.median(whole[_reference_key(r)]),
+                                 idle_ms=_median_or_none(idle[_reference_key(r)])) for r in first.references),
     )
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    """The median of the values measured (None: none was)."""
+    measured = [v for v in values if v is not None]
+    return statistics.median(measured) if measured else None
 
 
 def _reference_key(reference: ReferenceTiming) -> tuple:
@@ -314,11 +343,12 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
 
 def _measurement(data: Any) -> Measurement:
     m = Measurement(int(data["rounds"]), int(data["warmup"]), str(data["statistic"]), str(data["where"]),
-                    int(data.get("passes", 1)), int(data.get("chain", 1)), float(data.get("window_ms", 0.0)))
+                    int(data.get("passes", 1)), int(data.get("chain", 1)), float(data.get("window_ms", 0.0)),
+                    float(data.get("idle_gap_ms", 0.0)))
     if (m.rounds < 1 or m.warmup < 0 or m.passes < 1 or m.chain < 1 or not 0 <= m.window_ms < math.inf
-            or m.statistic not in STATISTICS):
+            or not 0 <= m.idle_gap_ms < math.inf or m.statistic not in STATISTICS):
         raise ValueError(f"measurement {asdict(m)}: rounds >= 1, warmup >= 0, passes >= 1, chain >= 1, "
-                         f"window_ms >= 0, statistic one of {STATISTICS}")
+                         f"window_ms >= 0, idle_gap_ms >= 0, statistic one of {STATISTICS}")
     return m
 
 
@@ -335,13 +365,17 @@ def _timing(index: int, data: Any) -> KernelTiming:
         kernel = Kernel.of(data["kind"], data["dtype"], **data["dims"])
         ms = float(data["ms"])
         extra = tuple(Kernel.of(k["kind"], k["dtype"], **k["dims"]) for k in data.get("extra", []))
+        idle = None if data.get("idle_ms") is None else float(data["idle_ms"])
     except KeyError as exc:
         raise ValueError(f"timing {index}: missing field {exc}") from None
     except (EdgeVitError, TypeError, ValueError) as exc:
         raise ValueError(f"timing {index}: {exc}") from None
     if not math.isfinite(ms) or ms < 0:
         raise ValueError(f"timing {index} ({kernel.describe()}): ms must be a finite non-negative number, got {data['ms']!r}")
-    return KernelTiming(kernel, ms, extra)
+    if idle is not None and not (math.isfinite(idle) and idle > 0):
+        raise ValueError(f"timing {index} ({kernel.describe()}): idle_ms must be a finite positive number or absent, "
+                         f"got {data['idle_ms']!r}")
+    return KernelTiming(kernel, ms, extra, idle)
 
 
 def _reference(index: int, data: Any) -> ReferenceTiming:
@@ -352,7 +386,9 @@ def _reference(index: int, data: Any) -> ReferenceTiming:
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ValueError(f"a kernel's count must be a positive integer, got {count!r}")
             kernels.append((Kernel.of(k["kind"], k["dtype"], **k["dims"]), count))
-        reference = ReferenceTiming(_text(data, "model"), _text(data, "family"), float(data["ms"]), tuple(kernels))
+        idle = data.get("idle_ms")
+        reference = ReferenceTiming(_text(data, "model"), _text(data, "family"), float(data["ms"]), tuple(kernels),
+                                    None if idle is None else float(idle))
     except KeyError as exc:
         raise ValueError(f"reference {index}: missing field {exc}") from None
     except (EdgeVitError, TypeError, ValueError) as exc:
@@ -360,4 +396,7 @@ def _reference(index: int, data: Any) -> ReferenceTiming:
     if not math.isfinite(reference.ms) or reference.ms <= 0 or not reference.kernels:
         raise ValueError(f"reference {index} ({reference.model}): ms must be a finite positive number and the kernels "
                          f"not empty, got ms {data['ms']!r} and {len(reference.kernels)} kernels")
+    if reference.idle_ms is not None and not (math.isfinite(reference.idle_ms) and reference.idle_ms > 0):
+        raise ValueError(f"reference {index} ({reference.model}): idle_ms must be a finite positive number or absent, "
+                         f"got {data['idle_ms']!r}")
     return reference

@@ -14,6 +14,12 @@ A model whose file holds no kernel of the intended kind, or of a kind the backen
 as one kernel (:attr:`edgevit.predict.fusion.RuleSet.absent`), is left out and named in
 ``skipped``.
 
+Reference models (whole models, optional) are timed in the same passes, back to back. With
+``idle_gap_ms`` > 0, a ladder of calibration models (:data:`IDLE_LADDER` of them, spread over the
+sizes the passes measured) and the references are then also timed one request at a time, each
+after that long idle (their ``idle_ms``), in ``passes`` sweeps of their own: a split plan's
+pieces run in that second regime, which the predictor then prices too (:mod:`edgevit.predict.fit`).
+
 :func:`probe_local` times in this process; :func:`probe_remote` on a device agent
 (``edgevit serve``), with the agent's device-side timings.
 
@@ -51,6 +57,10 @@ MAX_PASSES = 20
 CHAIN, MAX_CHAIN = 4, 16
 #: how long a pass times each model, at least (ms): ten periods of a 10 ms CPU quota
 WINDOW_MS, MAX_WINDOW_MS = 100.0, 10_000.0
+#: the idle gap before each request when models are also timed one at a time (ms), and the longest
+IDLE_GAP_MS, MAX_IDLE_GAP_MS = 20.0, 10_000.0
+#: how many calibration models, spread over the sizes measured, are also timed after an idle gap
+IDLE_LADDER = 24
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ def probe_remote(url: str, backend: str = "onnxruntime", *, token_file: str | Pa
 def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tuple[str, ...] = ("fp32",),
           kernels: tuple[Kernel, ...] | None = None, rounds: int = 20, warmup: int = 3, passes: int = 3,
           chain: int = CHAIN, window_ms: float = WINDOW_MS, workdir: str | Path | None = None,
-          seed: int | None = None, references: tuple[str | Path, ...] = (),
+          seed: int | None = None, references: tuple[str | Path, ...] = (), idle_gap_ms: float = IDLE_GAP_MS,
           progress: bool | None = None) -> ProbeResult:
     """Time the calibration set with ``timer`` and return the profile.
 
@@ -127,13 +137,19 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
             with the kernels the predictor maps them to: the fit scales predictions by them
             (:mod:`edgevit.predict.fit`). A model of each family you will predict, in each
             precision, is a good set; their exports need no real weights.
+        idle_gap_ms: after the passes, also time :data:`IDLE_LADDER` calibration models spread over
+            the sizes measured, and each reference, ``rounds`` times one request at a time, each
+            after this long idle, in ``passes`` sweeps (0: not), so that predictions give a model's
+            time when it is asked once in a while, as a split plan's pieces are
+            (:attr:`~edgevit.predict.Prediction.idle_ms`).
         progress: show a progress bar on stderr (default: on a terminal).
 
     Raises:
-        InvalidArgumentError: an unknown backend, rounds / warmup / passes / chain out of range, or a
-            reference that is not an artifact of the backend's target (checked before anything is timed).
+        InvalidArgumentError: an unknown backend, rounds / warmup / passes / chain / window / idle gap out of
+            range, or a reference that is not an artifact of the backend's target (checked before anything is timed).
     """
-    _check(backend, {"rounds": rounds, "warmup": warmup, "passes": passes, "chain": chain, "window_ms": window_ms})
+    _check(backend, {"rounds": rounds, "warmup": warmup, "passes": passes, "chain": chain, "window_ms": window_ms,
+                     "idle_gap_ms": idle_gap_ms})
     if kernels is None:
         kernels = tuple(k for dtype in precisions for k in calibration_kernels(preset, dtype))
     stamp = timer.stamp()
@@ -158,6 +174,7 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
             bar.update(1)
         ready += whole
         samples: list[list[float]] = [[] for _ in ready]
+        idle: dict[int, list[float]] = {}
         order = list(range(len(ready)))
         shuffle = np.random.default_rng(0 if seed is None else seed)
         if seed is not None:
@@ -170,17 +187,41 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
                 samples[i].append(timer.time(path, {"x": _input(shape, 0)}, rounds, warmup, window_ms=window_ms))
                 bar.update(1)
             shuffle.shuffle(order)
-    measured = [replace(timing, ms=float(np.median(s))) for (timing, _, _), s in zip(ready, samples, strict=True)]
+        if idle_gap_ms > 0:
+            ladder = _ladder([(i, float(np.median(s))) for i, s in enumerate(samples)
+                              if isinstance(ready[i][0], KernelTiming) and ready[i][0].kernel.kind != "run"])
+            chosen = ladder + [i for i, (t, _, _) in enumerate(ready) if isinstance(t, ReferenceTiming)]
+            bar.total = (bar.total or 0) + passes * len(chosen)
+            for done in range(passes):
+                shuffle.shuffle(chosen)
+                for i in chosen:
+                    timing, path, shape = ready[i]
+                    what = timing.model if isinstance(timing, ReferenceTiming) else timing.kernel.describe()
+                    bar.note(f"idle pass {done + 1}/{passes}: {what}, one request after {idle_gap_ms:g} ms idle")
+                    idle.setdefault(i, []).append(timer.time_idle(path, {"x": _input(shape, 0)}, rounds, warmup,
+                                                                  idle_gap_ms))
+                    bar.update(1)
+    measured = [replace(timing, ms=float(np.median(s)), **({"idle_ms": float(np.median(idle[i]))} if i in idle else {}))
+                for i, ((timing, _, _), s) in enumerate(zip(ready, samples, strict=True))]
     timings = tuple(t for t in measured if isinstance(t, KernelTiming))
     profile = DeviceProfile(
         device=stamp.device, backend=backend, backend_version=stamp.backend_version, threads=stamp.threads,
-        measurement=Measurement(rounds, warmup, "mean", stamp.where, passes, chain, window_ms),
+        measurement=Measurement(rounds, warmup, "mean", stamp.where, passes, chain, window_ms,
+                                idle_gap_ms if idle else 0.0),
         environment=stamp.environment,
         cpu_flags=stamp.cpu_flags, created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         edgevit=_edgevit_version(), timings=timings,
         references=tuple(t for t in measured if isinstance(t, ReferenceTiming)),
     )
     return ProbeResult(profile, tuple(skipped), time.perf_counter() - start)
+
+
+def _ladder(sized: list[tuple[int, float]], count: int = IDLE_LADDER) -> list[int]:
+    """Up to ``count`` of the ``(index, ms)`` models, evenly spread over their sizes (by rank)."""
+    ranked = [i for i, _ in sorted(sized, key=lambda pair: pair[1])]
+    if len(ranked) <= count:
+        return ranked
+    return [ranked[round(k * (len(ranked) - 1) / (count - 1))] for k in range(count)]
 
 
 def calibration_models(kernels: tuple[Kernel, ...], chain: int = CHAIN) -> tuple[tuple[int, Kernel, int], ...]:
@@ -287,11 +328,13 @@ def _check(backend: str, options: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"cannot probe backend {backend!r}; choose one of {', '.join(TARGETS)}")
     rounds, warmup, passes = options.get("rounds", 1), options.get("warmup", 0), options.get("passes", 1)
     chain, window = options.get("chain", 1), options.get("window_ms", 0.0)
+    gap = options.get("idle_gap_ms", 0.0)
     if (rounds < 1 or warmup < 0 or not 1 <= passes <= MAX_PASSES or not 1 <= chain <= MAX_CHAIN
-            or not 0 <= window <= MAX_WINDOW_MS):
-        raise InvalidArgumentError(f"rounds must be >= 1, warmup >= 0, passes 1-{MAX_PASSES}, chain 1-{MAX_CHAIN} and "
-                                   f"window_ms 0-{MAX_WINDOW_MS:g}; got rounds={rounds}, warmup={warmup}, "
-                                   f"passes={passes}, chain={chain}, window_ms={window}")
+            or not 0 <= window <= MAX_WINDOW_MS or not 0 <= gap <= MAX_IDLE_GAP_MS):
+        raise InvalidArgumentError(f"rounds must be >= 1, warmup >= 0, passes 1-{MAX_PASSES}, chain 1-{MAX_CHAIN}, "
+                                   f"window_ms 0-{MAX_WINDOW_MS:g} and idle_gap_ms 0-{MAX_IDLE_GAP_MS:g}; got "
+                                   f"rounds={rounds}, warmup={warmup}, passes={passes}, chain={chain}, "
+                                   f"window_ms={window}, idle_gap_ms={gap}")
 
 
 def _edgevit_version() -> str:

@@ -79,7 +79,8 @@ class ProfiledDevice:
                             profile=self.path, profile_sha256=self.sha256,
                             profile_created_utc=self.profile.created_utc,
                             predictor_version=prediction.predictor_version,
-                            not_costed=tuple(sorted((str(k), int(v)) for k, v in missing.items())))
+                            not_costed=tuple(sorted((str(k), int(v)) for k, v in missing.items())),
+                            idle_curve=prediction.idle_curve)
 
     def to_dict(self) -> dict[str, Any]:
         """What a plan records of the profile (``latency.profiles``)."""

@@ -64,6 +64,32 @@ def test_the_agent_timer_runs_a_model_back_to_back_for_its_whole_window(agent, d
         assert ms == pytest.approx(mean, rel=1e-3)
 
 
+def test_the_agent_timer_times_one_request_after_each_idle_gap_device_side(agent, dtype_artifacts):
+    """One request per run (no ``repeat``), each after the gap, the agent's own ``compute_ns`` of
+    each; their median comes back, and the model is unloaded."""
+    import time
+
+    import numpy as np
+
+    from edgevit.probe.timers import AgentTimer
+
+    feeds = {"x": np.ones((1, 4), np.float32)}
+    with AgentTimer("onnxruntime", agent.url) as timer:
+        asked, real = [], timer.client.infer
+
+        def recording(*args, **kwargs):
+            result = real(*args, **kwargs)
+            asked.append((time.perf_counter(), kwargs.get("repeat"), result.timings["compute_ns"]))
+            return result
+
+        timer.client.infer = recording
+        ms = timer.time_idle(dtype_artifacts["float32"], feeds, rounds=4, warmup=1, gap_ms=40.0)
+    assert [repeat for _, repeat, _ in asked] == [None] * 5
+    assert all(later - earlier >= 0.04 for (earlier, _, _), (later, _, _) in zip(asked[1:], asked[2:]))
+    assert ms == pytest.approx(float(np.median([ns for _, _, ns in asked[1:]])) / 1e6)
+    assert not any(m.get("state") == "READY" for m in agent.client().models())
+
+
 @pytest.mark.slow
 def test_a_device_is_probed_by_name_through_the_address_its_device_file_gives(agent, tmp_path, capsys):
     from edgevit.cli import main

@@ -395,6 +395,12 @@ def test_a_quota_below_the_kernels_smallest_is_refused_not_rounded_up(tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_shortest_period_gives_a_quota_its_1_ms_of_cpu():
+    from edgevit.cluster.fleet import shortest_period_ms
+
+    assert [shortest_period_ms(q) for q in (0.25, 0.1, 1.0, 2.0)] == [4.0, 10.0, 1.0, 1.0]
+
+
 def test_a_fleet_device_file_points_at_profiles_where_given(tmp_path):
     from edgevit.cluster.fleet import Fleet, FleetDevice
     from edgevit.devices import load_devices

@@ -127,3 +127,35 @@ def test_cost_records_round_trip_and_predict_plan_uses_the_same_figures():
                  fusion)
     with pytest.raises(PlanningError, match="'pi-z' is described by its profile 'p.json', but piece 'sub1' has no"):
         predict_plan(moved, Cluster((_profiled("fast"), _profiled("pi-z"))))
+
+
+def test_predict_plan_adds_up_one_request_at_idle_devices_and_paces_a_pipeline_back_to_back():
+    """A profile with an idle fit: the end-to-end figure uses ``idle_ms`` of each piece, the frame
+    rate the back-to-back time; a stage of segments keeps the fit; the record round-trips."""
+    from dataclasses import replace
+
+    curve = ((2.0, 2.0), (8.0, 1.625))  # x2 at 2 ms, x1.625 at 8 ms and beyond
+    idle = {"fast": replace(_timed(2.0), idle_curve=curve), "slow": replace(_timed(8.0, "slow.json"), idle_curve=curve)}
+    assert idle["fast"].idle_ms == pytest.approx(4.0) and _timed(2.0).idle_ms is None
+    import math
+
+    stage = ProfiledTime.chained([idle["fast"], idle["fast"]])  # 3.95 ms, the curve kept: interpolated in log size
+    assert stage.idle_ms == pytest.approx(3.95 * (2.0 - 0.375 * math.log(3.95 / 2.0) / math.log(4.0)))
+    first = PieceCost("s0", 1, 1, 1, 0, 1_000, 100, 3.0, idle)
+    second = PieceCost("s1", 1, 1, 1, 0, 1_000, 100, 3.0, {"slow": idle["slow"]})
+    assert PieceCost.from_dict("s0", first.to_dict()) == first
+    assert first.to_dict()["profiled"]["fast"]["idle_ms"] == pytest.approx(4.0)
+    pieces = (PlanPiece("s0", "stage", "s0", "fast", "input", "x", cost=first.to_dict()),
+              PlanPiece("s1", "stage", "s1", "slow", "x", "logits", cost=second.to_dict()))
+    plan = Plan("pipeline", {}, ("a", "b"), "onnx", "fp32", {}, pieces, None)
+    predicted = predict_plan(Plan.from_dict(plan.to_dict()), Cluster((_profiled("fast"), _profiled("slow"))),
+                             request_ms=0.5)
+    s0, s1 = predicted["pieces"]["s0"], predicted["pieces"]["s1"]
+    assert (s0["compute_ms"], s0["back_to_back_ms"]) == (pytest.approx(4.0), 2.0)
+    assert (s1["compute_ms"], s1["back_to_back_ms"]) == (pytest.approx(13.0), 8.0)
+    assert predicted["end_to_end_ms"] == pytest.approx(s0["total_ms"] + s1["total_ms"])
+    assert s1["total_ms"] == pytest.approx(s1["input_transfer_ms"] + 13.0 + s1["output_transfer_ms"] + 0.5)
+    assert predicted["frames_per_s"] == pytest.approx(1000.0 / 8.0)
+    speeds = Cluster((Device("fast", 100, 1000, 0.0, speed=1.0), Device("slow", 100, 1000, 0.0, speed=0.5)))
+    by_speed = predict_plan(plan, speeds)["pieces"]["s1"]
+    assert by_speed["compute_ms"] == by_speed["back_to_back_ms"] == 6.0  # a speed says nothing of idle gaps

@@ -307,3 +307,27 @@ def test_references_scale_only_their_own_precision_and_one_with_an_unpriced_kern
     assert set(model.scales) == {"fp32", "int8"} and model.scales["fp32"] == (pytest.approx(1.2), 1)
     assert model.scales["int8"][1] == 1  # priced as the float linear (approximated), as a prediction would
     assert predict(graph, model).scale == pytest.approx(1.2)
+
+
+def test_models_timed_after_an_idle_gap_give_a_second_figure_from_a_curve_over_sizes():
+    """``idle_ms = total_ms * ratio(total_ms)``: the ratio interpolated in log size between groups of
+    the models timed both ways (each group's median), flat beyond the ends; the left-out family's
+    references stay out; a profile without idle timings gives none."""
+    from edgevit.predict.fit import idle_curve, idle_ratio
+
+    curve = idle_curve([(0.1, 0.5), (0.11, 0.66), (0.12, 0.48), (10.0, 12.0), (1000.0, 1000.0)])
+    assert curve == (pytest.approx((0.11, 5.0)), (10.0, 1.2), (1000.0, 1.0))  # 0.1-0.12 ms: one quarter decade
+    assert idle_ratio(curve, (0.11 * 10.0) ** 0.5) == pytest.approx((5.0 + 1.2) / 2)  # halfway in log size
+    assert idle_ratio(curve, 0.001) == 5.0 and idle_ratio(curve, 1e6) == 1.0 and idle_ratio((), 3.0) == 1.0
+    graph, expected = block_graph()
+    base = fake_profile()
+    timings = tuple(replace(t, idle_ms=t.ms * 3.0) if t.kernel.kind == "linear" else t for t in base.timings)
+    far = replace(_reference("far", "c", expected, 1.0), idle_ms=1e4)
+    profile = replace(base, timings=timings, references=(far,), measurement=replace(base.measurement, idle_gap_ms=25.0))
+    left = predict(graph, fit(profile, leave_out="c"))
+    assert left.idle_ms == pytest.approx(3.0 * left.total_ms) and left.idle_points == len(SAMPLES["linear"])
+    assert "one request after 25 ms idle:" in left.table() and "x3.00" in left.table()
+    assert left.to_dict()["idle_ms"] == left.idle_ms and left.idle_gap_ms == 25.0
+    assert predict(graph, profile).idle_points == len(SAMPLES["linear"]) + 1
+    none = predict(graph, base)
+    assert none.idle_ms is None and none.idle_gap_ms == 0.0 and "idle" not in none.table()

@@ -179,6 +179,24 @@ def test_reference_models_survive_the_round_trip_and_merge_by_their_median(tmp_p
         merge_profiles([profile, make_profile()])
 
 
+
+def test_idle_timings_survive_the_round_trip_and_merge_by_their_median(tmp_path):
+    idle = replace(REFERENCE, idle_ms=20.0)
+    base = make_profile()
+    timings = (replace(base.timings[0], idle_ms=0.5), *base.timings[1:])
+    profile = replace(base, timings=timings, references=(idle,), measurement=replace(base.measurement, idle_gap_ms=20.0))
+    assert load_profile(save_profile(profile, tmp_path / "p.json")) == profile
+    assert "2 models also timed after 20 ms idle" in profile.summary()
+    assert merge_profiles([profile, replace(profile, timings=(replace(timings[0], idle_ms=0.7), *timings[1:])),
+                           replace(profile, timings=base.timings)]).timings[0].idle_ms == 0.6
+    merged = merge_profiles([replace(profile, references=(replace(idle, idle_ms=ms),)) for ms in (21.0, 35.0, 18.0)])
+    assert merged.references[0].idle_ms == 21.0
+    partly = merge_profiles([profile, replace(profile, references=(REFERENCE,))])
+    assert partly.references[0].idle_ms == 20.0  # the probes that measured it
+    with pytest.raises(InvalidArgumentError, match="measurement.idle_gap_ms 20.0 / 0.0"):
+        merge_profiles([profile, replace(profile, measurement=make_profile().measurement)])
+
+
 @pytest.mark.parametrize(("change", "words"), [
     (lambda d: d["references"][0].update(ms=0), ("reference 0", "finite positive")),
     (lambda d: d["references"][0].update(ms="fast"), ("reference 0",)),
@@ -187,6 +205,10 @@ def test_reference_models_survive_the_round_trip_and_merge_by_their_median(tmp_p
     (lambda d: d["references"][0].pop("family"), ("reference 0", "'family'")),
     (lambda d: d["references"][0].update(kernels=[]), ("reference 0", "not empty")),
     (lambda d: d.update(references={"a": 1}), ("references must be a list",)),
+    (lambda d: d["references"][0].update(idle_ms=-1.0), ("reference 0", "idle_ms must be a finite positive")),
+    (lambda d: d["references"][0].update(idle_ms="slow"), ("reference 0",)),
+    (lambda d: d["measurement"].update(idle_gap_ms=-2), ("idle_gap_ms >= 0",)),
+    (lambda d: d["timings"][0].update(idle_ms=0), ("timing 0", "idle_ms must be a finite positive")),
 ])
 def test_a_profile_with_a_wrong_reference_is_refused(tmp_path, change, words):
     _refused(_rewrite(save_profile(replace(make_profile(), references=(REFERENCE,)), tmp_path / "p.json"), change), *words)

@@ -123,18 +123,20 @@ def test_each_chain_holds_its_copies_one_after_another(tmp_path, backend, kernel
 
 def test_the_probe_times_each_kernel_alone_and_the_chainable_ones_in_a_chain_too():
     from edgevit.cli import build_parser
-    from edgevit.probe.calibrate import CHAIN, WINDOW_MS, calibration_models
+    from edgevit.probe.calibrate import CHAIN, IDLE_GAP_MS, WINDOW_MS, calibration_models
 
     kernels = (Kernel.of("run"), Kernel.of("linear", M=17, K=32, N=48), Kernel.of("copy", E=64))
     assert calibration_models(kernels, 4) == ((0, kernels[0], 1), (1, kernels[1], 1), (2, kernels[2], 1),
                                               (1, kernels[1], 4))
     assert calibration_models(kernels, 1) == ((0, kernels[0], 1), (1, kernels[1], 1), (2, kernels[2], 1))
     args = build_parser().parse_args(["devices", "probe", "--local", "-o", "p.json"])
-    assert (args.chain, args.passes, args.window_ms) == (CHAIN, 3, WINDOW_MS)
-    with pytest.raises(InvalidArgumentError, match="chain 1-16 .*got .*chain=17"):
+    assert (args.chain, args.passes, args.window_ms, args.idle_gap_ms) == (CHAIN, 3, WINDOW_MS, IDLE_GAP_MS)
+    with pytest.raises(InvalidArgumentError, match="chain 1-16, .*got .*chain=17"):
         probe_local("onnxruntime", chain=17)
-    with pytest.raises(InvalidArgumentError, match="window_ms 0-10000; got .*window_ms=-1"):
+    with pytest.raises(InvalidArgumentError, match="window_ms 0-10000 .*got .*window_ms=-1"):
         probe_local("onnxruntime", window_ms=-1)
+    with pytest.raises(InvalidArgumentError, match="idle_gap_ms 0-10000; got .*idle_gap_ms=-5"):
+        probe_local("onnxruntime", idle_gap_ms=-5)
     with pytest.raises(InvalidArgumentError, match="no chain of 'copy' kernels"):
         from edgevit.probe.modules import module_for
 
@@ -225,6 +227,10 @@ class _Drifting:
         self.calls.append(artifact.name)
         return float(len(self.calls))
 
+    def time_idle(self, artifact, feeds, rounds, warmup, gap_ms):
+        self.calls.append(f"idle {gap_ms:g} {artifact.name}")
+        return 100.0 + len(self.calls)
+
 
 def test_passes_time_every_kernel_again_in_shuffled_orders_and_keep_the_median(tmp_path):
     """Each kernel's timing is the median of its passes, and the later passes change the order, so a
@@ -234,7 +240,7 @@ def test_passes_time_every_kernel_again_in_shuffled_orders_and_keep_the_median(t
     kernels = (Kernel.of("run"), *(Kernel.of("copy", E=e) for e in (64, 128, 256, 512)))
     timer = _Drifting()
     profile = probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, passes=3, workdir=tmp_path,
-                    progress=False).profile
+                    idle_gap_ms=0, progress=False).profile
     assert profile.measurement.passes == 3 and "median of 3 passes" in profile.summary()
     assert len(timer.calls) == 15 and all(timer.calls.count(name) == 3 for name in set(timer.calls))
     sweeps = [timer.calls[i:i + 5] for i in range(0, 15, 5)]
@@ -254,7 +260,8 @@ def test_one_pass_probes_with_seeds_visit_the_set_in_their_own_orders_and_merge(
 
     kernels = (Kernel.of("run"), *(Kernel.of("copy", E=e) for e in (64, 128, 256, 512, 1024, 2048)))
     timer = _Drifting()
-    one = {"kernels": kernels, "rounds": 1, "warmup": 0, "passes": 1, "workdir": tmp_path, "progress": False}
+    one = {"kernels": kernels, "rounds": 1, "warmup": 0, "passes": 1, "workdir": tmp_path, "idle_gap_ms": 0,
+           "progress": False}
     unseeded = probe("onnxruntime", timer, **one).profile
     in_set_order = list(timer.calls)
     assert [int(n[5:8]) for n in in_set_order] == list(range(len(kernels)))
@@ -298,10 +305,18 @@ def test_reference_models_are_timed_in_every_pass_with_the_kernels_they_map_to(t
     timer = _Drifting()
     profile = probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, passes=3, workdir=tmp_path / "calib",
                     references=(onnx,), progress=False).profile
-    assert timer.calls.count(Path(onnx).name) == 3 and len(timer.calls) == 9
+    name = Path(onnx).name
+    # three passes back to back over the three models, then three idle sweeps over the ladder (the copy
+    # kernel: the empty model is no size) and the reference
+    assert [c.startswith("idle 20 ") for c in timer.calls] == [False] * 9 + [True] * 6
+    assert timer.calls.count(name) == 3 and timer.calls.count(f"idle 20 {name}") == 3
     (reference,) = profile.references
-    positions = [i + 1.0 for i, n in enumerate(timer.calls) if n == Path(onnx).name]
+    positions = [i + 1.0 for i, n in enumerate(timer.calls) if n == name]
+    idle = [101.0 + i for i, n in enumerate(timer.calls) if n == f"idle 20 {name}"]
     assert (reference.model, reference.family, reference.ms) == ("test_vit", "vit", sorted(positions)[1])
+    assert reference.idle_ms == sorted(idle)[1] and profile.measurement.idle_gap_ms == 20.0
+    assert [t.idle_ms is not None for t in profile.timings] == [False, True]
+    assert "2 models also timed after 20 ms idle" in profile.summary()
     mapped = Counter(r.kernel for r in map_kernels(onnx, "onnxruntime") if r.status == "ok")
     assert dict(reference.kernels) == dict(mapped) and isinstance(reference, ReferenceTiming)
     assert load_profile(save_profile(profile, tmp_path / "p.json")) == profile
@@ -311,3 +326,31 @@ def test_reference_models_are_timed_in_every_pass_with_the_kernels_they_map_to(t
     with pytest.raises(InvalidArgumentError, match="is not an exported artifact"):
         probe("onnxruntime", timer, kernels=kernels, rounds=1, warmup=0, references=(tmp_path,), progress=False)
     assert len(timer.calls) == calls  # refused before timing
+    quiet = probe("onnxruntime", _Drifting(), kernels=kernels, rounds=1, warmup=0, workdir=tmp_path / "calib",
+                  references=(onnx,), idle_gap_ms=0, progress=False).profile
+    assert quiet.references[0].idle_ms is None and quiet.measurement.idle_gap_ms == 0.0
+    assert all(t.idle_ms is None for t in quiet.timings)
+
+
+def test_the_idle_ladder_spreads_over_the_sizes_measured():
+    from edgevit.probe.calibrate import _ladder
+
+    sized = [(i, 0.01 * 1.5 ** ((i * 7) % 40)) for i in range(40)]
+    ladder = _ladder(sized, 5)
+    by_size = sorted(sized, key=lambda pair: pair[1])
+    assert ladder == [by_size[k][0] for k in (0, 10, 20, 29, 39)]
+    assert _ladder(sized[:3], 5) == [i for i, _ in sorted(sized[:3], key=lambda pair: pair[1])]
+
+
+def test_the_local_timer_times_one_run_after_each_idle_gap(tmp_path):
+    import time
+
+    import numpy as np
+
+    from edgevit.probe.timers import LocalTimer
+
+    path, shape = export_calibration_model(Kernel.of("run"), 0, "onnxruntime", tmp_path)
+    begin = time.perf_counter()
+    one = LocalTimer("onnxruntime", 1).time_idle(path, {"x": np.zeros(shape, np.float32)}, rounds=5, warmup=1,
+                                                 gap_ms=30.0)
+    assert time.perf_counter() - begin >= 0.15 and 0 < one < 5  # five gaps of 30 ms; the runs' median, not the gaps
