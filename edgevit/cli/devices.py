@@ -54,9 +54,9 @@ def add_parser(sub) -> None:
                             "in the profile, whose predictions are then scaled by how its models measured against their "
                             "kernels (one model per family and precision you predict; random weights do)")
     probe.add_argument("--idle-gap-ms", type=float, default=20.0,
-                       help="also time each reference one request at a time, each after this long idle, so that "
-                            "predictions give a model's time when asked once in a while, as split pieces are "
-                            "(0-10000; 0: not)")
+                       help="after the passes, also time 24 calibration models of spread sizes and each reference "
+                            "one request at a time, each after this long idle, so that predictions give a model's "
+                            "time when asked once in a while, as split pieces are (0-10000; 0: not)")
     probe.add_argument("--quiet", action="store_true", help="no progress display")
     probe.set_defaults(run=run)
     merge = commands.add_parser(

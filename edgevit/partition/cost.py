@@ -165,9 +165,9 @@ class ProfiledTime:
     @property
     def idle_ms(self) -> float | None:
         """One request after an idle gap (None: the profile does not say)."""
-        from edgevit.predict.fit import idle_ratio
+        from edgevit.predict.fit import idle_time
 
-        return self.ms * idle_ratio(self.idle_curve, self.ms) if self.idle_curve else None
+        return idle_time(self.idle_curve, self.ms)
 
     @property
     def complete(self) -> bool:

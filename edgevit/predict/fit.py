@@ -66,7 +66,7 @@ import numpy as np
 from edgevit.predict.kernels import KINDS, Kernel, features
 from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
-__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio"]
+__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
 PREDICTOR_VERSION = 6
@@ -178,6 +178,12 @@ def idle_curve(pairs: list[tuple[float, float]]) -> tuple[tuple[float, float], .
         groups[int(np.floor(np.log10(ms) / IDLE_BIN_DECADES))].append((ms, idle / ms))
     return tuple((float(np.median([m for m, _ in g])), float(np.median([r for _, r in g])))
                  for _, g in sorted(groups.items()))
+
+
+def idle_time(curve: tuple[tuple[float, float], ...], ms: float) -> float | None:
+    """A model of back-to-back time ``ms`` one request after an idle gap: ``ms`` times the curve's
+    ratio at ``ms`` (None for an empty curve: the profile did not time models that way)."""
+    return ms * idle_ratio(curve, ms) if curve else None
 
 
 def idle_ratio(curve: tuple[tuple[float, float], ...], ms: float) -> float:

@@ -39,7 +39,7 @@ from typing import Any
 from edgevit.artifact import MANIFEST_NAME, read_manifest
 from edgevit.errors import ArtifactError, InvalidArgumentError
 from edgevit.formats import OpGraph
-from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit, idle_ratio
+from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit, idle_time
 from edgevit.predict.fusion import RULES, group_ops
 from edgevit.predict.kernels import Kernel
 from edgevit.predict.layout import LAYOUTS
@@ -118,7 +118,7 @@ class Prediction:
     @property
     def idle_ms(self) -> float | None:
         """One request after an idle gap (None: the profile does not say)."""
-        return self.total_ms * idle_ratio(self.idle_curve, self.total_ms) if self.idle_curve else None
+        return idle_time(self.idle_curve, self.total_ms)
 
     @property
     def complete(self) -> bool:
