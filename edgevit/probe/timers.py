@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -90,13 +91,13 @@ class LocalTimer:
             named = {session.input_specs[0].name: next(iter(feeds.values()))}
             for _ in range(warmup):
                 session.run(named)
-            samples = []
-            for _ in range(rounds):
-                time.sleep(gap_ms / 1000.0)
+
+            def one_run() -> float:
                 begin = time.perf_counter()
                 session.run(named)
-                samples.append((time.perf_counter() - begin) * 1000.0)
-            return float(np.median(samples))
+                return (time.perf_counter() - begin) * 1000.0
+
+            return _median_after_gap(one_run, rounds, gap_ms)
 
     def __enter__(self) -> LocalTimer:
         return self
@@ -163,19 +164,25 @@ class AgentTimer:
             named = {metadata["inputs"][0]["name"]: next(iter(feeds.values()))}
             for _ in range(max(warmup, 1)):
                 self.client.infer(upload.name, named)
-            samples = []
-            for _ in range(rounds):
-                time.sleep(gap_ms / 1000.0)
-                samples.append(self.client.infer(upload.name, named).timings["compute_ns"] / 1e6)
+            return _median_after_gap(lambda: self.client.infer(upload.name, named).timings["compute_ns"] / 1e6,
+                                     rounds, gap_ms)
         finally:
             self.client.unload(upload.name)
-        return float(np.median(samples))
 
     def __enter__(self) -> AgentTimer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.client.close()
+
+
+def _median_after_gap(run: Callable[[], float], rounds: int, gap_ms: float) -> float:
+    """The median of ``rounds`` calls of ``run`` (each returns one run's milliseconds), each after ``gap_ms`` idle."""
+    samples = []
+    for _ in range(rounds):
+        time.sleep(gap_ms / 1000.0)
+        samples.append(run())
+    return float(np.median(samples))
 
 
 def _environment(data: Any, url: str) -> Environment:
