@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 
 sys.path.insert(0, str(HERE))
 from latency import _write, log  # noqa: E402 - the latency benchmark's helpers
-from onnx_path import EdgevitSession, RawOrt, time_interleaved  # noqa: E402
+from onnx_path import EdgevitSession, RawOrt, each_model, reference_input, time_interleaved  # noqa: E402
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")
@@ -50,15 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgevit.environment import environment
 
     env = environment()
-    rows = []
-    for name in args.models:
-        try:
-            rows.append(measure(name, args))
-        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
-            log(f"  {name}: {rows[-1]['error']}")
-        write_results(rows, env, args)
-    write_results(rows, env, args, finished=True)
+    each_model(args.models, lambda name: measure(name, args),
+               lambda rows, finished: write_results(rows, env, args, finished=finished))
     log(f"wrote {args.out}.md and .json")
     return 0
 
@@ -76,19 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build(name: str, args: argparse.Namespace) -> tuple[dict[str, Path], np.ndarray, np.ndarray]:
     """edgevit's default ONNX file and its O2 / O3 versions; PyTorch's output on one random input."""
-    import torch
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     from edgevit.export import export
-    from edgevit.models import create_model, model_info
 
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    size = model_info(name).input_size[-1]
-    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    with torch.no_grad():
-        reference = model(torch.from_numpy(x)).numpy()
+    model, x, reference = reference_input(name)
     folder = args.cache / name
     artifact = export(model, target="onnx", out=folder, verify=False, quiet=True)
     files = {"edgevit": Path(artifact.path)}

@@ -35,7 +35,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,15 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     machine = {"int8_path": int8_path().to_dict()}
     log(f"{len(args.models)} models; {env.summary()}")
-    rows = []
-    for name in args.models:
-        try:
-            rows.append(measure(name, args))
-        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-            log(f"  {name}: failed: {type(exc).__name__}: {exc}")
-            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
-        write_results(rows, env, machine, args)
-    write_results(rows, env, machine, args, finished=True)
+    each_model(args.models, lambda name: measure(name, args),
+               lambda rows, finished: write_results(rows, env, machine, args, finished=finished))
     log(f"wrote {args.out}.md and .json")
     return 0
 
@@ -86,14 +81,9 @@ def build_files(name: str, args: argparse.Namespace) -> tuple[dict[str, Path], n
 
     from edgevit.export import export
     from edgevit.export.options import DEFAULT_OPSET
-    from edgevit.models import create_model, model_info
 
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    size = model_info(name).input_size[-1]
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32))
-    with torch.no_grad():
-        reference = model(x).numpy()
+    model, x_array, reference = reference_input(name)
+    x = torch.from_numpy(x_array)
     folder = args.cache / name
     folder.mkdir(parents=True, exist_ok=True)
     files, seconds = {}, {}
@@ -108,6 +98,39 @@ def build_files(name: str, args: argparse.Namespace) -> tuple[dict[str, Path], n
         files[key], seconds[key] = Path(artifact.path), time.perf_counter() - start
     log(f"  {name}: exported in " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
     return files, x.numpy(), reference, {"default_opset": DEFAULT_OPSET}
+
+
+def each_model(models: list[str], measure: Callable[[str], dict],
+               write: Callable[[list[dict], bool], None]) -> list[dict]:
+    """``measure`` every model in turn, the results written after each (``write(rows, finished)``).
+
+    A model that fails gets a row with its error: one model failing must not lose the others.
+    """
+    rows: list[dict] = []
+    for name in models:
+        try:
+            rows.append(measure(name))
+        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
+            log(f"  {name}: failed: {type(exc).__name__}: {exc}")
+            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
+        write(rows, False)
+    write(rows, True)
+    return rows
+
+
+def reference_input(name: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A random-init (seed 0) zoo model in eval mode, one random input at its size, and PyTorch's output on it."""
+    import torch
+
+    from edgevit.models import create_model, model_info
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    size = model_info(name).input_size[-1]
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    return model, x, reference
 
 
 class RawOrt:

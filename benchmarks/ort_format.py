@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 
 sys.path.insert(0, str(HERE))
 from latency import _write, log  # noqa: E402 - the latency benchmark's helpers
-from onnx_path import EdgevitSession, time_interleaved  # noqa: E402
+from onnx_path import EdgevitSession, each_model, reference_input, time_interleaved  # noqa: E402
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")
@@ -50,16 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgevit.environment import environment
 
     env = environment()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="edgevit-ort-format.") as work:
-        for name in args.models:
-            try:
-                rows.append(measure(name, Path(work), args))
-            except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-                rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
-                log(f"  {name}: {rows[-1]['error']}")
-            write_results(rows, env, args)
-    write_results(rows, env, args, finished=True)
+        each_model(args.models, lambda name: measure(name, Path(work), args),
+                   lambda rows, finished: write_results(rows, env, args, finished=finished))
     log(f"wrote {args.out}.md and .json")
     return 0
 
@@ -76,18 +69,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(name: str, work: Path, args: argparse.Namespace) -> dict:
-    import torch
-
     from edgevit.export import export
-    from edgevit.models import create_model, model_info
     from edgevit.runtime import load
 
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    size = model_info(name).input_size[-1]
-    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    with torch.no_grad():
-        reference = model(torch.from_numpy(x)).numpy()
+    model, x, reference = reference_input(name)
     artifact = export(model, target="onnx", ort_format=True, out=work / name, quiet=True)  # verified, both files
     files = {"onnx": artifact.path / "model.onnx", "ort": artifact.path / "model.ort"}
     loads: dict[str, list[float]] = {key: [] for key in COLUMNS}

@@ -53,7 +53,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from latency import _write, log, matmul_model  # noqa: E402 - the latency benchmark's helpers
-from onnx_path import EdgevitSession, RawOrt, time_interleaved  # noqa: E402
+from onnx_path import EdgevitSession, RawOrt, each_model, time_interleaved  # noqa: E402
 
 RESULTS = HERE / "results"
 MODELS = ("cas_vit_xs", "efficientformer_l1", "efficientformerv2_s0", "tiny_vit_5m_224", "vit_tiny_patch16_224")
@@ -73,15 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     machine = {"int8_path": int8_path().to_dict(), "versions": versions()}
     log(f"{len(args.models)} models; {env.summary()}")
-    rows = []
-    for name in args.models:
-        try:
-            rows.append(measure(name, args))
-        except Exception as exc:  # noqa: BLE001 - one model failing must not lose the others
-            log(f"  {name}: failed: {type(exc).__name__}: {exc}")
-            rows.append({"model": name, "error": f"{type(exc).__name__}: {exc}"})
-        write_results(rows, env, machine, args)
-    write_results(rows, env, machine, args, finished=True)
+    each_model(args.models, lambda name: measure(name, args),
+               lambda rows, finished: write_results(rows, env, machine, args, finished=finished))
     log(f"wrote {args.out}.md and .json")
     return 0
 
