@@ -18,6 +18,21 @@ of its kernel's cost and its ``extra`` kernels' costs (the layout transposes aro
 convolution, the QuantizeLinear before an int8 product), each in its own block of columns. A
 kind seen only as an extra (a DEQUANTIZE) is fitted from the models it appears in.
 
+**A call's own copying.** A runtime's ``run`` copies the model's inputs in and its outputs
+out (LiteRT's ``set_tensor`` / ``get_tensor``, onnxruntime's output allocation), and a
+calibration model of a memory-bound kernel pays about as much for that as for its kernel: on
+this project's AVX2 machine a 2-D transpose of 37,824 floats took 0.012 ms in LiteRT's
+``invoke`` and 0.050 ms as a whole call (``benchmarks/results/tflite_copies.md``). Where the
+profile records each timed model's input and output bytes (``io_bytes``), the fit prices them
+first, at one cost per byte (:attr:`CostModel.io_ms_per_byte`), from the kinds timed both alone
+and in chains, whose chains copy once for several kernels: per kind and precision, a least-squares
+fit of each model's time to a constant, its bytes in and out, and its kernels' main feature and
+count; the median over the kinds of the per-byte cost (:func:`io_cost`). Every timing is then
+fitted less its own copying, and a prediction charges it once, on the predicted model's own
+inputs and outputs. Fitting it as one more column of the joint system instead let it take costs
+that belong to the kernels (0.12 ms/MB on this machine's LiteRT profile, the element-wise ops
+priced at 0), against 0.045-0.07 ms/MB from each chained kind alone.
+
 **Reference models.** A model's kernels, each priced from its own calibration models, still do
 not add up to the model: a kernel inside a model runs after others (warm threads, a layout
 already converted, caches holding what the last one wrote), and the fit cannot tell that from
@@ -66,10 +81,10 @@ import numpy as np
 from edgevit.predict.kernels import KINDS, Kernel, features
 from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
-__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time"]
+__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 6
+PREDICTOR_VERSION = 7
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -110,7 +125,8 @@ class CostModel:
     its kernels' sum by, and how many reference models gave it (none: 1.0).
     ``idle_curve``: ``((ms, ratio), ...)``, a model's time one request after an idle gap of
     ``idle_gap_ms`` over its back-to-back time, by size (:func:`idle_ratio`), from ``idle_points``
-    models timed both ways (empty: not measured).
+    models timed both ways (empty: not measured). ``io_ms_per_byte``: what a call pays per byte
+    of the model's inputs and outputs (:func:`io_cost`; 0: the profile did not record them).
     """
 
     backend: str
@@ -122,6 +138,11 @@ class CostModel:
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_gap_ms: float = 0.0
     idle_points: int = 0
+    io_ms_per_byte: float = 0.0
+
+    def io_ms(self, nbytes: int) -> float:
+        """What one call pays to copy ``nbytes`` of inputs and outputs."""
+        return self.io_ms_per_byte * nbytes
 
     def ms(self, kernel: Kernel) -> float | None:
         """The predicted time of ``kernel``; 0 for a free one; None when the profile has no timing of its kind and precision."""
@@ -144,11 +165,15 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
     """Fit one :class:`KindModel` per (kind, precision) in the profile, all in one least-squares
     system; the kinds of :data:`STAND_INS` first, from the timings without them, as their stand-in;
     then each precision's scale from the profile's reference models, those of family ``leave_out`` left out."""
-    runs = [t.ms for t in profile.timings if t.kernel.kind == "run"]
-    run_ms = float(np.median(runs)) if runs else 0.0
+    runs = [t for t in profile.timings if t.kernel.kind == "run"]
+    run_ms = float(np.median([t.ms for t in runs])) if runs else 0.0
     timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
     if not timings:
         return CostModel(profile.backend, run_ms, {}, profile.summary(), profile.cpu_flags)
+    io = io_cost(timings, run_ms)  # the kernels (and the empty model) are fitted less each call's own copying
+    if io:
+        run_ms = float(np.median([max(0.0, t.ms - io * t.io_bytes) for t in runs])) if runs else 0.0
+        timings = [replace(t, ms=max(0.0, t.ms - io * t.io_bytes)) for t in timings]
     own = {(t.kernel.kind, t.kernel.dtype) for t in timings}
     stood = {key: (STAND_INS[k.kind], "fp32") for t in timings for k in t.extra
              if (key := (k.kind, k.dtype)) not in own and k.kind in STAND_INS and (STAND_INS[k.kind], "fp32") in own}
@@ -158,7 +183,7 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
         known = {key: replace(base[stand_in], kind=key[0], dtype=key[1], samples=0, isolation_ms=0.0,
                               stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
     model = CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
-                      profile.cpu_flags)
+                      profile.cpu_flags, io_ms_per_byte=io)
     references = [r for r in profile.references if r.family != leave_out]
     pairs = [(t.ms, t.idle_ms) for t in (*profile.timings, *references) if t.idle_ms is not None and t.ms > 0]
     return replace(model, scales=_scales(model, references), idle_curve=idle_curve(pairs),
@@ -197,13 +222,50 @@ def idle_ratio(curve: tuple[tuple[float, float], ...], ms: float) -> float:
 
 def _scales(model: CostModel, references: list[ReferenceTiming]) -> dict[str, tuple[float, int]]:
     """``{precision: (median of measured / predicted over its references, how many)}``, both less
-    the run time; a reference with a kernel the model cannot price is left out."""
+    the run time and the copying of the reference's inputs and outputs; a reference with a kernel
+    the model cannot price is left out."""
     ratios = defaultdict(list)
     for reference in references:
         prices = [(model.price(k)[0], n) for k, n in reference.kernels]
         if all(ms is not None for ms, _ in prices) and (kernels := sum(ms * n for ms, n in prices)) > 0:
-            ratios[reference.precision].append(max(0.0, reference.ms - model.run_ms) / kernels)
+            own = reference.ms - model.run_ms - model.io_ms(reference.io_bytes)
+            ratios[reference.precision].append(max(0.0, own) / kernels)
     return {precision: (float(np.median(r)), len(r)) for precision, r in sorted(ratios.items())}
+
+
+#: timings a kind needs (alone and in chains together) to give its estimate of the copying cost
+IO_MIN_TIMINGS = 6
+
+
+def io_cost(timings: list[KernelTiming] | tuple[KernelTiming, ...], run_ms: float) -> float:
+    """ms per byte of a call's inputs and outputs (0 when no timing recorded them, or no kind was
+    timed both alone and in chains often enough).
+
+    Per kind and precision, over its calibration models that hold only kernels of that kind (a
+    kernel alone, or a chain of them), least squares of ``ms - run_ms`` on a constant (the model's
+    isolation), its ``io_bytes``, the sum of its kernels' main feature and their count; the chains
+    copy once for several kernels, which tells the copying apart from the kernels. The median over
+    the kinds of the non-negative per-byte estimates.
+    """
+    groups: dict[tuple[str, str], list[KernelTiming]] = defaultdict(list)
+    for t in timings:
+        key = (t.kernel.kind, t.kernel.dtype)
+        if t.io_bytes and all((k.kind, k.dtype) == key for k in t.extra):
+            groups[key].append(t)
+    estimates = []
+    for group in groups.values():
+        main = next(iter(features(group[0].kernel)), None)
+        if main is None or len(group) < IO_MIN_TIMINGS or len({copies(t) for t in group}) < 2:
+            continue
+        x = np.array([[1.0, t.io_bytes, sum(features(k)[main] for k in (t.kernel, *t.extra)), copies(t)]
+                      for t in group])
+        y = np.array([t.ms - run_ms for t in group])
+        scale = np.max(np.abs(x), axis=0)
+        scale[scale == 0] = 1.0
+        solution, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
+        if solution[1] > 0:
+            estimates.append(solution[1] / scale[1])
+    return float(np.median(estimates)) if estimates else 0.0
 
 
 def _solve(timings: list[KernelTiming], run_ms: float,

@@ -20,7 +20,7 @@ from edgevit.errors import require
 from edgevit.formats import Op, OpGraph
 from edgevit.predict.kernels import Kernel
 
-__all__ = ["OPS", "ONNX_OPS", "TFLITE_OPS", "kernel_of", "kernel_from_tensor", "op_dtype"]
+__all__ = ["OPS", "ONNX_OPS", "TFLITE_OPS", "io_bytes", "kernel_of", "kernel_from_tensor", "op_dtype"]
 
 Sizer = Callable[[Op, OpGraph, str], "Kernel | None"]
 
@@ -52,6 +52,31 @@ def op_dtype(op: Op, graph: OpGraph) -> str:
         if tensor is not None and not tensor.constant:
             return "int8" if tensor.dtype in ("int8", "uint8") else "fp32"
     return "fp32"
+
+
+def io_bytes(graph: OpGraph) -> int:
+    """Bytes of the main graph's inputs and outputs: what a runtime's ``run`` copies in and out
+    around the kernels (a tensor of unknown shape or dtype counts 0).
+
+    A call pays for them (LiteRT copies each input into the interpreter and each output out of
+    it; onnxruntime allocates the outputs): on this project's AVX2 machine a 2-D transpose of
+    37,824 floats took 0.012 ms in LiteRT's ``invoke`` and 0.050 ms as a whole call
+    (``benchmarks/results/tflite_copies.md``), so a calibration model of a memory-bound kernel
+    measures the call's copying as much as its kernel.
+    """
+    import numpy as np
+
+    total = 0
+    for key in (*graph.inputs, *graph.outputs):
+        tensor = graph.tensors.get(key)
+        if tensor is None or tensor.shape is None or any(d is None for d in tensor.shape):
+            continue
+        try:
+            size = np.dtype(tensor.dtype).itemsize
+        except TypeError:
+            continue
+        total += size * prod(int(d) for d in tensor.shape)
+    return total
 
 
 def kernel_from_tensor(kind: str, shape: tuple[int, ...], dtype: str) -> Kernel:

@@ -43,7 +43,7 @@ from edgevit.predict.fit import PREDICTOR_VERSION, CostModel, fit, idle_time
 from edgevit.predict.fusion import RULES, group_ops
 from edgevit.predict.kernels import Kernel
 from edgevit.predict.layout import LAYOUTS
-from edgevit.predict.mapping import OPS, kernel_from_tensor, kernel_of, op_dtype
+from edgevit.predict.mapping import OPS, io_bytes, kernel_from_tensor, kernel_of, op_dtype
 from edgevit.predict.profile import DeviceProfile
 
 __all__ = ["KernelPrediction", "Prediction", "map_kernels", "predict", "read_graph"]
@@ -83,8 +83,10 @@ class Prediction:
     """A predicted latency with its breakdown (plain data).
 
     Attributes:
-        total_ms: ``run_ms`` + the sum of every row's ``ms``.
+        total_ms: ``run_ms`` + ``io_ms`` + the sum of every row's ``ms``.
         run_ms: the fixed cost of one inference call, from the profile.
+        io_ms: what the call pays to copy the model's inputs in and its outputs out (0: the
+            profile did not measure it).
         kernels: one row per kernel, in graph order.
         unknown: ``{op type: count}`` of ops not costed because no table knows them or a shape is unknown.
         uncalibrated: ``{"kind dtype": count}`` of kernels the profile has no timings for.
@@ -114,6 +116,7 @@ class Prediction:
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_points: int = 0
     idle_gap_ms: float = 0.0
+    io_ms: float = 0.0
 
     @property
     def idle_ms(self) -> float | None:
@@ -135,7 +138,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "total_ms": self.total_ms, "run_ms": self.run_ms, "backend": self.backend, "format": self.format,
+            "total_ms": self.total_ms, "run_ms": self.run_ms, "io_ms": self.io_ms, "backend": self.backend, "format": self.format,
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
             "scale": self.scale, "scale_references": self.scale_references,
             "idle_ms": self.idle_ms, "idle_gap_ms": self.idle_gap_ms, "idle_points": self.idle_points,
@@ -150,7 +153,8 @@ class Prediction:
     def table(self, top: int | None = None) -> str:
         """A plain-text breakdown, the slowest kernels first (``top`` of them)."""
         rows = sorted((r for r in self.kernels if r.status in COSTED), key=lambda r: -r.ms)[:top]
-        lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"]
+        lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"
+                 + (f", inputs and outputs {self.io_ms:.3f} ms" if self.io_ms else "")]
         if self.scale_references:
             lines.append(f"kernels scaled by {self.scale:.3f} (the median over {self.scale_references} reference models)")
         if self.idle_ms is not None:
@@ -208,10 +212,11 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     rows = [replace(r, ms=r.ms * factor) for r in rows]
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = _count(rows, "uncalibrated")
-    return Prediction(model.run_ms + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
+    io = model.io_ms(io_bytes(graph))
+    return Prediction(model.run_ms + io + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
                       scale=factor, scale_references=references, idle_curve=model.idle_curve,
-                      idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms)
+                      idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms, io_ms=io)
 
 
 def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:

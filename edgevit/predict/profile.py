@@ -13,7 +13,7 @@ holds::
                      "window_ms": 100.0, "idle_gap_ms": 20.0},
      "timings": [{"kind": "run", "dtype": "fp32", "dims": {}, "ms": 0.011},
                  {"kind": "linear", "dtype": "fp32", "dims": {"M": 197, "K": 192, "N": 576}, "ms": 0.21,
-                  "extra": [], "idle_ms": 0.74}, ...],
+                  "extra": [], "idle_ms": 0.74, "io_bytes": 605472}, ...],
      "references": [{"model": "cas_vit_xs", "family": "cas_vit", "ms": 12.1, "idle_ms": 14.0,
                      "kernels": [{"kind": "conv1x1", "dtype": "fp32", "dims": {...}, "count": 12}, ...]}, ...]}
 
@@ -24,8 +24,9 @@ same way, with the kernels the predictor maps them to: the fit scales its kernel
 they measured (:mod:`edgevit.predict.fit`). ``idle_ms`` (optional, on a ladder of calibration
 models and on the references) is the median time when requested one at a time, each request
 after ``measurement.idle_gap_ms`` of idle: the fit relates it to ``ms`` to predict a model's time
-in that regime (a split plan's pieces, each asked once per end-to-end request, run in it). A file
-that is not JSON,
+in that regime (a split plan's pieces, each asked once per end-to-end request, run in it).
+``io_bytes`` (optional) is what the timed model's inputs and outputs weigh: every call copies
+them, and the fit prices that apart from the kernels. A file that is not JSON,
 lacks a field, holds a wrong value or was written in another ``format_version`` is refused
 with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
 
@@ -96,13 +97,16 @@ class KernelTiming:
     transposes around a TFLite convolution, the slice that feeds an AV product): the fit
     subtracts their cost, fitted from the calibration models of their own kinds. ``idle_ms``: its
     median time one request at a time after the profile's idle gap (None: not timed that way; the
-    probe times a ladder of sizes).
+    probe times a ladder of sizes). ``io_bytes``: the bytes of the model's inputs and outputs,
+    which each call copies in and out (:func:`edgevit.predict.mapping.io_bytes`; 0: not recorded,
+    a profile probed before edgevit recorded it); the fit prices them apart from the kernels.
     """
 
     kernel: Kernel
     ms: float
     extra: tuple[Kernel, ...] = ()
     idle_ms: float | None = None
+    io_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class ReferenceTiming:
         idle_ms: its median time requested one at a time, each request after the profile's
             ``measurement.idle_gap_ms`` of idle (None: not measured). Threads asleep, caches and
             frequency cooled down: on this project's AVX2 VM 1.1-2.1x ``ms``.
+        io_bytes: its inputs' and outputs' bytes, as :class:`KernelTiming`'s (0: not recorded).
     """
 
     model: str
@@ -125,6 +130,7 @@ class ReferenceTiming:
     ms: float
     kernels: tuple[tuple[Kernel, int], ...]
     idle_ms: float | None = None
+    io_bytes: int = 0
 
     @property
     def precision(self) -> str:
@@ -171,9 +177,11 @@ class DeviceProfile:
             "cpu_flags": list(self.cpu_flags), "backend": self.backend, "backend_version": self.backend_version,
             "threads": self.threads, "measurement": asdict(self.measurement),
             "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra],
-                         **({"idle_ms": t.idle_ms} if t.idle_ms is not None else {})} for t in self.timings],
+                         **({"idle_ms": t.idle_ms} if t.idle_ms is not None else {}),
+                         **({"io_bytes": t.io_bytes} if t.io_bytes else {})} for t in self.timings],
             "references": [{"model": r.model, "family": r.family, "ms": r.ms,
                             **({"idle_ms": r.idle_ms} if r.idle_ms is not None else {}),
+                            **({"io_bytes": r.io_bytes} if r.io_bytes else {}),
                             "kernels": [{**_kernel_dict(k), "count": n} for k, n in r.kernels]} for r in self.references],
         }
 
@@ -366,6 +374,7 @@ def _timing(index: int, data: Any) -> KernelTiming:
         ms = float(data["ms"])
         extra = tuple(Kernel.of(k["kind"], k["dtype"], **k["dims"]) for k in data.get("extra", []))
         idle = None if data.get("idle_ms") is None else float(data["idle_ms"])
+        io = _io_bytes(data)
     except KeyError as exc:
         raise ValueError(f"timing {index}: missing field {exc}") from None
     except (EdgeVitError, TypeError, ValueError) as exc:
@@ -375,7 +384,15 @@ def _timing(index: int, data: Any) -> KernelTiming:
     if idle is not None and not (math.isfinite(idle) and idle > 0):
         raise ValueError(f"timing {index} ({kernel.describe()}): idle_ms must be a finite positive number or absent, "
                          f"got {data['idle_ms']!r}")
-    return KernelTiming(kernel, ms, extra, idle)
+    return KernelTiming(kernel, ms, extra, idle, io)
+
+
+def _io_bytes(data: dict[str, Any]) -> int:
+    """A timing's optional ``io_bytes``: a non-negative integer (absent: 0)."""
+    value = data.get("io_bytes", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"io_bytes must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _reference(index: int, data: Any) -> ReferenceTiming:
@@ -388,7 +405,7 @@ def _reference(index: int, data: Any) -> ReferenceTiming:
             kernels.append((Kernel.of(k["kind"], k["dtype"], **k["dims"]), count))
         idle = data.get("idle_ms")
         reference = ReferenceTiming(_text(data, "model"), _text(data, "family"), float(data["ms"]), tuple(kernels),
-                                    None if idle is None else float(idle))
+                                    None if idle is None else float(idle), _io_bytes(data))
     except KeyError as exc:
         raise ValueError(f"reference {index}: missing field {exc}") from None
     except (EdgeVitError, TypeError, ValueError) as exc:

@@ -45,6 +45,8 @@ from edgevit.errors import InvalidArgumentError
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, ReferenceTiming, map_kernels
 from edgevit.predict.calibration import calibration_kernels
 from edgevit.predict.fusion import RULES
+from edgevit.predict.mapping import io_bytes
+from edgevit.predict.predictor import read_graph
 from edgevit.probe.timers import AgentTimer, LocalTimer
 
 __all__ = ["CHAIN", "TARGETS", "ProbeResult", "calibration_models", "export_calibration_model", "probe", "probe_local", "probe_remote"]
@@ -276,7 +278,7 @@ def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int =
             return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
         kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
-    return KernelTiming(kernel, 0.0, extra), path, shape
+    return KernelTiming(kernel, 0.0, extra, io_bytes=io_bytes(read_graph(path))), path, shape
 
 
 def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[ReferenceTiming, Path, tuple[int, ...]]:
@@ -311,7 +313,7 @@ def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[
     name = str(model.get("name", folder.name)) if isinstance(model, dict) else folder.name
     family = str(model.get("family", name)) if isinstance(model, dict) else name
     kernels = tuple(sorted(counts.items(), key=lambda kv: kv[0].describe()))
-    return ReferenceTiming(name, family, 0.0, kernels), folder, shape
+    return ReferenceTiming(name, family, 0.0, kernels, io_bytes=io_bytes(read_graph(folder))), folder, shape
 
 
 def _digest(kernel: Kernel) -> str:

@@ -331,3 +331,35 @@ def test_models_timed_after_an_idle_gap_give_a_second_figure_from_a_curve_over_s
     assert predict(graph, profile).idle_points == len(SAMPLES["linear"]) + 1
     none = predict(graph, base)
     assert none.idle_ms is None and none.idle_gap_ms == 0.0 and "idle" not in none.table()
+
+
+def test_the_copying_of_a_calls_inputs_and_outputs_is_fitted_apart_from_the_kernels():
+    """A fake device whose every call also pays 2e-7 ms per byte of its inputs and outputs; GELU and
+    math kernels timed alone and in chains of four (one call's copying for four kernels), copies
+    only alone. ``io_cost`` recovers the per-byte cost, the kernels (the lone copies too) are priced
+    without it, and a prediction charges it once, on the model's own inputs and outputs."""
+    from edgevit.predict.fit import io_cost
+    from edgevit.predict.mapping import io_bytes
+
+    per_byte = 2e-7
+    base = fake_profile()
+    timings = []
+    for t in base.timings:
+        moved = 8 * max(dict(t.kernel.dims).get("E", 16), 16)  # what its input and output weigh
+        timings.append(replace(t, ms=t.ms + per_byte * moved, io_bytes=moved))
+        if t.kernel.kind in ("gelu", "math"):
+            chain = RUN_MS + 4 * true_ms(t.kernel.kind, dict(t.kernel.dims)) + per_byte * moved
+            timings.append(KernelTiming(t.kernel, chain, (t.kernel,) * 3, io_bytes=moved))
+    profile = replace(base, timings=tuple(timings))
+    assert io_cost(profile.timings, RUN_MS) == pytest.approx(per_byte, rel=1e-6)
+    model = fit(profile)
+    assert model.io_ms_per_byte == pytest.approx(per_byte, rel=1e-6)
+    for kind, dims in (("copy", dict(E=512)), ("gelu", dict(E=1024, I=1)), ("linear", dict(M=16, K=32, N=96))):
+        assert model.ms(Kernel.of(kind, **dims)) == pytest.approx(true_ms(kind, dims), rel=1e-5), kind
+    graph, expected = block_graph()
+    assert io_bytes(graph) == 4 * (3 * 16 * 16 + 16 * 64)
+    prediction = predict(graph, model)
+    assert prediction.io_ms == pytest.approx(per_byte * io_bytes(graph), rel=1e-6)
+    assert prediction.total_ms == pytest.approx(RUN_MS + prediction.io_ms + sum(true_ms(k, d) for k, d in expected), rel=1e-5)
+    assert "inputs and outputs" in prediction.table() and prediction.to_dict()["io_ms"] == prediction.io_ms
+    assert fit(base).io_ms_per_byte == 0.0 and predict(graph, base).io_ms == 0.0  # not recorded: not charged

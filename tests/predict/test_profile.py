@@ -197,7 +197,21 @@ def test_idle_timings_survive_the_round_trip_and_merge_by_their_median(tmp_path)
         merge_profiles([profile, replace(profile, measurement=make_profile().measurement)])
 
 
+def test_the_bytes_a_call_copies_survive_the_round_trip_and_are_absent_from_older_files(tmp_path):
+    base = make_profile()
+    timings = (base.timings[0], replace(base.timings[1], io_bytes=4 * 17 * (64 + 192)), *base.timings[2:])
+    profile = replace(base, timings=timings, references=(replace(REFERENCE, io_bytes=606112),))
+    path = save_profile(profile, tmp_path / "p.json")
+    assert load_profile(path) == profile
+    data = json.loads(path.read_text())
+    assert "io_bytes" not in data["timings"][0] and data["timings"][1]["io_bytes"] == 17408
+    assert load_profile(save_profile(base, tmp_path / "old.json")).timings[1].io_bytes == 0  # not recorded: 0
+
+
 @pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["timings"][1].update(io_bytes=-4), ("timing 1", "io_bytes must be a non-negative integer")),
+    (lambda d: d["timings"][1].update(io_bytes=2.5), ("timing 1", "io_bytes")),
+    (lambda d: d["references"][0].update(io_bytes="many"), ("reference 0", "io_bytes")),
     (lambda d: d["references"][0].update(ms=0), ("reference 0", "finite positive")),
     (lambda d: d["references"][0].update(ms="fast"), ("reference 0",)),
     (lambda d: d["references"][0]["kernels"][0].update(count=0), ("reference 0", "positive integer")),

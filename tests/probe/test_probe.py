@@ -161,6 +161,8 @@ def test_a_quick_local_probe_writes_a_profile_that_round_trips_and_fits(tmp_path
     assert profile.backend == "onnxruntime" and profile.backend_version and profile.threads == 1
     assert profile.measurement.rounds == 2 and profile.measurement.where == "local" and profile.measurement.chain == 4
     assert all(t.ms > 0 for t in profile.timings)
+    alone = [t for t in profile.timings[:len(kernels)] if t.kernel.kind == "linear"]  # (1, M, K) in, (1, M, N) out
+    assert alone and all(t.io_bytes == 4 * t.kernel.dim("M") * (t.kernel.dim("K") + t.kernel.dim("N")) for t in alone)
     assert load_profile(save_profile(profile, tmp_path / "ci.json")) == profile
     model = fit(profile)
     assert set(model.models) == {("linear", "fp32"), ("copy", "fp32")} and model.run_ms > 0
@@ -314,6 +316,7 @@ def test_reference_models_are_timed_in_every_pass_with_the_kernels_they_map_to(t
     positions = [i + 1.0 for i, n in enumerate(timer.calls) if n == name]
     idle = [101.0 + i for i, n in enumerate(timer.calls) if n == f"idle 20 {name}"]
     assert (reference.model, reference.family, reference.ms) == ("test_vit", "vit", sorted(positions)[1])
+    assert reference.io_bytes == 4 * (3 * 32 * 32 + 10)  # the image in, the logits out
     assert reference.idle_ms == sorted(idle)[1] and profile.measurement.idle_gap_ms == 20.0
     assert [t.idle_ms is not None for t in profile.timings] == [False, True]
     assert "2 models also timed after 20 ms idle" in profile.summary()
