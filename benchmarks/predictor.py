@@ -43,7 +43,8 @@ Usage::
     python benchmarks/predictor.py --work /tmp/predbench --reuse         # reuse profiles and artifacts
     python benchmarks/predictor.py --work /tmp/predbench --repredict     # the same measurements, predicted again
 
-``--repredict`` times nothing: it reads the results file, the saved profiles and the artifacts,
+``--repredict`` times nothing: it reads the results file, the saved profiles and the artifacts
+(the reference models' kernels mapped again, so that a change to the fusion rules reaches the scale),
 and recomputes every prediction with the predictor as it is now (the results say which version
 predicted, and that the measurements are older).
 
@@ -283,7 +284,8 @@ def repredict(args) -> int:
 
     results = json.loads(args.out.with_suffix(".json").read_text())
     for device, row in results["devices"].items():
-        models = {b: CostModels(load_profile(args.work / "profiles" / f"{device}-{b}.json")) for b in row["probes"]}
+        models = {b: CostModels(remapped(load_profile(args.work / "profiles" / f"{device}-{b}.json"), args.work))
+                  for b in row["probes"]}
         cells = [c for c in row["cells"] if "error" in c]
         for cell in cells:
             path = artifact_path(args.work, cell["model"], cell["target"], cell["precision"])
@@ -292,6 +294,19 @@ def repredict(args) -> int:
     write_results(results, args, finished=True)
     log(f"predicted {args.out}.md and .json again")
     return 0
+
+
+def remapped(profile, work: Path):
+    """``profile`` with its reference models' kernels mapped again by this predictor (the probe recorded
+    them with the fusion rules of its day; their measured times stay)."""
+    from dataclasses import replace
+
+    from edgevit.predict import kernel_counts
+
+    target = next(t for t, b in BACKEND_OF.items() if b == profile.backend)
+    return replace(profile, references=tuple(
+        replace(r, kernels=kernel_counts(artifact_path(work, r.model, target, r.precision), profile.backend, profile.cpu_flags))
+        for r in profile.references))
 
 
 class CostModels:
@@ -413,7 +428,7 @@ def markdown(results: dict, finished: bool) -> str:
         versions = sorted({c.get("predictor_version") for row in results["devices"].values() for c in row["cells"]
                            if "error" in c} - {None})
         lines += [f"Predictions recomputed on {results['repredicted_utc']} with predictor version "
-                  f"{', '.join(map(str, versions))} from the saved profiles; the measurements are the run's own.", ""]
+                  f"{', '.join(map(str, versions))} from the saved profiles (their reference models' kernels mapped again by this version); the measurements are the run's own.", ""]
     for device, row in results["devices"].items():
         cells = [c for c in row["cells"] if "error" in c]
         quota = f"{row['quota']} core quota, {row['period_ms']} ms period" if row["quota"] else "no quota"

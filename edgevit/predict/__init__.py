@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from edgevit.predict.fit import CostModel, fit
 from edgevit.predict.kernels import KINDS, Kernel
-from edgevit.predict.predictor import KernelPrediction, Prediction, map_kernels, predict, read_graph
+from edgevit.predict.predictor import (
+           KernelPrediction,
+           Prediction,
+           kernel_counts,
+           map_kernels,
+           predict,
+           read_graph,
+)
 from edgevit.predict.profile import (
            DeviceProfile,
            KernelTiming,
@@ -31,4 +38,4 @@ from edgevit.predict.profile import (
 )
 
 __all__ = ["KINDS", "CostModel", "DeviceProfile", "Kernel", "KernelPrediction", "KernelTiming", "Measurement",
-           "Prediction", "ReferenceTiming", "fit", "load_profile", "map_kernels", "merge_profiles", "predict", "read_graph", "save_profile"]
+           "Prediction", "ReferenceTiming", "fit", "kernel_counts", "load_profile", "map_kernels", "merge_profiles", "predict", "read_graph", "save_profile"]

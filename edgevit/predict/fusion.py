@@ -46,6 +46,10 @@ class FusionRule:
         when: per step, a :data:`CONDITIONS` name the op must satisfy (``""``: none).
         dtype: when set, the group runs in this precision (an ONNX QDQ group: ``"int8"``).
         source: where the rule is known from.
+        shared_first: the first step's output may also be read outside the group: the backend
+            gives the group a copy of that op of its own (onnxruntime's EnsureUniqueDQForNodeUnit
+            duplicates a DequantizeLinear that several ops read). The op then stays out of the
+            group, costed once for its other readers.
     """
 
     name: str
@@ -55,14 +59,16 @@ class FusionRule:
     when: tuple[str, ...] = ()
     dtype: str | None = None
     source: str = ""
+    shared_first: bool = False
 
     @classmethod
     def of(cls, name: str, *steps: str, anchor: int = 0, kind: str | None = None,
-           when: tuple[str, ...] = (), dtype: str | None = None, source: str = "") -> FusionRule:
+           when: tuple[str, ...] = (), dtype: str | None = None, source: str = "",
+           shared_first: bool = False) -> FusionRule:
         """``FusionRule.of("bias", "MatMul", "Add", when=("", "constant_input"))``; a step may
         list alternatives as ``"Relu|Clip"``."""
         return cls(name, tuple(frozenset(step.split("|")) for step in steps), anchor, kind,
-                   when or ("",) * len(steps), dtype, source)
+                   when or ("",) * len(steps), dtype, source, shared_first)
 
 
 @dataclass(frozen=True)
@@ -129,14 +135,16 @@ CONDITIONS: dict[str, Callable[[Op, OpGraph], bool]] = {
 _ORT = "onnxruntime graph optimizer, default level ORT_ENABLE_ALL (onnxruntime/core/optimizer/graph_transformer_utils.cc)"
 _ORT_ACT = "Relu|Clip|Sigmoid|Tanh|LeakyRelu|HardSigmoid"
 _ORT_QDQ = ("QDQ selectors (onnxruntime/core/optimizer/qdq_transformer): DequantizeLinear -> op [-> QuantizeLinear] "
-            f"runs as one int8 kernel (QLinearConv, QLinearMatMul, MatMulIntegerToFloat); {_ORT}")
+            "runs as one int8 kernel (QLinearConv, QLinearMatMul, MatMulIntegerToFloat); a DequantizeLinear that "
+            f"other ops also read is duplicated first (EnsureUniqueDQForNodeUnit); {_ORT}")
 _QDQ_OPS = "MatMul|Gemm|Conv"
 
 #: fusion rules per runtime backend (the names of :data:`edgevit.runtime.BACKENDS`)
 RULES: Registry[RuleSet] = Registry("fusion rule set")
 RULES.register("onnxruntime", RuleSet("onnx", (
-    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, "QuantizeLinear", anchor=1, dtype="int8", source=_ORT_QDQ),
-    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, anchor=1, dtype="int8", source=_ORT_QDQ),
+    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, "QuantizeLinear", anchor=1, dtype="int8", source=_ORT_QDQ,
+                  shared_first=True),
+    FusionRule.of("qdq", "DequantizeLinear", _QDQ_OPS, anchor=1, dtype="int8", source=_ORT_QDQ, shared_first=True),
     FusionRule.of("layernorm", "ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add",
                   kind="layernorm", source=f"LayerNormFusion; {_ORT}"),
     FusionRule.of("gelu", "Div", "Erf", "Add", "Mul", "Mul", kind="gelu", source=f"GeluFusion; {_ORT}"),
@@ -165,7 +173,8 @@ def group_ops(graph: OpGraph, rules: RuleSet, skip: set[int] = frozenset()) -> l
     Rules are tried in order over the whole graph. A match may reuse an op already grouped
     only as that group's anchor and this rule's anchor (a MatMul that absorbed a scale and a
     transpose still takes its bias Add); its other ops must be free, and the outputs of every
-    step but the last must be read only inside the group and not be graph outputs.
+    step but the last must be read only inside the group and not be graph outputs (but for a
+    rule's ``shared_first`` op, which then stays out of the group).
     """
     ops = graph.main_ops
     index = {id(op): i for i, op in enumerate(ops)}
@@ -175,28 +184,43 @@ def group_ops(graph: OpGraph, rules: RuleSet, skip: set[int] = frozenset()) -> l
     for rule in rules.rules:
         for start, op in enumerate(ops):
             if op.type in rule.chain[0] and start not in skip:
-                chain = _match(rule, start, ops, graph, readers, skip)
-                if chain is not None:
+                for chain in _matches(rule, start, ops, graph, readers, skip):
                     _join(rule, chain, group_of, readers, outputs, ops)
     unique = {id(g): g for g in group_of.values()}
     return sorted(unique.values(), key=lambda g: g.anchor)
 
 
-def _match(rule: FusionRule, start: int, ops, graph: OpGraph, readers, skip) -> list[int] | None:
-    chain = [start]
-    for step, types in enumerate(rule.chain):
-        i = chain[-1]
-        if step and ops[i].type not in types:
-            return None
-        if not CONDITIONS[rule.when[step]](ops[i], graph):
-            return None
-        if step + 1 < len(rule.chain):
-            following = [j for key in ops[i].outputs for j in readers.get(key, ())
-                         if ops[j].type in rule.chain[step + 1] and j not in skip and j not in chain]
-            if not following:
-                return None
-            chain.append(following[0])
-    return chain
+def _matches(rule: FusionRule, start: int, ops, graph: OpGraph, readers, skip) -> list[list[int]]:
+    """The chains of ``rule`` that start at op ``start``: one (each step takes the first reader
+    that fits), or, for a ``shared_first`` rule, one per reader of the first op that fits."""
+    if not CONDITIONS[rule.when[0]](ops[start], graph):
+        return []
+    if len(rule.chain) == 1:
+        return [[start]]
+    seconds = _following(rule, 0, start, [start], ops, readers, skip)
+    chains = []
+    for second in seconds if rule.shared_first else seconds[:1]:
+        chain = [start, second]
+        for step in range(1, len(rule.chain)):
+            i = chain[-1]
+            if not CONDITIONS[rule.when[step]](ops[i], graph):
+                break
+            if step + 1 < len(rule.chain):
+                following = _following(rule, step, i, chain, ops, readers, skip)
+                if not following:
+                    break
+                chain.append(following[0])
+        else:
+            chains.append(chain)
+    return chains
+
+
+def _following(rule: FusionRule, step: int, i: int, chain: list[int], ops, readers, skip) -> list[int]:
+    """The readers of op ``i``'s outputs that can be step ``step + 1`` of ``rule``."""
+    if step + 1 >= len(rule.chain):
+        return []
+    return [j for key in ops[i].outputs for j in readers.get(key, ())
+            if ops[j].type in rule.chain[step + 1] and j not in skip and j not in chain]
 
 
 def _join(rule: FusionRule, chain: list[int], group_of: dict[int, Group], readers, outputs, ops) -> None:
@@ -207,10 +231,15 @@ def _join(rule: FusionRule, chain: list[int], group_of: dict[int, Group], reader
     if any(i in group_of for i in chain if i != anchor):
         return
     members = set(chain) | (existing.ops if existing else set())
+    shared = False
     for i in chain[:-1]:
         for key in ops[i].outputs:
             if key in outputs or any(j not in members for j in readers.get(key, ())):
-                return
+                if i != chain[0] or not rule.shared_first:
+                    return
+                shared = True
+    if shared:
+        chain = chain[1:]  # the group reads its own copy; the first op stays for its other readers
     if existing is not None and rule.kind is not None:
         return  # a kind-changing rule on an op another rule already sized: keep the first
     group = existing or Group(anchor, set())

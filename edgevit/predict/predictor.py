@@ -46,7 +46,7 @@ from edgevit.predict.layout import LAYOUTS
 from edgevit.predict.mapping import OPS, io_bytes, kernel_from_tensor, kernel_of, op_dtype
 from edgevit.predict.profile import DeviceProfile
 
-__all__ = ["KernelPrediction", "Prediction", "map_kernels", "predict", "read_graph"]
+__all__ = ["KernelPrediction", "Prediction", "kernel_counts", "map_kernels", "predict", "read_graph"]
 
 #: statuses of a row: costed, costing nothing by nature, folded at load, or not costed (and why)
 STATUSES = ("ok", "free", "folded", "approximated", "uncalibrated", "unknown", "unsized")
@@ -241,6 +241,17 @@ def map_kernels(source: str | Path | OpGraph, backend: str,
     graph = read_graph(source)
     return tuple(_rows(graph, None, _rules(backend, graph), local_flags() if cpu_flags is None else cpu_flags))
 
+
+def kernel_counts(source: str | Path | OpGraph, backend: str,
+                  cpu_flags: tuple[str, ...] | None = None) -> tuple[tuple[Kernel, int], ...]:
+    """``((kernel, count), ...)``: the kernels :func:`map_kernels` prices in ``source`` (its ``"ok"``
+    rows), each with how often it runs, sorted by description; what a profile's
+    :class:`~edgevit.predict.profile.ReferenceTiming` records of a reference model."""
+    counts: dict[Kernel, int] = {}
+    for row in map_kernels(source, backend, cpu_flags):
+        if row.status == "ok" and row.kernel is not None:
+            counts[row.kernel] = counts.get(row.kernel, 0) + 1
+    return tuple(sorted(counts.items(), key=lambda kv: kv[0].describe()))
 
 def _rules(backend: str, graph: OpGraph):
     rules = RULES.get(backend) if backend in RULES else None

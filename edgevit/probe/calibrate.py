@@ -42,7 +42,15 @@ import numpy as np
 
 from edgevit._progress import Progress
 from edgevit.errors import InvalidArgumentError
-from edgevit.predict import DeviceProfile, Kernel, KernelTiming, Measurement, ReferenceTiming, map_kernels
+from edgevit.predict import (
+    DeviceProfile,
+    Kernel,
+    KernelTiming,
+    Measurement,
+    ReferenceTiming,
+    kernel_counts,
+    map_kernels,
+)
 from edgevit.predict.calibration import calibration_kernels
 from edgevit.predict.fusion import RULES
 from edgevit.predict.mapping import io_bytes
@@ -303,16 +311,12 @@ def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[
     if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
         raise InvalidArgumentError(f"reference {str(folder)!r} needs one input of a fixed shape, has "
                                    f"{[tuple(i.shape) for i in manifest.inputs]}")
-    counts: dict[Kernel, int] = {}
-    for row in map_kernels(folder, backend, cpu_flags):
-        if row.status == "ok" and row.kernel is not None:
-            counts[row.kernel] = counts.get(row.kernel, 0) + 1
-    if not counts:
+    kernels = kernel_counts(folder, backend, cpu_flags)
+    if not kernels:
         raise InvalidArgumentError(f"reference {str(folder)!r}: the predictor maps none of its ops to a kernel")
     model = manifest.model
     name = str(model.get("name", folder.name)) if isinstance(model, dict) else folder.name
     family = str(model.get("family", name)) if isinstance(model, dict) else name
-    kernels = tuple(sorted(counts.items(), key=lambda kv: kv[0].describe()))
     return ReferenceTiming(name, family, 0.0, kernels, io_bytes=io_bytes(read_graph(folder))), folder, shape
 
 

@@ -33,8 +33,8 @@ class GraphBuilder:
         self.tensor(output, shape)
         return output
 
-    def graph(self, output):
-        return OpGraph("onnx", tuple(self.ops), self.tensors, main="", inputs=("x",), outputs=(output,))
+    def graph(self, *outputs):
+        return OpGraph("onnx", tuple(self.ops), self.tensors, main="", inputs=("x",), outputs=outputs)
 
 
 def block_graph():
@@ -224,6 +224,25 @@ def test_an_onnx_qdq_group_runs_as_one_int8_kernel_with_its_weight_folded():
         (("QuantizeLinear",), "ok", "quantize[E=32,I=1] fp32", ()),
         (("DequantizeLinear",), "folded", None, ()),
         (("MatMul", "DequantizeLinear", "QuantizeLinear"), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
+    ]
+
+
+def test_a_dequantize_that_several_ops_read_still_lets_each_qdq_group_run_as_int8():
+    """onnxruntime gives every QDQ group its own copy of a DequantizeLinear that others also read
+    (EnsureUniqueDQForNodeUnit): two MatMuls reading one DequantizeLinear both run as int8 kernels,
+    and the DequantizeLinear stays, costed once, for the float Add that also reads it."""
+    g = qdq_linear()
+    g.tensors["w8b"] = Tensor("w8b", (8, 16), "int8", constant=True)
+    wb = g.op("DequantizeLinear", ["w8b", "s", "z"], "wb", (8, 16))
+    g.op("MatMul", ["xd", wb], "y2", (1, 4, 16))
+    g.op("Add", ["xd", "xd"], "x2", (1, 4, 8))
+    rows = map_kernels(g.graph("y", "y2", "x2"), "onnxruntime")
+    assert [(r.op_types, r.status, r.kernel.describe() if r.kernel else None, r.fused) for r in rows if r.status != "folded"] == [
+        (("QuantizeLinear",), "ok", "quantize[E=32,I=1] fp32", ()),
+        (("DequantizeLinear",), "ok", "dequantize[E=32,I=1] int8", ()),
+        (("MatMul",), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
+        (("MatMul",), "ok", "linear[M=4,K=8,N=16] int8", ("qdq",)),
+        (("Add",), "ok", "elementwise[E=32,I=2] fp32", ()),
     ]
 
 
