@@ -302,10 +302,11 @@ def remapped(profile, work: Path):
     from dataclasses import replace
 
     from edgevit.predict import kernel_counts
+    from edgevit.probe.calibrate import TARGETS
 
-    target = next(t for t, b in BACKEND_OF.items() if b == profile.backend)
     return replace(profile, references=tuple(
-        replace(r, kernels=kernel_counts(artifact_path(work, r.model, target, r.precision), profile.backend, profile.cpu_flags))
+        replace(r, kernels=kernel_counts(artifact_path(work, r.model, TARGETS[profile.backend], r.precision),
+                                         profile.backend, profile.cpu_flags))
         for r in profile.references))
 
 

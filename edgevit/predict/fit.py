@@ -260,8 +260,7 @@ def io_cost(timings: list[KernelTiming] | tuple[KernelTiming, ...], run_ms: floa
         x = np.array([[1.0, t.io_bytes, sum(features(k)[main] for k in (t.kernel, *t.extra)), copies(t)]
                       for t in group])
         y = np.array([t.ms - run_ms for t in group])
-        scale = np.max(np.abs(x), axis=0)
-        scale[scale == 0] = 1.0
+        scale = _column_scale(x)
         solution, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
         if solution[1] > 0:
             estimates.append(solution[1] / scale[1])
@@ -347,10 +346,16 @@ def _row(timing, blocks, isolated, known, width) -> np.ndarray:
     return row
 
 
-def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``argmin |x b - y|`` with ``b >= 0``: least squares on the active columns, dropping the most negative until none is."""
+def _column_scale(x: np.ndarray) -> np.ndarray:
+    """Each column's largest magnitude (1 for an all-zero column): ``x / scale`` has columns in [-1, 1]."""
     scale = np.max(np.abs(x), axis=0)
     scale[scale == 0] = 1.0
+    return scale
+
+
+def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``argmin |x b - y|`` with ``b >= 0``: least squares on the active columns, dropping the most negative until none is."""
+    scale = _column_scale(x)
     xs = x / scale
     active = list(range(x.shape[1]))
     beta = np.zeros(x.shape[1])

@@ -197,16 +197,15 @@ def _matches(rule: FusionRule, start: int, ops, graph: OpGraph, readers, skip) -
         return []
     if len(rule.chain) == 1:
         return [[start]]
-    seconds = _following(rule, 0, start, [start], ops, readers, skip)
+    seconds = _following(rule.chain[1], [start], ops, readers, skip)
     chains = []
     for second in seconds if rule.shared_first else seconds[:1]:
         chain = [start, second]
         for step in range(1, len(rule.chain)):
-            i = chain[-1]
-            if not CONDITIONS[rule.when[step]](ops[i], graph):
+            if not CONDITIONS[rule.when[step]](ops[chain[-1]], graph):
                 break
             if step + 1 < len(rule.chain):
-                following = _following(rule, step, i, chain, ops, readers, skip)
+                following = _following(rule.chain[step + 1], chain, ops, readers, skip)
                 if not following:
                     break
                 chain.append(following[0])
@@ -215,12 +214,10 @@ def _matches(rule: FusionRule, start: int, ops, graph: OpGraph, readers, skip) -
     return chains
 
 
-def _following(rule: FusionRule, step: int, i: int, chain: list[int], ops, readers, skip) -> list[int]:
-    """The readers of op ``i``'s outputs that can be step ``step + 1`` of ``rule``."""
-    if step + 1 >= len(rule.chain):
-        return []
-    return [j for key in ops[i].outputs for j in readers.get(key, ())
-            if ops[j].type in rule.chain[step + 1] and j not in skip and j not in chain]
+def _following(types: frozenset[str], chain: list[int], ops, readers, skip) -> list[int]:
+    """The readers of the last op of ``chain`` that are of ``types`` and can join it."""
+    return [j for key in ops[chain[-1]].outputs for j in readers.get(key, ())
+            if ops[j].type in types and j not in skip and j not in chain]
 
 
 def _join(rule: FusionRule, chain: list[int], group_of: dict[int, Group], readers, outputs, ops) -> None:

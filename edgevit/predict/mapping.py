@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import prod
 
+import numpy as np
+
 from edgevit.errors import require
 from edgevit.formats import Op, OpGraph
 from edgevit.predict.kernels import Kernel
@@ -64,8 +66,6 @@ def io_bytes(graph: OpGraph) -> int:
     (``benchmarks/results/tflite_copies.md``), so a calibration model of a memory-bound kernel
     measures the call's copying as much as its kernel.
     """
-    import numpy as np
-
     total = 0
     for key in (*graph.inputs, *graph.outputs):
         tensor = graph.tensors.get(key)

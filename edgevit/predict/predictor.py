@@ -247,11 +247,10 @@ def kernel_counts(source: str | Path | OpGraph, backend: str,
     """``((kernel, count), ...)``: the kernels :func:`map_kernels` prices in ``source`` (its ``"ok"``
     rows), each with how often it runs, sorted by description; what a profile's
     :class:`~edgevit.predict.profile.ReferenceTiming` records of a reference model."""
-    counts: dict[Kernel, int] = {}
-    for row in map_kernels(source, backend, cpu_flags):
-        if row.status == "ok" and row.kernel is not None:
-            counts[row.kernel] = counts.get(row.kernel, 0) + 1
+    counts = Counter(row.kernel for row in map_kernels(source, backend, cpu_flags)
+                     if row.status == "ok" and row.kernel is not None)
     return tuple(sorted(counts.items(), key=lambda kv: kv[0].describe()))
+
 
 def _rules(backend: str, graph: OpGraph):
     rules = RULES.get(backend) if backend in RULES else None

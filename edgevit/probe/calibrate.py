@@ -278,15 +278,16 @@ def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int =
     if kernel.kind in RULES.get(backend).absent:
         return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
     path, shape = export_calibration_model(kernel, index, backend, root, copies)
+    graph = read_graph(path)
     extra: tuple[Kernel, ...] = ()
     if kernel.kind != "run":
-        rows = [r for r in map_kernels(path, backend, cpu_flags) if r.status == "ok"]
+        rows = [r for r in map_kernels(graph, backend, cpu_flags) if r.status == "ok"]
         main = [r for r in rows if (r.kernel.kind, r.kernel.dtype) == (kernel.kind, kernel.dtype)]
         if not main:
             return f"the exported file holds {', '.join(r.kernel.describe() for r in rows) or 'no kernel'}"
         chosen = max(main, key=lambda r: r.kernel == kernel)  # the intended one where the file has it exactly
         kernel, extra = chosen.kernel, tuple(r.kernel for r in rows if r is not chosen)
-    return KernelTiming(kernel, 0.0, extra, io_bytes=io_bytes(read_graph(path))), path, shape
+    return KernelTiming(kernel, 0.0, extra, io_bytes=io_bytes(graph)), path, shape
 
 
 def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[ReferenceTiming, Path, tuple[int, ...]]:
@@ -311,13 +312,14 @@ def _reference(folder: Path, backend: str, cpu_flags: tuple[str, ...]) -> tuple[
     if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
         raise InvalidArgumentError(f"reference {str(folder)!r} needs one input of a fixed shape, has "
                                    f"{[tuple(i.shape) for i in manifest.inputs]}")
-    kernels = kernel_counts(folder, backend, cpu_flags)
+    graph = read_graph(folder)
+    kernels = kernel_counts(graph, backend, cpu_flags)
     if not kernels:
         raise InvalidArgumentError(f"reference {str(folder)!r}: the predictor maps none of its ops to a kernel")
     model = manifest.model
     name = str(model.get("name", folder.name)) if isinstance(model, dict) else folder.name
     family = str(model.get("family", name)) if isinstance(model, dict) else name
-    return ReferenceTiming(name, family, 0.0, kernels, io_bytes=io_bytes(read_graph(folder))), folder, shape
+    return ReferenceTiming(name, family, 0.0, kernels, io_bytes=io_bytes(graph)), folder, shape
 
 
 def _digest(kernel: Kernel) -> str:
