@@ -78,10 +78,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edgevit.predict.kernels import KINDS, Kernel, features
+from edgevit.predict.kernels import KINDS, MAPPING_VERSION, Kernel, features
 from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
-__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost"]
+__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost", "mapping_note"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
 PREDICTOR_VERSION = 8
@@ -127,6 +127,7 @@ class CostModel:
     ``idle_gap_ms`` over its back-to-back time, by size (:func:`idle_ratio`), from ``idle_points``
     models timed both ways (empty: not measured). ``io_ms_per_byte``: what a call pays per byte
     of the model's inputs and outputs (:func:`io_cost`; 0: the profile did not record them).
+    ``notes``: what the fit could not vouch for (:func:`mapping_note`); a prediction shows them.
     """
 
     backend: str
@@ -139,6 +140,7 @@ class CostModel:
     idle_gap_ms: float = 0.0
     idle_points: int = 0
     io_ms_per_byte: float = 0.0
+    notes: tuple[str, ...] = ()
 
     def io_ms(self, nbytes: int) -> float:
         """What one call pays to copy ``nbytes`` of inputs and outputs."""
@@ -168,8 +170,9 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
     runs = [t for t in profile.timings if t.kernel.kind == "run"]
     run_ms = float(np.median([t.ms for t in runs])) if runs else 0.0
     timings = [t for t in profile.timings if t.kernel.kind != "run" and not KINDS[t.kernel.kind].free]
+    notes = tuple(note for note in (mapping_note(profile),) if note)
     if not timings:
-        return CostModel(profile.backend, run_ms, {}, profile.summary(), profile.cpu_flags)
+        return CostModel(profile.backend, run_ms, {}, profile.summary(), profile.cpu_flags, notes=notes)
     io = io_cost(timings, run_ms)  # the kernels (and the empty model) are fitted less each call's own copying
     if io:
         run_ms = float(np.median([max(0.0, t.ms - io * t.io_bytes) for t in runs])) if runs else 0.0
@@ -183,11 +186,30 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
         known = {key: replace(base[stand_in], kind=key[0], dtype=key[1], samples=0, isolation_ms=0.0,
                               stand_in=stand_in[0]) for key, stand_in in stood.items() if stand_in in base}
     model = CostModel(profile.backend, run_ms, {**_solve(timings, run_ms, known), **known}, profile.summary(),
-                      profile.cpu_flags, io_ms_per_byte=io)
+                      profile.cpu_flags, io_ms_per_byte=io, notes=notes)
     references = [r for r in profile.references if r.family != leave_out]
     pairs = [(t.ms, t.idle_ms) for t in (*profile.timings, *references) if t.idle_ms is not None and t.ms > 0]
     return replace(model, scales=_scales(model, references), idle_curve=idle_curve(pairs),
                    idle_gap_ms=profile.measurement.idle_gap_ms if pairs else 0.0, idle_points=len(pairs))
+
+
+def mapping_note(profile: DeviceProfile) -> str | None:
+    """Why ``profile``'s kernels may not be the ones this edgevit maps, or None when they are.
+
+    The probe maps each calibration model's other kernels (``extra``, subtracted by the fit) and
+    each reference model's kernels (the scale's denominator) when it probes, and the profile keeps
+    them as mapped. After a change to the fusion rules (:data:`~edgevit.predict.kernels.MAPPING_VERSION`)
+    the same files map to other kernels, and the scale compares the measured times with kernel
+    sums this edgevit would not form (version 8 changed onnxruntime's int8 groups, and with them
+    the int8 references' kernel sums). Only a new probe maps them again.
+    """
+    if profile.mapping_version == MAPPING_VERSION:
+        return None
+    said = (f"was mapped to kernels with mapping version {profile.mapping_version}" if profile.mapping_version is not None
+            else "does not record which kernel mapping its probe used (it predates edgevit recording it)")
+    return (f"{profile.device}'s profile {said}; this edgevit maps with version {MAPPING_VERSION}. Its calibration and "
+            "reference models may map to other kernels now, and the fit and the reference scale built on them may be "
+            "off: probe the device again")
 
 
 #: the width of a size group of the idle curve, in decades of milliseconds

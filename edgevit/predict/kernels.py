@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 from edgevit.errors import InvalidArgumentError
 
-__all__ = ["DTYPES", "KINDS", "Kernel", "KernelKind", "features", "element_size"]
+__all__ = ["DTYPES", "KINDS", "MAPPING_VERSION", "Kernel", "KernelKind", "features", "element_size"]
+
+#: the version of the op-to-kernel mapping (the op table, each backend's fusion rules and layout
+#: walks): the predictor version that last changed which kernels a graph maps to. A profile records
+#: the one its probe mapped its calibration and reference models with; the kernels of a profile
+#: mapped otherwise are not the ones this edgevit sees in the same files
+#: (:func:`edgevit.predict.fit.mapping_note`). Version 8: onnxruntime's QDQ groups around a
+#: DequantizeLinear that several ops read
+MAPPING_VERSION = 8
 
 #: the precisions a kernel is timed in; an op's precision comes from its input tensor's dtype
 DTYPES: dict[str, int] = {"fp32": 4, "int8": 1}

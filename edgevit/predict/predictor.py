@@ -99,6 +99,7 @@ class Prediction:
             ``total_ms`` times the curve's ratio at ``total_ms`` (:attr:`idle_ms`,
             :func:`edgevit.predict.fit.idle_ratio`), from ``idle_points`` models timed both ways;
             an empty curve: the profile did not time models that way.
+        notes: what the fitted profile could not vouch for (:attr:`CostModel.notes`), shown by :meth:`table`.
     """
 
     total_ms: float
@@ -117,6 +118,7 @@ class Prediction:
     idle_points: int = 0
     idle_gap_ms: float = 0.0
     io_ms: float = 0.0
+    notes: tuple[str, ...] = ()
 
     @property
     def idle_ms(self) -> float | None:
@@ -144,7 +146,7 @@ class Prediction:
             "idle_ms": self.idle_ms, "idle_gap_ms": self.idle_gap_ms, "idle_points": self.idle_points,
             "idle_curve": [list(knot) for knot in self.idle_curve],
             "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
-            "approximated": dict(self.approximated),
+            "approximated": dict(self.approximated), "notes": list(self.notes),
             "kernels": [{"ops": list(r.ops), "op_types": list(r.op_types), "status": r.status, "ms": r.ms,
                          "fused": list(r.fused), "kernel": r.kernel.describe() if r.kernel else None}
                         for r in self.kernels],
@@ -164,6 +166,7 @@ class Prediction:
         if not self.complete:
             lines.append(f"not costed: unknown {dict(self.unknown)}, uncalibrated {dict(self.uncalibrated)}; "
                          f"int8 costed as float: {dict(self.approximated)}")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -216,7 +219,7 @@ def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) ->
     return Prediction(model.run_ms + io + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
                       scale=factor, scale_references=references, idle_curve=model.idle_curve,
-                      idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms, io_ms=io)
+                      idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms, io_ms=io, notes=model.notes)
 
 
 def _count(rows: list[KernelPrediction], status: str) -> dict[str, int]:

@@ -6,7 +6,7 @@ is made, so a better cost model in a later edgevit reads old profiles unchanged.
 holds::
 
     {"format": "edgevit-device-profile", "format_version": 1,
-     "device": "pi-a", "edgevit": "0.1.0", "created_utc": "2026-11-30T22:10:00+00:00",
+     "device": "pi-a", "edgevit": "0.1.0", "created_utc": "2026-11-30T22:10:00+00:00", "mapping_version": 8,
      "environment": {... edgevit.environment.Environment ...}, "cpu_flags": ["avx2", ...],
      "backend": "onnxruntime", "backend_version": "1.20.1", "threads": 2,
      "measurement": {"rounds": 20, "warmup": 3, "statistic": "mean", "where": "local", "passes": 3, "chain": 4,
@@ -26,7 +26,9 @@ models and on the references) is the median time when requested one at a time, e
 after ``measurement.idle_gap_ms`` of idle: the fit relates it to ``ms`` to predict a model's time
 in that regime (a split plan's pieces, each asked once per end-to-end request, run in it).
 ``io_bytes`` (optional) is what the timed model's inputs and outputs weigh: every call copies
-them, and the fit prices that apart from the kernels. A file that is not JSON,
+them, and the fit prices that apart from the kernels. ``mapping_version`` (optional) is the
+:data:`~edgevit.predict.kernels.MAPPING_VERSION` the probe mapped every model's ops to kernels
+with; absent in a profile probed before edgevit recorded it. A file that is not JSON,
 lacks a field, holds a wrong value or was written in another ``format_version`` is refused
 with one :class:`~edgevit.errors.ProfileError` naming the file and saying to re-probe.
 
@@ -48,7 +50,7 @@ from typing import Any
 from edgevit._files import write_text
 from edgevit.environment import Environment
 from edgevit.errors import EdgeVitError, InvalidArgumentError, ProfileError
-from edgevit.predict.kernels import Kernel
+from edgevit.predict.kernels import MAPPING_VERSION, Kernel
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "STATISTICS", "DeviceProfile", "KernelTiming", "Measurement",
            "ReferenceTiming", "load_profile", "merge_profiles", "profile_from_dict", "save_profile"]
@@ -154,6 +156,9 @@ class DeviceProfile:
         timings: one per calibration model, the ``run`` (empty model) timing among them.
         format_version: the profile format (:data:`FORMAT_VERSION`).
         references: whole models timed beside the calibration set (none: the kernel sums are not scaled).
+        mapping_version: the :data:`~edgevit.predict.kernels.MAPPING_VERSION` that mapped the
+            calibration models' ``extra`` kernels and the references' kernels (None: not recorded, a
+            profile probed before edgevit recorded it). The fit says when it is not this edgevit's.
     """
 
     device: str
@@ -168,12 +173,15 @@ class DeviceProfile:
     timings: tuple[KernelTiming, ...]
     format_version: int = FORMAT_VERSION
     references: tuple[ReferenceTiming, ...] = ()
+    mapping_version: int | None = MAPPING_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (see the module docstring)."""
         return {
             "format": FORMAT, "format_version": self.format_version, "device": self.device,
-            "edgevit": self.edgevit, "created_utc": self.created_utc, "environment": self.environment.to_dict(),
+            "edgevit": self.edgevit, "created_utc": self.created_utc,
+            **({"mapping_version": self.mapping_version} if self.mapping_version is not None else {}),
+            "environment": self.environment.to_dict(),
             "cpu_flags": list(self.cpu_flags), "backend": self.backend, "backend_version": self.backend_version,
             "threads": self.threads, "measurement": asdict(self.measurement),
             "timings": [{**_kernel_dict(t.kernel), "ms": t.ms, "extra": [_kernel_dict(k) for k in t.extra],
@@ -204,7 +212,7 @@ def _kernel_dict(kernel: Kernel) -> dict[str, Any]:
 
 
 #: what profiles must share to be merged: the same device, backend and way of measuring
-_SAME = ("device", "backend", "backend_version", "threads", "cpu_flags", "edgevit")
+_SAME = ("device", "backend", "backend_version", "threads", "cpu_flags", "edgevit", "mapping_version")
 _SAME_MEASUREMENT = ("rounds", "warmup", "statistic", "where", "chain", "window_ms", "idle_gap_ms")
 
 
@@ -327,11 +335,14 @@ def _parse(data: dict[str, Any]) -> DeviceProfile:
     if not timings:
         raise ValueError("no timings")
     references = tuple(_reference(i, r) for i, r in enumerate(_list(data, "references") if "references" in data else []))
+    mapping = data.get("mapping_version")
+    if mapping is not None and (not isinstance(mapping, int) or isinstance(mapping, bool) or mapping < 1):
+        raise ValueError(f"mapping_version must be a positive integer or absent, got {mapping!r}")
     return DeviceProfile(
         device=_text(data, "device"), backend=_text(data, "backend"), backend_version=_text(data, "backend_version"),
         threads=threads, measurement=_measurement(data["measurement"]), environment=_environment(data["environment"]),
         cpu_flags=tuple(str(f) for f in _list(data, "cpu_flags")), created_utc=_text(data, "created_utc"),
-        edgevit=_text(data, "edgevit"), timings=timings, references=references,
+        edgevit=_text(data, "edgevit"), timings=timings, references=references, mapping_version=mapping,
     )
 
 

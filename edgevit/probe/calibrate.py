@@ -53,6 +53,7 @@ from edgevit.predict import (
 )
 from edgevit.predict.calibration import calibration_kernels
 from edgevit.predict.fusion import RULES
+from edgevit.predict.kernels import MAPPING_VERSION
 from edgevit.predict.mapping import io_bytes
 from edgevit.predict.predictor import read_graph
 from edgevit.probe.timers import AgentTimer, LocalTimer
@@ -221,7 +222,7 @@ def probe(backend: str, timer: Any, *, preset: str = "standard", precisions: tup
         environment=stamp.environment,
         cpu_flags=stamp.cpu_flags, created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         edgevit=_edgevit_version(), timings=timings,
-        references=tuple(t for t in measured if isinstance(t, ReferenceTiming)),
+        references=tuple(t for t in measured if isinstance(t, ReferenceTiming)), mapping_version=MAPPING_VERSION,
     )
     return ProbeResult(profile, tuple(skipped), time.perf_counter() - start)
 

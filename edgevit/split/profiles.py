@@ -89,7 +89,8 @@ class ProfiledDevice:
                 "backend": p.backend, "backend_version": p.backend_version, "threads": p.threads,
                 "probed_as": p.device, "probed_with_edgevit": p.edgevit, "kernels_timed": len(p.timings),
                 "statistic": p.measurement.statistic, "where": p.measurement.where,
-                "predictor_version": PREDICTOR_VERSION, "summary": p.summary()}
+                "predictor_version": PREDICTOR_VERSION, "mapping_version": p.mapping_version,
+                "notes": list(self.model.notes), "summary": p.summary()}
 
 
 def target_of_backend(backend: str) -> str | None:
@@ -123,7 +124,10 @@ def load_profiles(cluster: Cluster, target: str) -> dict[str, ProfiledDevice]:
         if runs != target:
             raise InvalidArgumentError(_mismatch(device.name, cluster.source, device.profile, profile.backend,
                                                  runs, target))
-        out[device.name] = ProfiledDevice(device.name, device.profile, digest, profile, fit(profile))
+        model = fit(profile)
+        for note in model.notes:
+            warnings.warn(f"device {device.name!r} of {cluster.source}: {note}", stacklevel=2)
+        out[device.name] = ProfiledDevice(device.name, device.profile, digest, profile, model)
     return out
 
 

@@ -14,6 +14,7 @@ from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
 from edgevit.errors import InvalidArgumentError
 from edgevit.formats import Op, OpGraph, Tensor
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, ReferenceTiming, fit, map_kernels, predict
+from edgevit.predict.kernels import MAPPING_VERSION
 
 # -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
 
@@ -315,6 +316,25 @@ def test_reference_models_scale_the_prediction_and_leave_out_the_predicted_famil
     assert left.total_ms == pytest.approx(RUN_MS + 0.8 * kernel_sum, rel=1e-9)
     assert "scaled by 0.800 (the median over 3 reference models)" in left.table()
     assert predict(graph, fake_profile()).scale == 1.0  # no references: kernels as fitted
+
+
+@pytest.mark.parametrize(("mapped", "words"), [
+    (None, "does not record which kernel mapping its probe used"),
+    (MAPPING_VERSION - 1, f"mapping version {MAPPING_VERSION - 1}; this edgevit maps with version {MAPPING_VERSION}"),
+    (MAPPING_VERSION + 1, f"mapping version {MAPPING_VERSION + 1}; this edgevit maps with version {MAPPING_VERSION}"),
+])
+def test_a_profile_mapped_by_another_kernel_mapping_makes_every_prediction_say_so(mapped, words):
+    graph, expected = block_graph()
+    current = replace(fake_profile(), references=(_reference("a1", "a", expected, 0.8),))
+    clean = predict(graph, current)
+    assert clean.notes == () and "note:" not in clean.table() and clean.to_dict()["notes"] == []
+    other = predict(graph, replace(current, mapping_version=mapped))
+    assert other.total_ms == clean.total_ms  # the note changes no figure
+    (note,) = other.notes
+    assert note.startswith("fake's profile ") and words in note
+    assert "probe the device again" in note
+    assert f"note: {note}" in other.table() and other.to_dict()["notes"] == [note]
+    assert fit(replace(current, mapping_version=mapped, timings=current.timings[:1])).notes == (note,)  # also with no kernels to fit
 
 
 def test_references_scale_only_their_own_precision_and_one_with_an_unpriced_kernel_is_left_out():

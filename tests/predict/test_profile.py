@@ -19,6 +19,7 @@ from edgevit.predict import (
     load_profile,
     save_profile,
 )
+from edgevit.predict.kernels import MAPPING_VERSION
 from edgevit.predict.profile import FORMAT_VERSION, merge_profiles
 
 ENVIRONMENT = environment()  # once: the stamp holds the time and the load average
@@ -153,6 +154,7 @@ def test_merged_profiles_are_matched_by_kernel_not_by_position():
     (lambda p: replace(p, device="pi-a"), "device 'here' / 'pi-a'"),
     (lambda p: replace(p, measurement=replace(p.measurement, window_ms=100.0)), "measurement.window_ms 0.0 / 100.0"),
     (lambda p: replace(p, timings=p.timings[:-1]), "calibration models: 1 only in the first, 0 only in profile 2"),
+    (lambda p: replace(p, mapping_version=None), f"mapping_version {MAPPING_VERSION} / None"),
 ])
 def test_profiles_of_other_devices_or_settings_are_not_merged(change, words):
     with pytest.raises(InvalidArgumentError, match=r"profile 2 cannot be merged with the first: .*") as error:
@@ -226,3 +228,18 @@ def test_the_bytes_a_call_copies_survive_the_round_trip_and_are_absent_from_olde
 ])
 def test_a_profile_with_a_wrong_reference_is_refused(tmp_path, change, words):
     _refused(_rewrite(save_profile(replace(make_profile(), references=(REFERENCE,)), tmp_path / "p.json"), change), *words)
+
+
+def test_the_kernel_mapping_a_probe_used_survives_the_round_trip_and_is_absent_from_older_files(tmp_path):
+    profile = make_profile()
+    assert profile.mapping_version == MAPPING_VERSION  # a profile made now is mapped by this edgevit
+    path = save_profile(profile, tmp_path / "p.json")
+    assert json.loads(path.read_text())["mapping_version"] == MAPPING_VERSION and load_profile(path) == profile
+    older = _rewrite(path, lambda d: d.pop("mapping_version"))
+    assert load_profile(older).mapping_version is None  # not recorded
+    assert "mapping_version" not in json.loads(save_profile(load_profile(older), tmp_path / "again.json").read_text())
+
+
+@pytest.mark.parametrize("value", [0, -8, "8", 8.0, True, [8]])
+def test_a_profile_with_a_wrong_mapping_version_is_refused(saved, value):
+    _refused(_rewrite(saved, lambda d: d.update(mapping_version=value)), "mapping_version must be a positive integer")

@@ -12,6 +12,7 @@ from edgevit.errors import InvalidArgumentError
 from edgevit.predict import Kernel, fit, load_profile, map_kernels, save_profile
 from edgevit.predict.calibration import PRESETS, calibration_kernels
 from edgevit.predict.fusion import RULES
+from edgevit.predict.kernels import MAPPING_VERSION
 from edgevit.probe import probe_local
 from edgevit.probe.calibrate import TARGETS, export_calibration_model
 from edgevit.probe.modules import BUILDERS, CHAINS
@@ -164,7 +165,9 @@ def test_a_quick_local_probe_writes_a_profile_that_round_trips_and_fits(tmp_path
     alone = [t for t in profile.timings[:len(kernels)] if t.kernel.kind == "linear"]  # (1, M, K) in, (1, M, N) out
     assert alone and all(t.io_bytes == 4 * t.kernel.dim("M") * (t.kernel.dim("K") + t.kernel.dim("N")) for t in alone)
     assert load_profile(save_profile(profile, tmp_path / "ci.json")) == profile
+    assert profile.mapping_version == MAPPING_VERSION  # the mapping its extras were found with
     model = fit(profile)
+    assert model.notes == ()
     assert set(model.models) == {("linear", "fp32"), ("copy", "fp32")} and model.run_ms > 0
     assert TARGETS["onnxruntime"] == "onnx"
 

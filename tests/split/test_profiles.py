@@ -23,6 +23,7 @@ from edgevit.errors import InvalidArgumentError, ProfileError
 from edgevit.partition.predict import predict_plan
 from edgevit.predict import save_profile
 from edgevit.predict.fit import PREDICTOR_VERSION
+from edgevit.predict.kernels import MAPPING_VERSION
 from edgevit.split.profiles import PiecePredictor, load_profiles, profile_plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "predict"))
@@ -99,6 +100,19 @@ def test_split_refuses_a_mismatch_and_a_corrupt_profile_in_one_line_before_any_w
     assert not out.exists()
     with pytest.raises(ProfileError, match=r"^device 'fast' of .*devices.toml: .*fast.json: not a readable"):
         load_profiles(load_devices(fast_and_slow), "onnx")
+
+
+def test_a_profile_mapped_by_another_kernel_mapping_is_warned_about_and_recorded_in_the_plan(tmp_path):
+    devices = _device_file(tmp_path, {"old": dataclasses.replace(fake_profile(), mapping_version=None),
+                                      "new": fake_profile()})
+    with pytest.warns(UserWarning) as caught:
+        profiles = load_profiles(load_devices(devices), "onnx")
+    (warning,) = [str(w.message) for w in caught]  # one, for the old profile only
+    assert warning.startswith(f"device 'old' of {devices}: fake's profile does not record which kernel mapping "
+                              "its probe used") and "probe the device again" in warning
+    assert profiles["old"].to_dict()["notes"] == [warning.split(": ", 1)[1]]
+    assert profiles["old"].to_dict()["mapping_version"] is None
+    assert profiles["new"].to_dict()["notes"] == [] and profiles["new"].to_dict()["mapping_version"] == MAPPING_VERSION
 
 
 # -- predicting pieces (exports: slow) ----------------------------------------------------------
