@@ -59,6 +59,9 @@ class FleetDevice:
             or slow depending on how often it is asked). 100 ms is the kernel's default.
         threads: the agent's ``--threads``.
         link: latency and bandwidth between the coordinator and it.
+        cpus: pin the agent's process to these CPUs (``os.sched_setaffinity``); empty: wherever the
+            scheduler puts it. A quota is handed out to each CPU's run queue in slices, so an agent
+            that wanders between CPUs can find its period's runtime held on the other one.
     """
 
     name: str
@@ -67,6 +70,7 @@ class FleetDevice:
     cpu_period_ms: float = CFS_PERIOD_US / 1000
     threads: int = 1
     link: LinkSpec = field(default_factory=LinkSpec)
+    cpus: tuple[int, ...] = ()
 
 
 def shortest_period_ms(cores: float) -> float:
@@ -113,6 +117,17 @@ class _LinkProcess:
     cut = restore = set_link = _fixed
 
 
+def _pin(pid: int, cpus: tuple[int, ...]) -> None:
+    """Pin every thread of process ``pid`` to ``cpus`` (threads it starts later inherit it)."""
+    try:
+        tasks = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except FileNotFoundError:
+        return  # it has exited already: waiting for it to be ready says why
+    for task in tasks:
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(task, cpus)
+
+
 class Fleet:
     """Agents and links for a list of :class:`FleetDevice` (see the module docstring).
 
@@ -138,6 +153,11 @@ class Fleet:
                     f"{d.name}: a quota of {d.cpu_quota:g} core per {d.cpu_period_ms:g} ms period is "
                     f"{d.cpu_quota * d.cpu_period_ms:g} ms of CPU per period; the kernel's smallest is 1 ms "
                     f"(cpu.cfs_quota_us >= 1000): use a period of at least {shortest_period_ms(d.cpu_quota):g} ms")
+        usable = os.sched_getaffinity(0)
+        for d in devices:
+            if not set(d.cpus) <= usable:
+                raise InvalidArgumentError(f"{d.name}: cpus {list(d.cpus)} are not all usable here; this process may "
+                                           f"run on CPUs {sorted(usable)}")
         if any(d.cpu_quota is not None for d in devices) and not cgroups_available():
             raise InvalidArgumentError("cpu_quota needs root and the cgroup v1 cpu controller "
                                        f"({CGROUP_CPU}); run without quotas, or as root on such a machine")
@@ -249,6 +269,8 @@ class Fleet:
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(device.threads)})
         self.processes[name] = process
+        if device.cpus:
+            _pin(process.pid, device.cpus)
         if device.cpu_quota is not None:
             self._join_cgroup(name, process.pid, device.cpu_quota, round(device.cpu_period_ms * 1000))
         deadline = time.monotonic() + timeout

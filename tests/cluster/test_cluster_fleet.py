@@ -232,3 +232,21 @@ def test_run_and_deploy_refuse_bad_input_in_one_line(classwise3, tmp_path, capsy
     assert main(["deploy", str(classwise3), "--devices", str(devices)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("PlanningError: device 'dev0' in ") and "need" in err and "as exported" in err, err
+
+
+def test_a_pinned_agent_runs_every_thread_on_the_cpus_asked_and_unusable_cpus_are_refused(tmp_path):
+    import os
+    from pathlib import Path
+
+    cpu = min(os.sched_getaffinity(0))
+    with Fleet(tmp_path / "fleet", [FleetDevice("pinned", memory_mb=64, cpus=(cpu,)), FleetDevice("free", memory_mb=64)]) as running:
+        def allowed(name):
+            tasks = Path(f"/proc/{running.processes[name].pid}/task").iterdir()
+            return {line.split(":")[1].strip() for task in tasks for line in (task / "status").read_text().splitlines()
+                    if line.startswith("Cpus_allowed_list:")}
+        assert allowed("pinned") == {str(cpu)}  # every thread, those the agent started after it was pinned too
+        assert len(list(Path(f"/proc/{running.processes['pinned'].pid}/task").iterdir())) > 1
+        assert allowed("free") != {str(cpu)} or len(os.sched_getaffinity(0)) == 1
+    unusable = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(InvalidArgumentError, match=rf"pinned: cpus \[{unusable}\] are not all usable here"):
+        Fleet(tmp_path / "again", [FleetDevice("pinned", cpus=(unusable,))])
