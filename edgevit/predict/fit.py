@@ -84,7 +84,7 @@ from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 __all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost", "mapping_note"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 8
+PREDICTOR_VERSION = 9
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 

@@ -9,7 +9,8 @@ all read one table.
 
 Dims are integers named as in the literature: ``M, K, N`` for a ``(M, K) @ (K, N)`` product,
 ``B`` for a batch of them; convolutions ``N, IH, IW, CIN`` (input), ``OH, OW, COUT`` (output),
-``KH, KW`` and ``G`` (groups); pools their input and window; row-wise ops ``ROWS, COLS``;
+``KH, KW`` and ``G`` (groups); pools their input and window; a resize its planes ``C`` and
+their sizes in and out; row-wise ops ``ROWS, COLS``;
 element-wise ops ``E`` elements read from ``I`` full-size inputs.
 
 Example:
@@ -32,8 +33,8 @@ __all__ = ["DTYPES", "KINDS", "MAPPING_VERSION", "Kernel", "KernelKind", "featur
 #: the one its probe mapped its calibration and reference models with; the kernels of a profile
 #: mapped otherwise are not the ones this edgevit sees in the same files
 #: (:func:`edgevit.predict.fit.mapping_note`). Version 8: onnxruntime's QDQ groups around a
-#: DequantizeLinear that several ops read
-MAPPING_VERSION = 8
+#: DequantizeLinear that several ops read; 9: a bilinear resize is a ``resize`` kernel, not a copy
+MAPPING_VERSION = 9
 
 #: the precisions a kernel is timed in; an op's precision comes from its input tensor's dtype
 DTYPES: dict[str, int] = {"fp32": 4, "int8": 1}
@@ -141,6 +142,11 @@ def _reduce(d: Mapping[str, int], e: int) -> dict[str, float]:
     return {"elements": float(d["E"]), "outputs": float(d["OUT"])}
 
 
+def _resize(d: Mapping[str, int], e: int) -> dict[str, float]:
+    outputs = d["C"] * d["OH"] * d["OW"]
+    return {"elements": float(outputs), "bytes": float(e * (d["C"] * d["IH"] * d["IW"] + outputs))}
+
+
 def _copy(d: Mapping[str, int], e: int) -> dict[str, float]:
     return {"bytes": float(2 * e * d["E"])}
 
@@ -168,7 +174,10 @@ KINDS: dict[str, KernelKind] = {
     "quantize": KernelKind(("E", "I"), _elements, about="float to int8 (ONNX QuantizeLinear, TFLite QUANTIZE)"),
     "dequantize": KernelKind(("E", "I"), _elements, about="int8 to float (ONNX DequantizeLinear, TFLite DEQUANTIZE)"),
     "reduce": KernelKind(("E", "OUT"), _reduce, about="a reduction (mean, sum) of E elements to OUT"),
-    "copy": KernelKind(("E",), _copy, about="data movement of E elements (transpose, concat, slice, gather, pad)"),
+    "copy": KernelKind(("E",), _copy, about="data movement of E elements (transpose, concat, slice, gather, pad, "
+                                           "nearest-neighbour resize)"),
+    "resize": KernelKind(("C", "IH", "IW", "OH", "OW"), _resize,
+                         about="bilinear (or cubic) resize of C planes from IHxIW to OHxOW, the batch folded into C"),
     "reorder": KernelKind(("E",), _copy, about="a layout conversion of E elements that the backend adds and the file "
                                                "does not hold (onnxruntime's NCHWc ReorderInput / ReorderOutput)"),
     "free": KernelKind((), _none, free=True, about="no work at run time (reshape, constant folded away)"),

@@ -167,6 +167,15 @@ def _onnx_pool(op: Op, graph: OpGraph, dtype: str) -> Kernel:
     return Kernel.of("pool", dtype, N=x[0], IH=x[2], IW=x[3], C=x[1], OH=y[2], OW=y[3], KH=kh, KW=kw)
 
 
+def _onnx_resize(op: Op, graph: OpGraph, dtype: str) -> Kernel:
+    """A ``linear`` or ``cubic`` Resize interpolates (a ``resize`` kernel); ``nearest`` copies."""
+    mode = next((a.s for a in getattr(op.raw, "attribute", ()) if a.name == "mode"), b"nearest")
+    x, y = _shape(graph, op.inputs[0]), _shape(graph, op.outputs[0])
+    if mode == b"nearest" or len(x) != 4:
+        return _copy(op, graph, dtype)
+    return Kernel.of("resize", dtype, C=x[0] * x[1], IH=x[2], IW=x[3], OH=y[2], OW=y[3])
+
+
 def _table(**groups: tuple[str, Sizer]) -> dict[str, Sizer]:
     return {name: sizer for names, sizer in groups.values() for name in names.split()}
 
@@ -186,7 +195,8 @@ ONNX_OPS: dict[str, Sizer] = _table(
     dequantize=("DequantizeLinear", _elements("dequantize")),
     math=("Erf Exp Log Sqrt Reciprocal Sigmoid Tanh Pow Softplus Sin Cos", _elements("math")),
     reduce=("ReduceMean ReduceSum ReduceMax ReduceMin ReduceL2", _reduce),
-    copy=("Transpose Concat Slice Split Gather GatherElements Expand Tile Pad Resize DepthToSpace SpaceToDepth", _copy),
+    copy=("Transpose Concat Slice Split Gather GatherElements Expand Tile Pad DepthToSpace SpaceToDepth", _copy),
+    resize=("Resize", _onnx_resize),
     free=("Reshape Squeeze Unsqueeze Flatten Identity Dropout Constant Shape Size", _free),
 )
 
@@ -220,6 +230,11 @@ def _tflite_pool(op: Op, graph: OpGraph, dtype: str) -> Kernel:
                      KH=options.FilterHeight(), KW=options.FilterWidth())
 
 
+def _tflite_resize(op: Op, graph: OpGraph, dtype: str) -> Kernel:
+    x, y = _shape(graph, op.inputs[0]), _shape(graph, op.outputs[0])  # NHWC
+    return Kernel.of("resize", dtype, C=x[0] * x[3], IH=x[1], IW=x[2], OH=y[1], OW=y[2])
+
+
 #: TFLite builtin op -> sizer
 TFLITE_OPS: dict[str, Sizer] = _table(
     linear=("FULLY_CONNECTED", _tflite_fully_connected),
@@ -235,7 +250,8 @@ TFLITE_OPS: dict[str, Sizer] = _table(
     math=("RSQRT SQRT EXP LOG TANH LOGISTIC POW", _elements("math")),
     reduce=("MEAN SUM REDUCE_MAX REDUCE_MIN", _reduce),
     copy=("TRANSPOSE CONCATENATION SLICE STRIDED_SLICE SPLIT SPLIT_V GATHER PAD PADV2 TILE BROADCAST_TO "
-          "RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR DEPTH_TO_SPACE SPACE_TO_DEPTH PACK UNPACK", _copy),
+          "RESIZE_NEAREST_NEIGHBOR DEPTH_TO_SPACE SPACE_TO_DEPTH PACK UNPACK", _copy),
+    resize=("RESIZE_BILINEAR", _tflite_resize),
     free=("RESHAPE SQUEEZE EXPAND_DIMS", _free),  # XNNPACK elides static reshapes (no copy)
 )
 

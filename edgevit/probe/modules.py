@@ -86,6 +86,12 @@ def _copy(d):
     return _lambda(lambda x: x.transpose(1, 2)), (1, side, d["E"] // side)
 
 
+def _resize(d):
+    torch = require("torch", "export")
+    upsample = torch.nn.Upsample(size=(d["OH"], d["OW"]), mode="bilinear", align_corners=False)  # ONNX half_pixel
+    return upsample, (1, d["C"], d["IH"], d["IW"])
+
+
 def _conv(d):
     torch = require("torch", "export")
     stride = -(-d["IH"] // d["OH"])  # ceil: 7 -> 4 is stride 2
@@ -126,7 +132,7 @@ def _factor(n: int) -> int:
 #: kernel kind -> builder of (module, input shape)
 BUILDERS: dict[str, Callable[[dict[str, int]], tuple[Any, tuple[int, ...]]]] = {
     "run": _run, "linear": _linear, "matmul": _matmul, "softmax": _softmax, "layernorm": _layernorm, "gelu": _gelu,
-    "elementwise": _elementwise, "math": _math, "reduce": _reduce, "copy": _copy,
+    "elementwise": _elementwise, "math": _math, "reduce": _reduce, "copy": _copy, "resize": _resize,
     "conv": _conv, "conv1x1": _conv, "dwconv": _conv, "pool": _pool, "reorder": _reorder,
 }
 

@@ -402,3 +402,20 @@ def test_the_copying_of_a_calls_inputs_and_outputs_is_fitted_apart_from_the_kern
     assert prediction.total_ms == pytest.approx(RUN_MS + prediction.io_ms + sum(true_ms(k, d) for k, d in expected), rel=1e-5)
     assert "inputs and outputs" in prediction.table() and prediction.to_dict()["io_ms"] == prediction.io_ms
     assert fit(base).io_ms_per_byte == 0.0 and predict(graph, base).io_ms == 0.0  # not recorded: not charged
+
+
+@pytest.mark.parametrize(("mode", "kernel"), [
+    (b"linear", Kernel.of("resize", C=2 * 32, IH=7, IW=7, OH=14, OW=14)),  # the batch folded into the planes
+    (b"cubic", Kernel.of("resize", C=2 * 32, IH=7, IW=7, OH=14, OW=14)),
+    (b"nearest", Kernel.of("copy", E=2 * 32 * 14 * 14)),
+    (None, Kernel.of("copy", E=2 * 32 * 14 * 14)),  # onnx's default mode is nearest
+])
+def test_an_interpolating_resize_is_a_resize_kernel_and_a_nearest_one_a_copy(mode, kernel):
+    g = GraphBuilder()
+    g.tensor("x", (2, 32, 7, 7))
+    g.tensor("sizes", (4,), constant=True)
+    g.op("Resize", ["x", "", "", "sizes"], "y", (2, 32, 14, 14))
+    if mode is not None:
+        g.ops[-1].raw.attribute.append(SimpleNamespace(name="mode", s=mode))
+    (row,) = map_kernels(g.graph("y"), "onnxruntime")
+    assert row.status == "ok" and row.kernel == kernel

@@ -31,6 +31,7 @@ ONE_OF_EACH = (
     Kernel.of("math", E=1024, I=1),
     Kernel.of("reduce", E=1024, OUT=16),
     Kernel.of("copy", E=1024),
+    Kernel.of("resize", C=8, IH=4, IW=4, OH=8, OW=8),
     Kernel.of("conv", N=1, IH=8, IW=8, CIN=4, OH=4, OW=4, COUT=8, KH=3, KW=3, G=1),
     Kernel.of("conv1x1", N=1, IH=8, IW=8, CIN=8, OH=8, OW=8, COUT=16, KH=1, KW=1, G=1),
     Kernel.of("dwconv", N=1, IH=8, IW=8, CIN=8, OH=8, OW=8, COUT=8, KH=3, KW=3, G=8),
