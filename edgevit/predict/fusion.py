@@ -75,9 +75,9 @@ class FusionRule:
 class RuleSet:
     """A backend's rules, applied in order (an earlier rule wins an op), and the format it reads.
 
-    ``absent`` names the kernel kinds the backend never runs as one kernel (LiteRT: the
-    converter writes LayerNorm as its reductions and arithmetic, each timed as its own kind);
-    a probe does not time them. ``layout`` names the walk (:data:`edgevit.predict.layout.LAYOUTS`)
+    ``absent`` names the kernel kinds the backend's files are never mapped to (LiteRT: the
+    converter writes LayerNorm as its reductions and arithmetic, each timed as its own kind, and
+    a bilinear resize is priced as a copy); a probe does not time them. ``layout`` names the walk (:data:`edgevit.predict.layout.LAYOUTS`)
     that finds the layout conversions the backend adds (onnxruntime: ``"nchwc"``), or ``""``.
     """
 
@@ -164,7 +164,7 @@ RULES.register("litert", RuleSet("tflite", (
     FusionRule.of("pad", "PAD|PADV2", "CONV_2D|DEPTHWISE_CONV_2D", anchor=1,
                   source="XNNPACK subgraph optimisation: a constant Pad is folded into the next convolution"),
 ), notes="the TFLite converter already writes activations into CONV_2D, FULLY_CONNECTED, ADD and MUL (fused_activation_function)",
-    absent=frozenset({"layernorm", "reorder"})))
+    absent=frozenset({"layernorm", "reorder", "resize"})))
 
 
 def group_ops(graph: OpGraph, rules: RuleSet, skip: set[int] = frozenset()) -> list[Group]:

@@ -33,7 +33,7 @@ __all__ = ["DTYPES", "KINDS", "MAPPING_VERSION", "Kernel", "KernelKind", "featur
 #: the one its probe mapped its calibration and reference models with; the kernels of a profile
 #: mapped otherwise are not the ones this edgevit sees in the same files
 #: (:func:`edgevit.predict.fit.mapping_note`). Version 8: onnxruntime's QDQ groups around a
-#: DequantizeLinear that several ops read; 9: a bilinear resize is a ``resize`` kernel, not a copy
+#: DequantizeLinear that several ops read; 9: an ONNX bilinear resize is a ``resize`` kernel, not a copy
 MAPPING_VERSION = 9
 
 #: the precisions a kernel is timed in; an op's precision comes from its input tensor's dtype
@@ -143,8 +143,7 @@ def _reduce(d: Mapping[str, int], e: int) -> dict[str, float]:
 
 
 def _resize(d: Mapping[str, int], e: int) -> dict[str, float]:
-    outputs = d["C"] * d["OH"] * d["OW"]
-    return {"elements": float(outputs), "bytes": float(e * (d["C"] * d["IH"] * d["IW"] + outputs))}
+    return {"elements": float(d["C"] * d["OH"] * d["OW"])}  # each output interpolates its own inputs
 
 
 def _copy(d: Mapping[str, int], e: int) -> dict[str, float]:
@@ -177,7 +176,8 @@ KINDS: dict[str, KernelKind] = {
     "copy": KernelKind(("E",), _copy, about="data movement of E elements (transpose, concat, slice, gather, pad, "
                                            "nearest-neighbour resize)"),
     "resize": KernelKind(("C", "IH", "IW", "OH", "OW"), _resize,
-                         about="bilinear (or cubic) resize of C planes from IHxIW to OHxOW, the batch folded into C"),
+                         about="bilinear (or cubic) resize of C planes from IHxIW to OHxOW, the batch folded into C "
+                               "(onnxruntime; LiteRT's is priced as a copy)"),
     "reorder": KernelKind(("E",), _copy, about="a layout conversion of E elements that the backend adds and the file "
                                                "does not hold (onnxruntime's NCHWc ReorderInput / ReorderOutput)"),
     "free": KernelKind((), _none, free=True, about="no work at run time (reshape, constant folded away)"),

@@ -277,7 +277,7 @@ def _prepare(kernel: Kernel, index: int, backend: str, root: Path, copies: int =
     kernels the file holds, the chain's other copies and the layout conversions the backend adds
     on a device with ``cpu_flags`` (default: this machine's) among them, are the timing's ``extra``."""
     if kernel.kind in RULES.get(backend).absent:
-        return f"{backend} runs no {kernel.kind} kernel (the converter decomposes it)"
+        return f"{backend} runs no {kernel.kind} kernel (the predictor never maps its files to one)"
     path, shape = export_calibration_model(kernel, index, backend, root, copies)
     graph = read_graph(path)
     extra: tuple[Kernel, ...] = ()

@@ -149,7 +149,7 @@ def test_a_kind_the_backend_never_runs_is_skipped_without_exporting():
     kernel = Kernel.of("layernorm", ROWS=4, COLS=8)
     result = probe_local("litert", kernels=(kernel,), rounds=1, warmup=0, progress=False)
     assert result.profile.timings == () and result.skipped == ((kernel, "litert runs no layernorm kernel "
-                                                                          "(the converter decomposes it)"),)
+                                                                          "(the predictor never maps its files to one)"),)
 
 
 @pytest.mark.slow
