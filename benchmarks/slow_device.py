@@ -110,8 +110,8 @@ def summarise(results: dict) -> dict:
             rows[cell] = {"median_ms": float(np.median(p50s)), "slowdown": float(np.median(p50s) / np.median(free[cell])),
                           "pass_errors": pass_errors(p50s), "relative_pass_errors": pass_errors(relative)}
         every = [e for r in rows.values() for e in r["pass_errors"]]
-        relative = [e for r in rows.values() for e in r["relative_pass_errors"]]
-        out[name] = {"cells": rows, "noise": _floor(every), "noise_against_free": _floor(relative) if name != "free" else None}
+        against = [e for r in rows.values() for e in r["relative_pass_errors"]]
+        out[name] = {"cells": rows, "noise": _floor(every), "noise_against_free": _floor(against) if name != "free" else None}
     return out
 
 
