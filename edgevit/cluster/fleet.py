@@ -117,17 +117,6 @@ class _LinkProcess:
     cut = restore = set_link = _fixed
 
 
-def _pin(pid: int, cpus: tuple[int, ...]) -> None:
-    """Pin every thread of process ``pid`` to ``cpus`` (threads it starts later inherit it)."""
-    try:
-        tasks = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
-    except FileNotFoundError:
-        return  # it has exited already: waiting for it to be ready says why
-    for task in tasks:
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(task, cpus)
-
-
 class Fleet:
     """Agents and links for a list of :class:`FleetDevice` (see the module docstring).
 
@@ -263,14 +252,14 @@ class Fleet:
         log = self.root / f"{name}.log"
         self.logs[name] = log
         offset = log.stat().st_size if log.exists() else 0
-        command = [sys.executable, "-c", SERVE, "serve", "--port", str(port), "--threads", str(device.threads),
+        # pinned before the CLI is even imported: every thread the agent starts inherits it
+        pin = f"import os; os.sched_setaffinity(0, {set(device.cpus)!r}); " if device.cpus else ""
+        command = [sys.executable, "-c", pin + SERVE, "serve", "--port", str(port), "--threads", str(device.threads),
                    "--repository", str(self.root / name), "--name", name, "--drain-seconds", "5", *self.agent_args]
         with open(log, "a") as handle:
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(device.threads)})
         self.processes[name] = process
-        if device.cpus:
-            _pin(process.pid, device.cpus)
         if device.cpu_quota is not None:
             self._join_cgroup(name, process.pid, device.cpu_quota, round(device.cpu_period_ms * 1000))
         deadline = time.monotonic() + timeout
