@@ -46,12 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from edgevit.cluster.fleet import SERVE  # the agent command every fleet uses
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GOALS = {"overhead_p50_ms": 0.3, "throughput_ratio_at_4": 0.9}
 IMAGE = (1, 3, 224, 224)
 REPLY_BYTES = 4000
-SERVE = "import sys; from edgevit.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def main(argv: list[str] | None = None) -> int:

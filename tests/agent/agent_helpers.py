@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.artifact import Manifest, TensorSpec
+from edgevit.cluster.fleet import SERVE
 
 #: the datatypes a ModelInfer must carry (the issue's list, and the rest of what ONNX models take)
 DTYPES = ("float32", "float16", "int8", "uint8", "int64", "int32", "float64", "bool")
 READY = re.compile(r"ready: serving \d+ model\(s\) from .* on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
 LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
-SERVE = "import sys; from edgevit.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass
