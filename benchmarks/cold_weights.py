@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit.environment import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WIDTH, HIDDEN = 192, 768
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
         row.update(ratio=statistics.median(ratios), ratios=ratios, hot_p50_ms=statistics.median(row["hot_ms"]),
                    distinct_p50_ms=statistics.median(row["distinct_ms"]),
                    weight_mb_per_pair=2 * WIDTH * HIDDEN * 4 / 1e6, macs_per_pair=2 * m * WIDTH * HIDDEN)
-    results = {"environment": {"machine": platform.processor() or platform.machine(), "cpu": _cpu(),
+    results = {"environment": {"machine": platform.processor() or platform.machine(), "cpu": cpu_model(),
                                "python": platform.python_version(), "onnxruntime": ort.__version__,
                                "load_average_start": load_start, "load_average_end": os.getloadavg(),
                                "date": datetime.now(UTC).isoformat(timespec="seconds")},
@@ -118,15 +120,6 @@ def main(argv=None) -> int:
     print(f"wrote {args.out}.md and .json")
     return 0
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def markdown(results: dict) -> str:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit.environment import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -113,7 +115,7 @@ def main(argv=None) -> int:
                          "passes_ms": {f"{g:g}": timings[f"{dims[0]}x{dims[1]}x{dims[2]}|{th}|{g:g}"] for g in args.gaps_ms},
                          "profile_ms": profile.get(dims)})
     results = {"environment": {"load_average_start": load_start, "load_average_end": os.getloadavg(),
-                               "cpu": _cpu(), "date": datetime.now(UTC).isoformat(timespec="seconds")},
+                               "cpu": cpu_model(), "date": datetime.now(UTC).isoformat(timespec="seconds")},
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
@@ -121,12 +123,6 @@ def main(argv=None) -> int:
     print(f"wrote {args.out}.md and .json")
     return 0
 
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def markdown(results: dict) -> str:
