@@ -1,7 +1,8 @@
 """The calibration set: which kernels a probe times, over the sizes the zoo's ViTs use (pure data).
 
 The shapes come from the zoo at 224 px: token counts of 16-pixel patches (196 + a class
-token) and of the hierarchical models' stages (56x56 down to 7x7), embedding widths 64 to
+token) and of the hierarchical models' stages (56x56 down to 7x7), and a plain ViT's 17 at 64 px
+(the size a split plan's pieces run at in this project's benchmarks), embedding widths 64 to
 384, MLP ratio 4, attention heads of 32 and 64 channels; convolutions of the conv stems and
 MBConv / CAS-ViT stages (3x3 stride 2, pointwise, depthwise 3x3); pooling and element-wise
 ops over the same tensors; bilinear upsampling x2 of 7x7 to 28x28 maps. ``"quick"`` is a handful of
@@ -27,6 +28,8 @@ __all__ = ["INT8_KINDS", "PRESETS", "calibration_kernels"]
 INT8_KINDS = ("linear", "conv", "conv1x1", "dwconv")
 
 TOKENS = (49, 197, 785)
+#: the tokens of a plain ViT at 64 px, the size the split benchmarks run ED-ViT's pieces at (appended last)
+SMALL = 17
 WIDTHS = (64, 192, 384)
 HEADS = ((3, 64), (6, 32), (12, 64))  # (heads, head width)
 MAPS = ((56, 64), (28, 128), (14, 256), (7, 384))  # (side, channels) of conv stages
@@ -63,6 +66,18 @@ def _standard(dtype: str) -> list[Kernel]:
     # alone and its profiler put EfficientFormerV2-S0's two at 0.62 ms (LiteRT: 0.087 ms against 0.048)
     k += [Kernel.of("resize", dtype, C=c, IH=side, IW=side, OH=2 * side, OW=2 * side)
           for side, c in ((7, 256), (7, 1024), (14, 512), (28, 128))]
+    # a plain ViT at 64 px (4x4 patches and a class token: 17 tokens), as ED-ViT's pieces run in benchmarks/cluster.py.
+    # Without them a kernel of 17 tokens was priced from the sizes above, 49 tokens and up, where the per-kernel constant
+    # hides in the FLOPs: on the Intel CPU, onnxruntime on one thread, the 64 px ViT-Tiny priced at 3.17 ms back to back
+    # took 5.23 ms, its 48 linear layers about 0.07 ms each against the 0.047 ms they were priced at
+    k += [Kernel.of("linear", dtype, M=SMALL, K=a, N=b) for c in WIDTHS for a, b in ((c, 3 * c), (c, c), (c, 4 * c), (4 * c, c))]
+    k += [Kernel.of("matmul", dtype, B=h, M=SMALL, K=d, N=SMALL) for h, d in HEADS]
+    k += [Kernel.of("matmul", dtype, B=h, M=SMALL, K=SMALL, N=d) for h, d in HEADS]
+    k += [Kernel.of("softmax", dtype, ROWS=h * SMALL, COLS=SMALL) for h, _ in HEADS]
+    k += [Kernel.of("layernorm", dtype, ROWS=SMALL, COLS=c) for c in WIDTHS]
+    k += [Kernel.of("gelu", dtype, E=SMALL * 4 * c, I=1) for c in WIDTHS]
+    k += [Kernel.of("elementwise", dtype, E=SMALL * c, I=i) for c, i in product(WIDTHS[::2], (1, 2))]
+    k += [Kernel.of("copy", dtype, E=SMALL * c) for c in WIDTHS]
     return k
 
 
@@ -79,7 +94,7 @@ PRESETS = {"quick": _quick, "standard": _standard}
 
 
 def calibration_kernels(preset: str = "standard", dtype: str = "fp32") -> tuple[Kernel, ...]:
-    """The kernels of ``preset`` (``"standard"``: 139 in fp32 and 60 in int8, ``"quick"``: 5) in ``dtype``
+    """The kernels of ``preset`` (``"standard"``: 173 in fp32 and 72 in int8, ``"quick"``: 5) in ``dtype``
     (``"int8"``: only the :data:`INT8_KINDS`).
 
     Raises:

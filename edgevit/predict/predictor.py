@@ -44,7 +44,7 @@ from edgevit.predict.fusion import RULES, group_ops
 from edgevit.predict.kernels import Kernel
 from edgevit.predict.layout import LAYOUTS
 from edgevit.predict.mapping import OPS, io_bytes, kernel_from_tensor, kernel_of, op_dtype
-from edgevit.predict.profile import DeviceProfile
+from edgevit.predict.profile import DeviceProfile, load_profile
 
 __all__ = ["KernelPrediction", "Prediction", "kernel_counts", "map_kernels", "predict", "read_graph"]
 
@@ -192,21 +192,29 @@ def read_graph(source: str | Path | OpGraph) -> OpGraph:
     return read_ops(path)
 
 
-def predict(source: str | Path | OpGraph, profile: DeviceProfile | CostModel) -> Prediction:
+def predict(source: str | Path | OpGraph, profile: str | Path | DeviceProfile | CostModel) -> Prediction:
     """Predict the latency of one inference of ``source`` on the device ``profile`` was measured on.
 
     Args:
         source: an artifact folder, an ``.onnx`` or ``.tflite`` file, or an :class:`OpGraph`.
-        profile: a :class:`DeviceProfile` (fitted here) or an already fitted :class:`CostModel`.
+        profile: a profile file (read with :func:`~edgevit.predict.profile.load_profile`), a
+            :class:`DeviceProfile` (fitted here) or an already fitted :class:`CostModel`.
 
     Raises:
-        InvalidArgumentError: the profile's backend cannot run the artifact's format.
+        InvalidArgumentError: the profile's backend cannot run the artifact's format, or
+            ``profile`` is none of the above.
+        ProfileError: the profile file is missing, corrupt or from another edgevit version.
         ArtifactError: ``source`` is not a model the predictor reads.
 
     Example:
         >>> predict("test_vit-tflite-fp32", load_profile("here-litert.json")).total_ms  # doctest: +SKIP
         0.35
     """
+    if isinstance(profile, (str, Path)):
+        profile = load_profile(profile)
+    if not isinstance(profile, (DeviceProfile, CostModel)):
+        raise InvalidArgumentError(f"predict() takes a profile file, a DeviceProfile or a fitted CostModel as its profile, "
+                                   f"got {type(profile).__name__}; read one with edgevit.predict.load_profile(path)")
     model = profile if isinstance(profile, CostModel) else fit(profile)
     graph = read_graph(source)
     rows = _rows(graph, model, _rules(model.backend, graph), model.cpu_flags)

@@ -419,3 +419,18 @@ def test_an_interpolating_resize_is_a_resize_kernel_and_a_nearest_one_a_copy(mod
         g.ops[-1].raw.attribute.append(SimpleNamespace(name="mode", s=mode))
     (row,) = map_kernels(g.graph("y"), "onnxruntime")
     assert row.status == "ok" and row.kernel == kernel
+
+
+def test_predict_reads_a_profile_file_and_refuses_what_is_not_a_profile(tmp_path):
+    from edgevit.errors import ProfileError
+    from edgevit.predict import save_profile
+
+    graph, _ = block_graph()
+    path = tmp_path / "here.json"
+    save_profile(fake_profile(), path)
+    assert predict(graph, path).total_ms == pytest.approx(predict(graph, fake_profile()).total_ms, rel=1e-12)
+    assert predict(graph, str(path)).total_ms == pytest.approx(predict(graph, fake_profile()).total_ms, rel=1e-12)
+    with pytest.raises(ProfileError, match="no such device profile"):
+        predict(graph, tmp_path / "missing.json")
+    with pytest.raises(InvalidArgumentError, match="got dict.*load_profile"):
+        predict(graph, {"timings": []})
