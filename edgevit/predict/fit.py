@@ -276,12 +276,11 @@ def io_cost(timings: list[KernelTiming] | tuple[KernelTiming, ...], run_ms: floa
     errors and a millisecond model counts as much as a ten-millisecond one.
 
     One shared fit, not the median of one fit per kind (predictor version 9): over the three
-    passes of one probe on the Intel VM the per-kind median gave onnxruntime 0.03-0.09 ms/MB here
+    passes of one probe on the Intel VM the per-kind median gave onnxruntime 0.05-0.09 ms/MB here
     and 0.04-0.21 on the slow device, and two probes of one fleet device an hour apart 0.011 and
-    0.12, with conv-heavy models' prices moving by a factor of up to 6 with it (a convolution's
-    calibration model copies a large map in and out). The shared, relative fit gave LiteRT, which
-    copies every input in and every output out, 0.11-0.25 ms/MB on every pass, and onnxruntime,
-    which reads its inputs in place, 0-0.05.
+    0.12; every timing is fitted less its copying, so a memory-heavy kernel's price moved with it.
+    The shared, relative fit gave LiteRT, which copies every input in and every output out,
+    0.11-0.25 ms/MB on every pass, and onnxruntime, which reads its inputs in place, 0-0.05.
     """
     groups: dict[tuple[str, str], list[KernelTiming]] = defaultdict(list)
     for t in timings:
