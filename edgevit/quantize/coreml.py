@@ -223,9 +223,19 @@ EXECUTORCH_DEBUG_MAP = "executorch_debug_handle_mapping.json"
 
 
 def save_mlpackage(mlmodel: Any, path: Path) -> None:
-    """Save ``mlmodel`` as an ``.mlpackage`` at ``path`` without coremltools' ExecuTorch debug map."""
+    """Save ``mlmodel`` as an ``.mlpackage`` at ``path`` without coremltools' ExecuTorch debug map,
+    and delete the temporary package coremltools converted it into (``mlmodel`` is not usable after).
+
+    coremltools writes every ML Program it converts to a package in the temp folder and deletes it
+    only when the process exits (``atexit``): a process that exports or quantizes many models kept
+    a copy of each, and one that was killed left them for good (437 in /tmp from one crashed
+    pytest worker).
+    """
     mlmodel.save(str(path))
     (Path(path) / EXECUTORCH_DEBUG_MAP).unlink(missing_ok=True)
+    temporary = getattr(mlmodel, "package_path", None) if getattr(mlmodel, "is_temp_package", False) else None
+    if temporary and Path(temporary).resolve() != Path(path).resolve():
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def check_deployment(precision_name: str, spec_version: int) -> None:

@@ -61,3 +61,18 @@ def test_channels_last_tflite_takes_nhwc(tmp_path):
 def test_tolerance_rows_are_ordered(precision):
     fp32, row = TOLERANCES["fp32"], TOLERANCES[precision]
     assert row.max_rel_err >= fp32.max_rel_err and row.min_cosine <= fp32.min_cosine
+
+
+@pytest.mark.parametrize("precision", ["fp32", "w8"])
+def test_a_core_ml_export_leaves_no_package_in_the_temp_folder(tmp_path, monkeypatch, precision):
+    """coremltools converts into a package in the temp folder and deletes it only when the process
+    exits; the exporter (and the quantizer, for w8) deletes it once the artifact is saved."""
+    pytest.importorskip("coremltools")
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    artifact = edgevit.export("test_vit", "coreml", precision=precision, out=tmp_path / "out", verify=False)
+    assert (artifact.path / "model.mlpackage").is_dir() or list(artifact.path.glob("*.mlpackage"))
+    assert not list(temp.rglob("*.mlpackage")), "coremltools' temporary package left in the temp folder"

@@ -40,11 +40,12 @@ def save_program(coremltools_builder, tmp_path_factory):
         target = getattr(ct.target, f"iOS{opset}")
         specs = [mb.TensorSpec(a.shape, dtype=_mil_dtype(types, a.dtype)) for a in inputs]
         program = mb.program(input_specs=specs, opset_version=target)(_main(mb, build, len(inputs)))
-        model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
-                           pass_pipeline=ct.PassPipeline.EMPTY, skip_model_load=True,
-                           compute_precision=ct.precision.FLOAT32)
         path = folder / f"program_{next(_counter)}.mlpackage"
-        model.save(str(path))
+        # written where it is kept: without package_dir coremltools writes each one to the temp folder
+        # too and deletes them only at exit (a killed worker left 437)
+        ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target,
+                   pass_pipeline=ct.PassPipeline.EMPTY, skip_model_load=True,
+                   compute_precision=ct.precision.FLOAT32, package_dir=str(path))
         return path
 
     return save
