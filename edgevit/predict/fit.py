@@ -25,11 +25,9 @@ this project's AVX2 machine a 2-D transpose of 37,824 floats took 0.012 ms in Li
 ``invoke`` and 0.050 ms as a whole call (``benchmarks/results/tflite_copies.md``). Where the
 profile records each timed model's input and output bytes (``io_bytes``), the fit prices them
 first, at one cost per byte (:attr:`CostModel.io_ms_per_byte`), from the kinds timed both alone
-and in chains, whose chains copy once for several kernels: one least-squares fit, relative to
-each model's time, of those models' times to a constant, a cost per unit of the main feature and
-a cost per kernel of each kind's own, and one cost per byte in and out that all kinds share
-(:func:`io_cost`; version 9 took the median of one fit per kind, which moved by a factor of up to
-11 between two probes of one device). Every timing is then
+and in chains, whose chains copy once for several kernels: per kind and precision, a least-squares
+fit of each model's time to a constant, its bytes in and out, and its kernels' main feature and
+count; the median over the kinds of the per-byte cost (:func:`io_cost`). Every timing is then
 fitted less its own copying, and a prediction charges it once, on the predicted model's own
 inputs and outputs. Fitting it as one more column of the joint system instead let it take costs
 that belong to the kernels (0.12 ms/MB on this machine's LiteRT profile, the element-wise ops
@@ -86,7 +84,7 @@ from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 __all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost", "mapping_note"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 10
+PREDICTOR_VERSION = 9
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -259,54 +257,36 @@ def _scales(model: CostModel, references: list[ReferenceTiming]) -> dict[str, tu
 
 #: timings a kind needs (alone and in chains together) to give its estimate of the copying cost
 IO_MIN_TIMINGS = 6
-#: the least time a model's row is weighted by in that fit (ms): a model of a few microseconds does not outweigh the rest
-IO_MIN_MS = 1e-3
 
 
 def io_cost(timings: list[KernelTiming] | tuple[KernelTiming, ...], run_ms: float) -> float:
-    """ms per byte of a call's inputs and outputs (0 when no timing recorded them, no kind was
-    timed both alone and in chains often enough, or the fit finds no cost).
+    """ms per byte of a call's inputs and outputs (0 when no timing recorded them, or no kind was
+    timed both alone and in chains often enough).
 
-    Over the calibration models that hold only kernels of one kind and precision (a kernel alone,
-    or a chain of them), for each kind timed both ways often enough: one least-squares fit of
-    ``ms - run_ms`` in which every kind has its own constant (the model's isolation), its own
-    cost per unit of its kernels' main feature and per kernel, and all kinds share one cost per
-    byte of ``io_bytes``; the chains copy once for several kernels, which tells the copying apart
-    from the kernels. Each model's row is divided by its time, so the fit minimises relative
-    errors and a millisecond model counts as much as a ten-millisecond one.
-
-    One shared fit, not the median of one fit per kind (predictor version 9): over the three
-    passes of one probe on the Intel VM the per-kind median gave onnxruntime 0.05-0.09 ms/MB here
-    and 0.04-0.21 on the slow device, and two probes of one fleet device an hour apart 0.011 and
-    0.12; every timing is fitted less its copying, so a memory-heavy kernel's price moved with it.
-    The shared, relative fit gave LiteRT, which copies every input in and every output out,
-    0.11-0.25 ms/MB on every pass, and onnxruntime, which reads its inputs in place, 0-0.05.
+    Per kind and precision, over its calibration models that hold only kernels of that kind (a
+    kernel alone, or a chain of them), least squares of ``ms - run_ms`` on a constant (the model's
+    isolation), its ``io_bytes``, the sum of its kernels' main feature and their count; the chains
+    copy once for several kernels, which tells the copying apart from the kernels. The median over
+    the kinds of the non-negative per-byte estimates.
     """
     groups: dict[tuple[str, str], list[KernelTiming]] = defaultdict(list)
     for t in timings:
         key = (t.kernel.kind, t.kernel.dtype)
         if t.io_bytes and all((k.kind, k.dtype) == key for k in t.extra):
             groups[key].append(t)
-    usable = []
+    estimates = []
     for group in groups.values():
         main = next(iter(features(group[0].kernel)), None)
-        if main is not None and len(group) >= IO_MIN_TIMINGS and len({copies(t) for t in group}) >= 2:
-            usable.append((main, group))
-    if not usable:
-        return 0.0
-    rows, y = [], []
-    for i, (main, group) in enumerate(usable):
-        for t in group:
-            row = np.zeros(3 * len(usable) + 1)
-            row[3 * i: 3 * i + 3] = (1.0, sum(features(k)[main] for k in (t.kernel, *t.extra)), copies(t))
-            row[-1] = t.io_bytes
-            weight = 1.0 / max(t.ms - run_ms, IO_MIN_MS)
-            rows.append(row * weight)
-            y.append((t.ms - run_ms) * weight)
-    x = np.array(rows)
-    scale = _column_scale(x)
-    solution, *_ = np.linalg.lstsq(x / scale, np.array(y), rcond=None)
-    return float(max(0.0, solution[-1] / scale[-1]))
+        if main is None or len(group) < IO_MIN_TIMINGS or len({copies(t) for t in group}) < 2:
+            continue
+        x = np.array([[1.0, t.io_bytes, sum(features(k)[main] for k in (t.kernel, *t.extra)), copies(t)]
+                      for t in group])
+        y = np.array([t.ms - run_ms for t in group])
+        scale = _column_scale(x)
+        solution, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
+        if solution[1] > 0:
+            estimates.append(solution[1] / scale[1])
+    return float(np.median(estimates)) if estimates else 0.0
 
 
 def _solve(timings: list[KernelTiming], run_ms: float,
