@@ -24,20 +24,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
+import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from edgevit.environment import cpu_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import RESULTS, settings, stamp, write  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 WIDTH, HIDDEN = 192, 768
 
 
@@ -94,7 +90,7 @@ def main(argv=None) -> int:
     sessions = {m: (session(pairs_model(m, 1, 0), args.threads), session(pairs_model(m, args.pairs, 1), args.threads))
                 for m in args.tokens}
     inputs = {m: np.random.default_rng(2).standard_normal((1, m, WIDTH)).astype(np.float32) for m in args.tokens}
-    load_start = os.getloadavg()
+    start = stamp(onnxruntime=ort.__version__)
     rows = {m: {"hot_ms": [], "distinct_ms": []} for m in args.tokens}
     for p in range(args.passes):
         for m in args.tokens:  # interleaved: every token count and both forms in each pass
@@ -108,16 +104,8 @@ def main(argv=None) -> int:
         row.update(ratio=statistics.median(ratios), ratios=ratios, hot_p50_ms=statistics.median(row["hot_ms"]),
                    distinct_p50_ms=statistics.median(row["distinct_ms"]),
                    weight_mb_per_pair=2 * WIDTH * HIDDEN * 4 / 1e6, macs_per_pair=2 * m * WIDTH * HIDDEN)
-    results = {"environment": {"machine": platform.processor() or platform.machine(), "cpu": cpu_model(),
-                               "python": platform.python_version(), "onnxruntime": ort.__version__,
-                               "load_average_start": load_start, "load_average_end": os.getloadavg(),
-                               "date": datetime.now(UTC).isoformat(timespec="seconds")},
-               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "rows": {str(m): row for m, row in rows.items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results))
-    print(f"wrote {args.out}.md and .json")
+    write(args.out, {"environment": stamp(start), "settings": settings(args),
+                     "rows": {str(m): row for m, row in rows.items()}}, markdown)
     return 0
 
 

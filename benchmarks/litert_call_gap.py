@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
+import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from edgevit.environment import cpu_model
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import RESULTS, settings, stamp, write  # noqa: E402
 
 
 def linear_models(folder: Path, tokens: int) -> dict[tuple[int, int, int], Path]:
@@ -99,7 +96,7 @@ def main(argv=None) -> int:
             if t["kind"] == "linear" and t["dtype"] == "fp32" and not any(e["kind"] == "linear" for e in t["extra"]):
                 profile[(t["dims"]["M"], t["dims"]["K"], t["dims"]["N"])] = t["ms"]
     callers = {(dims, th): caller(path, th) for dims, path in models.items() for th in args.threads}
-    load_start = os.getloadavg()
+    start = stamp()
     timings: dict[str, list[float]] = {}
     for p in range(args.passes):
         for (dims, th), call in callers.items():  # interleaved: every model, thread count and gap in each pass
@@ -114,13 +111,7 @@ def main(argv=None) -> int:
             rows.append({"dims": list(dims), "threads": th, "p50_ms": {f"{g:g}": v for g, v in ms.items()},
                          "passes_ms": {f"{g:g}": timings[f"{dims[0]}x{dims[1]}x{dims[2]}|{th}|{g:g}"] for g in args.gaps_ms},
                          "profile_ms": profile.get(dims)})
-    results = {"environment": {"load_average_start": load_start, "load_average_end": os.getloadavg(),
-                               "cpu": cpu_model(), "date": datetime.now(UTC).isoformat(timespec="seconds")},
-               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results))
-    print(f"wrote {args.out}.md and .json")
+    write(args.out, {"environment": stamp(start), "settings": settings(args), "rows": rows}, markdown)
     return 0
 
 

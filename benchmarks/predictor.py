@@ -26,7 +26,10 @@ For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
    and the models in another; the **drift** table gives each pass's speed against the median.
    Each pass against the median of the others is the **noise floor**: how often the device
    agrees with itself within ±10%, which bounds what any predictor can score against one
-   measurement.
+   measurement. The probe also timed each measured artifact (step 3: it is a reference model),
+   its way (back to back, the mean over a window; the measurement is one request at a time, the
+   p50): that timing against the measured one is the best a predictor fitted on the probe's
+   timings could do, even with every kernel priced exactly.
 3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The kernels are fitted
    on the calibration models only (generic sizes); the probe also timed every measured cell's
    artifact as a **reference model** (in the same sweeps), and the fit scales a prediction's
@@ -290,7 +293,8 @@ def repredict(args) -> int:
         cells = [c for c in row["cells"] if "error" in c]
         for cell in cells:
             path = artifact_path(args.work, cell["model"], cell["target"], cell["precision"])
-            cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["family"], cell["measured_ms"]))
+            cell.update(predicted_fields(path, models[BACKEND_OF[cell["target"]]], cell["family"], cell["measured_ms"],
+                                         cell["model"], cell["precision"]))
     results["repredicted_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_results(results, args, finished=True)
     log(f"predicted {args.out}.md and .json again")
@@ -329,13 +333,16 @@ class CostModels:
         return self.fits[family]
 
 
-def predicted_fields(path: Path, models: CostModels, family: str, measured: float) -> dict:
+def predicted_fields(path: Path, models: CostModels, family: str, measured: float, model: str, precision: str) -> dict:
     """A cell's prediction fields for the artifact at ``path``: the profile fitted with ``family``'s
-    reference models left out, and the kernels' sum alone beside it."""
+    reference models left out, and the kernels' sum alone beside it; and the probe's own timing of
+    the cell's artifact (``model`` in ``precision``), when the profile holds it as a reference model."""
     from edgevit.predict import predict
 
     prediction, alone = predict(path, models(family)), predict(path, models(None))
-    return {"predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
+    own = [r.ms for r in models.profile.references if (r.model, r.precision) == (model, precision)]
+    probed = {"probe_ms": own[0], "probe_error": own[0] / measured - 1} if own else {}
+    return {**probed, "predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
             "scale": prediction.scale, "scale_references": prediction.scale_references,
             "kernels_ms": alone.total_ms, "kernels_error": alone.total_ms / measured - 1,
             "complete": prediction.complete, "unknown": dict(prediction.unknown),
@@ -373,7 +380,7 @@ def predict_model(name: str, passes: list[list[dict]], artifacts: dict, models: 
             "measured_p90_ms": float(np.median([r["p90_ms"] for r in runs])),
             "load_average": float(np.mean([r["load_average"] for r in runs])),
             **predicted_fields(artifacts[(name, target, precision)], models[BACKEND_OF[target]],
-                               model_info(name).family, measured),
+                               model_info(name).family, measured, name, precision),
         })
         log(f"  {name} {target}-{precision}: measured {measured:.2f} ms (passes {', '.join(f'{v:.2f}' for v in p50s)}), "
             f"predicted {cells[-1]['predicted_ms']:.2f} ms ({cells[-1]['error']:+.1%})")
@@ -452,7 +459,9 @@ def markdown(results: dict, finished: bool) -> str:
                                                                       if "kernels_error" in c]),
                   summary_line("GMACs model", [c["gmacs_error"] for c in cells if "gmacs_error" in c]),
                   summary_line("noise floor (one pass against the others' median)",
-                               [e for c in cells for e in c.get("pass_errors", [])], "passes"), "",
+                               [e for c in cells for e in c.get("pass_errors", [])], "passes"),
+                  summary_line("the probe's own timing of the same artifact (a perfect kernel model's best)",
+                               [c["probe_error"] for c in cells if "probe_error" in c]), "",
                   "| model | cell | measured ms | passes ms | predicted ms | error | scale (refs) | kernels alone ms "
                   "| error | GMACs model ms | error | complete |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
