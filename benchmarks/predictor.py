@@ -344,6 +344,7 @@ def predicted_fields(path: Path, models: CostModels, family: str, measured: floa
     probed = {"probe_ms": own[0], "probe_error": own[0] / measured - 1} if own else {}
     return {**probed, "predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
             "scale": prediction.scale, "scale_references": prediction.scale_references,
+            "range_ms": list(prediction.range_ms) if prediction.range_ms else None,
             "kernels_ms": alone.total_ms, "kernels_error": alone.total_ms / measured - 1,
             "complete": prediction.complete, "unknown": dict(prediction.unknown),
             "uncalibrated": dict(prediction.uncalibrated), "approximated": dict(prediction.approximated),
@@ -461,7 +462,8 @@ def markdown(results: dict, finished: bool) -> str:
                   summary_line("noise floor (one pass against the others' median)",
                                [e for c in cells for e in c.get("pass_errors", [])], "passes"),
                   summary_line("the probe's own timing of the same artifact (a perfect kernel model's best)",
-                               [c["probe_error"] for c in cells if "probe_error" in c]), "",
+                               [c["probe_error"] for c in cells if "probe_error" in c]),
+                  range_line([c for c in cells if c.get("range_ms")]), "",
                   "| model | cell | measured ms | passes ms | predicted ms | error | scale (refs) | kernels alone ms "
                   "| error | GMACs model ms | error | complete |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -494,6 +496,18 @@ def summary_line(label: str, errors: list[float], what: str = "cells") -> str:
     within = float(np.mean(errors_abs <= WITHIN))
     return (f"**{label}**: {within:.0%} of {len(errors)} {what} within ±{WITHIN:.0%}; median |error| "
             f"{np.median(errors_abs):.1%}, worst {np.max(errors_abs):.1%}.")
+
+
+def range_line(cells: list[dict]) -> str:
+    """How often the measured time fell inside the prediction's range (the references' lowest and highest factor)."""
+    if not cells:
+        return "**the references' range**: no cells."
+    import numpy as np
+
+    inside = sum(c["range_ms"][0] <= c["measured_ms"] <= c["range_ms"][1] for c in cells)
+    width = float(np.median([(c["range_ms"][1] - c["range_ms"][0]) / c["predicted_ms"] for c in cells]))
+    return (f"**the references' range** (the prediction at the lowest and the highest reference factor): the measured "
+            f"time inside it in {inside} of {len(cells)} cells; median width {width:.0%} of the prediction.")
 
 
 def _missing(cell: dict) -> str:

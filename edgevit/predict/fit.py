@@ -122,7 +122,9 @@ class CostModel:
     """The fitted models of one profile: ``run_ms`` once per inference, plus each kernel's cost.
 
     ``scales``: ``{precision: (factor, references)}``, what a model of that precision multiplies
-    its kernels' sum by, and how many reference models gave it (none: 1.0).
+    its kernels' sum by, and how many reference models gave it (none: 1.0); ``scale_ranges``:
+    ``{precision: (lowest, highest)}``, the references' own ratios the factor is the median of (how
+    far a model's kernels can land from its price, as far as the references tell).
     ``idle_curve``: ``((ms, ratio), ...)``, a model's time one request after an idle gap of
     ``idle_gap_ms`` over its back-to-back time, by size (:func:`idle_ratio`), from ``idle_points``
     models timed both ways (empty: not measured). ``io_ms_per_byte``: what a call pays per byte
@@ -136,6 +138,7 @@ class CostModel:
     profile: str = ""
     cpu_flags: tuple[str, ...] = ()
     scales: Mapping[str, tuple[float, int]] = field(default_factory=dict, hash=False)
+    scale_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False)
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_gap_ms: float = 0.0
     idle_points: int = 0
@@ -189,7 +192,9 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
                       profile.cpu_flags, io_ms_per_byte=io, notes=notes)
     references = [r for r in profile.references if r.family != leave_out]
     pairs = [(t.ms, t.idle_ms) for t in (*profile.timings, *references) if t.idle_ms is not None and t.ms > 0]
-    return replace(model, scales=_scales(model, references), idle_curve=idle_curve(pairs),
+    ratios = _reference_ratios(model, references)
+    return replace(model, scales={precision: (float(np.median(r)), len(r)) for precision, r in ratios.items()},
+                   scale_ranges={precision: (min(r), max(r)) for precision, r in ratios.items()}, idle_curve=idle_curve(pairs),
                    idle_gap_ms=profile.measurement.idle_gap_ms if pairs else 0.0, idle_points=len(pairs))
 
 
@@ -242,17 +247,17 @@ def idle_ratio(curve: tuple[tuple[float, float], ...], ms: float) -> float:
     return float(np.interp(np.log(max(ms, 1e-9)), np.log(sizes), ratios))
 
 
-def _scales(model: CostModel, references: list[ReferenceTiming]) -> dict[str, tuple[float, int]]:
-    """``{precision: (median of measured / predicted over its references, how many)}``, both less
-    the run time and the copying of the reference's inputs and outputs; a reference with a kernel
-    the model cannot price is left out."""
-    ratios = defaultdict(list)
+def _reference_ratios(model: CostModel, references: list[ReferenceTiming]) -> dict[str, list[float]]:
+    """``{precision: [measured / predicted of each of its references]}``, both less the run time
+    and the copying of the reference's inputs and outputs; a reference with a kernel the model
+    cannot price is left out."""
+    ratios: dict[str, list[float]] = defaultdict(list)
     for reference in references:
         prices = [(model.price(k)[0], n) for k, n in reference.kernels]
         if all(ms is not None for ms, _ in prices) and (kernels := sum(ms * n for ms, n in prices)) > 0:
             own = reference.ms - model.run_ms - model.io_ms(reference.io_bytes)
             ratios[reference.precision].append(max(0.0, own) / kernels)
-    return {precision: (float(np.median(r)), len(r)) for precision, r in sorted(ratios.items())}
+    return dict(sorted(ratios.items()))
 
 
 #: timings a kind needs (alone and in chains together) to give its estimate of the copying cost

@@ -95,6 +95,8 @@ class Prediction:
         predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
         scale / scale_references: the factor every row was multiplied by (the profile's reference
             models, :mod:`edgevit.predict.fit`) and how many reference models gave it (0: none, 1.0).
+        scale_range: the lowest and highest of those references' own factors (None: no references);
+            :attr:`range_ms` is the prediction at each.
         idle_curve / idle_points / idle_gap_ms: one request after ``idle_gap_ms`` of idle takes
             ``total_ms`` times the curve's ratio at ``total_ms`` (:attr:`idle_ms`,
             :func:`edgevit.predict.fit.idle_ratio`), from ``idle_points`` models timed both ways;
@@ -114,6 +116,7 @@ class Prediction:
     predictor_version: int = PREDICTOR_VERSION
     scale: float = 1.0
     scale_references: int = 0
+    scale_range: tuple[float, float] | None = None
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_points: int = 0
     idle_gap_ms: float = 0.0
@@ -124,6 +127,17 @@ class Prediction:
     def idle_ms(self) -> float | None:
         """One request after an idle gap (None: the profile does not say)."""
         return idle_time(self.idle_curve, self.total_ms)
+
+    @property
+    def range_ms(self) -> tuple[float, float] | None:
+        """The prediction with the kernels scaled by the lowest and by the highest reference's own
+        factor instead of their median: where the references say this model's time may land (on
+        this project's benchmark the measured time fell inside it in 23 of 32 cells on each device,
+        ``docs/predict.md``); None without references."""
+        if self.scale_range is None or not self.scale:
+            return None
+        fixed, kernels = self.run_ms + self.io_ms, self.total_ms - self.run_ms - self.io_ms
+        return tuple(fixed + kernels * factor / self.scale for factor in self.scale_range)
 
     @property
     def complete(self) -> bool:
@@ -143,6 +157,8 @@ class Prediction:
             "total_ms": self.total_ms, "run_ms": self.run_ms, "io_ms": self.io_ms, "backend": self.backend, "format": self.format,
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
             "scale": self.scale, "scale_references": self.scale_references,
+            "scale_range": list(self.scale_range) if self.scale_range else None,
+            "range_ms": list(self.range_ms) if self.range_ms else None,
             "idle_ms": self.idle_ms, "idle_gap_ms": self.idle_gap_ms, "idle_points": self.idle_points,
             "idle_curve": [list(knot) for knot in self.idle_curve],
             "unknown": dict(self.unknown), "uncalibrated": dict(self.uncalibrated),
@@ -159,6 +175,10 @@ class Prediction:
                  + (f", inputs and outputs {self.io_ms:.3f} ms" if self.io_ms else "")]
         if self.scale_references:
             lines.append(f"kernels scaled by {self.scale:.3f} (the median over {self.scale_references} reference models)")
+            if self.range_ms is not None and self.scale_references > 1:
+                low, high = self.range_ms
+                lines.append(f"the references ranged x{self.scale_range[0]:.3f} to x{self.scale_range[1]:.3f}: "
+                             f"{low:.3f} to {high:.3f} ms")
         if self.idle_ms is not None:
             lines.append(f"one request after {self.idle_gap_ms:g} ms idle: {self.idle_ms:.3f} ms (x"
                          f"{self.idle_ms / self.total_ms:.2f}, from {self.idle_points} models timed both ways)")
@@ -220,13 +240,14 @@ def predict(source: str | Path | OpGraph, profile: str | Path | DeviceProfile | 
     rows = _rows(graph, model, _rules(model.backend, graph), model.cpu_flags)
     precision = "int8" if any(r.kernel is not None and r.kernel.dtype == "int8" for r in rows) else "fp32"
     factor, references = model.scales.get(precision, (1.0, 0))
+    spread = model.scale_ranges.get(precision) if references else None
     rows = [replace(r, ms=r.ms * factor) for r in rows]
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = _count(rows, "uncalibrated")
     io = model.io_ms(io_bytes(graph))
     return Prediction(model.run_ms + io + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
-                      scale=factor, scale_references=references, idle_curve=model.idle_curve,
+                      scale=factor, scale_references=references, scale_range=spread, idle_curve=model.idle_curve,
                       idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms, io_ms=io, notes=model.notes)
 
 

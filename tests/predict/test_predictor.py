@@ -315,7 +315,28 @@ def test_reference_models_scale_the_prediction_and_leave_out_the_predicted_famil
     assert (left.scale, left.scale_references) == (pytest.approx(0.8), 3)
     assert left.total_ms == pytest.approx(RUN_MS + 0.8 * kernel_sum, rel=1e-9)
     assert "scaled by 0.800 (the median over 3 reference models)" in left.table()
-    assert predict(graph, fake_profile()).scale == 1.0  # no references: kernels as fitted
+    bare = predict(graph, fake_profile())
+    assert bare.scale == 1.0 and bare.scale_range is None and bare.range_ms is None  # no references: kernels as fitted
+    assert "references ranged" not in bare.table() and bare.to_dict()["range_ms"] is None
+
+
+def test_a_prediction_gives_the_range_its_references_own_factors_span():
+    """The lowest and highest reference factor price the same kernels as the median does: a range
+    around the prediction, shown in the table and the JSON; one reference gives no spread to show."""
+    graph, expected = block_graph()
+    kernel_sum = sum(true_ms(kind, dims) for kind, dims in expected)
+    references = (_reference("a1", "a", expected, 0.7), _reference("b1", "b", expected[5:], 1.1),
+                  _reference("c1", "c", expected[:5], 0.9))
+    prediction = predict(graph, replace(fake_profile(), references=references))
+    assert prediction.scale == pytest.approx(0.9) and prediction.scale_range == (pytest.approx(0.7), pytest.approx(1.1))
+    low, high = prediction.range_ms
+    assert (low, high) == (pytest.approx(RUN_MS + 0.7 * kernel_sum, rel=1e-9), pytest.approx(RUN_MS + 1.1 * kernel_sum, rel=1e-9))
+    assert low < prediction.total_ms < high
+    assert f"the references ranged x0.700 to x1.100: {low:.3f} to {high:.3f} ms" in prediction.table()
+    assert prediction.to_dict()["range_ms"] == [pytest.approx(low), pytest.approx(high)]
+    alone = predict(graph, replace(fake_profile(), references=references[:1]))
+    assert alone.range_ms == (pytest.approx(alone.total_ms), pytest.approx(alone.total_ms))
+    assert "references ranged" not in alone.table()
 
 
 @pytest.mark.parametrize(("mapped", "words"), [
