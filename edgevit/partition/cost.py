@@ -150,6 +150,8 @@ class ProfiledTime:
         idle_curve: ``((ms, ratio), ...)``: one request arriving after an idle gap takes ``ms``
             times the curve's ratio at ``ms`` (:attr:`idle_ms`; the profile's models timed that
             way, :func:`edgevit.predict.fit.idle_ratio`); empty: not measured.
+        range_ms: ``(low, high)``: ``ms`` at the lowest and the highest factor of the profile's
+            reference models (:attr:`edgevit.predict.Prediction.range_ms`); None: no references.
     """
 
     ms: float
@@ -161,6 +163,7 @@ class ProfiledTime:
     predictor_version: int
     not_costed: tuple[tuple[str, int], ...] = ()
     idle_curve: tuple[tuple[float, float], ...] = ()
+    range_ms: tuple[float, float] | None = None
 
     @property
     def idle_ms(self) -> float | None:
@@ -186,6 +189,8 @@ class ProfiledTime:
         del out["from"]
         if self.idle_curve:
             out.update(idle_ms=self.idle_ms, idle_curve=[list(knot) for knot in self.idle_curve])
+        if self.range_ms is not None:
+            out["range_ms"] = list(self.range_ms)
         return out
 
     @classmethod
@@ -194,12 +199,14 @@ class ProfiledTime:
                    str(data.get("profile_sha256", "")), str(data.get("profile_created_utc", "")),
                    int(data["predictor_version"]),
                    tuple(sorted((str(k), int(v)) for k, v in dict(data.get("not_costed") or {}).items())),
-                   tuple((float(ms), float(ratio)) for ms, ratio in data.get("idle_curve") or ()))
+                   tuple((float(ms), float(ratio)) for ms, ratio in data.get("idle_curve") or ()),
+                   None if data.get("range_ms") is None else (float(data["range_ms"][0]), float(data["range_ms"][1])))
 
     @staticmethod
     def chained(parts: Iterable[ProfiledTime]) -> ProfiledTime:
         """The time of consecutive parts run as one file: their times added, the per-call overhead
-        paid once (what a pipeline stage made of several segments takes).
+        paid once (what a pipeline stage made of several segments takes); the ends of their ranges
+        likewise (None unless every part has one).
 
         Raises:
             PlanningError: the parts were predicted from different profiles.
@@ -216,7 +223,9 @@ class ProfiledTime:
             for what, count in part.not_costed:
                 missing[what] = missing.get(what, 0) + count
         ms = sum(p.ms - p.run_ms for p in parts) + first.run_ms
-        return replace(first, ms=ms, not_costed=tuple(sorted(missing.items())))
+        spans = None if any(p.range_ms is None for p in parts) else tuple(  # each end added like ms
+            sum(p.range_ms[end] - p.run_ms for p in parts) + first.run_ms for end in (0, 1))
+        return replace(first, ms=ms, not_costed=tuple(sorted(missing.items())), range_ms=spans)
 
 
 @dataclass(frozen=True)

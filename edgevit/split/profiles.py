@@ -80,7 +80,7 @@ class ProfiledDevice:
                             profile_created_utc=self.profile.created_utc,
                             predictor_version=prediction.predictor_version,
                             not_costed=tuple(sorted((str(k), int(v)) for k, v in missing.items())),
-                            idle_curve=prediction.idle_curve)
+                            idle_curve=prediction.idle_curve, range_ms=prediction.range_ms)
 
     def to_dict(self) -> dict[str, Any]:
         """What a plan records of the profile (``latency.profiles``)."""

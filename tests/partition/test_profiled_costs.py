@@ -6,6 +6,8 @@ real pieces is tested in ``tests/split/test_profiles.py``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edgevit.devices import Cluster, Device
@@ -87,6 +89,20 @@ def test_a_stage_pays_the_per_call_overhead_once():
     other = PieceCost("s2", 1, 1, 1, 0, 10, 10, 1.0, {"d": _timed(1.0, profile="other.json")})
     with pytest.raises(PlanningError, match="different profiles"):
         stage_cost([segments[0], other], "stage0")
+
+
+def test_a_stage_adds_its_segments_ranges_like_their_times_and_a_plan_keeps_them():
+    """Each end of the references' range is added as the times are (the overhead paid once); a
+    segment without a range leaves the stage without one; the range round-trips through a plan's cost."""
+    ranged = [PieceCost(f"s{i}", 1, 1, 1, 0, 10, 10, 1.0,
+                        {"d": replace(_timed(2.0, run_ms=0.25), range_ms=(1.75, 2.5))}) for i in range(2)]
+    stage = stage_cost(ranged, "stage0").profiled["d"]
+    assert stage.ms == pytest.approx(3.75) and stage.range_ms == (pytest.approx(1.5 + 1.5 + 0.25), pytest.approx(4.75))
+    assert stage.to_dict()["range_ms"] == [pytest.approx(3.25), pytest.approx(4.75)]
+    assert PieceCost.from_dict("st", stage_cost(ranged, "st").to_dict()) == stage_cost(ranged, "st")
+    mixed = [ranged[0], PieceCost("s9", 1, 1, 1, 0, 10, 10, 1.0, {"d": _timed(2.0, run_ms=0.25)})]
+    assert stage_cost(mixed, "stage0").profiled["d"].range_ms is None
+    assert "range_ms" not in _timed(2.0).to_dict()  # no references: nothing recorded
 
 
 def test_pipeline_balancing_gives_the_slower_device_fewer_segments():
