@@ -33,8 +33,9 @@ For each device and backend (onnxruntime for ``.onnx``, LiteRT for ``.tflite``):
 3. **Predict**: :func:`edgevit.predict.predict` with the device's profile. The kernels are fitted
    on the calibration models only (generic sizes); the probe also timed every measured cell's
    artifact as a **reference model** (in the same sweeps), and the fit scales a prediction's
-   kernels by the median measured / predicted ratio of the references of its precision,
-   ``fit(profile, leave_out=family)``: the predicted model's family contributes nothing
+   kernels by two factors fitted to the references of its precision, one for the token kinds and
+   one for the rest, damped toward the references' median measured / predicted ratio (since
+   predictor version 10; one median factor before), ``fit(profile, leave_out=family)``: the predicted model's family contributes nothing
    (leave-one-family-out). The kernels' sum alone (no scale) is reported beside it.
 4. **Baseline**: today's model, ``ms = GMACs x (ms per GMAC)``, one number per device, target and
    precision, fitted on the *measured* cells of the other families (leave-one-family-out): the
@@ -344,6 +345,7 @@ def predicted_fields(path: Path, models: CostModels, family: str, measured: floa
     probed = {"probe_ms": own[0], "probe_error": own[0] / measured - 1} if own else {}
     return {**probed, "predicted_ms": prediction.total_ms, "error": prediction.total_ms / measured - 1,
             "scale": prediction.scale, "scale_references": prediction.scale_references,
+            "group_scale": list(prediction.group_scale) if prediction.group_scale else None,
             "range_ms": list(prediction.range_ms) if prediction.range_ms else None,
             "kernels_ms": alone.total_ms, "kernels_error": alone.total_ms / measured - 1,
             "complete": prediction.complete, "unknown": dict(prediction.unknown),
@@ -464,7 +466,7 @@ def markdown(results: dict, finished: bool) -> str:
                   summary_line("the probe's own timing of the same artifact (a perfect kernel model's best)",
                                [c["probe_error"] for c in cells if "probe_error" in c]),
                   range_line([c for c in cells if c.get("range_ms")]), "",
-                  "| model | cell | measured ms | passes ms | predicted ms | error | scale (refs) | kernels alone ms "
+                  "| model | cell | measured ms | passes ms | predicted ms | error | scale (token / rest, refs) | kernels alone ms "
                   "| error | GMACs model ms | error | complete |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for c in row["cells"]:
@@ -474,7 +476,7 @@ def markdown(results: dict, finished: bool) -> str:
             spread = " / ".join(f"{v:.2f}" for v in c.get("passes_ms", []))
             lines.append(f"| {c['model']} | {c['target']}-{c['precision']} | {c['measured_ms']:.2f} | {spread} | "
                          f"{c['predicted_ms']:.2f} | {c['error']:+.1%} | {c.get('scale', 1.0):.3f} "
-                         f"({c.get('scale_references', 0)}) | {c.get('kernels_ms', float('nan')):.2f} | "
+                         f"({_groups(c)}{c.get('scale_references', 0)}) | {c.get('kernels_ms', float('nan')):.2f} | "
                          f"{c.get('kernels_error', float('nan')):+.1%} | {c.get('gmacs_ms', float('nan')):.2f} | "
                          f"{c.get('gmacs_error', float('nan')):+.1%} | {'yes' if c['complete'] else _missing(c)} |")
         worst = sorted(cells, key=lambda c: -abs(c["error"]))[:5]
@@ -508,6 +510,12 @@ def range_line(cells: list[dict]) -> str:
     width = float(np.median([(c["range_ms"][1] - c["range_ms"][0]) / c["predicted_ms"] for c in cells]))
     return (f"**the references' range** (the prediction at the lowest and the highest reference factor): the measured "
             f"time inside it in {inside} of {len(cells)} cells; median width {width:.0%} of the prediction.")
+
+
+def _groups(cell: dict) -> str:
+    """``"0.95 / 1.10, "``: a cell's two reference factors (token kinds, the rest), or nothing before version 10."""
+    groups = cell.get("group_scale")
+    return f"{groups[0]:.2f} / {groups[1]:.2f}, " if groups else ""
 
 
 def _missing(cell: dict) -> str:

@@ -40,9 +40,20 @@ calibration models alone. On this project's AVX2 machine the sum over-predicted 
 cells (ONNX and TFLite, fp32 and int8), by a median of 13-21%. A profile may hold whole models timed the
 same way (:class:`~edgevit.predict.profile.ReferenceTiming`); the fit then gives each precision
 one **scale**, the median over its references of measured / predicted (less the ``run`` time
-both), and predictions multiply their kernels by it. ``fit(profile, leave_out=family)`` leaves a
-family's references out, so a model of that family is predicted from other families' models
-only (how ``benchmarks/predictor.py`` judges the predictor).
+both). ``fit(profile, leave_out=family)`` leaves a family's references out, so a model of that
+family is predicted from other families' models only (how ``benchmarks/predictor.py`` judges
+the predictor).
+
+The references do not miss by one factor for every kind: the token kinds (:data:`TOKEN_KINDS`:
+linear layers, attention products, softmax, LayerNorm, GELU) of an attention-heavy ViT and the
+convolutions of a conv-heavy CAS-ViT can land apart. Since predictor version 10 each precision
+gets two factors, ``a`` for the token kinds and ``b`` for the rest (:attr:`CostModel.group_scales`,
+:func:`group_scales`): least squares on the references' relative errors,
+``(fixed + a * token + b * rest) / measured - 1``, damped toward the single median factor by
+:data:`SCALE_DAMPING` (as many references' weight pulling each factor to it): a handful of
+references cannot pin two free factors (undamped, this project's benchmark scored worse on 7 of 8
+sets of measurements; damped, as good or better on 15 of 16: ``docs/predict.md``). Predictions
+multiply their token kernels by ``a`` and the rest by ``b``.
 
 **One request after an idle gap.** The calibration and reference models are timed back to
 back. A device asked once in a while (a split plan's piece, once per end-to-end request) runs
@@ -81,10 +92,15 @@ import numpy as np
 from edgevit.predict.kernels import KINDS, MAPPING_VERSION, Kernel, features
 from edgevit.predict.profile import DeviceProfile, KernelTiming, ReferenceTiming
 
-__all__ = ["STAND_INS", "CostModel", "KindModel", "fit", "idle_curve", "idle_ratio", "idle_time", "io_cost", "mapping_note"]
+__all__ = ["SCALE_DAMPING", "STAND_INS", "TOKEN_KINDS", "CostModel", "KindModel", "fit", "group_scales", "idle_curve",
+           "idle_ratio", "idle_time", "io_cost", "mapping_note"]
 
 #: changes whenever fitting or kernel mapping changes what a prediction is (recorded in predictions and plans)
-PREDICTOR_VERSION = 9
+PREDICTOR_VERSION = 10
+#: the kinds that work on a ViT's tokens; the reference scale gives them a factor of their own (:func:`group_scales`)
+TOKEN_KINDS = frozenset({"linear", "matmul", "softmax", "layernorm", "gelu"})
+#: how hard the two reference factors are pulled toward the single median one, in references' weight
+SCALE_DAMPING = 3.0
 #: kinds never timed alone -> the kind (fp32) whose fitted model costs them
 STAND_INS = {"quantize": "elementwise", "dequantize": "elementwise"}
 
@@ -124,7 +140,9 @@ class CostModel:
     ``scales``: ``{precision: (factor, references)}``, what a model of that precision multiplies
     its kernels' sum by, and how many reference models gave it (none: 1.0); ``scale_ranges``:
     ``{precision: (lowest, highest)}``, the references' own ratios the factor is the median of (how
-    far a model's kernels can land from its price, as far as the references tell).
+    far a model's kernels can land from its price, as far as the references tell);
+    ``group_scales``: ``{precision: (token kinds' factor, the rest's factor)}`` (:func:`group_scales`),
+    what a prediction multiplies its kernels by (see :meth:`factor`).
     ``idle_curve``: ``((ms, ratio), ...)``, a model's time one request after an idle gap of
     ``idle_gap_ms`` over its back-to-back time, by size (:func:`idle_ratio`), from ``idle_points``
     models timed both ways (empty: not measured). ``io_ms_per_byte``: what a call pays per byte
@@ -139,11 +157,20 @@ class CostModel:
     cpu_flags: tuple[str, ...] = ()
     scales: Mapping[str, tuple[float, int]] = field(default_factory=dict, hash=False)
     scale_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False)
+    group_scales: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False)
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_gap_ms: float = 0.0
     idle_points: int = 0
     io_ms_per_byte: float = 0.0
     notes: tuple[str, ...] = ()
+
+    def factor(self, kind: str, precision: str) -> float:
+        """What a kernel of ``kind`` in a model of ``precision`` is multiplied by: its group's factor
+        (:attr:`group_scales`), else the precision's single factor, else 1."""
+        if precision in self.group_scales:
+            token, rest = self.group_scales[precision]
+            return token if kind in TOKEN_KINDS else rest
+        return self.scales.get(precision, (1.0, 0))[0]
 
     def io_ms(self, nbytes: int) -> float:
         """What one call pays to copy ``nbytes`` of inputs and outputs."""
@@ -192,10 +219,33 @@ def fit(profile: DeviceProfile, leave_out: str | None = None) -> CostModel:
                       profile.cpu_flags, io_ms_per_byte=io, notes=notes)
     references = [r for r in profile.references if r.family != leave_out]
     pairs = [(t.ms, t.idle_ms) for t in (*profile.timings, *references) if t.idle_ms is not None and t.ms > 0]
-    ratios = _reference_ratios(model, references)
+    sums = _reference_sums(model, references)
+    ratios = {precision: [own / (token + rest) for _, own, token, rest in rows] for precision, rows in sums.items()}
     return replace(model, scales={precision: (float(np.median(r)), len(r)) for precision, r in ratios.items()},
-                   scale_ranges={precision: (min(r), max(r)) for precision, r in ratios.items()}, idle_curve=idle_curve(pairs),
-                   idle_gap_ms=profile.measurement.idle_gap_ms if pairs else 0.0, idle_points=len(pairs))
+                   scale_ranges={precision: (min(r), max(r)) for precision, r in ratios.items()},
+                   group_scales={precision: group_scales(rows) for precision, rows in sums.items()},
+                   idle_curve=idle_curve(pairs), idle_gap_ms=profile.measurement.idle_gap_ms if pairs else 0.0,
+                   idle_points=len(pairs))
+
+
+def group_scales(references: list[tuple[float, float, float, float]], damping: float | None = None) -> tuple[float, float]:
+    """``(a, b)``: the factors of the token kinds and of the rest, from ``references``, each
+    ``(measured ms, measured less the fixed costs, token kernels' sum, the rest's sum)``.
+
+    Least squares of the relative errors ``(fixed + a * token + b * rest) / measured - 1`` plus
+    ``damping`` (default :data:`SCALE_DAMPING`) times ``(a - s)^2 + (b - s)^2``, ``s`` the median of
+    ``own / (token + rest)``: the single factor, which the two equal when every reference agrees
+    with it. A negative factor gives ``(s, s)``.
+    """
+    damping = SCALE_DAMPING if damping is None else damping
+    single = float(np.median([own / (token + rest) for _, own, token, rest in references]))
+    x = [[token / ms, rest / ms] for ms, _, token, rest in references]
+    y = [own / ms for ms, own, _, _ in references]
+    if damping:
+        x += list(np.sqrt(damping) * np.eye(2))
+        y += [np.sqrt(damping) * single] * 2
+    (token, rest), *_ = np.linalg.lstsq(np.array(x), np.array(y), rcond=None)
+    return (single, single) if min(token, rest) < 0 else (float(token), float(rest))
 
 
 def mapping_note(profile: DeviceProfile) -> str | None:
@@ -247,17 +297,19 @@ def idle_ratio(curve: tuple[tuple[float, float], ...], ms: float) -> float:
     return float(np.interp(np.log(max(ms, 1e-9)), np.log(sizes), ratios))
 
 
-def _reference_ratios(model: CostModel, references: list[ReferenceTiming]) -> dict[str, list[float]]:
-    """``{precision: [measured / predicted of each of its references]}``, both less the run time
-    and the copying of the reference's inputs and outputs; a reference with a kernel the model
-    cannot price is left out."""
-    ratios: dict[str, list[float]] = defaultdict(list)
+def _reference_sums(model: CostModel, references: list[ReferenceTiming]) -> dict[str, list[tuple[float, float, float, float]]]:
+    """``{precision: [(measured, measured less the run time and the copying of its inputs and
+    outputs, its token kernels' predicted sum, the rest's)]}``, a row per reference; a reference
+    with a kernel the model cannot price, or none, is left out."""
+    sums: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
     for reference in references:
-        prices = [(model.price(k)[0], n) for k, n in reference.kernels]
-        if all(ms is not None for ms, _ in prices) and (kernels := sum(ms * n for ms, n in prices)) > 0:
+        prices = [(model.price(k)[0], n, k.kind in TOKEN_KINDS) for k, n in reference.kernels]
+        if all(ms is not None for ms, _, _ in prices) and sum(ms * n for ms, n, _ in prices) > 0 and reference.ms > 0:
             own = reference.ms - model.run_ms - model.io_ms(reference.io_bytes)
-            ratios[reference.precision].append(max(0.0, own) / kernels)
-    return dict(sorted(ratios.items()))
+            token = sum(ms * n for ms, n, is_token in prices if is_token)
+            sums[reference.precision].append((reference.ms, max(0.0, own), token,
+                                              sum(ms * n for ms, n, is_token in prices if not is_token)))
+    return dict(sorted(sums.items()))
 
 
 #: timings a kind needs (alone and in chains together) to give its estimate of the copying cost

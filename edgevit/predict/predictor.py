@@ -6,7 +6,8 @@ model), the rest are grouped by the profile backend's fusion rules
 (:mod:`edgevit.predict.fusion`), each group sized as one kernel (:mod:`edgevit.predict.mapping`)
 and costed with the models fitted to the profile (:mod:`edgevit.predict.fit`). The total is
 the profile's ``run`` time plus every kernel's time; a profile with reference models scales the
-kernels by its factor for the model's precision (int8 when any kernel is), and the rows carry
+kernels by its factors for the model's precision (int8 when any kernel is): one for the token
+kinds, one for the rest (:attr:`~edgevit.predict.fit.CostModel.group_scales`), and the rows carry
 the scaled times, so that they add up to the total.
 
 Nothing is dropped silently: every op of the main graph lands in exactly one row of
@@ -93,10 +94,13 @@ class Prediction:
         approximated: ``{"kind dtype": count}`` of int8 kernels costed as their float kind.
         backend / format / profile: what was predicted for, and the profile's summary line.
         predictor_version: :data:`edgevit.predict.fit.PREDICTOR_VERSION`.
-        scale / scale_references: the factor every row was multiplied by (the profile's reference
-            models, :mod:`edgevit.predict.fit`) and how many reference models gave it (0: none, 1.0).
-        scale_range: the lowest and highest of those references' own factors (None: no references);
-            :attr:`range_ms` is the prediction at each.
+        scale / scale_references: the factor the kernels were multiplied by, as a whole (their
+            scaled sum over their sum as fitted), from the profile's reference models
+            (:mod:`edgevit.predict.fit`), and how many reference models gave it (0: none, 1.0).
+        group_scale: ``(token kinds' factor, the rest's factor)``, what each row was multiplied by
+            (:data:`~edgevit.predict.fit.TOKEN_KINDS`; None: no references).
+        scale_range: the lowest and highest of those references' own single factors (None: no
+            references); :attr:`range_ms` is the prediction at each.
         idle_curve / idle_points / idle_gap_ms: one request after ``idle_gap_ms`` of idle takes
             ``total_ms`` times the curve's ratio at ``total_ms`` (:attr:`idle_ms`,
             :func:`edgevit.predict.fit.idle_ratio`), from ``idle_points`` models timed both ways;
@@ -117,6 +121,7 @@ class Prediction:
     scale: float = 1.0
     scale_references: int = 0
     scale_range: tuple[float, float] | None = None
+    group_scale: tuple[float, float] | None = None
     idle_curve: tuple[tuple[float, float], ...] = ()
     idle_points: int = 0
     idle_gap_ms: float = 0.0
@@ -131,13 +136,14 @@ class Prediction:
     @property
     def range_ms(self) -> tuple[float, float] | None:
         """The prediction with the kernels scaled by the lowest and by the highest reference's own
-        factor instead of their median: where the references say this model's time may land (on
-        this project's benchmark the measured time fell inside it in 23 of 32 cells on each device,
-        ``docs/predict.md``); None without references."""
+        single factor instead of the fitted ones, widened to hold the prediction itself: where the
+        references say this model's time may land (on this project's benchmark the measured time
+        fell inside it in 23 of 32 cells on each device, ``docs/predict.md``); None without references."""
         if self.scale_range is None or not self.scale:
             return None
         fixed, kernels = self.run_ms + self.io_ms, self.total_ms - self.run_ms - self.io_ms
-        return tuple(fixed + kernels * factor / self.scale for factor in self.scale_range)
+        low, high = (fixed + kernels * factor / self.scale for factor in self.scale_range)
+        return min(low, self.total_ms), max(high, self.total_ms)
 
     @property
     def complete(self) -> bool:
@@ -158,6 +164,7 @@ class Prediction:
             "profile": self.profile, "predictor_version": self.predictor_version, "complete": self.complete,
             "scale": self.scale, "scale_references": self.scale_references,
             "scale_range": list(self.scale_range) if self.scale_range else None,
+            "group_scale": list(self.group_scale) if self.group_scale else None,
             "range_ms": list(self.range_ms) if self.range_ms else None,
             "idle_ms": self.idle_ms, "idle_gap_ms": self.idle_gap_ms, "idle_points": self.idle_points,
             "idle_curve": [list(knot) for knot in self.idle_curve],
@@ -174,7 +181,9 @@ class Prediction:
         lines = [f"predicted {self.total_ms:.3f} ms ({self.backend}, {self.profile}); run overhead {self.run_ms:.3f} ms"
                  + (f", inputs and outputs {self.io_ms:.3f} ms" if self.io_ms else "")]
         if self.scale_references:
-            lines.append(f"kernels scaled by {self.scale:.3f} (the median over {self.scale_references} reference models)")
+            groups = (f": token kinds x{self.group_scale[0]:.3f}, the rest x{self.group_scale[1]:.3f}"
+                      if self.group_scale else "")
+            lines.append(f"kernels scaled by {self.scale:.3f}{groups} (fitted to {self.scale_references} reference models)")
             if self.range_ms is not None and self.scale_references > 1:
                 low, high = self.range_ms
                 lines.append(f"the references ranged x{self.scale_range[0]:.3f} to x{self.scale_range[1]:.3f}: "
@@ -239,15 +248,18 @@ def predict(source: str | Path | OpGraph, profile: str | Path | DeviceProfile | 
     graph = read_graph(source)
     rows = _rows(graph, model, _rules(model.backend, graph), model.cpu_flags)
     precision = "int8" if any(r.kernel is not None and r.kernel.dtype == "int8" for r in rows) else "fp32"
-    factor, references = model.scales.get(precision, (1.0, 0))
+    references = model.scales.get(precision, (1.0, 0))[1]
     spread = model.scale_ranges.get(precision) if references else None
-    rows = [replace(r, ms=r.ms * factor) for r in rows]
+    fitted = sum(r.ms for r in rows)
+    rows = [replace(r, ms=r.ms * model.factor(r.kernel.kind, precision)) if r.kernel is not None else r for r in rows]
+    factor = sum(r.ms for r in rows) / fitted if fitted else model.factor("", precision)
     unknown = Counter(r.op_types[0] for r in rows if r.status in ("unknown", "unsized"))
     uncalibrated = _count(rows, "uncalibrated")
     io = model.io_ms(io_bytes(graph))
     return Prediction(model.run_ms + io + sum(r.ms for r in rows), model.run_ms, tuple(rows), dict(unknown),
                       uncalibrated, _count(rows, "approximated"), model.backend, graph.format, model.profile,
-                      scale=factor, scale_references=references, scale_range=spread, idle_curve=model.idle_curve,
+                      scale=factor, scale_references=references, scale_range=spread,
+                      group_scale=model.group_scales.get(precision) if references else None, idle_curve=model.idle_curve,
                       idle_points=model.idle_points, idle_gap_ms=model.idle_gap_ms, io_ms=io, notes=model.notes)
 
 

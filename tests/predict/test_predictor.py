@@ -4,6 +4,8 @@ unknown ops and uncalibrated kernels are reported, fusion needs private intermed
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -14,6 +16,7 @@ from predict_fakes import RUN_MS, SAMPLES, fake_profile, true_ms
 from edgevit.errors import InvalidArgumentError
 from edgevit.formats import Op, OpGraph, Tensor
 from edgevit.predict import DeviceProfile, Kernel, KernelTiming, ReferenceTiming, fit, map_kernels, predict
+from edgevit.predict.fit import SCALE_DAMPING, TOKEN_KINDS
 from edgevit.predict.kernels import MAPPING_VERSION
 
 # -- a synthetic ONNX-shaped graph: one transformer block, a conv stem and an unknown op ----------------
@@ -299,36 +302,102 @@ def _reference(model, family, kernels, factor):
     return ReferenceTiming(model, family, ms, tuple(counts.items()))
 
 
+def _token_rest(kernels):
+    """The true sums of ``kernels``' token kinds and of the rest."""
+    token = sum(true_ms(kind, dims) for kind, dims in kernels if kind in TOKEN_KINDS)
+    return token, sum(true_ms(kind, dims) for kind, dims in kernels) - token
+
+
+def _damped(references, damping):
+    """The two factors from the normal equations of the damped least squares, solved by hand:
+    ``references`` are ``(factor, kernels)`` as :func:`_reference` builds them."""
+    rows = []
+    for factor, kernels in references:
+        token, rest = _token_rest(kernels)
+        measured = RUN_MS + factor * (token + rest)
+        rows.append((token / measured, rest / measured, factor * (token + rest) / measured))
+    single = float(np.median([factor for factor, _ in references]))
+    uu, uv, vv = (sum(u * u for u, _, _ in rows) + damping, sum(u * v for u, v, _ in rows),
+                  sum(v * v for _, v, _ in rows) + damping)
+    uw, vw = sum(u * w for u, _, w in rows) + damping * single, sum(v * w for _, v, w in rows) + damping * single
+    det = uu * vv - uv * uv
+    return (uw * vv - uv * vw) / det, (uu * vw - uv * uw) / det
+
+
+def _assert_scaled(prediction, expected, token_factor, rest_factor):
+    """Each row is its kernel's true time times its group's factor, and they add up to the total."""
+    token, rest = _token_rest(expected)
+    assert prediction.group_scale == (pytest.approx(token_factor), pytest.approx(rest_factor))
+    assert prediction.total_ms == pytest.approx(RUN_MS + token_factor * token + rest_factor * rest, rel=1e-9)
+    assert prediction.scale == pytest.approx((token_factor * token + rest_factor * rest) / (token + rest), rel=1e-9)
+    assert sum(r.ms for r in prediction.kernels) == pytest.approx(prediction.total_ms - RUN_MS, rel=1e-12)
+    for row in prediction.kernels:
+        if row.kernel is not None and row.ms:
+            factor = token_factor if row.kernel.kind in TOKEN_KINDS else rest_factor
+            assert row.ms == pytest.approx(factor * true_ms(row.kernel.kind, dict(row.kernel.dims)), rel=1e-6)
+
+
 def test_reference_models_scale_the_prediction_and_leave_out_the_predicted_family():
+    """Each precision's single factor is the median of its references' own; the prediction's two
+    factors (token kinds, the rest) are the damped least squares around it; a family left out
+    gives nothing to either."""
     graph, expected = block_graph()
-    kernel_sum = sum(true_ms(kind, dims) for kind, dims in expected)
     small, large = expected[:5], expected[5:]
-    references = (_reference("a1", "a", small, 0.8), _reference("a2", "a", large, 0.8), _reference("b1", "b", large, 0.9),
-                  _reference("c1", "c", expected, 1.5))
-    profile = replace(fake_profile(), references=references)
+    made = [("a1", "a", small, 0.8), ("a2", "a", large, 0.8), ("b1", "b", large, 0.9), ("c1", "c", expected, 1.5)]
+    profile = replace(fake_profile(), references=tuple(_reference(m, f, k, x) for m, f, k, x in made))
     # the median of 0.8, 0.8, 0.9, 1.5 over all four; without family c: the median of 0.8, 0.8, 0.9
+    assert fit(profile).scales["fp32"] == (pytest.approx(0.85), 4)
+    assert fit(profile, leave_out="c").scales["fp32"] == (pytest.approx(0.8), 3)
     whole = predict(graph, profile)
-    assert (whole.scale, whole.scale_references) == (pytest.approx(0.85), 4)
-    assert whole.total_ms == pytest.approx(RUN_MS + 0.85 * kernel_sum, rel=1e-9)
-    assert sum(r.ms for r in whole.kernels) == pytest.approx(whole.total_ms - RUN_MS, rel=1e-12)
+    assert whole.scale_references == 4
+    _assert_scaled(whole, expected, *_damped([(x, k) for _, _, k, x in made], SCALE_DAMPING))
     left = predict(graph, fit(profile, leave_out="c"))
-    assert (left.scale, left.scale_references) == (pytest.approx(0.8), 3)
-    assert left.total_ms == pytest.approx(RUN_MS + 0.8 * kernel_sum, rel=1e-9)
-    assert "scaled by 0.800 (the median over 3 reference models)" in left.table()
+    token, rest = _damped([(x, k) for _, f, k, x in made if f != "c"], SCALE_DAMPING)
+    _assert_scaled(left, expected, token, rest)
+    assert 0.8 < rest < 0.9 and 0.8 <= token < 0.9  # the rest-only reference ran at 0.8, the token-heavy ones 0.8 and 0.9
+    assert (f"scaled by {left.scale:.3f}: token kinds x{token:.3f}, the rest x{rest:.3f} (fitted to 3 reference models)"
+            in left.table())
+    assert left.to_dict()["group_scale"] == [pytest.approx(token), pytest.approx(rest)]
     bare = predict(graph, fake_profile())
     assert bare.scale == 1.0 and bare.scale_range is None and bare.range_ms is None  # no references: kernels as fitted
+    assert bare.group_scale is None and bare.to_dict()["group_scale"] is None
     assert "references ranged" not in bare.table() and bare.to_dict()["range_ms"] is None
 
 
+def test_references_that_price_token_kinds_apart_from_the_rest_give_two_factors(monkeypatch):
+    """References that run their token kernels at x0.7 and the rest at x1.3: undamped the fit
+    finds both factors exactly; damped, each lands between its own and the single median; when
+    every reference agrees on one factor, both are that factor, damped or not."""
+    fit_module = sys.modules["edgevit.predict.fit"]
+    graph, expected = block_graph()
+    kernels = [expected[:3], expected[5:], expected, expected[3:], expected[:7]]
+
+    def skewed(name, parts):
+        token, rest = _token_rest(parts)
+        counts = Counter(Kernel.of(kind, **dims) for kind, dims in parts)
+        return ReferenceTiming(name, name, RUN_MS + 0.7 * token + 1.3 * rest, tuple(counts.items()))
+
+    profile = replace(fake_profile(), references=tuple(skewed(f"r{i}", k) for i, k in enumerate(kernels)))
+    single = fit(profile).scales["fp32"][0]
+    damped = predict(graph, profile)
+    assert 0.7 < damped.group_scale[0] < single < damped.group_scale[1] < 1.3
+    monkeypatch.setattr(fit_module, "SCALE_DAMPING", 0.0)
+    _assert_scaled(predict(graph, profile), expected, 0.7, 1.3)
+    agreeing = replace(profile, references=tuple(_reference(f"r{i}", f"r{i}", k, 1.1) for i, k in enumerate(kernels)))
+    for damping in (0.0, 3.0):
+        monkeypatch.setattr(fit_module, "SCALE_DAMPING", damping)
+        _assert_scaled(predict(graph, agreeing), expected, 1.1, 1.1)
+
+
 def test_a_prediction_gives_the_range_its_references_own_factors_span():
-    """The lowest and highest reference factor price the same kernels as the median does: a range
-    around the prediction, shown in the table and the JSON; one reference gives no spread to show."""
+    """The lowest and highest reference factor price the same kernels as the fitted factors do: a
+    range around the prediction, shown in the table and the JSON; one reference gives no spread to show."""
     graph, expected = block_graph()
     kernel_sum = sum(true_ms(kind, dims) for kind, dims in expected)
     references = (_reference("a1", "a", expected, 0.7), _reference("b1", "b", expected[5:], 1.1),
                   _reference("c1", "c", expected[:5], 0.9))
     prediction = predict(graph, replace(fake_profile(), references=references))
-    assert prediction.scale == pytest.approx(0.9) and prediction.scale_range == (pytest.approx(0.7), pytest.approx(1.1))
+    assert prediction.scale_range == (pytest.approx(0.7), pytest.approx(1.1))
     low, high = prediction.range_ms
     assert (low, high) == (pytest.approx(RUN_MS + 0.7 * kernel_sum, rel=1e-9), pytest.approx(RUN_MS + 1.1 * kernel_sum, rel=1e-9))
     assert low < prediction.total_ms < high
