@@ -22,12 +22,13 @@ device's profile happen at the edge (``edgevit.split.profiles``); this module re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgevit.devices import Device
-from edgevit.errors import PlanningError
+from edgevit.errors import ArtifactError, PlanningError
 from edgevit.precision import PRECISIONS
 
 
@@ -195,12 +196,36 @@ class ProfiledTime:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfiledTime:
-        return cls(float(data["ms"]), float(data.get("run_ms", 0.0)), str(data["backend"]), str(data["profile"]),
-                   str(data.get("profile_sha256", "")), str(data.get("profile_created_utc", "")),
-                   int(data["predictor_version"]),
-                   tuple(sorted((str(k), int(v)) for k, v in dict(data.get("not_costed") or {}).items())),
-                   tuple((float(ms), float(ratio)) for ms, ratio in data.get("idle_curve") or ()),
-                   None if data.get("range_ms") is None else (float(data["range_ms"][0]), float(data["range_ms"][1])))
+        """A predicted time as a plan records it (:meth:`to_dict`).
+
+        Raises:
+            ArtifactError: a field is missing or not what :meth:`to_dict` writes (a plan file is
+                read as untrusted data: a wrong value is named, not passed on).
+        """
+        if not isinstance(data, Mapping):
+            raise _malformed("the entry", data, "an object with ms, backend, profile and predictor_version")
+        missing = [key for key in ("ms", "backend", "profile", "predictor_version") if key not in data]
+        if missing:
+            raise ArtifactError(f"a predicted time in plan.json is missing {', '.join(missing)}; {_REWRITE}")
+        curve = data.get("idle_curve") or ()
+        if not isinstance(curve, (list, tuple)) or not all(isinstance(k, (list, tuple)) and len(k) == 2 for k in curve):
+            raise _malformed("idle_curve", curve, "a list of [ms, ratio] pairs")
+        spread = data.get("range_ms")
+        if spread is not None and (not isinstance(spread, (list, tuple)) or len(spread) != 2):
+            raise _malformed("range_ms", spread, "[low, high] or null")
+        not_costed = data.get("not_costed") or {}
+        if not isinstance(not_costed, Mapping):
+            raise _malformed("not_costed", not_costed, "an object of {what: count}")
+        version = data["predictor_version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise _malformed("predictor_version", version, "a positive integer")
+        low_high = None if spread is None else (_ms("range_ms", spread[0]), _ms("range_ms", spread[1]))
+        if low_high is not None and low_high[0] > low_high[1]:
+            raise _malformed("range_ms", spread, "[low, high] with low <= high")
+        return cls(_ms("ms", data["ms"]), _ms("run_ms", data.get("run_ms", 0.0)), str(data["backend"]),
+                   str(data["profile"]), str(data.get("profile_sha256", "")), str(data.get("profile_created_utc", "")),
+                   version, tuple(sorted((str(k), int(_ms("not_costed", v))) for k, v in not_costed.items())),
+                   tuple((_ms("idle_curve", ms), _ms("idle_curve", ratio)) for ms, ratio in curve), low_high)
 
     @staticmethod
     def chained(parts: Iterable[ProfiledTime]) -> ProfiledTime:
@@ -226,6 +251,20 @@ class ProfiledTime:
         spans = None if any(p.range_ms is None for p in parts) else tuple(  # each end added like ms
             sum(p.range_ms[end] - p.run_ms for p in parts) + first.run_ms for end in (0, 1))
         return replace(first, ms=ms, not_costed=tuple(sorted(missing.items())), range_ms=spans)
+
+
+_REWRITE = "the plan was edited or written by something else: split the model again to rewrite it"
+
+
+def _malformed(name: str, value: Any, expected: str) -> ArtifactError:
+    return ArtifactError(f"a predicted time in plan.json has {name} = {value!r:.80}; expected {expected}; {_REWRITE}")
+
+
+def _ms(name: str, value: Any) -> float:
+    """``value`` as a finite non-negative number, else the error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise _malformed(name, value, "a finite number >= 0")
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from edgevit.devices import Cluster, Device
-from edgevit.errors import PlanningError
+from edgevit.errors import ArtifactError, PlanningError
 from edgevit.partition.cost import PieceCost, ProfiledTime, compute_ms, compute_source
 from edgevit.partition.pipeline import balance_pipeline, stage_cost
 from edgevit.partition.placement import place, single_device
@@ -89,6 +89,34 @@ def test_a_stage_pays_the_per_call_overhead_once():
     other = PieceCost("s2", 1, 1, 1, 0, 10, 10, 1.0, {"d": _timed(1.0, profile="other.json")})
     with pytest.raises(PlanningError, match="different profiles"):
         stage_cost([segments[0], other], "stage0")
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"ms": "fast"}, "ms = 'fast'; expected a finite number >= 0"),
+    ({"ms": float("nan")}, "ms = nan"),
+    ({"run_ms": -1.0}, "run_ms = -1.0"),
+    ({"predictor_version": "10"}, "predictor_version = '10'; expected a positive integer"),
+    ({"range_ms": [3.0]}, "range_ms = [3.0]; expected [low, high] or null"),
+    ({"range_ms": [4.0, 3.0]}, "expected [low, high] with low <= high"),
+    ({"range_ms": ["a", 3.0]}, "range_ms = 'a'"),
+    ({"idle_curve": [[1.0]]}, "idle_curve = [[1.0]]; expected a list of [ms, ratio] pairs"),
+    ({"idle_curve": [[1.0, None]]}, "idle_curve = None"),
+    ({"not_costed": ["Erf"]}, "not_costed = ['Erf']; expected an object"),
+    ({"ms": None, "profile": None}, "ms = None"),
+])
+def test_a_malformed_predicted_time_in_a_plan_is_refused_naming_the_field(change, words):
+    """A plan file is untrusted data: each field a predicted time records is checked on reading,
+    and a wrong one is named with what is allowed, rather than surfacing as a bare ValueError."""
+    good = replace(_timed(2.0, run_ms=0.25), range_ms=(1.75, 2.5), idle_curve=((1.0, 1.5), (10.0, 1.1))).to_dict()
+    assert ProfiledTime.from_dict(good).range_ms == (1.75, 2.5)
+    with pytest.raises(ArtifactError, match="split the model again") as caught:
+        ProfiledTime.from_dict({**good, **change})
+    assert words in str(caught.value)
+    for key in ("ms", "predictor_version"):
+        with pytest.raises(ArtifactError, match=f"missing {key}"):
+            ProfiledTime.from_dict({k: v for k, v in good.items() if k != key})
+    with pytest.raises(ArtifactError, match="expected an object"):
+        PieceCost.from_dict("sub0", {"profiled": {"fast": [2.0]}})
 
 
 def test_a_stage_adds_its_segments_ranges_like_their_times_and_a_plan_keeps_them():
